@@ -1,0 +1,95 @@
+"""The model families a build can be made from a config: a torch-free table.
+
+The harness validates a suite's ``config:`` blocks against it (key names and types) without
+importing transformers; the worker side (``workers/builds``) instantiates the family's own
+transformers classes from it.
+
+Each family names its transformers ``model_type``, whether it is an MoE family, and which of its
+config keys hold the expert count, the experts per token and the expert width.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+_COMMON = {
+    "vocab_size": int,
+    "hidden_size": int,
+    "intermediate_size": int,
+    "num_hidden_layers": int,
+    "num_attention_heads": int,
+    "num_key_value_heads": int,
+    "head_dim": int,
+    "hidden_act": str,
+    "max_position_embeddings": int,
+    "initializer_range": float,
+    "rms_norm_eps": float,
+    "tie_word_embeddings": bool,
+    "rope_theta": float,
+    "attention_bias": bool,
+    "attention_dropout": float,
+}
+_MOE = {
+    "num_experts_per_tok": int,
+    "norm_topk_prob": bool,
+    "router_aux_loss_coef": float,
+    "output_router_logits": bool,
+}
+
+
+@attrs.frozen
+class Family:
+    model_type: str
+    causal_lm_class: str  # transformers class name, e.g. "OlmoeForCausalLM"
+    moe: bool
+    keys: dict  # config key -> python type
+    num_experts_key: str | None = None
+    expert_width_key: str | None = None  # per-expert FFN width
+    shared_width_key: str | None = None  # shared expert FFN width (0 or absent: none)
+
+
+FAMILIES: dict[str, Family] = {
+    f.model_type: f
+    for f in [
+        Family("llama", "LlamaForCausalLM", False, {**_COMMON, "mlp_bias": bool}),
+        Family("olmo", "OlmoForCausalLM", False, {**_COMMON, "clip_qkv": float}),
+        Family("qwen3", "Qwen3ForCausalLM", False, dict(_COMMON)),
+        Family(
+            "olmoe", "OlmoeForCausalLM", True,
+            {**_COMMON, **_MOE, "num_experts": int, "clip_qkv": float},
+            num_experts_key="num_experts", expert_width_key="intermediate_size",
+        ),
+        Family(
+            "mixtral", "MixtralForCausalLM", True,
+            {**_COMMON, **_MOE, "num_local_experts": int, "router_jitter_noise": float},
+            num_experts_key="num_local_experts", expert_width_key="intermediate_size",
+        ),
+        Family(
+            "qwen2_moe", "Qwen2MoeForCausalLM", True,
+            {**_COMMON, **_MOE, "num_experts": int, "moe_intermediate_size": int,
+             "shared_expert_intermediate_size": int, "decoder_sparse_step": int, "mlp_only_layers": list,
+             "qkv_bias": bool},
+            num_experts_key="num_experts", expert_width_key="moe_intermediate_size",
+            shared_width_key="shared_expert_intermediate_size",
+        ),
+        Family(
+            "qwen3_moe", "Qwen3MoeForCausalLM", True,
+            {**_COMMON, **_MOE, "num_experts": int, "num_local_experts": int, "moe_intermediate_size": int,
+             "decoder_sparse_step": int, "mlp_only_layers": list},
+            num_experts_key="num_experts", expert_width_key="moe_intermediate_size",
+        ),
+    ]
+}
+
+
+def type_name(t: type) -> str:
+    return {int: "int", float: "float", bool: "bool", str: "str", list: "list"}.get(t, t.__name__)
+
+
+def check_value(t: type, value) -> bool:
+    """Is ``value`` (from YAML) acceptable for a config key of python type ``t``?"""
+    if t is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if t is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, t)
