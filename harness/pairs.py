@@ -1,0 +1,45 @@
+"""Match each MoE variant with its dense twins: equal active and equal total parameters."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class Pair:
+    kind: str  # "active" or "total"
+    moe: str
+    dense: str
+    ratio: float  # dense count / MoE count on the matched basis
+
+    def to_dict(self) -> dict:
+        return attrs.asdict(self)
+
+
+def match_pairs(params: dict[str, dict], is_moe: dict[str, bool], tolerance: float = 0.10,
+                embeddings: bool = True) -> list[Pair]:
+    """Pairs within ``tolerance`` (relative), closest first for each MoE variant.
+
+    ``params`` maps variant name to its parameter counts ({total, active, total_no_embed,
+    active_no_embed}); a dense variant's active count equals its total. With ``embeddings``
+    False the counts without embedding parameters are matched.
+    """
+    suffix = "" if embeddings else "_no_embed"
+    moes = [n for n in params if is_moe.get(n)]
+    denses = [n for n in params if is_moe.get(n) is False]
+    out: list[Pair] = []
+    for kind in ("active", "total"):
+        for m in moes:
+            target = params[m].get(kind + suffix)
+            if not target:
+                continue
+            found = []
+            for d in denses:
+                count = params[d].get("total" + suffix)
+                if not count:
+                    continue
+                ratio = count / target
+                if abs(ratio - 1) <= tolerance + 1e-12:
+                    found.append(Pair(kind, m, d, ratio))
+            out.extend(sorted(found, key=lambda p: abs(p.ratio - 1)))
+    return out

@@ -1,0 +1,128 @@
+"""Expand a suite into variants and jobs, and give each job its key.
+
+A variant is one build under one routing strategy; a job is one unit of work on one worker.
+The job key is a content hash of everything that determines the job's result, so a result
+file named by it can be reused by any later run that asks for the same thing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import metadata
+
+import attrs
+
+from harness import __version__
+from harness.suite import ModelSpec, RoutingSpec, Suite
+
+# Bump when the result layout or the way a job is computed changes: old results stop matching.
+RESULT_SCHEMA = 1
+_VERSION_PACKAGES = ("torch", "transformers", "lm_eval")
+
+
+def canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def digest(obj, n: int = 16) -> str:
+    return hashlib.sha256(canonical(obj).encode()).hexdigest()[:n]
+
+
+def package_versions() -> dict[str, str]:
+    """Versions that determine results, read from package metadata (no import of torch)."""
+    out = {"moe-harness": __version__, "result_schema": str(RESULT_SCHEMA)}
+    for name in _VERSION_PACKAGES:
+        try:
+            out[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def variant_name(model: ModelSpec, routing: RoutingSpec | None) -> str:
+    if routing is None or (routing.name == "native" and not routing.params):
+        return model.name
+    return f"{model.name}@{routing.label}"
+
+
+def variant_spec(model: ModelSpec, routing: RoutingSpec | None) -> dict:
+    return {
+        "name": variant_name(model, routing),
+        "model": model.name,
+        "build": model.build,
+        "routing": routing.to_dict() if routing is not None else None,
+        "dtype": model.dtype,
+        "trust_remote_code": model.trust_remote_code,
+        "experts_implementation": model.experts_implementation,
+    }
+
+
+def build_id(variant: dict) -> str:
+    """What a worker's model cache is keyed by: the same build loads once for all its routings."""
+    return digest([variant["build"], variant["dtype"], variant["trust_remote_code"],
+                   variant["experts_implementation"]])
+
+
+@attrs.frozen
+class PlannedJob:
+    key: str
+    spec: dict
+    affinity: str
+
+    @property
+    def kind(self) -> str:
+        return self.spec["kind"]
+
+    @property
+    def variant(self) -> str:
+        return self.spec["variant"]["name"]
+
+    def summary(self) -> dict:
+        out = {"key": self.key, "kind": self.kind, "variant": self.variant, "model": self.spec["variant"]["model"]}
+        if "task" in self.spec:
+            out["task"] = self.spec["task"]["name"]
+        if "probe" in self.spec:
+            out["probe"] = self.spec["probe"]["name"]
+        return out
+
+
+def job_key(spec: dict, versions: dict | None = None) -> str:
+    return digest({"spec": spec, "versions": versions or package_versions()}, n=24)
+
+
+def variants(suite: Suite) -> list[dict]:
+    out = []
+    for model in suite.models:
+        for routing in model.routing or (None,):
+            out.append(variant_spec(model, routing))
+    return out
+
+
+def expand(suite: Suite) -> tuple[list[dict], list[PlannedJob]]:
+    """Suite → (variant specs, jobs): a describe job per variant, then evaluate and probe jobs."""
+    versions = package_versions()
+    vs = variants(suite)
+    specs: list[dict] = []
+    for v in vs:
+        specs.append({"kind": "describe", "variant": v})
+    for v in vs:
+        for task in suite.tasks:
+            specs.append({"kind": "evaluate", "variant": v, "task": task.to_dict(), "seed": suite.seed,
+                          "eval": dict(suite.eval)})
+    for v in vs:
+        for probe in suite.probes:
+            specs.append({"kind": "probe", "variant": v, "probe": probe.to_dict(), "seed": suite.seed})
+    jobs = [PlannedJob(job_key(s, versions), s, build_id(s["variant"])) for s in specs]
+    return vs, jobs
+
+
+def plan_document(suite: Suite, vs: list[dict], jobs: list[PlannedJob], pairs: list | None = None) -> dict:
+    return {
+        "suite": suite.name,
+        "versions": package_versions(),
+        "pairing": {"tolerance": suite.pairing.tolerance},
+        "variants": vs,
+        "jobs": [j.summary() for j in jobs],
+        "pairs": pairs or [],
+    }

@@ -1,0 +1,196 @@
+"""`harness run SUITE`: plan the jobs, skip the ones already done, dispatch the rest, report.
+
+Every result is written the moment its job finishes, so an interrupted run loses nothing:
+running it again (same or new folder) skips every job whose key already has a result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from harness import plan as planner
+from harness.pairs import match_pairs
+from harness.store import Store, write_json_atomic
+from harness.suite import Suite, load
+
+console = Console(stderr=True)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("suite", type=Path, help="suite YAML file")
+    p.add_argument("--out", type=Path, help="run folder (default reports/<suite>-<UTC time>)")
+    p.add_argument("--workers", help="worker endpoints, comma-separated, or @FILE with one per line "
+                                     "(default: the suite's, else start local daemons)")
+    p.add_argument("--local-workers", type=int, help="how many local daemons to start (default: the suite's)")
+    p.add_argument("--device", default="cpu", help="device for local daemons (default cpu)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds of silence before a worker is lost")
+    p.add_argument("--keys", type=Path, help="CURVE key folder (from `harness keys`) for tcp workers")
+    p.add_argument("--no-cache", action="store_true", help="ignore the shared result cache")
+    p.add_argument("--no-report", action="store_true", help="skip writing the report")
+
+
+def run_folder(suite: Suite, out: Path | None) -> Path:
+    if out is not None:
+        return out
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return Path("reports") / f"{suite.name}-{stamp}"
+
+
+def parse_endpoints(value: str | None, suite_workers: tuple[str, ...]) -> list[str]:
+    items = [w.strip() for w in value.split(",")] if value else list(suite_workers)
+    out: list[str] = []
+    for item in items:
+        if not item:
+            continue
+        if item.startswith("@"):
+            out.extend(line.strip() for line in Path(item[1:]).read_text().splitlines()
+                       if line.strip() and not line.startswith("#"))
+        else:
+            out.append(item)
+    return out
+
+
+def record_for(job: planner.PlannedJob, outcome: dict) -> dict:
+    """One line of results.jsonl: the job's identity, its status and the worker's result."""
+    rec = job.summary()
+    rec.update(status=outcome["status"], error=outcome.get("error"), attempts=outcome.get("attempts", 1),
+               worker=outcome.get("worker"), spec=job.spec)
+    rec.update(outcome.get("result") or {})
+    return rec
+
+
+def compute_pairs(suite: Suite, records: list[dict]) -> list[dict]:
+    params, is_moe = {}, {}
+    for r in records:
+        if r.get("kind") == "describe" and r.get("status") == "ok":
+            params[r["variant"]] = r["params"]
+            is_moe[r["variant"]] = bool(r.get("build", {}).get("moe"))
+    return [p.to_dict() for p in match_pairs(params, is_moe, suite.pairing.tolerance)]
+
+
+class _Interrupts:
+    """Ctrl-C once: stop dispatching, let running jobs finish. Twice: cancel them."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.cancel = threading.Event()
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if not self.stop.is_set():
+            self.stop.set()
+            console.print("[yellow]Ctrl-C: no new jobs; running jobs finish (Ctrl-C again cancels them)[/]")
+        else:
+            self.cancel.set()
+            console.print("[red]Ctrl-C again: cancelling running jobs[/]")
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoints: list[str],
+            local_workers: int, device: str, timeout: float, keys: Path | None) -> dict[str, int]:
+    """Run the jobs that have no result yet; return counts by status."""
+    counts = {"reused": 0, "ok": 0, "failed": 0, "not run": 0}
+    todo = []
+    for job in jobs:
+        if store.done(job.key):
+            counts["reused"] += 1
+        else:
+            todo.append(job)
+    if not todo:
+        return counts
+
+    from harness.coordinator import Coordinator, Job  # ZeroMQ, no torch
+    from harness.local import start_local_workers
+
+    started = None
+    if not endpoints:
+        n = min(local_workers, len(todo))
+        console.print(f"starting {n} local worker daemon(s) on {device} ...")
+        started = start_local_workers(n, device=device)
+        endpoints = list(started.endpoints)
+    finished: set[str] = set()
+    try:
+        coord = Coordinator(endpoints, timeout_s=timeout, client_keys=keys)
+        by_key = {j.key: j for j in todo}
+        with _Interrupts() as interrupts, Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[note]}"), console=console, transient=False,
+        ) as progress:
+            bar = progress.add_task("jobs", total=len(todo), note="")
+
+            def on_result(job, outcome):
+                planned = by_key[job.key]
+                store.put(planned.key, record_for(planned, outcome))
+                finished.add(planned.key)
+                counts["ok" if outcome["status"] == "ok" else "failed"] += 1
+                note = f"{planned.kind} {planned.variant}"
+                if outcome["status"] != "ok":
+                    progress.console.print(f"[red]failed[/] {note}: {outcome.get('error')}")
+                progress.update(bar, advance=1, note=note)
+
+            def on_progress(job, done, total, note=""):
+                planned = by_key.get(job.key)
+                label = f"{planned.kind} {planned.variant}" if planned else job.key[:8]
+                progress.update(bar, note=f"{label}: {done}/{total} {note}".strip())
+
+            coord.run([Job(key=j.key, spec=j.spec, affinity=j.affinity) for j in todo], on_result,
+                      on_progress=on_progress, stop=interrupts.stop, cancel=interrupts.cancel)
+        coord.close()
+    finally:
+        if started is not None:
+            started.stop()
+    counts["not run"] = len(todo) - len(finished)
+    return counts
+
+
+def main(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    suite = load(args.suite)
+    run_dir = run_folder(suite, args.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(args.suite, run_dir / "suite.yaml")
+    vs, jobs = planner.expand(suite)
+    store = Store(run_dir, use_cache=not args.no_cache)
+    write_json_atomic(run_dir / "plan.json", planner.plan_document(suite, vs, jobs))
+    console.print(f"[bold]{suite.name}[/]: {len(vs)} variants, {len(jobs)} jobs → {run_dir}")
+
+    endpoints = parse_endpoints(args.workers, suite.workers)
+    counts = execute(suite, jobs, store, endpoints, args.local_workers or suite.local_workers, args.device,
+                     args.timeout, args.keys)
+
+    keys = [j.key for j in jobs]
+    records = store.records(keys)
+    pairs = compute_pairs(suite, records)
+    write_json_atomic(run_dir / "plan.json", planner.plan_document(suite, vs, jobs, pairs))
+    store.write_results_jsonl(keys)
+    if not args.no_report:
+        from harness.report import write_report
+
+        written = write_report(run_dir)
+        console.print(f"report: {written.get('md', run_dir / 'report.md')}")
+    elapsed = time.perf_counter() - t0
+    summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+    console.print(f"done in {elapsed:.1f}s: {summary or 'nothing to do'}")
+    return 0 if counts["failed"] == 0 and counts["not run"] == 0 else 1
+
+
+def dump_suite(suite: Suite) -> str:
+    return yaml.safe_dump(suite.raw, sort_keys=False)

@@ -1,0 +1,420 @@
+"""Suite files: YAML → validated attrs classes.
+
+Every error is a :class:`SuiteError` naming the YAML path of the offending value
+(``models[2].config.num_experts: expected int, got 'many'``); the CLI prints it on one line
+and exits with code 2. Plugin names and parameters (routing strategies, probes) are checked
+here against the torch-free plugin registries, so a typo fails before any worker starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+from workers.families import FAMILIES, check_value, type_name
+from workers.registry import Registry, UnknownName
+
+DTYPES = ("float32", "bfloat16", "float16")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+class SuiteError(ValueError):
+    def __init__(self, path: str, message: str):
+        self.path, self.message = path, message
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+# ---------------------------------------------------------------- the suite's classes
+
+
+@attrs.frozen
+class RoutingSpec:
+    name: str
+    params: dict = attrs.field(factory=dict)
+    label: str = "native"  # shown in variant names: topk(k=2)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "params": dict(self.params)}
+
+
+@attrs.frozen
+class ModelSpec:
+    name: str
+    build: dict  # {"checkpoint": str} or {"config": {...}, "seed": int}
+    family: str | None  # model_type where known without loading (config builds, local checkpoints)
+    moe: bool | None  # None: not known until a worker describes it (hub checkpoints)
+    routing: tuple[RoutingSpec, ...]
+    dtype: str
+    trust_remote_code: bool = False
+    experts_implementation: str | None = None
+
+
+@attrs.frozen
+class TaskSpec:
+    name: str
+    path: str | None  # absolute path of a local lm-eval task YAML, or None for a registered task
+    limit: int | float | None = None
+    num_fewshot: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "path": self.path, "limit": self.limit, "num_fewshot": self.num_fewshot}
+
+
+@attrs.frozen
+class ProbeSpec:
+    name: str
+    params: dict = attrs.field(factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "params": dict(self.params)}
+
+
+@attrs.frozen
+class Pairing:
+    tolerance: float = 0.10
+
+
+@attrs.frozen
+class Suite:
+    name: str
+    path: Path | None
+    models: tuple[ModelSpec, ...]
+    tasks: tuple[TaskSpec, ...]
+    probes: tuple[ProbeSpec, ...] = ()
+    workers: tuple[str, ...] = ()
+    pairing: Pairing = Pairing()
+    seed: int = 1234
+    dtype: str = "float32"
+    local_workers: int = 1
+    eval: dict = attrs.field(factory=dict)
+    raw: dict = attrs.field(factory=dict, repr=False)  # the YAML as read, kept for the run folder
+
+
+# ---------------------------------------------------------------- small checking helpers
+
+
+def _known(path: str, data: dict, allowed: typing.Iterable[str]) -> None:
+    allowed = list(allowed)
+    for key in data:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise SuiteError(f"{path}.{key}" if path else str(key),
+                             f"unknown key{hint}; known: {', '.join(allowed)}")
+
+
+def _got(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else f"{type(value).__name__} {value!r}"
+
+
+def _expect(path: str, value: Any, t: type | tuple, what: str | None = None) -> Any:
+    ok = isinstance(value, t) and not (isinstance(value, bool) and bool not in (t if isinstance(t, tuple) else (t,)))
+    if not ok:
+        names = what or " or ".join(type_name(x) for x in (t if isinstance(t, tuple) else (t,)))
+        raise SuiteError(path, f"expected {names}, got {_got(value)}")
+    return value
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    """Does a YAML value fit a (simple) type annotation of a plugin config field?"""
+    if tp is Any:
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return value in typing.get_args(tp)
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
+    if origin is dict or tp is dict:
+        return isinstance(value, dict)
+    if tp in (int, float, bool, str):
+        return check_value(tp, value)
+    return isinstance(value, tp) if isinstance(tp, type) else True
+
+
+def _type_str(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_str(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        return f"list of {_type_str(args[0])}" if args else "list"
+    return type_name(tp) if isinstance(tp, type) else str(tp)
+
+
+def structure(cls: type, data: dict, path: str) -> Any:
+    """Build a plugin's attrs config class from suite data: unknown keys, wrong types and
+    failing validators all become SuiteErrors at ``path``."""
+    attrs.resolve_types(cls)
+    fields = {f.name: f for f in attrs.fields(cls) if f.init}
+    _known(path, data, fields)
+    for key, value in data.items():
+        tp = fields[key].type
+        if tp is not None and not _type_ok(value, tp):
+            raise SuiteError(f"{path}.{key}", f"expected {_type_str(tp)}, got {_got(value)}")
+    try:
+        return cls(**data)
+    except (TypeError, ValueError) as exc:
+        raise SuiteError(path, str(exc).splitlines()[0]) from None
+
+
+def plugin(registry: Registry, item: Any, path: str) -> tuple[str, dict, Any]:
+    """``name`` or ``{name: ..., **params}`` → (name, params, config object)."""
+    if isinstance(item, str):
+        item = {"name": item}
+    _expect(path, item, dict, "a name or a map with 'name'")
+    if "name" not in item:
+        raise SuiteError(path, "missing 'name'")
+    name = _expect(f"{path}.name", item["name"], str)
+    try:
+        cls = registry.get(name)
+    except UnknownName as exc:
+        raise SuiteError(f"{path}", str(exc)) from None
+    params = {k: v for k, v in item.items() if k != "name"}
+    return name, params, structure(cls, params, path)
+
+
+def _routing_registry() -> Registry:
+    from workers.routing.config import ROUTING  # torch-free config classes
+
+    return ROUTING
+
+
+def _probe_registry() -> Registry:
+    from workers.probes.config import PROBES  # torch-free config classes
+
+    return PROBES
+
+
+# ---------------------------------------------------------------- sections
+
+
+def _parse_build(path: str, m: dict, base: Path, seed: int) -> tuple[dict, str | None, bool | None]:
+    has = [k for k in ("checkpoint", "config") if k in m]
+    if len(has) != 1:
+        raise SuiteError(path, "give exactly one of 'checkpoint' (a local directory or hub id) or 'config'")
+    if "checkpoint" in m:
+        ckpt = _expect(f"{path}.checkpoint", m["checkpoint"], str)
+        looks_local = ckpt.startswith((".", "/", "~")) or (base / ckpt).exists()
+        if not looks_local:
+            if not re.match(r"^[\w.-]+(/[\w.-]+)?$", ckpt):
+                raise SuiteError(f"{path}.checkpoint", f"not a local directory nor a hub id: {ckpt!r}")
+            return {"checkpoint": ckpt}, None, None
+        local = (base / Path(ckpt).expanduser()).resolve()
+        if not local.is_dir():
+            raise SuiteError(f"{path}.checkpoint", f"no such checkpoint directory: {local}")
+        cfg_file = local / "config.json"
+        if not cfg_file.is_file():
+            raise SuiteError(f"{path}.checkpoint", f"{local} has no config.json: not a Hugging Face checkpoint")
+        import json
+
+        model_type = json.loads(cfg_file.read_text()).get("model_type")
+        fam = FAMILIES.get(model_type)
+        moe = fam.moe if fam else None
+        return {"checkpoint": str(local)}, model_type, moe
+    cfg = _expect(f"{path}.config", m["config"], dict)
+    if "model_type" not in cfg:
+        raise SuiteError(f"{path}.config", f"missing 'model_type'; known: {', '.join(sorted(FAMILIES))}")
+    mt = cfg["model_type"]
+    if mt not in FAMILIES:
+        close = difflib.get_close_matches(str(mt), list(FAMILIES), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise SuiteError(f"{path}.config.model_type",
+                         f"unknown model family {mt!r}{hint}; known: {', '.join(sorted(FAMILIES))}")
+    fam = FAMILIES[mt]
+    rest = {k: v for k, v in cfg.items() if k != "model_type"}
+    _known(f"{path}.config", rest, fam.keys)
+    for key, value in rest.items():
+        t = fam.keys[key]
+        if not check_value(t, value):
+            raise SuiteError(f"{path}.config.{key}", f"expected {type_name(t)}, got {_got(value)}")
+        if t is int and value <= 0 and key not in ("decoder_sparse_step",):
+            raise SuiteError(f"{path}.config.{key}", f"must be positive, got {value}")
+    build_seed = m.get("seed", seed)
+    _expect(f"{path}.seed", build_seed, int)
+    return {"config": dict(cfg), "seed": build_seed}, mt, fam.moe
+
+
+def _routing_label(name: str, params: dict) -> str:
+    if not params:
+        return name
+    inner = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
+    return f"{name}({inner})"
+
+
+def _parse_model(path: str, m: Any, base: Path, seed: int, dtype: str) -> ModelSpec:
+    _expect(path, m, dict, "a map")
+    _known(path, m, ["name", "checkpoint", "config", "seed", "routing", "dtype", "trust_remote_code",
+                     "experts_implementation"])
+    if "name" not in m:
+        raise SuiteError(path, "missing 'name'")
+    name = _expect(f"{path}.name", m["name"], str)
+    if not _NAME_RE.match(name):
+        raise SuiteError(f"{path}.name", f"{name!r}: use letters, digits and _ . + - only")
+    build, family, moe = _parse_build(path, m, base, seed)
+    routing_items = m.get("routing")
+    routes: list[RoutingSpec] = []
+    if routing_items is not None:
+        if moe is False:
+            raise SuiteError(f"{path}.routing", f"{name!r} is a dense build ({family}); routing applies to MoE builds")
+        if isinstance(routing_items, (str, dict)):
+            routing_items = [routing_items]
+        _expect(f"{path}.routing", routing_items, list)
+        routing_registry = _routing_registry()
+        for j, item in enumerate(routing_items):
+            rname, params, _cfg = plugin(routing_registry, item, f"{path}.routing[{j}]")
+            routes.append(RoutingSpec(rname, params, _routing_label(rname, params)))
+        labels = [r.label for r in routes]
+        dup = next((lab for lab in labels if labels.count(lab) > 1), None)
+        if dup:
+            raise SuiteError(f"{path}.routing", f"strategy {dup} listed twice")
+    elif moe is not False:
+        routes.append(RoutingSpec("native", {}, "native"))
+    mdtype = m.get("dtype", dtype)
+    if mdtype not in DTYPES:
+        raise SuiteError(f"{path}.dtype", f"expected one of {', '.join(DTYPES)}, got {_got(mdtype)}")
+    trc = _expect(f"{path}.trust_remote_code", m.get("trust_remote_code", False), bool)
+    impl = m.get("experts_implementation")
+    if impl is not None:
+        _expect(f"{path}.experts_implementation", impl, str)
+    return ModelSpec(name, build, family, moe, tuple(routes), mdtype, trc, impl)
+
+
+def _task_name_from_yaml(path: str, file: Path) -> str:
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    try:
+        doc = yaml.load(file.read_text(), Loader=_Loader)
+    except yaml.YAMLError as exc:
+        raise SuiteError(path, f"{file} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("task"), str):
+        raise SuiteError(path, f"{file} is not an lm-eval task file (no 'task:' name)")
+    return doc["task"]
+
+
+def _parse_task(path: str, t: Any, base: Path) -> TaskSpec:
+    if isinstance(t, str):
+        t = {"path": t} if t.endswith((".yaml", ".yml")) else {"name": t}
+    _expect(path, t, dict, "a task name or a map")
+    _known(path, t, ["name", "path", "limit", "num_fewshot"])
+    if "path" in t:
+        p = _expect(f"{path}.path", t["path"], str)
+        file = (base / Path(p).expanduser()).resolve()
+        if not file.is_file():
+            raise SuiteError(f"{path}.path", f"no such task file: {file}")
+        name = _task_name_from_yaml(f"{path}.path", file)
+        if "name" in t and t["name"] != name:
+            raise SuiteError(f"{path}.name", f"{t['name']!r} does not match the file's task {name!r}")
+        task_path = str(file)
+    elif "name" in t:
+        name = _expect(f"{path}.name", t["name"], str)
+        task_path = None
+    else:
+        raise SuiteError(path, "give 'name' (an lm-eval task) or 'path' (a local task YAML)")
+    limit = t.get("limit")
+    if limit is not None:
+        _expect(f"{path}.limit", limit, (int, float))
+        if limit <= 0 or (isinstance(limit, float) and limit > 1):
+            raise SuiteError(f"{path}.limit", f"expected a positive count or a fraction in (0, 1], got {limit}")
+    shots = t.get("num_fewshot")
+    if shots is not None:
+        _expect(f"{path}.num_fewshot", shots, int)
+        if shots < 0:
+            raise SuiteError(f"{path}.num_fewshot", f"must be >= 0, got {shots}")
+    return TaskSpec(name, task_path, limit, shots)
+
+
+TOP_KEYS = ["name", "description", "seed", "dtype", "models", "tasks", "probes", "workers", "pairing",
+            "local_workers", "eval"]
+
+
+def parse(data: Any, path: Path | None = None) -> Suite:
+    """Validate an already-loaded YAML document. ``path`` resolves relative file names."""
+    base = path.parent.resolve() if path else Path.cwd()
+    _expect("", data, dict, "a map at the top of the suite")
+    _known("", data, TOP_KEYS)
+    if "name" not in data:
+        raise SuiteError("name", "missing: every suite has a name")
+    name = _expect("name", data["name"], str)
+    if not _NAME_RE.match(name):
+        raise SuiteError("name", f"{name!r}: use letters, digits and _ . + - only")
+    seed = _expect("seed", data.get("seed", 1234), int)
+    dtype = data.get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise SuiteError("dtype", f"expected one of {', '.join(DTYPES)}, got {_got(dtype)}")
+
+    models_raw = _expect("models", data.get("models"), list, "a list of models")
+    if not models_raw:
+        raise SuiteError("models", "empty: a suite needs at least one model")
+    models = [_parse_model(f"models[{i}]", m, base, seed, dtype) for i, m in enumerate(models_raw)]
+    seen: dict[str, int] = {}
+    for i, m in enumerate(models):
+        if m.name in seen:
+            raise SuiteError(f"models[{i}].name", f"{m.name!r} already used by models[{seen[m.name]}]")
+        seen[m.name] = i
+
+    tasks_raw = _expect("tasks", data.get("tasks", []) or [], list)
+    tasks = [_parse_task(f"tasks[{i}]", t, base) for i, t in enumerate(tasks_raw)]
+
+    probes_raw = _expect("probes", data.get("probes", []) or [], list)
+    probes = []
+    if probes_raw:
+        probe_registry = _probe_registry()
+        for i, item in enumerate(probes_raw):
+            pname, params, _cfg = plugin(probe_registry, item, f"probes[{i}]")
+            probes.append(ProbeSpec(pname, params))
+
+    workers_raw = data.get("workers", []) or []
+    if isinstance(workers_raw, str):
+        workers_raw = [w for w in workers_raw.split(",") if w]
+    _expect("workers", workers_raw, list)
+    for i, ep in enumerate(workers_raw):
+        _expect(f"workers[{i}]", ep, str)
+        if not re.match(r"^(tcp|ipc)://\S+$", ep) and not ep.startswith("@"):
+            raise SuiteError(f"workers[{i}]", f"expected an endpoint like tcp://host:5555 or ipc:///path, got {ep!r}")
+
+    pairing_raw = _expect("pairing", data.get("pairing", {}) or {}, dict)
+    _known("pairing", pairing_raw, ["tolerance"])
+    tol = _expect("pairing.tolerance", pairing_raw.get("tolerance", 0.10), (int, float))
+    if not 0 <= tol < 1:
+        raise SuiteError("pairing.tolerance", f"expected a fraction in [0, 1), got {tol}")
+
+    local = _expect("local_workers", data.get("local_workers", 1), int)
+    if local < 1:
+        raise SuiteError("local_workers", f"must be >= 1, got {local}")
+    eval_opts = _expect("eval", data.get("eval", {}) or {}, dict)
+
+    return Suite(name=name, path=path, models=tuple(models), tasks=tuple(tasks), probes=tuple(probes),
+                 workers=tuple(workers_raw), pairing=Pairing(float(tol)), seed=seed, dtype=dtype,
+                 local_workers=local, eval=dict(eval_opts), raw=data)
+
+
+def load(path: str | Path) -> Suite:
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError("", f"no such suite file: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise SuiteError("", f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse(data, path)
