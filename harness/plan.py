@@ -82,6 +82,8 @@ class PlannedJob:
         out = {"key": self.key, "kind": self.kind, "variant": self.variant, "model": self.spec["variant"]["model"]}
         if "task" in self.spec:
             out["task"] = self.spec["task"]["name"]
+        if "shard" in self.spec:
+            out["shard"] = self.spec["shard"]
         if "probe" in self.spec:
             out["probe"] = self.spec["probe"]["name"]
         return out
@@ -108,8 +110,12 @@ def expand(suite: Suite) -> tuple[list[dict], list[PlannedJob]]:
         specs.append({"kind": "describe", "variant": v})
     for v in vs:
         for task in suite.tasks:
-            specs.append({"kind": "evaluate", "variant": v, "task": task.to_dict(), "seed": suite.seed,
-                          "eval": dict(suite.eval)})
+            spec = {"kind": "evaluate", "variant": v, "task": task.to_dict(), "seed": suite.seed,
+                    "eval": dict(suite.eval)}
+            if task.shards == 1:
+                specs.append(spec)
+            else:  # one evaluation split over workers; merged exactly after the run (harness/shards.py)
+                specs.extend({**spec, "shard": {"index": i, "count": task.shards}} for i in range(task.shards))
     for v in vs:
         for probe in suite.probes:
             specs.append({"kind": "probe", "variant": v, "probe": probe.to_dict(), "seed": suite.seed})

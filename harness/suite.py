@@ -62,6 +62,7 @@ class TaskSpec:
     path: str | None  # absolute path of a local lm-eval task YAML, or None for a registered task
     limit: int | float | None = None
     num_fewshot: int | None = None
+    shards: int = 1  # split one evaluation over this many workers holding the same variant
 
     def to_dict(self) -> dict:
         return {"name": self.name, "path": self.path, "limit": self.limit, "num_fewshot": self.num_fewshot}
@@ -314,7 +315,7 @@ def _parse_task(path: str, t: Any, base: Path) -> TaskSpec:
     if isinstance(t, str):
         t = {"path": t} if t.endswith((".yaml", ".yml")) else {"name": t}
     _expect(path, t, dict, "a task name or a map")
-    _known(path, t, ["name", "path", "limit", "num_fewshot"])
+    _known(path, t, ["name", "path", "limit", "num_fewshot", "shards"])
     if "path" in t:
         p = _expect(f"{path}.path", t["path"], str)
         file = (base / Path(p).expanduser()).resolve()
@@ -339,7 +340,10 @@ def _parse_task(path: str, t: Any, base: Path) -> TaskSpec:
         _expect(f"{path}.num_fewshot", shots, int)
         if shots < 0:
             raise SuiteError(f"{path}.num_fewshot", f"must be >= 0, got {shots}")
-    return TaskSpec(name, task_path, limit, shots)
+    shards = _expect(f"{path}.shards", t.get("shards", 1), int)
+    if shards < 1:
+        raise SuiteError(f"{path}.shards", f"must be >= 1, got {shards}")
+    return TaskSpec(name, task_path, limit, shots, shards)
 
 
 TOP_KEYS = ["name", "description", "seed", "dtype", "models", "tasks", "probes", "workers", "pairing",

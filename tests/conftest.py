@@ -18,3 +18,58 @@ def _isolated_home(tmp_path_factory):
         os.environ["MOE_HARNESS_HOME"] = str(home)
         os.environ["MOE_HARNESS_TEST_HOME_SET"] = "1"
     yield Path(os.environ["MOE_HARNESS_HOME"])
+
+
+# ---- evaluation (tests/test_evaluation.py, tests/test_eval_parity.py) -------------------------
+EVAL_TINY_CONFIG = {
+    "model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 128,
+}
+
+
+@pytest.fixture(scope="session")
+def eval_tiny_checkpoint(_isolated_home):
+    """A tiny random Llama with the byte tokenizer, saved by workers.builds (128-token window)."""
+    from workers.builds.materialize import materialize
+
+    return Path(materialize({"config": dict(EVAL_TINY_CONFIG), "seed": 0}))
+
+
+@pytest.fixture(scope="session")
+def eval_tiny_model(eval_tiny_checkpoint):
+    """``(model, tokenizer)`` loaded once in float32 from eval_tiny_checkpoint."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(1)
+    model = AutoModelForCausalLM.from_pretrained(eval_tiny_checkpoint, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(eval_tiny_checkpoint)
+
+
+# ---- report fixtures (harness/report) --------------------------------------------------------
+REPORT_FIXTURE = REPO / "tests" / "data" / "run_fixture"
+
+
+@pytest.fixture(scope="session")
+def report_fixture_run(tmp_path_factory):
+    """A copy of tests/data/run_fixture (synthetic run: MoE ×2 routings, 2 dense twins) with its report written."""
+    import shutil
+
+    from harness.report import write_report
+
+    run = tmp_path_factory.mktemp("report_run") / "fixture-smoke"
+    shutil.copytree(REPORT_FIXTURE, run)
+    write_report(run)
+    return run
+
+
+# ---- worker daemons (tests/test_daemon.py, test_coordinator.py, test_fuzz.py) ---------------
+@pytest.fixture(scope="session")
+def daemon_pool(_isolated_home):
+    """Two healthy local daemons (harness.local) serving tests/fault_jobs.py's test-* probes
+    besides the real jobs. Tests that kill or freeze daemons start their own."""
+    import fault_jobs
+    from harness.local import start_local_workers
+
+    with start_local_workers(2, env=fault_jobs.env(), extra_args=("--heartbeat-s", "0.25")) as workers:
+        yield workers

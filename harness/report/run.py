@@ -15,8 +15,8 @@ import yaml
 LOWER_IS_BETTER = ("perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "loss", "ter")
 #: metric names tried first when a task has several
 PREFERRED_METRICS = ("acc", "acc_norm", "exact_match", "f1", "mcc", "bleu")
-#: default relative tolerance for equal-active / equal-total pairing when the plan names none
-DEFAULT_PAIR_TOLERANCE = 0.15
+#: relative tolerance for equal-active / equal-total pairing when neither plan nor suite names one
+DEFAULT_PAIR_TOLERANCE = 0.10
 
 
 class ReportError(Exception):
@@ -195,12 +195,26 @@ class Run:
         return metric_names(merged)
 
     def routing(self, variant: str) -> dict | None:
-        """Routing telemetry: from evaluation first (the real task tokens), else probes, else describe."""
+        """Routing telemetry: from evaluation first (the real task tokens), else probes, else describe.
+
+        Telemetry that saw no token (e.g. a describe job's) is skipped.
+        """
         for kind in ("evaluate", "probe", "describe", "train"):
             for r in self.ok(kind, variant):
-                if isinstance(r.get("routing"), dict) and r["routing"].get("layers"):
-                    return r["routing"]
+                routing = r.get("routing")
+                if isinstance(routing, dict) and any(
+                        sum(c for c in (l.get("tokens_per_expert") or []) if isinstance(c, (int, float))) > 0
+                        for l in routing.get("layers") or []):
+                    return routing
         return None
+
+    def lower_is_better(self, task: str, metric: str) -> bool:
+        """From the evaluation's own ``higher_is_better`` where recorded, else by the metric's name."""
+        for r in self.ok("evaluate"):
+            hib = (r.get("higher_is_better") or {}).get(task)
+            if isinstance(hib, dict) and isinstance(hib.get(metric), bool):
+                return not hib[metric]
+        return lower_is_better(metric)
 
     def probes(self, variant: str | None = None) -> list[tuple[str, dict]]:
         """(variant, probe dict) for every ok probe result."""
@@ -235,10 +249,11 @@ class Run:
 
     # ---- pairs ---------------------------------------------------------------------------
     def pair_tolerance(self) -> float:
-        for source in (self.plan, self.suite.get("pairs") if isinstance(self.suite.get("pairs"), dict) else {}):
-            for key in ("pair_tolerance", "tolerance"):
-                if isinstance(source.get(key), (int, float)):
-                    return float(source[key])
+        """The suite's ``pairing.tolerance`` (from plan.json, else suite.yaml), else the suite default."""
+        for source in (self.plan, self.suite):
+            pairing = source.get("pairing")
+            if isinstance(pairing, dict) and isinstance(pairing.get("tolerance"), (int, float)):
+                return float(pairing["tolerance"])
         return DEFAULT_PAIR_TOLERANCE
 
     def pairs(self) -> list[Pair]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from harness.report.run import Run, is_stderr, lower_is_better
+from harness.report.run import Run, is_stderr
 
 BUCKETS = ("head", "torso", "tail")
 #: probe row columns shown first, in this order; any other keys follow as they come
@@ -44,26 +44,33 @@ def fmt_num(x, digits: int = 4) -> str:
     if isinstance(x, int):
         return str(x)
     if isinstance(x, float):
-        if math.isnan(x):
-            return "nan"
-        return f"{x:.{digits}g}" if abs(x) >= 1000 or (x != 0 and abs(x) < 1e-3) else f"{x:.{digits}f}".rstrip("0").rstrip(".") if "." in f"{x:.{digits}f}" else f"{x:.{digits}f}"
+        if math.isnan(x) or math.isinf(x):
+            return str(x)
+        return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.{digits}g}"
     if isinstance(x, (list, tuple)):
-        return ", ".join(fmt_num(v, digits) for v in x)
+        return "[" + ", ".join(fmt_num(v, digits) for v in x) + "]"
     if isinstance(x, dict):
-        return ", ".join(f"{k}: {fmt_num(v, digits)}" for k, v in x.items())
+        return "{" + ", ".join(f"{k}: {fmt_num(v, digits)}" for k, v in x.items()) + "}"
     return str(x)
+
+
+def fmt_value(x) -> str:
+    """A metric value: 4 decimals, or 4 significant digits when large (perplexities)."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return "-"
+    return f"{x:.4f}" if abs(x) < 1000 else f"{x:.4g}"
 
 
 def fmt_metric(value, stderr=None) -> str:
     if not isinstance(value, (int, float)):
         return "-"
-    return f"{value:.4f} ± {stderr:.4f}" if isinstance(stderr, (int, float)) else f"{value:.4f}"
+    return f"{fmt_value(value)} ± {fmt_value(stderr)}" if isinstance(stderr, (int, float)) else fmt_value(value)
 
 
 def fmt_diff(d) -> tuple[str, str, str]:
-    """(difference, CI, marker) for a bootstrap Diff or None."""
-    if d is None:
-        return "-", "no shared per-document samples", ""
+    """(difference, CI, marker) for a bootstrap Diff, or a reason (str) / None when there is none."""
+    if d is None or isinstance(d, str):
+        return "-", d or "no shared per-document samples", ""
     return f"{d.mean:+.4f}", f"[{d.lo:+.4f}, {d.hi:+.4f}]", "*" if d.significant else ""
 
 
@@ -159,8 +166,20 @@ def pair_diffs(run: Run, kind: str, seed: int = 0):
                 if metric not in ma[task] or metric not in md[task]:
                     continue
                 diff = paired_diff(sa.get(task, []), sd.get(task, []), metric, seed=seed)
+                if diff is None:
+                    diff = no_ci_reason(sa.get(task, []), sd.get(task, []), metric)
                 out.append((pair, task, metric, ma[task][metric], md[task][metric], diff))
     return out
+
+
+def no_ci_reason(samples_a: list, samples_b: list, metric: str) -> str:
+    """Why a metric has no paired interval: no samples, or values that are not per-document numbers."""
+    values = [s.get(metric) for s in samples_a[:1] + samples_b[:1] if metric in s]
+    if not samples_a or not samples_b:
+        return "no per-document samples"
+    if values and not all(isinstance(v, (int, float)) for v in values):
+        return "corpus-level metric: no per-document value"
+    return "no shared documents"
 
 
 def pairs_table(run: Run, kind: str, diffs=None) -> Table:
@@ -171,11 +190,13 @@ def pairs_table(run: Run, kind: str, diffs=None) -> Table:
     table = Table(title, cols, empty=f"No MoE variant has a dense twin at equal {kind} parameters in this run.")
     for pair, task, metric, a, b, d in diffs:
         diff_s, ci_s, mark = fmt_diff(d)
-        if d is not None and mark:
-            better = (d.mean < 0) if lower_is_better(metric) else (d.mean > 0)
+        if isinstance(d, str) and isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            diff_s = fmt_value(a - b) if abs(a - b) >= 1000 else f"{a - b:+.4f}"
+        if mark:
+            better = (d.mean < 0) if run.lower_is_better(task, metric) else (d.mean > 0)
             mark = "* MoE better" if better else "* dense better"
-        table.rows.append([pair.moe, pair.dense, f"{pair.ratio:.3f}", task, metric, f"{a:.4f}", f"{b:.4f}",
-                           diff_s, ci_s, str(d.n) if d else "-", mark])
+        table.rows.append([pair.moe, pair.dense, f"{pair.ratio:.3f}", task, metric, fmt_value(a), fmt_value(b),
+                           diff_s, ci_s, str(d.n) if not isinstance(d, (str, type(None))) else "-", mark])
     if table.rows:
         table.notes.append("CI: 95% paired bootstrap over the documents both variants answered (2000 resamples, "
                            "seed 0); * marks a CI that excludes zero.")
@@ -244,17 +265,17 @@ def probe_tables(run: Run) -> list[Table]:
         present = [c for c in PROBE_COLUMNS if any(c in row for _, p in entries for row in p.get("rows") or [])]
         cols = ["variant"] + present + extra
         table = Table(f"Probe: {name}", cols, empty=f"The {name} probe returned no rows.")
+        notes: dict[str, list] = {}
         for variant, probe in entries:
             rows = probe.get("rows") or []
             for row in rows:
                 table.rows.append([variant] + [fmt_num(row.get(c)) for c in cols[1:]])
-            scalars = {k: v for k, v in probe.items() if k not in ("name", "rows") and not isinstance(v, (dict, list))}
-            if not rows:
-                # a probe without rows (e.g. memory): its scalar figures as one row
-                scalars = {k: v for k, v in probe.items() if k not in ("name", "rows")}
-                table.notes.append(f"{variant}: " + ", ".join(f"{k} = {fmt_num(v)}" for k, v in scalars.items()))
-            elif scalars:
-                table.notes.append(f"{variant}: " + ", ".join(f"{k} = {fmt_num(v)}" for k, v in scalars.items()))
+            # figures outside the rows (params, device, memory peaks, ...) as one note line
+            scalars = {k: v for k, v in probe.items() if k not in ("name", "rows") and v is not None}
+            if scalars:
+                notes.setdefault(", ".join(f"{k} = {fmt_num(v)}" for k, v in scalars.items()), []).append(variant)
+        for line, who in notes.items():
+            table.notes.append(("all variants" if len(who) == len(entries) > 1 else ", ".join(who)) + ": " + line)
         tables.append(table)
     return tables
 
@@ -332,3 +353,13 @@ def provenance_table(run: Run) -> Table:
         what = r.get("task") or r.get("probe") or ""
         add("FAILED", f"{r.get('kind')} {r.get('variant')} {what}: {r.get('error')} (attempts: {r.get('attempts')})")
     return table
+
+
+def text_table(table: Table) -> str:
+    """A fixed-width plain-text rendering for the terminal."""
+    if not table.rows:
+        return f"{table.title}: {table.empty}\n"
+    widths = [max(len(str(c)), *(len(str(r[i])) for r in table.rows)) for i, c in enumerate(table.columns)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    out = [table.title, line(table.columns), line("-" * w for w in widths)] + [line(r) for r in table.rows]
+    return "\n".join(out + table.notes) + "\n"

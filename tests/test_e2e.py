@@ -1,0 +1,115 @@
+"""End to end, as a user runs it: `harness run` → real daemon processes over real sockets →
+transformers builds → lm-eval → results and report. Also: resume after a killed run, and warm
+daemons that load no model the second time."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SMOKE = REPO / "suites" / "smoke.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+def harness(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO, **kw)
+
+
+def records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """The README's main command: `harness run suites/smoke.yaml`, starting its own local daemons."""
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    proc = harness("run", str(SMOKE), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out
+
+
+def test_smoke_run_writes_results_and_both_pair_tables(smoke_run):
+    recs = records(smoke_run)
+    assert recs and all(r["status"] == "ok" for r in recs), [r.get("error") for r in recs]
+    kinds = {r["kind"] for r in recs}
+    assert kinds == {"describe", "evaluate"}
+    for r in recs:
+        assert set(r["params"]) >= {"total", "active", "total_no_embed", "active_no_embed"}
+        assert {"key", "kind", "variant", "status", "metrics", "timings"} <= set(r)
+    evals = [r for r in recs if r["kind"] == "evaluate"]
+    mc = [r for r in evals if r["task"] == "smoke_mc"]
+    assert mc and all(0.0 <= r["metrics"]["smoke_mc"]["acc"] <= 1.0 for r in mc)
+    assert (smoke_run / "suite.yaml").exists() and (smoke_run / "plan.json").exists()
+    assert len(list((smoke_run / "jobs").glob("*.json"))) == len(recs)
+    plan = json.loads((smoke_run / "plan.json").read_text())
+    pair_kinds = {(p["kind"], p["moe"], p["dense"]) for p in plan["pairs"]}
+    assert ("active", "moe-8x2", "dense-active") in pair_kinds
+    assert ("total", "moe-8x2", "dense-total") in pair_kinds
+    report = (smoke_run / "report.md").read_text()
+    assert "equal-active" in report.lower() and "equal-total" in report.lower()
+    assert "dense-active" in report and "dense-total" in report
+
+
+def test_rerun_into_a_new_folder_skips_every_finished_job(smoke_run, tmp_path):
+    t0 = time.perf_counter()
+    proc = harness("run", str(SMOKE), "--out", str(tmp_path / "again"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "starting" not in proc.stderr  # nothing to run: no daemon is even started
+    assert time.perf_counter() - t0 < 30
+    assert [r["key"] for r in records(tmp_path / "again")] == [r["key"] for r in records(smoke_run)]
+
+
+@pytest.fixture(scope="module")
+def warm_worker(tmp_path_factory):
+    from harness.local import start_local_workers
+
+    workers = start_local_workers(1, device="cpu")
+    yield workers.endpoints[0]
+    workers.stop()
+
+
+def test_second_run_against_a_warm_daemon_loads_no_model(warm_worker, tmp_path):
+    first = harness("run", str(SMOKE), "--out", str(tmp_path / "a"), "--workers", warm_worker, "--no-cache")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = harness("run", str(SMOKE), "--out", str(tmp_path / "b"), "--workers", warm_worker, "--no-cache")
+    assert second.returncode == 0, second.stderr[-3000:]
+    recs = records(tmp_path / "b")
+    assert recs and all(r["timings"]["model_cached"] for r in recs), [
+        (r["variant"], r["timings"]) for r in recs if not r["timings"]["model_cached"]]
+    assert all(r["timings"]["load_s"] < 0.5 for r in recs)
+
+
+def test_killed_run_resumes_with_only_the_unfinished_jobs(warm_worker, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(SMOKE), "--out", str(out),
+                             "--workers", warm_worker, "--no-cache"], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    jobs = out / "jobs"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(jobs.glob("*.json"))) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = {p.stem for p in jobs.glob("*.json")}
+    assert 3 <= len(done_before)
+    plan = json.loads((out / "plan.json").read_text())
+    assert len(done_before) < len(plan["jobs"]), "the run finished before it could be killed"
+    mtimes = {p.stem: p.stat().st_mtime_ns for p in jobs.glob("*.json")}
+
+    again = harness("run", str(SMOKE), "--out", str(out), "--workers", warm_worker, "--no-cache")
+    assert again.returncode == 0, again.stderr[-3000:]
+    recs = records(out)
+    assert len(recs) == len(plan["jobs"]) and all(r["status"] == "ok" for r in recs)
+    # the jobs finished before the kill were not run again: their files are untouched
+    assert all((jobs / f"{k}.json").stat().st_mtime_ns == mtimes[k] for k in done_before)
+    assert f"{len(done_before)} reused" in again.stderr

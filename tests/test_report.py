@@ -1,0 +1,144 @@
+"""report.md / report.html / lm-eval export from the synthetic run fixture, and their failure paths."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.report import write_report
+from harness.report.run import ReportError, Run
+
+FIXTURE = Path(__file__).resolve().parent / "data" / "run_fixture"
+SECTIONS = ["variants", "pairs-active", "pairs-total", "long-tail", "probes", "routing", "training", "provenance"]
+
+
+def _rows(md: str, heading: str) -> list[list[str]]:
+    """The table rows under a '## heading' in report.md."""
+    part = md.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return [[c.strip() for c in line.strip("|").split(" | ")] for line in part.splitlines()
+            if line.startswith("| ") and not line.startswith("| variant") and not line.startswith("| MoE variant")]
+
+
+def test_markdown_has_every_table_with_the_fixture_numbers(report_fixture_run):
+    md = (report_fixture_run / "report.md").read_text()
+    variants = {r[0]: r for r in _rows(md, "Variants")}
+    assert list(variants) == ["moe-a@topk(k=2)", "moe-a@topp(p=0.6)", "dense-s", "dense-l"]
+    assert variants["moe-a@topk(k=2)"][3:5] == ["1.2M", "422k"]
+    assert variants["moe-a@topp(p=0.6)"][4] == "373k (eff.)" and "1.62 (measured)" in variants["moe-a@topp(p=0.6)"]
+    assert variants["dense-s"][-2] == "0.4667 ± 0.0323"
+    active = _rows(md, "Equal-active pairs")
+    assert [r[:2] for r in active][:1] == [["moe-a@topk(k=2)", "dense-s"]]
+    arith = next(r for r in active if r[0] == "moe-a@topk(k=2)" and r[3] == "arith")
+    assert arith[7] == "+0.1625" and arith[-1] == "* MoE better"
+    total = _rows(md, "Equal-total pairs")
+    assert {r[1] for r in total} == {"dense-l"}
+    assert any(r[-1] == "* dense better" for r in total) and any(r[-1] == "" for r in total)
+    assert "Probe: latency" in md and "all variants: device = cpu" in md
+    assert "FAILED | probe dense-l memory: -32001 out of memory" in md
+    assert "0123456789abcdef" in md  # git sha in provenance
+
+
+def test_html_is_self_contained_with_every_section_and_plot(report_fixture_run):
+    html = (report_fixture_run / "report.html").read_text()
+    assert not re.search(r"(src|href)=\"(https?:)?//", html) and "http://" not in html and "https://" not in html
+    for s in SECTIONS:
+        assert f'data-section="{s}" data-has-data="true"' in html, s
+    srcs = re.findall(r'<img alt="[^"]*" src="([^"]+)"', html)
+    # params×2 tasks, decode cost, buckets, throughput, 2 heatmaps, loss curves
+    assert len(srcs) == 8 and all(s.startswith("data:image/png;base64,iVBOR") for s in srcs)
+
+
+def test_sections_without_data_say_so(tmp_path):
+    """A dense-only run with evaluations and nothing else: the other sections print one line each."""
+    run = tmp_path / "dense-only"
+    shutil.copytree(FIXTURE, run)
+    recs = [json.loads(l) for l in (run / "results.jsonl").read_text().splitlines()]
+    keep = [r for r in recs if r["variant"] == "dense-s" and r["kind"] in ("describe", "evaluate")]
+    for r in keep:
+        for s in r.get("samples", {}).values():
+            for row in s:
+                row.pop("bucket", None)
+        for m in r.get("metrics", {}).values():
+            for b in ("head", "torso", "tail"):
+                m.pop(f"acc_{b}", None)
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in keep))
+    plan = json.loads((run / "plan.json").read_text())
+    plan["variants"] = [v for v in plan["variants"] if v["name"] == "dense-s"]
+    plan["pairs"] = []
+    (run / "plan.json").write_text(json.dumps(plan))
+    paths = write_report(run)
+    html, md = paths["html"].read_text(), paths["md"].read_text()
+    for s in ["pairs-active", "pairs-total", "long-tail", "probes", "routing", "training"]:
+        assert f'data-section="{s}" data-has-data="false"' in html, s
+    assert "_No probe results in this run._" in md
+    assert "_No MoE variant has a dense twin at equal active parameters in this run._" in md
+    assert "_No training results in this run._" in md
+    assert list(paths["lm_eval"]) == ["dense-s"]
+
+
+def test_lm_eval_export_is_read_by_lm_evals_own_table(report_fixture_run):
+    from lm_eval.utils import make_table
+
+    path = report_fixture_run / "lm_eval" / "moe-a@topp(p=0.6)" / "results.json"
+    data = json.loads(path.read_text())
+    for key in ("results", "configs", "versions", "n-shot", "higher_is_better", "n-samples", "config"):
+        assert key in data, key
+    assert data["results"]["arith"]["acc,none"] == pytest.approx(0.6125)
+    assert data["n-samples"]["arith"] == {"original": 240, "effective": 240}
+    table = make_table(data)
+    assert re.search(r"\|arith\s*\|.*\|acc\s*\|.*0\.6125", table), table
+    samples = (path.parent / "samples_facts.jsonl").read_text().splitlines()
+    assert len(samples) == 180 and json.loads(samples[0])["bucket"] == "head"
+
+
+def test_probe_rows_of_any_shape_render_known_columns_first(tmp_path):
+    run = tmp_path / "r"
+    shutil.copytree(FIXTURE, run)
+    rec = {"key": "x1", "kind": "probe", "variant": "dense-s", "status": "ok",
+           "probe": {"name": "memory", "rows": [{"weird_col": 7, "phase": "decode", "batch_size": 2, "peak_mb": 12.5}]}}
+    rec2 = {"key": "x2", "kind": "probe", "variant": "dense-l", "status": "ok",
+            "probe": {"name": "memory", "peak_mb": 99.0, "device": "cpu"}}  # no rows at all
+    with open(run / "results.jsonl", "a") as f:
+        f.write(json.dumps(rec) + "\n" + json.dumps(rec2) + "\n")
+    from harness.report.tables import probe_tables
+
+    table = next(t for t in probe_tables(Run.load(run)) if t.title == "Probe: memory")
+    assert table.columns == ["variant", "batch_size", "phase", "weird_col", "peak_mb"]
+    assert table.rows == [["dense-s", "2", "decode", "7", "12.5"]]
+    assert table.notes == ["dense-l: peak_mb = 99, device = cpu"]
+
+
+def test_pairs_come_from_the_matcher_when_there_is_one(monkeypatch):
+    """harness.pairs.match_pairs gets the described params and is_moe; its pairs are used."""
+    import types
+
+    seen = {}
+
+    def match_pairs(params, is_moe, tolerance):
+        seen.update(params=params, is_moe=is_moe, tolerance=tolerance)
+        return [types.SimpleNamespace(kind="total", moe="moe-a@topk(k=2)", dense="dense-s", ratio=0.35)]
+
+    monkeypatch.setitem(sys.modules, "harness.pairs", types.SimpleNamespace(match_pairs=match_pairs))
+    pairs = Run.load(FIXTURE).pairs()
+    assert [(p.kind, p.moe, p.dense, p.ratio) for p in pairs] == [("total", "moe-a@topk(k=2)", "dense-s", 0.35)]
+    assert seen["is_moe"] == {"moe-a@topk(k=2)": True, "moe-a@topp(p=0.6)": True, "dense-s": False, "dense-l": False}
+    assert seen["params"]["dense-l"]["total"] == 1_212_416 and seen["tolerance"] == 0.15
+
+
+def test_unreadable_run_folders_are_named(tmp_path):
+    with pytest.raises(ReportError, match="no such run folder"):
+        Run.load(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReportError, match="is this a run folder"):
+        Run.load(tmp_path / "empty")
+    bad = tmp_path / "bad"
+    shutil.copytree(FIXTURE, bad)
+    with open(bad / "results.jsonl", "a") as f:
+        f.write("{not json\n")
+    with pytest.raises(ReportError, match=r"results\.jsonl:20: not valid JSON"):
+        write_report(bad)
