@@ -1,0 +1,262 @@
+"""The model cache of one worker: variant → loaded model, kept between jobs, evicted by memory.
+
+A loaded base model is keyed by what determines its weights in memory: the build, the dtype, the
+experts implementation and trust_remote_code. Variants that differ only in routing share it: the
+variant's routing strategy is (re)applied on every ``load``, which first restores the native routers.
+
+When the parameter bytes of the held builds would pass the memory budget (default: half the device's
+free memory when the host starts), the least recently used builds are dropped first.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import inspect
+import json
+import os
+import platform
+import struct
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import attrs
+
+from workers import protocol
+from workers.builds.load import load_model
+from workers.builds.materialize import build_dir
+from workers.builds.spec import canonical_json, check_variant
+from workers.errors import JobError, Unsupported
+
+_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "F32": 4, "F16": 2, "BF16": 2, "F64": 8,
+                "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+@attrs.define
+class Loaded:
+    """What a job gets from ``Host.load``: the model with the variant's routing installed."""
+
+    model: object
+    tokenizer: object
+    path: Path | str
+    variant: dict
+    routing_session: object  # workers.routing.RoutingSession, or None without workers.routing
+    load_s: float
+    cached: bool
+
+    @property
+    def routing(self):
+        """docs/internals.md calls the session ``routing``."""
+        return self.routing_session
+
+
+@attrs.define
+class _Held:
+    model: object
+    tokenizer: object
+    path: Path | str
+    bytes: int
+    dtype: str
+    experts_implementation: str | None
+    last_used: float
+    loads: int = 0
+
+
+def cache_key(variant: dict) -> tuple:
+    return (canonical_json(variant["build"]), variant["dtype"], variant["experts_implementation"],
+            variant["trust_remote_code"])
+
+
+def model_bytes(model) -> int:
+    """Bytes of a model's parameters and buffers (tied weights once)."""
+    tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def estimate_bytes(path: Path | str, dtype: str) -> int:
+    """Bytes a checkpoint directory will take once loaded in ``dtype``, read from the safetensors
+    headers (no tensor is read); 0 where unknown (a hub id)."""
+    path = Path(path)
+    if not path.is_dir():
+        return 0
+    total = 0
+    for f in path.glob("*.safetensors"):
+        with open(f, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            numel = 1
+            for d in info["shape"]:
+                numel *= d
+            size = _DTYPE_BYTES.get(dtype) if dtype != "auto" else None
+            total += numel * (size or _DTYPE_BYTES.get(info["dtype"], 4))
+    return total
+
+
+class Host:
+    """Loads variants on one device and keeps their base models while memory allows."""
+
+    def __init__(self, device: str = "cpu", memory_budget_bytes: int | None = None,
+                 home: str | Path | None = None):
+        import torch
+
+        try:
+            self.device = str(torch.device(device))
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device {device!r}: not a torch device ({exc})") from None
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: CUDA is not available on this machine")
+        self.home = home
+        self._lock = threading.Lock()
+        self._held: OrderedDict[tuple, _Held] = OrderedDict()  # least recently used first
+        if memory_budget_bytes is None:
+            memory_budget_bytes = self.memory()["free"] // 2
+        self.budget_bytes = int(memory_budget_bytes)
+
+    # --- loading ---------------------------------------------------------------------------
+
+    def load(self, variant: dict) -> Loaded:
+        """The variant's model with its routing strategy applied; from the cache when held."""
+        variant = check_variant(variant)
+        key = cache_key(variant)
+        t0 = time.perf_counter()
+        with self._lock:
+            held = self._held.get(key)
+            if held is not None:
+                self._held.move_to_end(key)
+        cached = held is not None
+        if not cached:
+            held = self._load_new(key, variant)
+        session = apply_routing(held.model, variant["routing"], held.tokenizer)
+        held.last_used = time.time()
+        held.loads += 1
+        return Loaded(model=held.model, tokenizer=held.tokenizer, path=held.path, variant=variant,
+                      routing_session=session, load_s=time.perf_counter() - t0, cached=cached)
+
+    def _load_new(self, key: tuple, variant: dict) -> _Held:
+        if "config" in variant["build"]:
+            expected = estimate_bytes(build_dir(variant["build"], self.home), variant["dtype"])
+        else:
+            expected = estimate_bytes(variant["build"]["checkpoint"], variant["dtype"])
+        self._evict(room_for=expected)
+        try:
+            model, tokenizer, path = load_model(variant, self.device, self.home)
+        except JobError as exc:  # out of memory with other builds held: drop them all, try once more
+            if exc.code != protocol.OUT_OF_MEMORY or not self._held:
+                raise
+            self.evict_all()
+            model, tokenizer, path = load_model(variant, self.device, self.home)
+        held = _Held(model=model, tokenizer=tokenizer, path=path, bytes=model_bytes(model),
+                     dtype=variant["dtype"], experts_implementation=variant["experts_implementation"],
+                     last_used=time.time())
+        with self._lock:
+            self._held[key] = held
+        self._evict(room_for=0, keep=key)
+        return held
+
+    def _evict(self, room_for: int, keep: tuple | None = None) -> None:
+        """Drop least recently used builds until the held bytes plus ``room_for`` fit the budget."""
+        dropped = False
+        with self._lock:
+            for key in list(self._held):
+                if self.held_bytes() + room_for <= self.budget_bytes:
+                    break
+                if key != keep:
+                    del self._held[key]
+                    dropped = True
+        if dropped:
+            self._free()
+
+    def evict_all(self) -> None:
+        with self._lock:
+            self._held.clear()
+        self._free()
+
+    def _free(self) -> None:
+        gc.collect()
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    # --- reporting -------------------------------------------------------------------------
+
+    def held_bytes(self) -> int:
+        return sum(h.bytes for h in self._held.values())
+
+    def status(self) -> dict:
+        """Held builds (least recently used first), the budget, and the device's memory now."""
+        with self._lock:
+            builds = [{"path": str(h.path), "bytes": h.bytes, "last_used": h.last_used, "dtype": h.dtype,
+                       "experts_implementation": h.experts_implementation, "loads": h.loads}
+                      for h in self._held.values()]
+            held = self.held_bytes()
+        return {"device": self.device, "budget_bytes": self.budget_bytes, "held_bytes": held,
+                "builds": builds, "memory": self.memory()}
+
+    def memory(self) -> dict:
+        """The device's total and free memory in bytes."""
+        import torch
+
+        if self.device.startswith("cuda"):
+            free, total = torch.cuda.mem_get_info(torch.device(self.device))
+            return {"total": int(total), "free": int(free),
+                    "allocated": int(torch.cuda.memory_allocated(torch.device(self.device)))}
+        page = os.sysconf("SC_PAGE_SIZE")
+        return {"total": os.sysconf("SC_PHYS_PAGES") * page, "free": os.sysconf("SC_AVPHYS_PAGES") * page}
+
+    def device_info(self) -> dict:
+        """What the daemon's ``hello`` says about the device: type, name, total memory."""
+        import torch
+
+        kind = torch.device(self.device).type
+        if kind == "cuda":
+            name = torch.cuda.get_device_name(torch.device(self.device))
+        else:
+            name = _cpu_name()
+        return {"device": self.device, "type": kind, "name": name, "total_memory": self.memory()["total"],
+                "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+
+
+def apply_routing(model, routing: dict | None, tokenizer=None):
+    """Install ``routing`` with workers.routing.apply (restoring native routers first; the tokenizer
+    serves strategies that calibrate on text); None without workers.routing, where only native
+    routing (``routing=None``) is possible."""
+    apply = routing_apply()
+    if apply is None:
+        if routing is None:
+            return None
+        raise Unsupported(f"variant.routing: {routing.get('name')!r} needs workers.routing.apply, which is missing")
+    kwargs = {"tokenizer": tokenizer} if "tokenizer" in inspect.signature(apply).parameters else {}
+    try:
+        return apply(model, routing, **kwargs)
+    except JobError:
+        raise
+    except (KeyError, ValueError, TypeError) as exc:
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise JobError(protocol.INVALID_PARAMS, f"variant.routing: {text}") from None
+
+
+def routing_apply():
+    """``workers.routing.apply.apply``, or None while that module does not exist."""
+    try:
+        module = importlib.import_module("workers.routing.apply")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("workers.routing"):
+            return None
+        raise
+    return getattr(module, "apply", None)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
