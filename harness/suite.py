@@ -54,6 +54,8 @@ class ModelSpec:
     dtype: str
     trust_remote_code: bool = False
     experts_implementation: str | None = None
+    derive: dict | None = None  # {from, match, ...}: how this build's config was derived
+    train: dict = attrs.field(factory=dict)  # per-model overrides of the suite's train settings
 
 
 @attrs.frozen
@@ -63,9 +65,13 @@ class TaskSpec:
     limit: int | float | None = None
     num_fewshot: int | None = None
     shards: int = 1  # split one evaluation over this many workers holding the same variant
+    corpus: dict | None = None  # a task generated from the suite's corpus (the worker resolves its path)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "path": self.path, "limit": self.limit, "num_fewshot": self.num_fewshot}
+        out = {"name": self.name, "path": self.path, "limit": self.limit, "num_fewshot": self.num_fewshot}
+        if self.corpus is not None:
+            out["corpus"] = self.corpus
+        return out
 
 
 @attrs.frozen
@@ -95,6 +101,10 @@ class Suite:
     dtype: str = "float32"
     local_workers: int = 1
     eval: dict = attrs.field(factory=dict)
+    scale: str | None = None
+    corpus: dict | None = None  # checked corpus spec (workers.corpora.spec)
+    train: dict | None = None  # suite-wide train settings; None: nothing is trained
+    train_seeds: tuple[int, ...] = ()
     raw: dict = attrs.field(factory=dict, repr=False)  # the YAML as read, kept for the run folder
 
 
@@ -259,15 +269,58 @@ def _routing_label(name: str, params: dict) -> str:
     return f"{name}({inner})"
 
 
-def _parse_model(path: str, m: Any, base: Path, seed: int, dtype: str) -> ModelSpec:
+MODEL_KEYS = ["name", "checkpoint", "config", "derive", "seed", "routing", "dtype", "trust_remote_code",
+              "experts_implementation", "train"]
+DERIVE_KEYS = ["from", "match", "family", "multiple_of", "num_experts", "top_k", "shared_experts", "granularity"]
+
+
+def _scaled_config(path: str, m: dict, scale_config: dict) -> dict:
+    """A model's config with the suite's chosen scale under it (keys the family does not know are left out)."""
+    cfg = _expect(f"{path}.config", m["config"], dict)
+    fam = FAMILIES.get(cfg.get("model_type"))
+    if not scale_config or fam is None:
+        return cfg
+    return {**{k: v for k, v in scale_config.items() if k in fam.keys}, **cfg}
+
+
+def _derived_config(path: str, m: dict, configs: dict[str, dict]) -> dict:
+    from harness import derive as deriver  # torch-free parameter arithmetic
+
+    d = _expect(f"{path}.derive", m["derive"], dict)
+    _known(f"{path}.derive", d, DERIVE_KEYS)
+    for key in ("from", "match"):
+        if key not in d:
+            raise SuiteError(f"{path}.derive", f"missing {key!r}")
+    source = d["from"]
+    if source not in configs:
+        known = ", ".join(configs) or "none"
+        raise SuiteError(f"{path}.derive.from", f"no config build named {source!r} before this model; known: {known}")
+    kwargs = {k: v for k, v in d.items() if k not in ("from", "match")}
+    try:
+        return {"model_type": None, **deriver.derive_twin(configs[source], d["match"], where=f"{path}.derive",
+                                                          **kwargs)}
+    except (deriver.DeriveError, TypeError) as exc:
+        msg = str(exc)
+        raise SuiteError(*(msg.split(": ", 1) if msg.startswith(path) else (f"{path}.derive", msg))) from None
+
+
+def _parse_model(path: str, m: Any, base: Path, seed: int, dtype: str, scale_config: dict | None = None,
+                 configs: dict[str, dict] | None = None) -> ModelSpec:
     _expect(path, m, dict, "a map")
-    _known(path, m, ["name", "checkpoint", "config", "seed", "routing", "dtype", "trust_remote_code",
-                     "experts_implementation"])
+    _known(path, m, MODEL_KEYS)
     if "name" not in m:
         raise SuiteError(path, "missing 'name'")
     name = _expect(f"{path}.name", m["name"], str)
     if not _NAME_RE.match(name):
         raise SuiteError(f"{path}.name", f"{name!r}: use letters, digits and _ . + - only")
+    if "derive" in m:
+        if "checkpoint" in m or "config" in m:
+            raise SuiteError(f"{path}.derive", "a derived build takes no 'checkpoint' or 'config' of its own")
+        derived = _derived_config(path, m, configs or {})
+        derived.pop("model_type") if derived["model_type"] is None else None
+        m = {**m, "config": derived}
+    elif "config" in m:
+        m = {**m, "config": _scaled_config(path, m, scale_config or {})}
     build, family, moe = _parse_build(path, m, base, seed)
     routing_items = m.get("routing")
     routes: list[RoutingSpec] = []
@@ -294,7 +347,10 @@ def _parse_model(path: str, m: Any, base: Path, seed: int, dtype: str) -> ModelS
     impl = m.get("experts_implementation")
     if impl is not None:
         _expect(f"{path}.experts_implementation", impl, str)
-    return ModelSpec(name, build, family, moe, tuple(routes), mdtype, trc, impl)
+    train_over = _expect(f"{path}.train", m.get("train", {}) or {}, dict)
+    if train_over and "config" not in build:
+        raise SuiteError(f"{path}.train", "only config builds are trained; this one is a checkpoint")
+    return ModelSpec(name, build, family, moe, tuple(routes), mdtype, trc, impl, m.get("derive"), dict(train_over))
 
 
 def _task_name_from_yaml(path: str, file: Path) -> str:
@@ -311,12 +367,24 @@ def _task_name_from_yaml(path: str, file: Path) -> str:
     return doc["task"]
 
 
-def _parse_task(path: str, t: Any, base: Path) -> TaskSpec:
+def _parse_task(path: str, t: Any, base: Path, corpus: dict | None = None) -> TaskSpec:
     if isinstance(t, str):
         t = {"path": t} if t.endswith((".yaml", ".yml")) else {"name": t}
     _expect(path, t, dict, "a task name or a map")
-    _known(path, t, ["name", "path", "limit", "num_fewshot", "shards"])
-    if "path" in t:
+    _known(path, t, ["name", "path", "corpus", "limit", "num_fewshot", "shards"])
+    task_corpus = None
+    if "corpus" in t:
+        from workers.corpora.tasks import BUCKETS, GROUP  # torch-free
+
+        TASK_NAMES = [GROUP] + [f"{GROUP}_{b}" for b in BUCKETS]
+
+        name = _expect(f"{path}.corpus", t["corpus"], str)
+        if corpus is None or corpus.get("kind") != "knowledge":
+            raise SuiteError(f"{path}.corpus", "corpus tasks need a suite-level 'corpus' of kind knowledge")
+        if name not in TASK_NAMES:
+            raise SuiteError(f"{path}.corpus", f"unknown corpus task {name!r}; known: {', '.join(TASK_NAMES)}")
+        task_path, task_corpus = None, corpus
+    elif "path" in t:
         p = _expect(f"{path}.path", t["path"], str)
         file = (base / Path(p).expanduser()).resolve()
         if not file.is_file():
@@ -343,15 +411,65 @@ def _parse_task(path: str, t: Any, base: Path) -> TaskSpec:
     shards = _expect(f"{path}.shards", t.get("shards", 1), int)
     if shards < 1:
         raise SuiteError(f"{path}.shards", f"must be >= 1, got {shards}")
-    return TaskSpec(name, task_path, limit, shots, shards)
+    return TaskSpec(name, task_path, limit, shots, shards, task_corpus)
 
 
 TOP_KEYS = ["name", "description", "seed", "dtype", "models", "tasks", "probes", "workers", "pairing",
-            "local_workers", "eval"]
+            "local_workers", "eval", "scale", "scales", "corpus", "train"]
+SCALE_KEYS = ["config", "corpus", "train"]
 
 
-def parse(data: Any, path: Path | None = None) -> Suite:
-    """Validate an already-loaded YAML document. ``path`` resolves relative file names."""
+def _parse_scale(data: dict, override: str | None) -> tuple[str | None, dict]:
+    """The chosen entry of ``scales`` (``scale:``, or ``--scale`` on the command line)."""
+    scales = _expect("scales", data.get("scales", {}) or {}, dict)
+    name = override if override is not None else data.get("scale")
+    if name is None:
+        return None, {}
+    where = "scale" if override is None else "--scale"
+    _expect(where, name, str)
+    if name not in scales:
+        raise SuiteError(where, f"unknown scale {name!r}; known: {', '.join(scales) or 'none (no scales: map)'}")
+    chosen = _expect(f"scales.{name}", scales[name], dict)
+    _known(f"scales.{name}", chosen, SCALE_KEYS)
+    for key in SCALE_KEYS:
+        _expect(f"scales.{name}.{key}", chosen.get(key, {}) or {}, dict)
+    return name, chosen
+
+
+def _parse_training(data: dict, scale: dict, seed: int) -> tuple[dict | None, dict | None, tuple[int, ...]]:
+    from workers.corpora.spec import CorpusError, check_corpus  # torch-free
+    from workers.training.spec import TrainSpecError, check_train
+
+    corpus = None
+    if "corpus" in data or scale.get("corpus"):
+        raw = {**(_expect("corpus", data.get("corpus", {}) or {}, dict)), **(scale.get("corpus") or {})}
+        try:
+            corpus = check_corpus(raw, where="corpus")
+        except CorpusError as exc:
+            raise SuiteError(*str(exc).split(": ", 1)) from None
+    train = None
+    seeds: tuple[int, ...] = ()
+    if "train" in data or scale.get("train"):
+        raw = {**(_expect("train", data.get("train", {}) or {}, dict)), **(scale.get("train") or {})}
+        seeds_raw = raw.pop("seeds", [seed])
+        _expect("train.seeds", seeds_raw, list, "a list of ints")
+        for i, s_ in enumerate(seeds_raw):
+            _expect(f"train.seeds[{i}]", s_, int)
+        if not seeds_raw or len(set(seeds_raw)) != len(seeds_raw):
+            raise SuiteError("train.seeds", f"expected distinct seeds, got {seeds_raw}")
+        try:
+            train = check_train(raw, where="train")
+        except TrainSpecError as exc:
+            raise SuiteError(*str(exc).split(": ", 1)) from None
+        if corpus is None:
+            raise SuiteError("train", "training needs a suite-level 'corpus'")
+        seeds = tuple(seeds_raw)
+    return corpus, train, seeds
+
+
+def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suite:
+    """Validate an already-loaded YAML document. ``path`` resolves relative file names;
+    ``scale`` overrides the suite's ``scale:`` (the one size knob)."""
     base = path.parent.resolve() if path else Path.cwd()
     _expect("", data, dict, "a map at the top of the suite")
     _known("", data, TOP_KEYS)
@@ -368,15 +486,31 @@ def parse(data: Any, path: Path | None = None) -> Suite:
     models_raw = _expect("models", data.get("models"), list, "a list of models")
     if not models_raw:
         raise SuiteError("models", "empty: a suite needs at least one model")
-    models = [_parse_model(f"models[{i}]", m, base, seed, dtype) for i, m in enumerate(models_raw)]
+    scale_name, scale_cfg = _parse_scale(data, scale)
+    corpus, train, seeds = _parse_training(data, scale_cfg, seed)
+    models: list[ModelSpec] = []
+    configs: dict[str, dict] = {}  # config builds so far, for `derive: {from: ...}`
     seen: dict[str, int] = {}
-    for i, m in enumerate(models):
-        if m.name in seen:
-            raise SuiteError(f"models[{i}].name", f"{m.name!r} already used by models[{seen[m.name]}]")
-        seen[m.name] = i
+    for i, m in enumerate(models_raw):
+        spec = _parse_model(f"models[{i}]", m, base, seed, dtype, scale_cfg.get("config"), configs)
+        if spec.name in seen:
+            raise SuiteError(f"models[{i}].name", f"{spec.name!r} already used by models[{seen[spec.name]}]")
+        seen[spec.name] = i
+        if spec.train and train is None:
+            raise SuiteError(f"models[{i}].train", "per-model train settings need a suite-level 'train'")
+        if spec.train:
+            from workers.training.spec import TrainSpecError, check_train
+
+            try:
+                check_train({**train, **spec.train}, where=f"models[{i}].train")
+            except TrainSpecError as exc:
+                raise SuiteError(*str(exc).split(": ", 1)) from None
+        if "config" in spec.build:
+            configs[spec.name] = spec.build["config"]
+        models.append(spec)
 
     tasks_raw = _expect("tasks", data.get("tasks", []) or [], list)
-    tasks = [_parse_task(f"tasks[{i}]", t, base) for i, t in enumerate(tasks_raw)]
+    tasks = [_parse_task(f"tasks[{i}]", t, base, corpus) for i, t in enumerate(tasks_raw)]
 
     probes_raw = _expect("probes", data.get("probes", []) or [], list)
     probes = []
@@ -408,10 +542,11 @@ def parse(data: Any, path: Path | None = None) -> Suite:
 
     return Suite(name=name, path=path, models=tuple(models), tasks=tuple(tasks), probes=tuple(probes),
                  workers=tuple(workers_raw), pairing=Pairing(float(tol)), seed=seed, dtype=dtype,
-                 local_workers=local, eval=dict(eval_opts), raw=data)
+                 local_workers=local, eval=dict(eval_opts), scale=scale_name, corpus=corpus, train=train,
+                 train_seeds=seeds, raw=data)
 
 
-def load(path: str | Path) -> Suite:
+def load(path: str | Path, scale: str | None = None) -> Suite:
     path = Path(path)
     if not path.is_file():
         raise SuiteError("", f"no such suite file: {path}")
@@ -421,4 +556,4 @@ def load(path: str | Path) -> Suite:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise SuiteError("", f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return parse(data, path)
+    return parse(data, path, scale)

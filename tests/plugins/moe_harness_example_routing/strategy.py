@@ -1,0 +1,19 @@
+"""The torch side of ``bottomk``."""
+
+from __future__ import annotations
+
+import torch
+
+from workers.routing.base import Routed, Strategy, check_k, gate_weights, probabilities
+
+
+class BottomK(Strategy):
+    def setup(self, session):
+        for gate in session.gates:
+            check_k(gate, self.config.k, "'bottomk'")
+
+    def route(self, gate, hidden):
+        logits = gate.router_logits(hidden)
+        probs = probabilities(logits)
+        index = torch.topk(probs, self.config.k, dim=-1, largest=False).indices
+        return Routed(logits, gate_weights(gate, probs, index, True, logits), index)
