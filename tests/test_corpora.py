@@ -1,0 +1,125 @@
+"""workers.corpora: the synthetic knowledge corpus, its lm-eval tasks, local files, the capacity estimate."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from workers.corpora import capacity
+from workers.corpora.knowledge import ATTRIBUTES, EOS_ID
+from workers.corpora.load import prepare
+from workers.corpora.spec import CorpusError, check_corpus
+
+SPEC = {"kind": "knowledge", "entities": 300, "tokens": 120_000, "zipf": 1.0, "seed": 3, "eval_per_bucket": 20}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return prepare(SPEC, tmp_path_factory.mktemp("corpora"))
+
+
+def test_knowledge_corpus_shape_and_zipf(corpus):
+    meta = corpus.meta
+    assert corpus.tokens.dtype == np.uint16 and abs(len(corpus.tokens) - 120_000) < 5_000
+    assert int((np.asarray(corpus.tokens) == EOS_ID).sum()) == meta["documents"]
+    b = meta["buckets"]
+    assert [b[k]["entities"] for k in ("head", "torso", "tail")] == [30, 90, 180]
+    assert b["head"]["exposures_mean"] > 5 * b["torso"]["exposures_mean"]
+    assert b["head"]["exposures_mean"] > b["torso"]["exposures_mean"] > b["tail"]["exposures_mean"]
+
+
+def test_documents_state_the_entities_facts(corpus):
+    rows = [json.loads(line) for line in open(corpus.meta["tasks"]["longtail_head"].replace(".yaml", ".jsonl"))]
+    # Every question's true answer is stated next to its entity's name somewhere in the corpus.
+    full = bytes(np.asarray(corpus.tokens, dtype=np.uint8)).decode("utf-8", errors="replace")
+    for row in rows[:15]:
+        assert row["prompt"] + " " + row["choices"][row["label"]] + "." in full
+
+
+def test_same_spec_same_tokens_and_cache_reused(corpus, tmp_path):
+    again = prepare(SPEC, corpus.path.parent.parent)
+    assert again.path == corpus.path
+    other = prepare(SPEC, tmp_path)
+    assert np.array_equal(np.asarray(other.tokens), np.asarray(corpus.tokens))
+    different = prepare({**SPEC, "seed": 4}, tmp_path)
+    assert different.path != other.path
+    assert not np.array_equal(np.asarray(different.tokens[:500]), np.asarray(other.tokens[:500]))
+
+
+def test_tasks_are_4_way_with_distractors_from_the_same_attribute(corpus):
+    tasks = corpus.meta["tasks"]
+    assert set(tasks) == {"longtail", "longtail_head", "longtail_torso", "longtail_tail"}
+    for bucket in ("head", "torso", "tail"):
+        rows = [json.loads(x) for x in open(tasks[f"longtail_{bucket}"].replace(".yaml", ".jsonl"))]
+        assert len(rows) == 20 * len(ATTRIBUTES)
+        start, stop = corpus.meta["buckets"][bucket]["ranks"]
+        for row in rows:
+            values = ATTRIBUTES[row["attribute"]][0]
+            assert row["bucket"] == bucket and start <= row["entity"] < stop
+            assert len(set(row["choices"])) == 4 and set(row["choices"]) <= set(values)
+            assert 0 <= row["label"] < 4
+        assert len({r["label"] for r in rows}) == 4  # the answer is not always in one place
+    group = open(tasks["longtail"]).read()
+    assert "group: longtail" in group and "longtail_tail" in group
+    assert corpus.path.name in open(tasks["longtail_head"]).read()  # data path: the final folder
+
+
+def test_big_corpus_generation_is_vectorised(tmp_path):
+    start = time.perf_counter()
+    big = prepare({"kind": "knowledge", "entities": 20_000, "tokens": 3_000_000}, tmp_path)
+    assert time.perf_counter() - start < 20
+    assert big.meta["buckets"]["tail"]["entities"] == 12_000
+
+
+def test_files_corpus_text_and_jsonl(tmp_path):
+    a = tmp_path / "a.txt"
+    a.write_text("hello world")
+    j = tmp_path / "b.jsonl"
+    j.write_text(json.dumps({"text": "one"}) + "\n\n" + json.dumps({"text": "two é"}) + "\n")
+    c = prepare({"kind": "files", "paths": [str(a)]}, tmp_path)
+    assert bytes(np.asarray(c.tokens[:-1], dtype=np.uint8)) == b"hello world" and c.tokens[-1] == EOS_ID
+    c2 = prepare({"kind": "files", "paths": [str(j)], "format": "jsonl"}, tmp_path)
+    assert len(c2.tokens) == len("one".encode()) + len("two é".encode()) + 2
+    a.write_text("changed")  # a changed file makes a new cache entry
+    assert prepare({"kind": "files", "paths": [str(a)]}, tmp_path).path != c.path
+    j.write_text('{"text": "ok"}\n{"body": "x"}\n')
+    with pytest.raises(ValueError, match=r"b.jsonl:2: not a JSON object with a 'text' field"):
+        prepare({"kind": "files", "paths": [str(j)], "format": "jsonl"}, tmp_path)
+
+
+@pytest.mark.parametrize("spec,needle", [
+    ({"kind": "wiki"}, "job.corpus.kind: unknown corpus kind 'wiki'"),
+    ({"kind": "knowledge", "entites": 5}, "unknown key(s) entites"),
+    ({"kind": "knowledge", "entities": 3}, "job.corpus.entities: expected an int >= 10"),
+    ({"kind": "knowledge", "zipf": "steep"}, "job.corpus.zipf"),
+    ({"kind": "knowledge", "attributes": ["shoe_size"]}, "job.corpus.attributes"),
+    ({"kind": "knowledge", "buckets": {"head": 0.6, "torso": 0.5}}, "job.corpus.buckets"),
+    ({"kind": "files", "paths": ["relative.txt"]}, "job.corpus.paths[0]: expected an absolute path"),
+    ({"kind": "files", "paths": ["/nonexistent/x.txt"]}, "job.corpus.paths[0]: no such file"),
+    ({"kind": "files", "paths": ["/etc/hostname"], "format": "csv"}, "job.corpus.format"),
+])
+def test_bad_specs_name_the_field(spec, needle):
+    with pytest.raises(CorpusError) as err:
+        check_corpus(spec)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_capacity_estimate(corpus):
+    meta = corpus.meta
+    chance = capacity.knowledge_bits(meta, {"head": 0.25, "torso": 0.2, "tail": 0.25}, total_params=1000)
+    assert chance["bits"] == 0 and chance["bits_per_param"] == 0
+    perfect = capacity.knowledge_bits(meta, {"head": 1.0, "torso": 1.0, "tail": 1.0}, total_params=1000)
+    assert perfect["bits"] == pytest.approx(perfect["fact_bits"]) and perfect["bits_per_param"] > 0
+    head_only = capacity.knowledge_bits(meta, {"head": {"birth_year": 1.0, "city": 0.25}})
+    assert head_only["bits"] == pytest.approx(30 * np.log2(100))
+    r = capacity.regime(meta, tokens_trained=2 * meta["tokens"], params={"total": 1000, "active": 500})
+    assert r["epochs"] == 2 and r["tokens_per_param"] == 2 * meta["tokens"] / 1000
+    assert r["exposures_per_fact"]["head"]["exposures_mean"] == 2 * meta["buckets"]["head"]["exposures_mean"]
+    assert r["facts_exceed_capacity"] is True  # 300 entities' facts > 2 bits x 1000 params
+    rows = [{"attribute": "city"}, {"attribute": "city"}, {"attribute": "field"}]
+    acc = capacity.accuracy_by_attribute(rows, [{"doc_id": 0, "acc": 1.0}, {"doc_id": 1, "acc": 0.0},
+                                                {"doc_id": 2, "acc": 1.0}])
+    assert acc == {"city": 0.5, "field": 1.0}

@@ -1,0 +1,130 @@
+"""The synthetic knowledge corpus: made-up people, their facts, and Zipf-distributed biographies.
+
+Entity ``i`` has popularity rank ``i``: a biography mentions it with probability ∝ ``1/(i+1)^zipf``.
+Each biography states every attribute of one entity once, in a random order, each sentence drawn
+from several paraphrase templates (Allen-Zhu & Li's "bioS multi+permute"), so a fact is seen in
+several forms. Sampling is vectorised with numpy; the text is encoded to bytes (the byte tokenizer's
+ids) in one go, documents separated by the EOS token.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EOS_ID = 258  # workers.builds.tokenizer.EOS_ID (not imported: that module loads `tokenizers`)
+
+_CITIES = ("Arlen", "Brisport", "Calder", "Dunmore", "Eastwick", "Falkirk", "Glenrow", "Harwich", "Ilford",
+           "Jarrow", "Kelso", "Lanark", "Marlow", "Newbury", "Oban", "Penrith", "Quarry Bay", "Redhill",
+           "Selby", "Thirsk", "Ulverston", "Ventnor", "Whitby", "Yeovil", "Zennor", "Alnwick", "Buxton",
+           "Cromer", "Devizes", "Ely", "Frome", "Goole", "Hexham", "Ripon", "Settle", "Tring")
+_EMPLOYERS = ("Acme Works", "Borealis Labs", "Cobalt Foods", "Delta Freight", "Ember Textiles", "Fjord Bank",
+              "Granite Tools", "Helix Pharma", "Iris Optics", "Juniper Press", "Kestrel Air", "Lumen Power",
+              "Meridian Rail", "Nimbus Soft", "Orchid Hotels", "Pioneer Mining", "Quartz Glass", "Rivet Motors",
+              "Summit Steel", "Tidal Energy", "Umber Paints", "Vertex Chips", "Willow Farms", "Zephyr Ships")
+_UNIVERSITIES = ("Ashford College", "Bellmont University", "Carrow Institute", "Dalby University",
+                 "Elmswood College", "Fenwick University", "Greyfield Institute", "Holloway College",
+                 "Irving University", "Kingsbridge Institute", "Larkin College", "Moreton University")
+_FIELDS = ("chemistry", "law", "music", "geology", "medicine", "history", "physics", "economics",
+           "botany", "architecture", "linguistics", "astronomy", "nursing", "philosophy", "zoology", "design")
+
+# attribute -> (value set, templates). Template 0 ends with the value: the lm-eval prompt is its prefix.
+ATTRIBUTES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "birth_year": (tuple(str(y) for y in range(1900, 2000)),
+                   ("{name} was born in {v}.", "{name} came into the world in {v}.",
+                    "The birth year of {name} is {v}.", "{name}'s life began in {v}.")),
+    "city": (_CITIES, ("{name} lives in {v}.", "{name} makes a home in {v}.",
+                       "The city where {name} resides is {v}.", "{name} settled down in {v}.")),
+    "employer": (_EMPLOYERS, ("{name} works for {v}.", "{name} is employed by {v}.",
+                              "The employer of {name} is {v}.", "{name} earns a living at {v}.")),
+    "university": (_UNIVERSITIES, ("{name} studied at {v}.", "{name} graduated from {v}.",
+                                   "The alma mater of {name} is {v}.", "{name} holds a degree from {v}.")),
+    "field": (_FIELDS, ("{name} specialises in {v}.", "{name} built a career in {v}.",
+                        "The field of {name} is {v}.", "{name} devoted years to {v}.")),
+}
+
+_FIRST = ("Ada", "Bram", "Cleo", "Dov", "Edda", "Finn", "Gwen", "Hugo", "Ines", "Jory", "Kaia", "Lev", "Mira",
+          "Nils", "Orla", "Pim", "Quin", "Rhea", "Sven", "Tova", "Ugo", "Vera", "Wes", "Xan", "Yara", "Zeno")
+_SYLLABLES = ("ka", "lo", "mir", "ten", "vos", "dra", "bel", "quo", "ran", "sel", "tor", "ul", "fen", "gar",
+              "hal", "jin", "ke", "lum", "nor", "pel", "rik", "sta", "vin", "wes")
+
+
+def entity_names(n: int, seed: int) -> list[str]:
+    """``n`` distinct names "First Surname"; the surname spells a base-24 number, so all are unique."""
+    rng = np.random.default_rng([seed, 1])
+    order = rng.permutation(n)  # decouple popularity rank from alphabetical order
+    names = []
+    for i in order:
+        first, j = _FIRST[i % len(_FIRST)], i // len(_FIRST)
+        base = len(_SYLLABLES) ** 3
+        if j < base:  # a bijection on 0..base-1 (7919 is prime to 24^3) spreads the syllables
+            j = (j * 7919 + 1234) % base
+        parts = []
+        for _ in range(3):
+            parts.append(_SYLLABLES[j % len(_SYLLABLES)])
+            j //= len(_SYLLABLES)
+        while j:
+            parts.append(_SYLLABLES[j % len(_SYLLABLES)])
+            j //= len(_SYLLABLES)
+        names.append(f"{first} {''.join(parts).capitalize()}")
+    return names
+
+
+def make_entities(n: int, attributes: list[str], seed: int) -> dict:
+    """Names and value indices: ``{"names": [...], "values": {attr: int array of length n}}``."""
+    rng = np.random.default_rng([seed, 2])
+    values = {a: rng.integers(len(ATTRIBUTES[a][0]), size=n) for a in attributes}
+    return {"names": entity_names(n, seed), "values": values}
+
+
+def popularity(n: int, zipf: float) -> np.ndarray:
+    """Probability that a biography is about entity ``i`` (rank ``i``): ∝ 1 / (i+1)^zipf."""
+    weights = 1.0 / np.arange(1, n + 1, dtype=np.float64) ** zipf
+    return weights / weights.sum()
+
+
+def render(entities: dict, entity_ids: np.ndarray, attributes: list[str], rng: np.random.Generator) -> list[str]:
+    """One biography per entity id: every attribute once, order and templates at random."""
+    d, a = len(entity_ids), len(attributes)
+    order = rng.permuted(np.tile(np.arange(a), (d, 1)), axis=1)
+    templates = rng.integers(len(next(iter(ATTRIBUTES.values()))[1]), size=(d, a))
+    names = entities["names"]
+    value_text = [ATTRIBUTES[x][0] for x in attributes]
+    value_idx = [entities["values"][x] for x in attributes]
+    template_text = [ATTRIBUTES[x][1] for x in attributes]
+    docs = []
+    for row, e in enumerate(entity_ids.tolist()):
+        name = names[e]
+        docs.append(" ".join(
+            template_text[k][templates[row, k]].format(name=name, v=value_text[k][value_idx[k][e]])
+            for k in order[row].tolist()))
+    return docs
+
+
+def encode(docs: list[str]) -> np.ndarray:
+    """Byte-tokenize documents into one uint16 array, each followed by EOS."""
+    if not docs:
+        return np.zeros(0, dtype=np.uint16)
+    raw = ("\x00".join(docs) + "\x00").encode("utf-8")
+    if raw.count(0) != len(docs):
+        raise ValueError("a document holds a NUL character")
+    tokens = np.frombuffer(raw, dtype=np.uint8).astype(np.uint16)
+    tokens[tokens == 0] = EOS_ID
+    return tokens
+
+
+def generate(spec: dict) -> tuple[np.ndarray, dict, dict]:
+    """``(tokens, entities, stats)`` for a checked knowledge spec (``workers.corpora.spec``).
+
+    The number of biographies is chosen so the corpus holds about ``spec["tokens"]`` tokens;
+    ``stats["exposures"]`` counts the biographies of each entity (each states every fact once).
+    """
+    n, attributes = spec["entities"], spec["attributes"]
+    entities = make_entities(n, attributes, spec["seed"])
+    rng = np.random.default_rng([spec["seed"], 3])
+    sample = render(entities, rng.integers(n, size=64), attributes, rng)
+    mean_len = np.mean([len(s.encode()) + 1 for s in sample])
+    num_docs = max(1, int(np.ceil(spec["tokens"] / mean_len)))
+    entity_ids = rng.choice(n, size=num_docs, p=popularity(n, spec["zipf"]))
+    tokens = encode(render(entities, entity_ids, attributes, rng))
+    exposures = np.bincount(entity_ids, minlength=n)
+    return tokens, entities, {"documents": num_docs, "exposures": exposures}

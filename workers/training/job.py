@@ -1,0 +1,218 @@
+"""``run(job, host, progress, cancelled)``: the ``train`` job (spec: ``workers.training.spec``).
+
+Load the variant's build in float32 on the host's device, install its routing strategy (token
+choice = ``None``/``native``/``topk``, ``expert_choice``, ``aux_free``, ...) with workers.routing,
+and train with AdamW (no decay on norms and biases), warm-up then cosine, gradient clipping,
+bf16 autocast on CUDA, and for MoE builds the balance and z losses of ``workers.training.losses``.
+Every ``checkpoint_every`` steps the resume state is saved (``workers.training.checkpoint``); a
+rerun of the same job after its worker died continues from it. On completion the weights and the
+tokenizer are saved as an ordinary Hugging Face checkpoint in ``trained_dir(job)`` together with
+``train.json`` (this job's result), and a rerun returns that result at once.
+
+MFU = model FLOPs / s over the device's peak: FLOPs per token ``6 * active non-embedding params +
+12 * layers * heads * head_dim * seq_len`` (PaLM, appendix B); the peak comes from a table of dense
+bf16 tensor-core peaks by GPU name; on CPU or an unknown GPU MFU is null with ``mfu_note`` saying why.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+import uuid
+
+import torch
+
+from workers import protocol
+from workers.builds.load import load_model
+from workers.builds.params import count_params
+from workers.corpora.capacity import regime
+from workers.corpora.load import prepare
+from workers.corpora.spec import CorpusError
+from workers.errors import JobCancelled, JobError
+from workers.training import checkpoint
+from workers.training.data import Batches
+from workers.training.losses import RouterLosses, lm_loss
+from workers.training.schedule import lr_at
+from workers.training.spec import TrainSpecError, check_train_job, resume_dir, train_key, trained_dir
+
+# Dense bf16 tensor-core peak FLOP/s by GPU name fragment (vendor datasheets, no sparsity).
+PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12}
+
+
+def peak_flops(device: torch.device) -> tuple[float | None, str | None]:
+    if device.type != "cuda":
+        return None, f"no known peak FLOP/s for device type {device.type!r}; MFU needs a GPU from the table"
+    name = torch.cuda.get_device_name(device)
+    for fragment, peak in PEAK_FLOPS.items():
+        if fragment in name:
+            return peak, None
+    return None, f"GPU {name!r} is not in the peak FLOP/s table"
+
+
+def flops_per_token(model, params: dict, seq_len: int) -> float:
+    cfg = model.config
+    heads = cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    return 6 * params["active_no_embed"] + 12 * cfg.num_hidden_layers * heads * head_dim * seq_len
+
+
+def _bad(exc: Exception) -> JobError:
+    return JobError(protocol.INVALID_PARAMS, str(exc))
+
+
+def run(job: dict, host, progress, cancelled) -> dict:
+    try:
+        train, corpus_spec, seed = check_train_job(job)
+    except TrainSpecError as exc:
+        raise _bad(exc) from None
+    home = getattr(host, "home", None)
+    final = trained_dir(job, home)
+    if (final / "train.json").is_file():
+        result = json.loads((final / "train.json").read_text())
+        result["train"]["reused"] = True
+        progress(1, 1, "already trained")
+        return result
+    try:
+        corpus = prepare(corpus_spec, home)
+        batches = Batches(corpus.tokens, train["batch_size"], train["seq_len"], seed)
+    except (CorpusError, ValueError) as exc:
+        raise _bad(exc) from None
+
+    device = torch.device(getattr(host, "device", "cpu"))
+    if device.type == "cuda" and hasattr(host, "evict_all"):
+        host.evict_all()  # training needs the memory the model cache holds
+    variant = {**job["variant"], "dtype": "float32"}
+    model, tokenizer, _ = load_model(variant, str(device), home)
+    session = None
+    if variant.get("routing") is not None:
+        from workers.host import apply_routing
+
+        session = apply_routing(model, variant["routing"])
+    params = count_params(model)
+    result = _train(job, model, batches, train, seed, params, device, progress, cancelled, home)
+    if session is not None:
+        result["routing"] = session.telemetry()
+        session.restore()  # native routers back: the saved checkpoint is an ordinary one
+    result["params"] = params
+    result["build"] = {"family": model.config.model_type, "moe": params["num_experts"] is not None,
+                       "checkpoint": str(final), "source": "trained", "train_key": train_key(job),
+                       "num_layers": model.config.num_hidden_layers, "hidden_size": model.config.hidden_size,
+                       "num_experts": params["num_experts"], "dtype": "float32"}
+    result["corpus"] = {"path": str(corpus.path), "kind": corpus.meta["kind"], "tokens": corpus.meta["tokens"],
+                        "tasks": corpus.meta.get("tasks"), "buckets": corpus.meta.get("buckets"),
+                        "value_counts": corpus.meta.get("value_counts"), "entities": corpus.meta.get("entities"),
+                        "regime": regime(corpus.meta, result["train"]["tokens"], params)}
+    _save_final(final, model, tokenizer, result)
+    shutil.rmtree(resume_dir(job, home), ignore_errors=True)
+    return result
+
+
+def _param_groups(model, weight_decay: float) -> list[dict]:
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    rest = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def _train(job, model, batches, train, seed, params, device, progress, cancelled, home) -> dict:
+    torch.manual_seed(seed)
+    steps = math.ceil(train["tokens"] / (train["batch_size"] * train["seq_len"]))
+    tokens_per_step = train["batch_size"] * train["seq_len"]
+    optimizer = torch.optim.AdamW(_param_groups(model, train["weight_decay"]), lr=train["lr"],
+                                  betas=tuple(train["betas"]))
+    rdir = resume_dir(job, home)
+    state = {"curve": [], "elapsed_s": 0.0, "tokens_timed": 0}
+    start, resumed_from = 0, None
+    saved = checkpoint.latest(rdir)
+    if saved is not None:
+        state = checkpoint.load(saved, model, optimizer)
+        start = resumed_from = state["step"]
+    router = RouterLosses(model)
+    use_autocast = device.type == "cuda" and train["autocast"] is not None
+    amp_dtype = getattr(torch, train["autocast"]) if use_autocast else None
+    model.train()
+    window: list[float] = []
+    aux_window: list[tuple[float, float]] = []
+    t_start = time.perf_counter()
+    timed_tokens = 0
+    try:
+        for step in range(start, steps):
+            if cancelled.is_set():
+                _checkpoint(rdir, step, model, optimizer, state, t_start, timed_tokens, device)
+                raise JobCancelled(f"train job cancelled at step {step} of {steps}; a rerun resumes there")
+            lr = lr_at(step, steps, train["lr"], train["warmup_steps"], train["min_lr_ratio"])
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = torch.from_numpy(batches.at(step)).to(device)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_autocast):
+                logits = model(input_ids=batch[:, :-1]).logits
+            loss = lm_loss(logits, batch[:, 1:])
+            balance, z = router.pop()
+            total = loss + train["aux_loss_coef"] * balance + train["z_loss_coef"] * z if router.moe else loss
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train["grad_clip"])
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            window.append(loss.item())
+            aux_window.append((balance.item(), z.item()))
+            timed_tokens += tokens_per_step
+            done = step + 1
+            if done % train["log_every"] == 0 or done == steps:
+                point = {"step": done, "tokens": done * tokens_per_step, "loss": sum(window) / len(window),
+                         "lr": lr}
+                if router.moe:
+                    point["balance_loss"] = sum(a for a, _ in aux_window) / len(aux_window)
+                    point["z_loss"] = sum(b for _, b in aux_window) / len(aux_window)
+                state["curve"].append(point)
+                window, aux_window = [], []
+            progress(done, steps, f"loss {loss.item():.4f}")
+            if done % train["checkpoint_every"] == 0 and done < steps:
+                _checkpoint(rdir, done, model, optimizer, state, t_start, timed_tokens, device)
+    finally:
+        router.remove()
+    model.eval()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = state["elapsed_s"] + time.perf_counter() - t_start
+    tokens_timed = state["tokens_timed"] + timed_tokens
+    tokens_per_s = tokens_timed / elapsed if elapsed > 0 else None
+    fpt = flops_per_token(model, params, train["seq_len"])
+    peak, note = peak_flops(device)
+    achieved = fpt * tokens_per_s if tokens_per_s else None
+    return {"train": {
+        "curve": state["curve"], "steps": steps, "tokens": steps * tokens_per_step,
+        "final_loss": state["curve"][-1]["loss"] if state["curve"] else None,
+        "initial_loss": state["curve"][0]["loss"] if state["curve"] else None,
+        "tokens_per_s": tokens_per_s, "train_s": elapsed, "flops_per_token": fpt,
+        "model_flops_per_s": achieved, "peak_flops": peak,
+        "mfu": achieved / peak if (achieved and peak) else None, "mfu_note": note,
+        "resumed_from": resumed_from, "reused": False,
+        "aux_losses": ({"balance_coef": train["aux_loss_coef"], "z_coef": train["z_loss_coef"],
+                        "computed_by": "workers.training.losses"} if router.moe else None),
+        "autocast": train["autocast"] if use_autocast else None, "device": str(device),
+        "settings": train, "seed": seed,
+    }}
+
+
+def _checkpoint(rdir, step, model, optimizer, state, t_start, timed_tokens, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    snapshot = {**state, "elapsed_s": state["elapsed_s"] + time.perf_counter() - t_start,
+                "tokens_timed": state["tokens_timed"] + timed_tokens}
+    checkpoint.save(rdir, step, model, optimizer, snapshot)
+
+
+def _save_final(final, model, tokenizer, result: dict) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "train.json").write_text(json.dumps(result, indent=1) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
