@@ -69,6 +69,7 @@ class PlannedJob:
     key: str
     spec: dict
     affinity: str
+    after: str | None = None  # key of the train job whose checkpoint this job uses
 
     @property
     def kind(self) -> str:
@@ -101,11 +102,39 @@ def variants(suite: Suite) -> list[dict]:
     return out
 
 
+def train_jobs(suite: Suite, vs: list[dict]) -> tuple[list[dict], list[dict], dict[str, dict]]:
+    """With a ``train:`` section every config build is trained first, once per seed, identically
+    (same corpus, data order, schedule, batch and sequence length). Returns the variants the other
+    jobs use (their builds are the trained checkpoints), the train job specs, and for each trained
+    variant name its train job spec."""
+    if suite.train is None:
+        return vs, [], {}
+    from workers.training.spec import trained_build  # torch-free
+
+    models = {m.name: m for m in suite.models}
+    out, specs, by_variant = [], [], {}
+    for v in vs:
+        if "config" not in v["build"]:
+            out.append(v)
+            continue
+        for seed in suite.train_seeds:
+            name = v["name"] if len(suite.train_seeds) == 1 else f"{v['name']}#s{seed}"
+            untrained = {**v, "name": name, "build": {**v["build"], "seed": seed}}
+            spec = {"kind": "train", "variant": untrained, "train": {**suite.train, **models[v["model"]].train},
+                    "corpus": suite.corpus, "seed": seed}
+            specs.append(spec)
+            trained = {**untrained, "build": trained_build(spec), "train_seed": seed}
+            out.append(trained)
+            by_variant[name] = spec
+    return out, specs, by_variant
+
+
 def expand(suite: Suite) -> tuple[list[dict], list[PlannedJob]]:
-    """Suite → (variant specs, jobs): a describe job per variant, then evaluate and probe jobs."""
+    """Suite → (variant specs, jobs): train jobs (if any), a describe job per variant, then
+    evaluate and probe jobs."""
     versions = package_versions()
-    vs = variants(suite)
-    specs: list[dict] = []
+    vs, train_specs, trained_by = train_jobs(suite, variants(suite))
+    specs: list[dict] = list(train_specs)
     for v in vs:
         specs.append({"kind": "describe", "variant": v})
     for v in vs:
@@ -119,8 +148,24 @@ def expand(suite: Suite) -> tuple[list[dict], list[PlannedJob]]:
     for v in vs:
         for probe in suite.probes:
             specs.append({"kind": "probe", "variant": v, "probe": probe.to_dict(), "seed": suite.seed})
-    jobs = [PlannedJob(job_key(s, versions), s, build_id(s["variant"])) for s in specs]
+    train_keys = {id(t): job_key(t, versions) for t in train_specs}
+    jobs = []
+    for s in specs:
+        trained_from = trained_by.get(s["variant"]["name"]) if s["kind"] != "train" else None
+        after = train_keys[id(trained_from)] if trained_from is not None else None
+        jobs.append(PlannedJob(job_key(s, versions), s, build_id(s["variant"]), after))
     return vs, jobs
+
+
+def shard_groups(jobs: list[PlannedJob]) -> dict[str, list[PlannedJob]]:
+    """Sharded evaluate jobs grouped by the key their merged result takes (the unsplit spec's)."""
+    groups: dict[str, list[PlannedJob]] = {}
+    versions = package_versions()
+    for j in jobs:
+        if "shard" in j.spec:
+            whole = {k: v for k, v in j.spec.items() if k != "shard"}
+            groups.setdefault(job_key(whole, versions), []).append(j)
+    return groups
 
 
 def plan_document(suite: Suite, vs: list[dict], jobs: list[PlannedJob], pairs: list | None = None) -> dict:

@@ -37,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keys", type=Path, help="CURVE key folder (from `harness keys`) for tcp workers")
     p.add_argument("--no-cache", action="store_true", help="ignore the shared result cache")
     p.add_argument("--no-report", action="store_true", help="skip writing the report")
+    p.add_argument("--scale", help="pick one entry of the suite's `scales:` (its size knob)")
 
 
 def run_folder(suite: Suite, out: Path | None) -> Path:
@@ -104,9 +105,16 @@ class _Interrupts:
             signal.signal(signal.SIGINT, self._old)
 
 
+def _phases(jobs: list[planner.PlannedJob]) -> list[list[planner.PlannedJob]]:
+    """Train jobs first: the other jobs of a trained variant load its checkpoint."""
+    train = [j for j in jobs if j.kind == "train"]
+    rest = [j for j in jobs if j.kind != "train"]
+    return [p for p in (train, rest) if p]
+
+
 def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoints: list[str],
             local_workers: int, device: str, timeout: float, keys: Path | None) -> dict[str, int]:
-    """Run the jobs that have no result yet; return counts by status."""
+    """Run the jobs that have no result yet, phase by phase; return counts by status."""
     counts = {"reused": 0, "ok": 0, "failed": 0, "not run": 0}
     todo = []
     for job in jobs:
@@ -127,9 +135,9 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
         started = start_local_workers(n, device=device)
         endpoints = list(started.endpoints)
     finished: set[str] = set()
+    by_key = {j.key: j for j in todo}
     try:
         coord = Coordinator(endpoints, timeout_s=timeout, client_keys=keys)
-        by_key = {j.key: j for j in todo}
         with _Interrupts() as interrupts, Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TextColumn("{task.fields[note]}"), console=console, transient=False,
@@ -151,8 +159,18 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
                 label = f"{planned.kind} {planned.variant}" if planned else job.key[:8]
                 progress.update(bar, note=f"{label}: {done}/{total} {note}".strip())
 
-            coord.run([Job(key=j.key, spec=j.spec, affinity=j.affinity) for j in todo], on_result,
-                      on_progress=on_progress, stop=interrupts.stop, cancel=interrupts.cancel)
+            for phase in _phases(todo):
+                if interrupts.stop.is_set():
+                    break
+                runnable = []
+                for j in phase:
+                    if j.after is not None and not store.done(j.after):
+                        on_result(j, {"status": "failed", "attempts": 0,
+                                      "error": f"its train job {j.after[:12]} did not finish"})
+                    else:
+                        runnable.append(j)
+                coord.run([Job(key=j.key, spec=j.spec, affinity=j.affinity) for j in runnable], on_result,
+                          on_progress=on_progress, stop=interrupts.stop, cancel=interrupts.cancel)
         coord.close()
     finally:
         if started is not None:
@@ -161,9 +179,38 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
     return counts
 
 
+def merge_sharded(jobs: list[planner.PlannedJob], store: Store) -> dict[str, str]:
+    """Merge the shards of each split evaluation into one result (exactly as unsplit).
+
+    Returns {shard key: merged key} for the shards merged, so results.jsonl lists the merged
+    result in their place."""
+    from workers.evaluation.merge import merge_shards  # torch-free
+
+    replaced: dict[str, str] = {}
+    for merged_key, shards in planner.shard_groups(jobs).items():
+        recs = [store.get(j.key) for j in shards]
+        if not all(r and r.get("status") == "ok" for r in recs):
+            continue
+        first = shards[0]
+        rec = {**first.summary(), "key": merged_key, "status": "ok", "error": None, "shard": None,
+               "spec": {k: v for k, v in first.spec.items() if k != "shard"},
+               "attempts": sum(r.get("attempts", 1) for r in recs),
+               "worker": sorted({r.get("worker") or "" for r in recs})}
+        result = merge_shards([{k: v for k, v in r.items() if k not in _RECORD_KEYS} for r in recs])
+        rec.update(result)
+        rec.pop("shard", None)
+        store.put(merged_key, rec)
+        replaced.update({j.key: merged_key for j in shards})
+    return replaced
+
+
+_RECORD_KEYS = ("key", "kind", "variant", "model", "task", "probe", "status", "error", "attempts", "worker",
+                "spec", "shard")
+
+
 def main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    suite = load(args.suite)
+    suite = load(args.suite, scale=args.scale)
     run_dir = run_folder(suite, args.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.suite, run_dir / "suite.yaml")
@@ -176,7 +223,8 @@ def main(args: argparse.Namespace) -> int:
     counts = execute(suite, jobs, store, endpoints, args.local_workers or suite.local_workers, args.device,
                      args.timeout, args.keys)
 
-    keys = [j.key for j in jobs]
+    replaced = merge_sharded(jobs, store)
+    keys = list(dict.fromkeys(replaced.get(j.key, j.key) for j in jobs))
     records = store.records(keys)
     pairs = compute_pairs(suite, records)
     write_json_atomic(run_dir / "plan.json", planner.plan_document(suite, vs, jobs, pairs))

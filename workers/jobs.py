@@ -78,6 +78,16 @@ def _lazy(module: str, kind: str) -> Callable:
 
 
 def _evaluate(job, loaded, progress, cancelled) -> dict:
+    task = job["task"]
+    if task.get("corpus") is not None and not task.get("path"):
+        # a task generated from a corpus: made (or found in the cache) on this worker
+        from workers.corpora.load import prepare
+
+        tasks = prepare(task["corpus"], getattr(loaded, "home", None), where="job.task.corpus").meta["tasks"]
+        if task["name"] not in tasks:
+            raise bad("job.task.name", f"corpus has no task {task['name']!r}; known: {', '.join(tasks)}")
+        task = {**{k: v for k, v in task.items() if k != "corpus"}, "path": tasks[task["name"]]}
+        job = {**job, "task": task}
     return _lazy("workers.evaluation.job", "evaluate")(job, loaded, progress, cancelled)
 
 
