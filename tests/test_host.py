@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 
 import pytest
@@ -22,14 +21,6 @@ TINY_DENSE = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 48,
 
 
 
-def module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:  # a parent package is missing
-        return False
-
-
-HAS_ROUTING = module_exists("workers.routing.apply")
 
 
 def variant(config=TINY_MOE, seed=0, **extra) -> dict:
@@ -156,13 +147,6 @@ def test_bad_variant_is_refused_before_loading():
     assert err.value.code == protocol.INVALID_PARAMS
 
 
-@pytest.mark.skipif(HAS_ROUTING, reason="workers.routing.apply exists")
-def test_routing_without_workers_routing_is_unsupported():
-    with pytest.raises(Unsupported, match=r"variant\.routing: 'topk' needs workers\.routing"):
-        Host("cpu").load(variant(routing={"name": "topk", "params": {"k": 1}}))
-
-
-@pytest.mark.skipif(not HAS_ROUTING, reason="workers.routing.apply not written yet")
 def test_routing_is_applied_on_every_load_of_a_cached_model():
     import torch
 
@@ -183,7 +167,6 @@ def test_routing_is_applied_on_every_load_of_a_cached_model():
         assert torch.allclose(again.model(ids).logits, base, atol=1e-6)
 
 
-@pytest.mark.skipif(not HAS_ROUTING, reason="workers.routing.apply not written yet")
 def test_dynamic_routing_params_follow_the_measured_experts_per_token():
     import torch
 
@@ -201,7 +184,6 @@ def test_dynamic_routing_params_follow_the_measured_experts_per_token():
     assert measured == {**count_params(loaded.model, experts_per_token=mean), "active_measured": True}
 
 
-@pytest.mark.skipif(not HAS_ROUTING, reason="workers.routing.apply not written yet")
 @pytest.mark.parametrize("config, routing, error, message", [
     (TINY_MOE, {"name": "topq", "params": {}}, JobError, r"variant\.routing: .*'topq'.*did you mean 'top"),
     (TINY_MOE, {"name": "topk", "params": {"k": 0}}, JobError, r"variant\.routing: .*k"),
@@ -262,13 +244,6 @@ def test_train_gets_the_host_not_a_loaded_model(monkeypatch):
     assert seen == [("workers.training.job", host)]
     assert result["train"] == {"steps": 1} and result["timings"]["model_cached"] is False and "env" in result
     assert host.status()["builds"] == []  # run_job loaded nothing: training builds its own model
-
-
-@pytest.mark.skipif(module_exists("workers.training.job"), reason="workers.training.job exists")
-def test_train_is_unsupported_until_written():
-    job = {"kind": "train", "variant": variant()}
-    with pytest.raises(Unsupported, match="train jobs need workers.training.job"):
-        run_job(job, Host("cpu"), quiet, threading.Event())
 
 
 def test_cancelled_before_start():

@@ -11,8 +11,6 @@ free memory when the host starts), the least recently used builds are dropped fi
 from __future__ import annotations
 
 import gc
-import importlib
-import inspect
 import json
 import os
 import platform
@@ -28,7 +26,7 @@ from workers import protocol
 from workers.builds.load import load_model
 from workers.builds.materialize import build_dir
 from workers.builds.spec import canonical_json, check_variant
-from workers.errors import JobError, Unsupported
+from workers.errors import JobError
 
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "F32": 4, "F16": 2, "BF16": 2, "F64": 8,
                 "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
@@ -224,32 +222,16 @@ class Host:
 
 def apply_routing(model, routing: dict | None, tokenizer=None):
     """Install ``routing`` with workers.routing.apply (restoring native routers first; the tokenizer
-    serves strategies that calibrate on text); None without workers.routing, where only native
-    routing (``routing=None``) is possible."""
-    apply = routing_apply()
-    if apply is None:
-        if routing is None:
-            return None
-        raise Unsupported(f"variant.routing: {routing.get('name')!r} needs workers.routing.apply, which is missing")
-    kwargs = {"tokenizer": tokenizer} if "tokenizer" in inspect.signature(apply).parameters else {}
+    serves strategies that calibrate on text)."""
+    from workers.routing.apply import apply
+
     try:
-        return apply(model, routing, **kwargs)
+        return apply(model, routing, tokenizer=tokenizer)
     except JobError:
         raise
     except (KeyError, ValueError, TypeError) as exc:
         text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise JobError(protocol.INVALID_PARAMS, f"variant.routing: {text}") from None
-
-
-def routing_apply():
-    """``workers.routing.apply.apply``, or None while that module does not exist."""
-    try:
-        module = importlib.import_module("workers.routing.apply")
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("workers.routing"):
-            return None
-        raise
-    return getattr(module, "apply", None)
 
 
 def _cpu_name() -> str:
