@@ -55,8 +55,7 @@ METHODS = JOB_METHODS + CONTROL_METHODS
 NOTIFY_PROGRESS = "progress"    # params: {"id": request id, "done": int, "total": int, "note": str}
 NOTIFY_HEARTBEAT = "heartbeat"  # params: {"id": request id or None, "busy": bool}
 
-_unpack_limits = dict(
-    max_buffer_size=MAX_MESSAGE_BYTES,
+_unpack_limits = dict(  # the frame's own size is checked first (and by ZeroMQ's MAXMSGSIZE)
     max_str_len=MAX_MESSAGE_BYTES,
     max_bin_len=MAX_MESSAGE_BYTES,
     max_array_len=4_000_000,
@@ -68,11 +67,12 @@ _unpack_limits = dict(
 class ProtocolError(Exception):
     """A frame that is not a valid JSON-RPC 2.0 message. ``code`` is the JSON-RPC error code."""
 
-    def __init__(self, code: int, message: str, id: Any = None):
+    def __init__(self, code: int, message: str, id: Any = None, notification: bool = False):
         super().__init__(message)
         self.code = code
         self.message = message
         self.id = id
+        self.notification = notification  # a well-formed notification: JSON-RPC says never reply
 
 
 class RemoteError(Exception):
@@ -147,12 +147,14 @@ def parse_request(frame: bytes) -> dict:
     method = msg.get("method")
     if not isinstance(method, str):
         raise ProtocolError(INVALID_REQUEST, "'method' must be a string", id)
+    is_note = "id" not in msg
     params = msg.get("params", {})
     if not isinstance(params, dict):
-        raise ProtocolError(INVALID_PARAMS, "'params' must be a map", id)
+        raise ProtocolError(INVALID_PARAMS, "'params' must be a map", id, is_note)
     msg["params"] = params
     if method not in METHODS:
-        raise ProtocolError(METHOD_NOT_FOUND, f"no such method {method!r}; known: {', '.join(METHODS)}", id)
+        raise ProtocolError(METHOD_NOT_FOUND, f"no such method {method!r}; known: {', '.join(METHODS)}",
+                            id, is_note)
     return msg
 
 
@@ -180,3 +182,73 @@ def raise_for_error(reply: dict) -> Any:
         err = reply["error"]
         raise RemoteError(err["code"], str(err.get("message", "")), err.get("data"))
     return reply["result"]
+
+
+# --- sockets and keys -----------------------------------------------------------------------------
+# Off loopback, daemons use CURVE. A key folder made by `harness keys DIR` holds:
+#   server.key, server.key_secret   the daemons' pair (every daemon of a deployment shares it)
+#   client.key, client.key_secret   the coordinator's pair
+#   authorized/*.key                client public keys a daemon accepts
+SERVER_KEY = "server"
+CLIENT_KEY = "client"
+AUTHORIZED_DIR = "authorized"
+
+
+def is_loopback(endpoint: str) -> bool:
+    """True for ipc:// and inproc://, and for tcp:// on 127.0.0.0/8, ::1 or localhost."""
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep:
+        raise ValueError(f"endpoint {endpoint!r}: expected tcp://HOST:PORT or ipc://PATH")
+    if scheme in ("ipc", "inproc"):
+        return True
+    if scheme != "tcp":
+        raise ValueError(f"endpoint {endpoint!r}: unsupported transport {scheme!r} (tcp, ipc)")
+    host = rest.rsplit(":", 1)[0].strip("[]")
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
+def _load_pair(path) -> tuple[bytes, bytes]:
+    import zmq.auth
+
+    public, secret = zmq.auth.load_certificate(path)
+    if not secret:
+        raise ValueError(f"{path}: no secret key in this file")
+    return public, secret
+
+
+def server_keys(directory) -> tuple[bytes, bytes, str]:
+    """(public, secret, authorized-clients folder) for a daemon; ValueError naming what is missing."""
+    from pathlib import Path
+
+    d = Path(directory)
+    secret_file = d / f"{SERVER_KEY}.key_secret"
+    if not secret_file.is_file():
+        raise ValueError(f"{secret_file}: missing (make keys with `harness keys {d}`)")
+    authorized = d / AUTHORIZED_DIR
+    if not authorized.is_dir() or not any(authorized.glob("*.key")):
+        raise ValueError(f"{authorized}: no client public keys (*.key) to accept")
+    public, secret = _load_pair(secret_file)
+    return public, secret, str(authorized)
+
+
+def client_keys(directory) -> tuple[bytes, bytes, bytes]:
+    """(public, secret, server public) for a coordinator; ValueError naming what is missing."""
+    import zmq.auth
+    from pathlib import Path
+
+    d = Path(directory)
+    secret_file, server_file = d / f"{CLIENT_KEY}.key_secret", d / f"{SERVER_KEY}.key"
+    for f in (secret_file, server_file):
+        if not f.is_file():
+            raise ValueError(f"{f}: missing (make keys with `harness keys {d}`)")
+    public, secret = _load_pair(secret_file)
+    server_public, _ = zmq.auth.load_certificate(server_file)
+    return public, secret, server_public
+
+
+def configure_socket(sock) -> None:
+    """Options every socket of ours gets: bounded frames, no linger on close."""
+    import zmq
+
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+    sock.setsockopt(zmq.LINGER, 0)
