@@ -67,6 +67,8 @@ def record_for(job: planner.PlannedJob, outcome: dict) -> dict:
     rec.update(status=outcome["status"], error=outcome.get("error"), attempts=outcome.get("attempts", 1),
                worker=outcome.get("worker"), spec=job.spec)
     rec.update(outcome.get("result") or {})
+    for field, empty in (("params", None), ("metrics", {}), ("timings", {})):
+        rec.setdefault(field, empty)  # every line has them, whatever the job kind or outcome
     return rec
 
 
