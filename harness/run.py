@@ -33,6 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                      "(default: the suite's, else start local daemons)")
     p.add_argument("--local-workers", type=int, help="how many local daemons to start (default: the suite's)")
     p.add_argument("--device", default="cpu", help="device for local daemons (default cpu)")
+    p.add_argument("--threads", type=int, help="CPU threads per local daemon (default: torch's own)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds of silence before a worker is lost")
     p.add_argument("--keys", type=Path, help="CURVE key folder (from `harness keys`) for tcp workers")
     p.add_argument("--no-cache", action="store_true", help="ignore the shared result cache")
@@ -115,7 +116,8 @@ def _phases(jobs: list[planner.PlannedJob]) -> list[list[planner.PlannedJob]]:
 
 
 def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoints: list[str],
-            local_workers: int, device: str, timeout: float, keys: Path | None) -> dict[str, int]:
+            local_workers: int, device: str, timeout: float, keys: Path | None,
+            threads: int | None = None) -> dict[str, int]:
     """Run the jobs that have no result yet, phase by phase; return counts by status."""
     counts = {"reused": 0, "ok": 0, "failed": 0, "not run": 0}
     todo = []
@@ -134,7 +136,8 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
     if not endpoints:
         n = min(local_workers, len(todo))
         console.print(f"starting {n} local worker daemon(s) on {device} ...")
-        started = start_local_workers(n, device=device)
+        extra = ("--threads", str(threads)) if threads else ()
+        started = start_local_workers(n, device=device, extra_args=extra)
         endpoints = list(started.endpoints)
     finished: set[str] = set()
     by_key = {j.key: j for j in todo}
@@ -223,7 +226,7 @@ def main(args: argparse.Namespace) -> int:
 
     endpoints = parse_endpoints(args.workers, suite.workers)
     counts = execute(suite, jobs, store, endpoints, args.local_workers or suite.local_workers, args.device,
-                     args.timeout, args.keys)
+                     args.timeout, args.keys, args.threads)
 
     replaced = merge_sharded(jobs, store)
     keys = list(dict.fromkeys(replaced.get(j.key, j.key) for j in jobs))

@@ -61,12 +61,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heartbeat-s", type=float, default=1.0, help="seconds between heartbeats (default 1)")
     p.add_argument("--orphan-s", type=float, default=60.0,
                    help="cancel a job whose client is silent this long; 0: never (default 60)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch in this daemon (default: torch's own)")
     p.add_argument("--parent", type=int, help="exit when this process id is no longer our parent")
     p.add_argument("--grace-s", type=float, default=30.0,
                    help="on SIGTERM, seconds a cancelled job gets to stop before we exit anyway (default 30)")
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"harness worker: --threads {args.threads}: expected a positive count", file=sys.stderr)
+            return 2
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         daemon = Daemon(args.device, args.bind, keys=args.keys, insecure=args.insecure,
                         heartbeat_s=args.heartbeat_s, orphan_s=args.orphan_s, parent=args.parent,
