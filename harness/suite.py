@@ -262,13 +262,6 @@ def _parse_build(path: str, m: dict, base: Path, seed: int) -> tuple[dict, str |
     return {"config": dict(cfg), "seed": build_seed}, mt, fam.moe
 
 
-def _routing_label(name: str, params: dict) -> str:
-    if not params:
-        return name
-    inner = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
-    return f"{name}({inner})"
-
-
 MODEL_KEYS = ["name", "checkpoint", "config", "derive", "seed", "routing", "dtype", "trust_remote_code",
               "experts_implementation", "train"]
 DERIVE_KEYS = ["from", "match", "family", "multiple_of", "num_experts", "top_k", "shared_experts", "granularity"]
@@ -332,8 +325,8 @@ def _parse_model(path: str, m: Any, base: Path, seed: int, dtype: str, scale_con
         _expect(f"{path}.routing", routing_items, list)
         routing_registry = _routing_registry()
         for j, item in enumerate(routing_items):
-            rname, params, _cfg = plugin(routing_registry, item, f"{path}.routing[{j}]")
-            routes.append(RoutingSpec(rname, params, _routing_label(rname, params)))
+            rname, params, cfg = plugin(routing_registry, item, f"{path}.routing[{j}]")
+            routes.append(RoutingSpec(rname, params, cfg.label()))
         labels = [r.label for r in routes]
         dup = next((lab for lab in labels if labels.count(lab) > 1), None)
         if dup:

@@ -73,3 +73,17 @@ def daemon_pool(_isolated_home):
 
     with start_local_workers(2, env=fault_jobs.env(), extra_args=("--heartbeat-s", "0.25")) as workers:
         yield workers
+
+
+# ---- the smoke suite, run once as the README says (tests/test_e2e.py, test_regression.py) ---
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, _isolated_home) -> Path:
+    """`harness run suites/smoke.yaml`, starting and stopping its own local daemons."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(REPO / "suites" / "smoke.yaml"),
+                           "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out

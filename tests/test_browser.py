@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -53,7 +54,31 @@ def test_report_renders_in_headless_chromium(chromium, report_fixture_run, tmp_p
     body = re.search(r"<body[^>]*>", dom.stdout).group(0)
     total = int(re.search(r'data-images-total="(\d+)"', body).group(1))
     decoded = int(re.search(r'data-images-decoded="(\d+)"', body).group(1))
-    assert total == 8 and decoded == total, body
+    # params×3 tasks, accuracy vs decode cost, buckets, decode vs batch with twins and rooflines, experts
+    # touched, 2 expert-load heatmaps, loss curves
+    assert total == 10 and decoded == total, body
     for s in SECTIONS:
         assert re.search(rf'<section id="{s}" data-section="{s}" data-has-data="true">\s*<h2>', dom.stdout), s
+    for alt in ("Decode throughput vs batch size", "Experts touched per decode step", "Accuracy vs measured decode cost"):
+        assert re.search(rf'<img alt="{alt}[^"]*" src="data:image/png', dom.stdout), alt
     print(f"screenshot: {shot}")
+
+
+def test_seeded_longtail_report_renders(chromium, tmp_path):
+    """The seeded knowledge-corpus run: bucket plot with seed error bars and seeded loss curves decode."""
+    from harness.report import write_report
+
+    run = tmp_path / "fixture-longtail"
+    shutil.copytree(Path(__file__).resolve().parent / "data" / "longtail_fixture", run)
+    write_report(run)
+    dom = subprocess.run([chromium, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
+                          "--dump-dom", (run / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-500:]
+    body = re.search(r"<body[^>]*>", dom.stdout).group(0)
+    total = int(re.search(r'data-images-total="(\d+)"', body).group(1))
+    decoded = int(re.search(r'data-images-decoded="(\d+)"', body).group(1))
+    # quality vs params, buckets, 2 heatmaps (one per MoE seed), loss curves
+    assert total == 5 and decoded == total, body
+    for s in ("long-tail", "training", "routing"):
+        assert f'data-section="{s}" data-has-data="true"' in dom.stdout, s
+    assert 'data-section="probes" data-has-data="false"' in dom.stdout

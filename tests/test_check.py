@@ -31,9 +31,11 @@ def _degrade(src: Path, dst: Path, metric_drop: float = 0.0, latency_factor: flo
     recs = [r for r in recs if r.get("variant") != drop_variant]
     for r in recs:
         for values in (r.get("metrics") or {}).values():
-            values["acc"] -= metric_drop
+            if "acc" in values:
+                values["acc"] -= metric_drop
         for row in (r.get("probe") or {}).get("rows", []) if isinstance(r.get("probe"), dict) else []:
-            row["ms_p50"] *= latency_factor
+            if "ms_p50" in row:
+                row["ms_p50"] *= latency_factor
     (dst / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     return dst
 
@@ -42,7 +44,7 @@ def test_committed_fixture_baseline_passes_and_degraded_run_fails(tmp_path, caps
     baseline = REPO / "baselines" / "fixture.yaml"
     assert _check(FIXTURE, baseline) == 0
     out = capsys.readouterr().out
-    assert "32 checked: 32 passed, 0 regressed or missing." in out
+    assert "52 checked: 52 passed, 0 regressed or missing." in out
     worse = _degrade(FIXTURE, tmp_path / "worse", metric_drop=0.08)
     assert _check(worse, baseline) == 1
     out = capsys.readouterr().out
@@ -61,7 +63,7 @@ def test_slower_latency_and_missing_variant_fail(tmp_path, capsys):
     base = tmp_path / "base.json"
     assert _check(FIXTURE, base, update=True) == 0
     data = json.loads(base.read_text())
-    assert data["latency"]["dense-s"]["latency/bs1/ctx64/decode"] == {"ms_p50": 1.834}
+    assert data["latency"]["dense-s"]["latency/bs1/ctx64/decode"] == {"ms_p50": 1.856}
     assert _check(_degrade(FIXTURE, tmp_path / "slow", latency_factor=3.0), base) == 1
     assert re.search(r"REGRESSED\s+dense-l\s+latency/bs16/ctx64/decode ms_p50", capsys.readouterr().out)
     assert _check(_degrade(FIXTURE, tmp_path / "gone", drop_variant="dense-s"), base) == 1

@@ -29,15 +29,6 @@ def records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
 
 
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory) -> Path:
-    """The README's main command: `harness run suites/smoke.yaml`, starting its own local daemons."""
-    out = tmp_path_factory.mktemp("smoke") / "run"
-    proc = harness("run", str(SMOKE), "--out", str(out))
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return out
-
-
 def test_smoke_run_writes_results_and_both_pair_tables(smoke_run):
     recs = records(smoke_run)
     assert recs and all(r["status"] == "ok" for r in recs), [r.get("error") for r in recs]

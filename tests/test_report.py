@@ -30,7 +30,7 @@ def test_markdown_has_every_table_with_the_fixture_numbers(report_fixture_run):
     assert list(variants) == ["moe-a@topk(k=2)", "moe-a@topp(p=0.6)", "dense-s", "dense-l"]
     assert variants["moe-a@topk(k=2)"][3:5] == ["1.2M", "422k"]
     assert variants["moe-a@topp(p=0.6)"][4] == "373k (eff.)" and "1.62 (measured)" in variants["moe-a@topp(p=0.6)"]
-    assert variants["dense-s"][-2] == "0.4667 ± 0.0323"
+    assert variants["dense-s"][9] == "0.4667 ± 0.0323"  # arith acc
     active = _rows(md, "Equal-active pairs")
     assert [r[:2] for r in active][:1] == [["moe-a@topk(k=2)", "dense-s"]]
     arith = next(r for r in active if r[0] == "moe-a@topk(k=2)" and r[3] == "arith")
@@ -38,9 +38,17 @@ def test_markdown_has_every_table_with_the_fixture_numbers(report_fixture_run):
     total = _rows(md, "Equal-total pairs")
     assert {r[1] for r in total} == {"dense-l"}
     assert any(r[-1] == "* dense better" for r in total) and any(r[-1] == "" for r in total)
-    assert "Probe: latency" in md and "all variants: device = cpu" in md
+    prose = next(r for r in total if r[0] == "moe-a@topk(k=2)" and r[4] == "bits_per_byte")
+    assert prose[8].startswith("[") and prose[9] == "40"  # perplexity-type metrics get a paired CI too
+    for heading in ("### Latency", "### Throughput", "### MoE decode cost between its dense twins", "### Memory",
+                    "### Experts touched", "### Accuracy per bucket", "### Pairs per bucket"):
+        assert heading in md, heading
+    assert "dense-s, dense-l: device cpu (float32), roofline peaks 8 GB/s, 0.28 TFLOP/s (measured)" in md
+    assert "How obtained, KV cache: measured: StaticCache tensor bytes." in md
     assert "FAILED | probe dense-l memory: -32001 out of memory" in md
-    assert "0123456789abcdef" in md  # git sha in provenance
+    assert "0123456789abcdef" in md  # git sha recorded by the workers, in provenance
+    assert "| devices | Fixture CPU (cpu) |" in md and "| time: total |" in md
+    assert "2 merged from shards" in md
 
 
 def test_html_is_self_contained_with_every_section_and_plot(report_fixture_run):
@@ -49,8 +57,11 @@ def test_html_is_self_contained_with_every_section_and_plot(report_fixture_run):
     for s in SECTIONS:
         assert f'data-section="{s}" data-has-data="true"' in html, s
     srcs = re.findall(r'<img alt="[^"]*" src="([^"]+)"', html)
-    # params×2 tasks, decode cost, buckets, throughput, 2 heatmaps, loss curves
-    assert len(srcs) == 8 and all(s.startswith("data:image/png;base64,iVBOR") for s in srcs)
+    # params×3 tasks, accuracy vs decode cost, buckets, decode vs batch, experts touched, 2 heatmaps, loss curves
+    assert len(srcs) == 10 and all(s.startswith("data:image/png;base64,iVBOR") for s in srcs)
+    alts = re.findall(r'<img alt="([^"]*)"', html)
+    assert any(a.startswith("Decode throughput vs batch size") for a in alts)
+    assert "Experts touched per decode step vs batch size (routing probe)" in alts
 
 
 def test_sections_without_data_say_so(tmp_path):
@@ -100,14 +111,14 @@ def test_probe_rows_of_any_shape_render_known_columns_first(tmp_path):
     run = tmp_path / "r"
     shutil.copytree(FIXTURE, run)
     rec = {"key": "x1", "kind": "probe", "variant": "dense-s", "status": "ok",
-           "probe": {"name": "memory", "rows": [{"weird_col": 7, "phase": "decode", "batch_size": 2, "peak_mb": 12.5}]}}
+           "probe": {"name": "custom", "rows": [{"weird_col": 7, "phase": "decode", "batch_size": 2, "peak_mb": 12.5}]}}
     rec2 = {"key": "x2", "kind": "probe", "variant": "dense-l", "status": "ok",
-            "probe": {"name": "memory", "peak_mb": 99.0, "device": "cpu"}}  # no rows at all
+            "probe": {"name": "custom", "peak_mb": 99.0, "device": "cpu"}}  # no rows at all
     with open(run / "results.jsonl", "a") as f:
         f.write(json.dumps(rec) + "\n" + json.dumps(rec2) + "\n")
-    from harness.report.tables import probe_tables
+    from harness.report.probes import plain_probe_tables
 
-    table = next(t for t in probe_tables(Run.load(run)) if t.title == "Probe: memory")
+    table = next(t for t in plain_probe_tables(Run.load(run)) if t.title == "Probe: custom")
     assert table.columns == ["variant", "batch_size", "phase", "weird_col", "peak_mb"]
     assert table.rows == [["dense-s", "2", "decode", "7", "12.5"]]
     assert table.notes == ["dense-l: peak_mb = 99, device = cpu"]
@@ -140,5 +151,5 @@ def test_unreadable_run_folders_are_named(tmp_path):
     shutil.copytree(FIXTURE, bad)
     with open(bad / "results.jsonl", "a") as f:
         f.write("{not json\n")
-    with pytest.raises(ReportError, match=r"results\.jsonl:20: not valid JSON"):
+    with pytest.raises(ReportError, match=r"results\.jsonl:33: not valid JSON"):
         write_report(bad)

@@ -24,7 +24,8 @@ def _changed_copy(dst: Path) -> Path:
                 s["acc"] = 1.0
         if r["kind"] == "probe" and r["status"] == "ok":
             for row in r["probe"]["rows"]:
-                row["ms_p50"] *= 2
+                if "ms_p50" in row:
+                    row["ms_p50"] *= 2
     extra = dict(next(r for r in recs if r["variant"] == "dense-l" and r["kind"] == "evaluate"))
     extra.update(key="new", variant="dense-xl")
     (dst / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs + [extra]))
@@ -46,7 +47,7 @@ def test_compare_shows_differences_with_paired_ci(tmp_path, capsys):
     assert "| dense-xl | arith | acc | - | 0.6208 | - | - |  |" in out
     # the equal-active pair's advantage shrank by 0.5333
     assert re.search(r"\| active \| moe-a@topk\(k=2\) \| dense-s \| arith \| acc \| \+0\.1625 \| -0\.3708 \| -0\.5333 \|", out)
-    assert "| dense-l | latency/bs1/ctx64/decode | 4.960 | 9.920 | 2.00x |" in out
+    assert re.search(r"\| dense-l \| latency/bs1/ctx64/decode \| \d+\.\d{3} \| \d+\.\d{3} \| 2\.00x \|", out)
 
 
 def test_compare_names_a_missing_run(tmp_path, capsys):

@@ -13,7 +13,8 @@ from pathlib import Path
 from harness.report.check import run_latencies
 from harness.report.markdown import table_md
 from harness.report.run import ReportError, Run
-from harness.report.tables import Table, fmt_diff, is_bucket_metric, pair_diffs
+from harness.report.pairdiff import pair_diffs
+from harness.report.tables import Table, fmt_diff, is_bucket_metric
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,8 +58,8 @@ def pairs_table(a: Run, b: Run) -> Table:
     rows: dict[tuple, list] = {}
     for i, run in enumerate((a, b)):
         for kind in ("active", "total"):
-            for pair, task, metric, x, y, _ in pair_diffs(run, kind):
-                rows.setdefault((kind, pair.moe, pair.dense, task, metric), [None, None])[i] = x - y
+            for r in pair_diffs(run, kind):
+                rows.setdefault((kind, r.pair.moe, r.pair.dense, r.task, r.metric), [None, None])[i] = r.moe - r.dense
     for (kind, moe, dense, task, metric), (da, db) in rows.items():
         change = f"{db - da:+.4f}" if da is not None and db is not None else "-"
         sgn = lambda x: f"{x:+.4f}" if x is not None else "-"  # noqa: E731

@@ -45,7 +45,9 @@ def lm_eval_results(run: Run, variant: str) -> dict | None:
         limit = task_spec.get("limit", limit)
         extra = r.get("lm_eval") if isinstance(r.get("lm_eval"), dict) else {}
         for task, values in (r.get("metrics") or {}).items():
-            results[task] = {"alias": task, **{_key(m): v for m, v in values.items()}}
+            # lm-eval writes "N/A" for a stderr it cannot compute (perplexities); its table expects that
+            results[task] = {"alias": task, **{_key(m): ("N/A" if v is None and is_stderr(m) else v)
+                                               for m, v in values.items()}}
             samples = (r.get("samples") or {}).get(task) or []
             configs[task] = (extra.get("configs") or {}).get(task) or {
                 "task": task, "num_fewshot": task_spec.get("num_fewshot") or 0,

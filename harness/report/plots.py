@@ -11,8 +11,9 @@ import io
 import math
 from dataclasses import dataclass
 
+from harness.report.buckets import BUCKETS, bucket_groups, bucket_values, group_metrics, member_tasks, primary_metric
 from harness.report.run import Run
-from harness.report.tables import BUCKETS, bucket_values, primary_metric
+from harness.report.seeds import mean_sd, seed_groups
 
 MOE_COLOR, DENSE_COLOR = "#d95f02", "#1b9e77"
 
@@ -78,7 +79,8 @@ def quality_vs_params(run: Run) -> list[Figure]:
     """Per task: primary metric vs active and vs total parameters, with the Pareto front."""
     plt = _plt()
     figures = []
-    for task in run.tasks():
+    hidden = member_tasks(run)
+    for task in [t for t in run.tasks() if t not in hidden]:
         metric = primary_metric(run, task)
         points = []
         for v in run.variants:
@@ -99,22 +101,13 @@ def quality_vs_params(run: Run) -> list[Figure]:
     return figures
 
 
-def decode_cost(run: Run) -> dict[str, tuple[float, int]]:
-    """Per variant: decode ms per step (p50) at its smallest measured batch size, and that batch size."""
-    out = {}
-    for variant, probe in run.probes():
-        for row in probe.get("rows") or []:
-            if row.get("phase") == "decode" and isinstance(row.get("ms_p50"), (int, float)):
-                bs = row.get("batch_size") or 1
-                if variant not in out or bs < out[variant][1]:
-                    out[variant] = (float(row["ms_p50"]), bs)
-    return out
-
-
 def quality_vs_cost(run: Run) -> list[Figure]:
-    """Primary metric vs measured decode latency, one panel per task (only when probes measured decode)."""
-    cost = decode_cost(run)
-    tasks = [t for t in run.tasks() if any(v in cost and t in run.metrics(v) for v in run.variants)]
+    """Primary metric vs measured decode ms per token at batch 1, one panel per task (when probes measured decode)."""
+    from harness.report.probes import decode_ms_per_token
+
+    cost = decode_ms_per_token(run)
+    hidden = member_tasks(run)
+    tasks = [t for t in run.tasks() if t not in hidden and any(v in cost and t in run.metrics(v) for v in run.variants)]
     if not tasks:
         return []
     plt = _plt()
@@ -125,84 +118,46 @@ def quality_vs_cost(run: Run) -> list[Figure]:
                if v in cost and isinstance(run.metrics(v).get(task, {}).get(metric), (int, float))]
         _scatter_front(ax, pts, not run.lower_is_better(task, metric))
         bs = sorted({cost[v][1] for v in cost})
-        ax.set_xlabel(f"decode ms per step, p50 (batch {'/'.join(map(str, bs))})")
+        ax.set_xlabel(f"decode ms per token, p50 (batch {'/'.join(map(str, bs))})")
         ax.set_ylabel(metric)
         ax.set_title(f"{task} {metric} vs decode cost")
     fig.tight_layout()
-    return [Figure("Quality vs measured decode cost", _encode(fig))]
+    return [Figure("Accuracy vs measured decode cost (ms per token at batch 1)", _encode(fig))]
 
 
 def buckets(run: Run) -> list[Figure]:
-    """Per task with bucket results: grouped bars, one group per popularity bucket, one bar per variant."""
+    """Per bucket group: the primary metric per popularity bucket, one line per model (seeds: mean ± sd)."""
     plt = _plt()
     figures = []
-    for task in run.tasks():
-        data = [(v, bucket_values(run, v, task)) for v in run.variants]
-        data = [(v, d) for v, d in data if d and d[1]]
-        if not data:
+    for group in bucket_groups(run):
+        metrics = group_metrics(run, group)
+        if not metrics:
             continue
-        names = [b for b in BUCKETS if any(b in d[1] for _, d in data)]
-        names += sorted({b for _, d in data for b in d[1]} - set(names))
-        fig, ax = plt.subplots(figsize=(max(7, 2.2 * len(names) + 2), 4.3))
-        width = 0.8 / len(data)
-        for i, ((v, (metric, per)), color) in enumerate(zip(data, _colors(len(data)))):
-            xs = [j + (i - (len(data) - 1) / 2) * width for j in range(len(names))]
-            ax.bar(xs, [per.get(b, float("nan")) for b in names], width, label=v, color=color,
-                   hatch="//" if run.is_moe(v) else None, edgecolor="black", linewidth=0.5)
-        ax.set_xticks(range(len(names)), names)
+        metric = metrics[0]
+        models = []
+        for model, variants in seed_groups(run).items():
+            per = [bucket_values(run, v, group, metric) for v in variants]
+            names = [b for b in BUCKETS if any(b in p for p in per)]
+            if names:
+                stats = [mean_sd([p[b] for p in per if b in p]) for b in names]
+                models.append((model, variants[0], names, stats, len(variants)))
+        if not models:
+            continue
+        fig, ax = plt.subplots(figsize=(8.5, 4.5))
+        for i, ((model, v, names, stats, n), color) in enumerate(zip(models, _colors(len(models)))):
+            xs = [BUCKETS.index(b) + (i - (len(models) - 1) / 2) * 0.04 for b in names]
+            moe = run.is_moe(v)
+            ax.errorbar(xs, [m for m, _ in stats], yerr=[sd or 0.0 for _, sd in stats], fmt="o-" if moe else "s--",
+                        color=color, capsize=4, lw=2, ms=7, label=model + (f" ({n} seeds)" if n > 1 else ""))
+        ax.set_xticks(range(len(BUCKETS)), [f"{b}\n({'frequent' if b == 'head' else 'rare' if b == 'tail' else 'mid'})"
+                                             for b in BUCKETS])
         ax.set_xlabel("entity popularity bucket")
-        ax.set_ylabel(data[0][1][0])
-        ax.set_title(f"{task}: {data[0][1][0]} per popularity bucket (hatched: MoE)")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{group.name}: {metric} per popularity bucket (solid: MoE, dashed: dense)")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
-        figures.append(Figure(f"{task}: long-tail buckets", _encode(fig)))
+        figures.append(Figure(f"{group.name}: {metric} per long-tail bucket", _encode(fig)))
     return figures
-
-
-def throughput(run: Run) -> list[Figure]:
-    """Decode throughput and step latency vs batch size, measured (solid) against the roofline (dashed)."""
-    series: dict[str, list] = {}
-    for variant, probe in run.probes():
-        for row in probe.get("rows") or []:
-            if row.get("phase", "decode") == "decode" and isinstance(row.get("batch_size"), (int, float)):
-                series.setdefault(variant, []).append(row)
-    series = {v: rows for v, rows in series.items()
-              if any(isinstance(r.get("tokens_per_s"), (int, float)) or isinstance(r.get("ms_p50"), (int, float))
-                     for r in rows)}
-    if not series:
-        return []
-    plt = _plt()
-    fig, (ax_t, ax_l) = plt.subplots(1, 2, figsize=(12, 4.5))
-    contexts = set()
-    for (variant, rows), color in zip(series.items(), _colors(len(series))):
-        ctx = max(((r.get("context") or 0) for r in rows), default=0)
-        rows = sorted([r for r in rows if (r.get("context") or 0) == ctx], key=lambda r: r["batch_size"])
-        contexts.add(ctx)
-        bs = [r["batch_size"] for r in rows]
-        style = "o-" if run.is_moe(variant) else "s-"
-        tps = [r.get("tokens_per_s") for r in rows]
-        if all(isinstance(t, (int, float)) for t in tps):
-            ax_t.plot(bs, tps, style, color=color, label=variant)
-        roof = [r.get("roofline_ms") for r in rows]
-        if all(isinstance(t, (int, float)) and t > 0 for t in roof):
-            ax_t.plot(bs, [b * 1000.0 / t for b, t in zip(bs, roof)], "--", color=color, alpha=0.7)
-            ax_l.plot(bs, roof, "--", color=color, alpha=0.7)
-        lat = [r.get("ms_p50") for r in rows]
-        if all(isinstance(t, (int, float)) for t in lat):
-            ax_l.plot(bs, lat, style, color=color, label=variant)
-    ctx_s = "/".join(str(c) for c in sorted(contexts))
-    for ax in (ax_t, ax_l):
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("batch size (log2)")
-        ax.plot([], [], "--", color="gray", label="roofline")
-        ax.legend(loc="best")
-    ax_t.set_yscale("log")
-    ax_t.set_ylabel("decode tokens / s (log)")
-    ax_t.set_title(f"Decode throughput vs batch size (context {ctx_s})")
-    ax_l.set_ylabel("ms per decode step, p50")
-    ax_l.set_title(f"Decode step latency vs batch size (context {ctx_s})")
-    fig.tight_layout()
-    return [Figure("Decode throughput and latency vs batch size, with rooflines", _encode(fig))]
 
 
 def expert_load(run: Run) -> list[Figure]:
@@ -248,23 +203,3 @@ def expert_load(run: Run) -> list[Figure]:
         fig.tight_layout()
         figures.append(Figure(f"{v}: expert load and experts per token", _encode(fig)))
     return figures
-
-
-def loss_curves(run: Run) -> list[Figure]:
-    """Training loss vs tokens seen, one line per trained variant."""
-    curves = {v: (run.training(v) or {}).get("curve") for v in run.variants}
-    curves = {v: c for v, c in curves.items() if c}
-    if not curves:
-        return []
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 4.3))
-    for (v, curve), color in zip(curves.items(), _colors(len(curves))):
-        xs = [p.get("tokens", p.get("step")) for p in curve]
-        ax.plot(xs, [p.get("loss") for p in curve], "-" if run.is_moe(v) else "--", color=color, label=v, lw=1.8)
-    use_tokens = all("tokens" in p for c in curves.values() for p in c)
-    ax.set_xlabel("tokens seen" if use_tokens else "step")
-    ax.set_ylabel("training loss")
-    ax.set_title("Training loss (solid: MoE, dashed: dense)")
-    ax.legend(loc="best")
-    fig.tight_layout()
-    return [Figure("Training loss curves", _encode(fig))]

@@ -39,6 +39,30 @@ def metric_names(values: dict) -> list[str]:
     return sorted(names, key=lambda m: (PREFERRED_METRICS.index(m) if m in PREFERRED_METRICS else 99, names.index(m)))
 
 
+def merge_routing(shards: list) -> dict | None:
+    """Telemetry of a sharded evaluation, summed over shards: counts add; rates and ratios are
+    recomputed from the summed counts where they can be, else token-weighted."""
+    shards = [s for s in shards if isinstance(s, dict) and s.get("layers")]
+    if not shards:
+        return None
+    layers = []
+    for i, first in enumerate(shards[0]["layers"]):
+        parts = [s["layers"][i] for s in shards if i < len(s["layers"])]
+        tokens = sum(p.get("tokens") or 0 for p in parts)
+        counts = [sum(c) for c in zip(*(p.get("tokens_per_expert") or [] for p in parts))]
+        layer = {"layer": first.get("layer", i), "tokens": tokens, "tokens_per_expert": counts,
+                 "dropped": sum(p.get("dropped") or 0 for p in parts)}
+        for key in ("experts_per_token_mean", "drop_rate", "cv", "entropy"):
+            vals = [(p[key], p.get("tokens") or 0) for p in parts if isinstance(p.get(key), (int, float))]
+            if vals and sum(w for _, w in vals) > 0:
+                layer[key] = sum(v * w for v, w in vals) / sum(w for _, w in vals)
+        if counts and sum(counts) > 0:
+            layer["max_over_mean"] = max(counts) / (sum(counts) / len(counts))
+        layers.append(layer)
+    return {"layers": layers, "summary": {"tokens": sum(l["tokens"] for l in layers) // max(1, len(layers))},
+            "merged_from": len(shards)}
+
+
 def _read_json(path: Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -63,6 +87,7 @@ class Run:
     suite: dict
     records: list[dict]
     variant_order: list[str] = field(default_factory=list)
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     # ---- loading -------------------------------------------------------------------------
     @classmethod
@@ -107,6 +132,8 @@ class Run:
                 rec = _read_json(f)
                 if isinstance(rec, dict):
                     by_key[rec.get("key") or f.stem] = rec
+            merged = {(r.get("variant"), r.get("task")) for r in by_key.values() if r.get("merged_from")}
+            by_key = {k: r for k, r in by_key.items() if not (r.get("shard") and (r.get("variant"), r.get("task")) in merged)}
         return list(by_key.values())
 
     # ---- look-ups ------------------------------------------------------------------------
@@ -166,14 +193,20 @@ class Run:
         return f"{routing.get('name')}({inner})" if inner else str(routing.get("name"))
 
     def metrics(self, variant: str) -> dict[str, dict]:
-        out: dict[str, dict] = {}
+        """{task: {metric: value}} over the variant's evaluations (read-only: cached)."""
+        if ("metrics", variant) in self._memo:
+            return self._memo[("metrics", variant)]
+        out: dict[str, dict] = self._memo.setdefault(("metrics", variant), {})
         for r in self.ok("evaluate", variant):
             for task, values in (r.get("metrics") or {}).items():
                 out.setdefault(task, {}).update(values)
         return out
 
     def samples(self, variant: str) -> dict[str, list]:
-        out: dict[str, list] = {}
+        """{task: per-document samples} over the variant's evaluations (read-only: cached)."""
+        if ("samples", variant) in self._memo:
+            return self._memo[("samples", variant)]
+        out: dict[str, list] = self._memo.setdefault(("samples", variant), {})
         for r in self.ok("evaluate", variant):
             for task, rows in (r.get("samples") or {}).items():
                 out.setdefault(task, []).extend(rows)
@@ -195,18 +228,22 @@ class Run:
         return metric_names(merged)
 
     def routing(self, variant: str) -> dict | None:
-        """Routing telemetry: from evaluation first (the real task tokens), else probes, else describe.
+        return self.routing_with_source(variant)[0]
 
-        Telemetry that saw no token (e.g. a describe job's) is skipped.
-        """
+    def routing_with_source(self, variant: str) -> tuple[dict | None, str]:
+        """(routing telemetry, the job kind it came from): evaluation first (the real task tokens),
+        else probes, describe, train. Telemetry that saw no token (a describe job's) is skipped; a
+        merged sharded evaluation's per-shard telemetry is summed."""
         for kind in ("evaluate", "probe", "describe", "train"):
             for r in self.ok(kind, variant):
                 routing = r.get("routing")
+                if not isinstance(routing, dict) and isinstance(r.get("routing_shards"), list):
+                    routing = merge_routing(r["routing_shards"])
                 if isinstance(routing, dict) and any(
                         sum(c for c in (l.get("tokens_per_expert") or []) if isinstance(c, (int, float))) > 0
                         for l in routing.get("layers") or []):
-                    return routing
-        return None
+                    return routing, kind
+        return None, ""
 
     def lower_is_better(self, task: str, metric: str) -> bool:
         """From the evaluation's own ``higher_is_better`` where recorded, else by the metric's name."""

@@ -23,10 +23,16 @@ class Section:
 
 
 def build_sections(run: Run, with_figures: bool = True) -> list[Section]:
+    from harness.report import longtail as L
     from harness.report import plots as P
+    from harness.report import plots_probes as PP
+    from harness.report import plots_training as PT
+    from harness.report import probes as PR
+    from harness.report.provenance import provenance_table
 
     fig = (lambda f: f(run)) if with_figures else (lambda f: [])  # noqa: E731
-    probes = T.probe_tables(run)
+    probes = [PR.latency_table(run), PR.throughput_table(run), PR.decode_twins_table(run), PR.memory_table(run),
+              PR.routing_probe_table(run)] + PR.plain_probe_tables(run)
     sections = [
         Section("variants", "Variants",
                 "Every variant of the run: parameters (with and without embeddings), each task's metrics, "
@@ -40,20 +46,25 @@ def build_sections(run: Run, with_figures: bool = True) -> list[Section]:
                 "Each MoE variant against the dense model with the same total parameters.",
                 [T.pairs_table(run, "total")], [], ""),
         Section("long-tail", "Long-tail buckets",
-                "Accuracy by entity popularity bucket (head: frequent, tail: rare).",
-                [T.bucket_table(run)], fig(P.buckets), "No per-bucket (head / torso / tail) results in this run."),
+                "Accuracy by entity popularity bucket (head: frequent, tail: rare), per model and per pair; the "
+                "training regime of the knowledge corpus and the knowledge each build stored.",
+                [L.bucket_table(run), L.bucket_pairs_table(run), L.regime_table(run), L.knowledge_table(run)],
+                fig(P.buckets), "No per-bucket (head / torso / tail) results in this run."),
         Section("probes", "Probes",
-                "Latency, throughput and memory as measured, next to the roofline estimate.",
-                probes, fig(P.throughput), "No probe results in this run."),
+                "Latency, throughput and memory as measured, next to the roofline estimate; where an MoE's decode "
+                "stops being cheap against its dense twins; experts touched per batch.",
+                probes, fig(PP.decode_vs_batch) + fig(PP.experts_touched), "No probe results in this run."),
         Section("routing", "Routing",
                 "How the routers spread tokens over experts (telemetry recorded during evaluation).",
                 [T.routing_table(run)], fig(P.expert_load),
                 "No routing telemetry in this run (no MoE variant, or none recorded)."),
         Section("training", "Training", "Loss curves and training speed of trained builds.",
-                [T.training_table(run)], fig(P.loss_curves), "No training results in this run."),
-        Section("provenance", "Provenance", "What made these numbers.", [T.provenance_table(run)], [], ""),
+                [T.training_table(run)], fig(PT.loss_curves), "No training results in this run."),
+        Section("provenance", "Provenance", "What made these numbers.", [provenance_table(run)], [], ""),
     ]
     for s in sections:
         if not s.empty and s.tables:
             s.empty = s.tables[0].empty
+        if len(s.tables) > 1 and s.has_data:  # a section with data shows only its tables that have some
+            s.tables = [t for t in s.tables if t.rows or t.notes]
     return sections

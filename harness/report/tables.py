@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from harness.report.run import Run, is_stderr
-
-BUCKETS = ("head", "torso", "tail")
+from harness.report.buckets import BUCKETS, is_bucket_metric, main_metrics, member_tasks, primary_metric  # noqa: F401
+from harness.report.pairdiff import PairRow, pair_diffs
+from harness.report.run import Run
 #: probe row columns shown first, in this order; any other keys follow as they come
 PROBE_COLUMNS = ("batch_size", "context", "phase", "ms_p50", "ms_p90", "ms_p95", "ms_p99", "ms_mean", "ms_std",
                  "tokens_per_s", "roofline_ms", "measured_over_roofline")
@@ -74,57 +74,41 @@ def fmt_diff(d) -> tuple[str, str, str]:
     return f"{d.mean:+.4f}", f"[{d.lo:+.4f}, {d.hi:+.4f}]", "*" if d.significant else ""
 
 
-def is_bucket_metric(metric: str) -> bool:
-    return any(metric.endswith("_" + b) for b in BUCKETS)
-
-
-def main_metrics(run: Run, task: str) -> list[str]:
-    """The task's metrics without the per-bucket ones (those get their own section)."""
-    return [m for m in run.task_metrics(task) if not is_bucket_metric(m)]
-
-
-def primary_metric(run: Run, task: str) -> str | None:
-    names = main_metrics(run, task)
-    return names[0] if names else None
-
-
 # ---- load balance --------------------------------------------------------------------------
+def _nums(layers, key) -> list[float]:
+    return [l[key] for l in layers if isinstance(l.get(key), (int, float)) and not isinstance(l.get(key), bool)]
+
+
 def load_balance(routing: dict | None) -> dict:
-    """Mean experts/token, worst max/mean expert load, mean CV and normalised entropy over layers."""
+    """Over layers: mean experts/token, drop rate, worst max/mean expert load, mean CV, mean entropy.
+
+    The workers record entropy already normalised by log(E): 1 is uniform, 0 one expert for all.
+    """
     if not routing or not routing.get("layers"):
         return {}
     layers = routing["layers"]
     out = {}
-    ept = [l.get("experts_per_token_mean") for l in layers if isinstance(l.get("experts_per_token_mean"), (int, float))]
-    if ept:
-        out["experts_per_token"] = sum(ept) / len(ept)
-    mom, cvs, ent = [], [], []
-    for l in layers:
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    for key, name in (("experts_per_token_mean", "experts_per_token"), ("cv", "cv"), ("entropy", "entropy"),
+                      ("drop_rate", "drop_rate")):
+        if _nums(layers, key):
+            out[name] = mean(_nums(layers, key))
+    mom = _nums(layers, "max_over_mean")
+    for l in layers:  # layers without the figure: from the counts
         counts = [c for c in l.get("tokens_per_expert") or [] if isinstance(c, (int, float))]
-        mean = sum(counts) / len(counts) if counts else 0
-        if isinstance(l.get("max_over_mean"), (int, float)):
-            mom.append(l["max_over_mean"])
-        elif mean > 0:
-            mom.append(max(counts) / mean)
-        if isinstance(l.get("cv"), (int, float)):
-            cvs.append(l["cv"])
-        if isinstance(l.get("entropy"), (int, float)) and len(counts) > 1:
-            ent.append(l["entropy"] / math.log(len(counts)))
+        if not isinstance(l.get("max_over_mean"), (int, float)) and counts and sum(counts) > 0:
+            mom.append(max(counts) / mean(counts))
     if mom:
         out["max_over_mean"] = max(mom)
-    if cvs:
-        out["cv"] = sum(cvs) / len(cvs)
-    if ent:
-        out["entropy_norm"] = sum(ent) / len(ent)
-    dropped = [l.get("dropped") for l in layers if isinstance(l.get("dropped"), (int, float))]
-    if dropped:
-        out["dropped"] = sum(dropped)
+    if _nums(layers, "dropped"):
+        out["dropped"] = sum(_nums(layers, "dropped"))
     return out
 
 
 # ---- tables --------------------------------------------------------------------------------
 def variants_table(run: Run) -> Table:
-    tasks = run.tasks()
+    hidden = member_tasks(run)
+    tasks = [t for t in run.tasks() if t not in hidden]
     metric_cols = [(t, m) for t in tasks for m in main_metrics(run, t)]
     cols = ["variant", "family", "routing", "total", "active", "total (no emb)", "active (no emb)",
             "experts/token", "max/mean load"] + [f"{t} {m}" for t, m in metric_cols]
@@ -146,60 +130,56 @@ def variants_table(run: Run) -> Table:
         table.notes.append("(eff.): effective active parameters from the measured experts per token (dynamic routing).")
     table.notes.append("Metrics are mean ± lm-eval stderr; max/mean load is the busiest expert's share over the "
                        "mean share, worst layer (1.0 = perfectly balanced).")
+    if hidden:
+        table.notes.append(f"Per-bucket tasks ({', '.join(sorted(hidden))}) are in the long-tail section.")
     return table
 
 
-def pair_diffs(run: Run, kind: str, seed: int = 0):
-    """[(pair, task, metric, moe value, dense value, Diff | None)] for the pairs of ``kind``."""
-    from harness.report.bootstrap import paired_diff
-
-    out = []
-    for pair in run.pairs():
-        if pair.kind != kind:
-            continue
-        ma, md = run.metrics(pair.moe), run.metrics(pair.dense)
-        sa, sd = run.samples(pair.moe), run.samples(pair.dense)
-        for task in run.tasks():
-            if task not in ma or task not in md:
-                continue
-            for metric in main_metrics(run, task):
-                if metric not in ma[task] or metric not in md[task]:
-                    continue
-                diff = paired_diff(sa.get(task, []), sd.get(task, []), metric, seed=seed)
-                if diff is None:
-                    diff = no_ci_reason(sa.get(task, []), sd.get(task, []), metric)
-                out.append((pair, task, metric, ma[task][metric], md[task][metric], diff))
-    return out
+def pair_columns(seeded: bool) -> list[str]:
+    return (["MoE", "dense", "Δ (MoE − dense)", "95% CI (paired bootstrap)", "docs"]
+            + (["seeds", "seed spread"] if seeded else []) + ["sig."])
 
 
-def no_ci_reason(samples_a: list, samples_b: list, metric: str) -> str:
-    """Why a metric has no paired interval: no samples, or values that are not per-document numbers."""
-    values = [s.get(metric) for s in samples_a[:1] + samples_b[:1] if metric in s]
-    if not samples_a or not samples_b:
-        return "no per-document samples"
-    if values and not all(isinstance(v, (int, float)) for v in values):
-        return "corpus-level metric: no per-document value"
-    return "no shared documents"
+def pair_cells(run: Run, row: PairRow, seeded: bool) -> list[str]:
+    """The cells of :func:`pair_columns` for one row."""
+    d, a, b = row.diff, row.moe, row.dense
+    diff_s, ci_s, mark = fmt_diff(d)
+    if isinstance(d, str):
+        diff_s = fmt_value(a - b) if abs(a - b) >= 1000 else f"{a - b:+.4f}"
+    elif abs(d.mean) >= 1000:  # perplexities of untrained models
+        diff_s, ci_s = f"{d.mean:+.4g}", f"[{d.lo:+.4g}, {d.hi:+.4g}]"
+    if mark:
+        better = (d.mean < 0) if run.lower_is_better(row.task, row.metric) else (d.mean > 0)
+        mark = ("* MoE better" if better else "* dense better") if row.real else "within seed spread"
+    cells = [fmt_value(a), fmt_value(b), diff_s, ci_s, str(d.n) if not isinstance(d, str) else "-"]
+    if seeded:
+        cells += [str(row.n_seeds), fmt_value(row.spread) if row.spread is not None else "-"]
+    return cells + [mark]
+
+
+def pair_notes(seeded: bool) -> list[str]:
+    notes = ["CI: 95% paired bootstrap over the documents both variants answered (2000 resamples, seed 0); "
+             "perplexities and bits per byte are recomputed from the resampled documents' loglikelihoods. "
+             "* marks a CI that excludes zero."]
+    if seeded:
+        notes.append("Seeds: values are means over training seeds, Δ pairs each seed with the twin of the same "
+                     "seed and the CI resamples documents of the seed-averaged difference; seed spread is the "
+                     "larger standard deviation over seeds of the two models. A difference is marked only "
+                     "when the CI excludes zero and |Δ| exceeds the seed spread.")
+    return notes
 
 
 def pairs_table(run: Run, kind: str, diffs=None) -> Table:
     diffs = pair_diffs(run, kind) if diffs is None else diffs
+    seeded = any(r.n_seeds > 1 for r in diffs)
     title = {"active": "Equal-active pairs", "total": "Equal-total pairs"}.get(kind, f"{kind} pairs")
-    cols = ["MoE variant", "dense twin", f"{kind} ratio (dense/MoE)", "task", "metric", "MoE", "dense",
-            "Δ (MoE − dense)", "95% CI (paired bootstrap)", "docs", "sig."]
+    cols = ["MoE variant", "dense twin", f"{kind} ratio (dense/MoE)", "task", "metric"] + pair_columns(seeded)
     table = Table(title, cols, empty=f"No MoE variant has a dense twin at equal {kind} parameters in this run.")
-    for pair, task, metric, a, b, d in diffs:
-        diff_s, ci_s, mark = fmt_diff(d)
-        if isinstance(d, str) and isinstance(a, (int, float)) and isinstance(b, (int, float)):
-            diff_s = fmt_value(a - b) if abs(a - b) >= 1000 else f"{a - b:+.4f}"
-        if mark:
-            better = (d.mean < 0) if run.lower_is_better(task, metric) else (d.mean > 0)
-            mark = "* MoE better" if better else "* dense better"
-        table.rows.append([pair.moe, pair.dense, f"{pair.ratio:.3f}", task, metric, fmt_value(a), fmt_value(b),
-                           diff_s, ci_s, str(d.n) if not isinstance(d, (str, type(None))) else "-", mark])
+    for row in diffs:
+        table.rows.append([row.pair.moe, row.pair.dense, f"{row.pair.ratio:.3f}", row.task, row.metric]
+                          + pair_cells(run, row, seeded))
     if table.rows:
-        table.notes.append("CI: 95% paired bootstrap over the documents both variants answered (2000 resamples, "
-                           "seed 0); * marks a CI that excludes zero.")
+        table.notes += pair_notes(seeded)
     else:
         paired = [p for p in run.pairs() if p.kind == kind]
         if paired:
@@ -207,151 +187,50 @@ def pairs_table(run: Run, kind: str, diffs=None) -> Table:
     return table
 
 
-def bucket_table(run: Run) -> Table:
-    cols = ["variant", "task", "metric"] + list(BUCKETS)
-    table = Table("Long-tail buckets", cols,
-                  empty="No per-bucket (head / torso / tail) results in this run.")
-    for v in run.variants:
-        metrics, samples = run.metrics(v), run.samples(v)
-        for task in run.tasks():
-            vals = metrics.get(task, {})
-            bases = sorted({m.rsplit("_", 1)[0] for m in vals if is_bucket_metric(m) and not is_stderr(m)})
-            if bases:
-                for base in bases:
-                    table.rows.append([v, task, base] + [fmt_metric(vals.get(f"{base}_{b}")) for b in BUCKETS])
-                continue
-            rows = [s for s in samples.get(task, []) if "bucket" in s]
-            metric = primary_metric(run, task)
-            if rows and metric:
-                per = bucket_means(rows, metric)
-                table.rows.append([v, task, metric] + [fmt_metric(per.get(b)) for b in BUCKETS])
-    return table
-
-
-def bucket_means(samples: list[dict], metric: str) -> dict[str, float]:
-    sums: dict[str, list] = {}
-    for s in samples:
-        value = s.get(metric)
-        if isinstance(value, (int, float)) and "bucket" in s:
-            sums.setdefault(str(s["bucket"]), []).append(float(value))
-    return {b: sum(v) / len(v) for b, v in sums.items()}
-
-
-def bucket_values(run: Run, variant: str, task: str) -> tuple[str, dict[str, float]] | None:
-    """(metric, {bucket: value}) for one variant and task, from bucket metrics or tagged samples."""
-    vals = run.metrics(variant).get(task, {})
-    bases = sorted({m.rsplit("_", 1)[0] for m in vals if is_bucket_metric(m) and not is_stderr(m)})
-    if bases:
-        base = bases[0]
-        return base, {b: vals[f"{base}_{b}"] for b in BUCKETS if f"{base}_{b}" in vals}
-    rows = [s for s in run.samples(variant).get(task, []) if "bucket" in s]
-    metric = primary_metric(run, task)
-    if rows and metric:
-        return metric, bucket_means(rows, metric)
-    return None
-
-
-def probe_tables(run: Run) -> list[Table]:
-    """One table per probe name, every row of every variant, the known columns first."""
-    by_name: dict[str, list] = {}
-    for variant, probe in run.probes():
-        by_name.setdefault(str(probe.get("name")), []).append((variant, probe))
-    tables = []
-    for name, entries in by_name.items():
-        extra: list[str] = []
-        for _, probe in entries:
-            for row in probe.get("rows") or []:
-                extra += [k for k in row if k not in PROBE_COLUMNS and k not in extra]
-        present = [c for c in PROBE_COLUMNS if any(c in row for _, p in entries for row in p.get("rows") or [])]
-        cols = ["variant"] + present + extra
-        table = Table(f"Probe: {name}", cols, empty=f"The {name} probe returned no rows.")
-        notes: dict[str, list] = {}
-        for variant, probe in entries:
-            rows = probe.get("rows") or []
-            for row in rows:
-                table.rows.append([variant] + [fmt_num(row.get(c)) for c in cols[1:]])
-            # figures outside the rows (params, device, memory peaks, ...) as one note line
-            scalars = {k: v for k, v in probe.items() if k not in ("name", "rows") and v is not None}
-            if scalars:
-                notes.setdefault(", ".join(f"{k} = {fmt_num(v)}" for k, v in scalars.items()), []).append(variant)
-        for line, who in notes.items():
-            table.notes.append(("all variants" if len(who) == len(entries) > 1 else ", ".join(who)) + ": " + line)
-        tables.append(table)
-    return tables
-
-
 def routing_table(run: Run) -> Table:
-    cols = ["variant", "routing", "layers", "experts", "experts/token (mean)", "max/mean load (worst layer)",
-            "CV (mean)", "entropy / log(E)", "dropped"]
+    cols = ["variant", "routing", "telemetry from", "layers", "experts", "experts/token", "active params",
+            "drop rate", "max/mean load (worst layer)", "CV (mean)", "entropy (mean, 1 = uniform)"]
     table = Table("Routing", cols, empty="No routing telemetry in this run (no MoE variant, or none recorded).")
     for v in run.variants:
-        routing = run.routing(v)
+        routing, source = run.routing_with_source(v)
         if not routing:
             continue
-        bal = load_balance(routing)
+        bal, p = load_balance(routing), run.params(v)
         experts = max((len(l.get("tokens_per_expert") or []) for l in routing["layers"]), default=0)
-        table.rows.append([v, run.routing_name(v), str(len(routing["layers"])), str(experts),
-                           fmt_num(bal.get("experts_per_token"), 3), fmt_num(bal.get("max_over_mean"), 3),
-                           fmt_num(bal.get("cv"), 3), fmt_num(bal.get("entropy_norm"), 3), fmt_num(bal.get("dropped"))])
+        active = fmt_params(p.get("active")) + (" (measured)" if p.get("active_measured") else " (nominal)")
+        table.rows.append([v, run.routing_name(v), source, str(len(routing["layers"])), str(experts),
+                           fmt_num(bal.get("experts_per_token"), 3), active if p.get("active") else "-",
+                           fmt_num(bal.get("drop_rate"), 3), fmt_num(bal.get("max_over_mean"), 3),
+                           fmt_num(bal.get("cv"), 3), fmt_num(bal.get("entropy"), 3)])
+    if table.rows:
+        table.notes.append("experts/token: measured by the routers' telemetry; active params: measured where the "
+                           "routing is dynamic (from the measured experts/token), else the build's nominal top-k. "
+                           "Entropy of the expert load, normalised by log(experts) by the workers.")
     return table
 
 
 def training_table(run: Run) -> Table:
-    cols = ["variant", "steps", "tokens", "first loss", "final loss", "tokens/s", "MFU"]
+    cols = ["variant", "steps", "tokens", "first loss", "final loss", "train s", "tokens/s", "model FLOP/s", "MFU"]
     table = Table("Training", cols, empty="No training results in this run.")
+    notes: dict[str, list] = {}
     for v in run.variants:
         train = run.training(v)
         if not train:
             continue
         curve = train.get("curve") or []
-        table.rows.append([v, fmt_num(curve[-1].get("step")) if curve else "-",
-                           fmt_params(curve[-1].get("tokens")) if curve else "-",
-                           fmt_num(curve[0].get("loss")) if curve else "-", fmt_num(curve[-1].get("loss")) if curve else "-",
-                           fmt_num(train.get("tokens_per_s")), fmt_num(train.get("mfu"))])
-    return table
-
-
-def provenance_table(run: Run) -> Table:
-    """Key/value lines: suite, job counts, versions, git sha, devices, seeds, timings, failures."""
-    table = Table("Provenance", ["item", "value"])
-    records = run.records
-    kinds: dict[str, list] = {}
-    for r in records:
-        kinds.setdefault(r.get("kind", "?"), []).append(r)
-    versions, devices, hosts, shas = {}, set(), set(), set()
-    for r in records:
-        env = r.get("env") or {}
-        if env.get("device"):
-            devices.add(str(env["device"]))
-        if env.get("hostname"):
-            hosts.add(str(env["hostname"]))
-        for k, val in (env.get("versions") or {}).items():
-            if k in ("git_sha", "git", "git_hash"):
-                shas.add(str(val))
-            else:
-                versions.setdefault(k, set()).add(str(val))
-        for k in ("git_sha", "git_hash"):
-            if env.get(k):
-                shas.add(str(env[k]))
-    add = lambda k, v: table.rows.append([k, v])  # noqa: E731
-    add("suite", run.name)
-    add("run folder", str(run.path))
-    add("jobs", f"{len(records)} results ({len(run.failed)} failed) of {len(run.plan.get('jobs', [])) or '?'} planned; "
-        + ", ".join(f"{k}: {len(v)}" for k, v in sorted(kinds.items())))
-    add("versions", "; ".join(f"{k} {'/'.join(sorted(v))}" for k, v in sorted(versions.items())) or "not recorded")
-    add("git sha", ", ".join(sorted(shas)) or "not recorded")
-    add("devices", ", ".join(sorted(devices)) or "not recorded")
-    add("hosts", ", ".join(sorted(hosts)) or "not recorded")
-    seeds = {v: run.seed_of(v) for v in run.variants}
-    add("seeds", "; ".join(f"{v}: {', '.join(map(str, s))}" for v, s in seeds.items() if s) or "not recorded")
-    for kind, recs in sorted(kinds.items()):
-        load = sum((r.get("timings") or {}).get("load_s", 0) or 0 for r in recs)
-        run_s = sum((r.get("timings") or {}).get("run_s", 0) or 0 for r in recs)
-        cached = sum(1 for r in recs if (r.get("timings") or {}).get("model_cached"))
-        add(f"time: {kind}", f"load {load:.1f} s, run {run_s:.1f} s over {len(recs)} jobs ({cached} on a cached model)")
-    for r in run.failed:
-        what = r.get("task") or r.get("probe") or ""
-        add("FAILED", f"{r.get('kind')} {r.get('variant')} {what}: {r.get('error')} (attempts: {r.get('attempts')})")
+        first = train.get("initial_loss", curve[0].get("loss") if curve else None)
+        final = train.get("final_loss", curve[-1].get("loss") if curve else None)
+        steps = train.get("steps", curve[-1].get("step") if curve else None)
+        tokens = train.get("tokens", curve[-1].get("tokens") if curve else None)
+        mfu = fmt_num(train["mfu"], 3) if isinstance(train.get("mfu"), (int, float)) else "-"
+        if train.get("mfu_note"):
+            notes.setdefault(str(train["mfu_note"]), []).append(v)
+            mfu += " (note)" if mfu != "-" else " (see note)"
+        table.rows.append([v, fmt_num(steps), fmt_params(tokens), fmt_num(first), fmt_num(final),
+                           fmt_num(train.get("train_s"), 3), fmt_num(train.get("tokens_per_s")),
+                           fmt_params(train.get("model_flops_per_s")), mfu])
+    for note, who in notes.items():
+        table.notes.append(f"MFU ({'all' if len(who) == len(table.rows) else ', '.join(who)}): {note}")
     return table
 
 
