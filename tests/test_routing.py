@@ -356,19 +356,23 @@ def test_aux_free_bias_moves_toward_balance(olmoe, ids):
                                   {"name": "capacity", "params": {"capacity_factor": 0.25}},
                                   {"name": "expert_choice", "params": {"capacity_factor": 0.5}}])
 def test_variable_experts_per_token_same_under_every_experts_implementation(olmoe, ids, spec):
+    from workers.experts import register
+
+    register()
     apply(olmoe, spec)
     out = {}
     try:
-        for impl in ("eager", "grouped_mm", "batched_mm"):
+        for impl in ("eager", "grouped_mm", "batched_mm", "harness"):
             olmoe.set_experts_implementation(impl)
             seen = routes(olmoe, ids)
             has_sentinel = any(bool((index == EXPERTS).any()) for index, _ in seen)
-            assert has_sentinel == (impl == "eager"), impl  # only eager gets the "no expert" index
+            # only the implementations that skip it get the "no expert" index
+            assert has_sentinel == (impl in ("eager", "harness")), impl
             out[impl] = logits(olmoe, ids)
     finally:
         olmoe.set_experts_implementation("grouped_mm")
-    assert torch.allclose(out["eager"], out["grouped_mm"], atol=1e-5)
-    assert torch.allclose(out["eager"], out["batched_mm"], atol=1e-5)
+    for impl in ("grouped_mm", "batched_mm", "harness"):
+        assert torch.allclose(out["eager"], out[impl], atol=1e-5), impl
 
 
 # ---------------------------------------------------------------- apply

@@ -30,6 +30,9 @@ def load_model(variant: dict, device: str, home: str | Path | None = None):
     kwargs = dict(dtype=torch_dtype(variant["dtype"]), use_safetensors=True,
                   trust_remote_code=variant["trust_remote_code"])
     if variant["experts_implementation"] is not None:
+        from workers.experts import register
+
+        register()  # the harness's own implementation, "harness", beside transformers' ones
         kwargs["experts_implementation"] = variant["experts_implementation"]
     where = f"checkpoint {str(path)!r}"
     try:
