@@ -145,8 +145,11 @@ def expand(suite: Suite) -> tuple[list[dict], list[PlannedJob]]:
                 specs.append(spec)
             else:  # one evaluation split over workers; merged exactly after the run (harness/shards.py)
                 specs.extend({**spec, "shard": {"index": i, "count": task.shards}} for i in range(task.shards))
+    dense = {m.name for m in suite.models if m.moe is False}
     for v in vs:
         for probe in suite.probes:
+            if probe.name == "routing" and v["model"] in dense:
+                continue  # a dense build has no router to probe
             specs.append({"kind": "probe", "variant": v, "probe": probe.to_dict(), "seed": suite.seed})
     train_keys = {id(t): job_key(t, versions) for t in train_specs}
     jobs = []

@@ -33,7 +33,9 @@ def test_smoke_run_writes_results_and_both_pair_tables(smoke_run):
     recs = records(smoke_run)
     assert recs and all(r["status"] == "ok" for r in recs), [r.get("error") for r in recs]
     kinds = {r["kind"] for r in recs}
-    assert kinds == {"describe", "evaluate"}
+    assert kinds == {"describe", "evaluate", "probe"}
+    routing_probes = {r["variant"] for r in recs if r["kind"] == "probe" and r["probe"]["name"] == "routing"}
+    assert routing_probes == {"moe-8x2", "moe-8x2@topk(k=1)"}  # dense builds have no router to probe
     for r in recs:
         assert set(r["params"]) >= {"total", "active", "total_no_embed", "active_no_embed"}
         assert {"key", "kind", "variant", "status", "metrics", "timings"} <= set(r)

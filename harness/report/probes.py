@@ -201,10 +201,13 @@ def twins(run: Run) -> dict[str, dict[str, str]]:
     return out
 
 
+TWIN_GAP = 0.10  # twins whose step times differ by less than this share cannot place the MoE between them
+
+
 def position(moe: float, active: float, total: float) -> float | None:
     """Where the MoE's step time lies between its twins': 0 = costs like the equal-active twin, 1 = like
-    the equal-total twin."""
-    if not all(_num(x) for x in (moe, active, total)) or abs(total - active) < 1e-12:
+    the equal-total twin. None where the twins cost about the same (launch-bound tiny builds)."""
+    if not all(_num(x) for x in (moe, active, total)) or abs(total - active) < TWIN_GAP * max(active, total):
         return None
     return (moe - active) / (total - active)
 
@@ -241,7 +244,8 @@ def decode_twins_table(run: Run) -> Table:
     if table.rows:
         table.notes.insert(0, "position: where the MoE's decode step time lies between its twins' (0 = like the "
                               "equal-active twin, 1 = like the equal-total twin); the crossover is where it passes "
-                              "0.5: past it, the MoE is no longer cheap to decode.")
+                              "0.5: past it, the MoE is no longer cheap to decode. '-': the twins' step times differ by less "
+                              f"than {TWIN_GAP:.0%}, too little to place the MoE between them.")
     return table
 
 
