@@ -106,3 +106,14 @@ def test_killed_run_resumes_with_only_the_unfinished_jobs(warm_worker, tmp_path)
     # the jobs finished before the kill were not run again: their files are untouched
     assert all((jobs / f"{k}.json").stat().st_mtime_ns == mtimes[k] for k in done_before)
     assert f"{len(done_before)} reused" in again.stderr
+
+
+def test_describe_prints_parameters_per_variant_and_the_pairs(smoke_run):
+    proc = harness("describe", str(SMOKE), timeout=300)  # the smoke run cached every describe result
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    for name in ("moe-8x2", "moe-8x2@topk(k=1)", "dense-active", "dense-total"):
+        assert name in out
+    assert "0.26M" in out and "0.12M" in out  # the MoE's total and active counts
+    assert "equal-active pairs" in out and "moe-8x2 ~ dense-active" in out
+    assert "equal-total pairs" in out and "moe-8x2 ~ dense-total" in out

@@ -167,3 +167,82 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, command):
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == ["harness: models[0].config.num_experts: expected int, got 'many'"]
+
+
+# ---------------------------------------------------------------- training suites (derive, train, corpus, scale)
+
+TRAINED = {
+    "name": "lt",
+    "scale": "tiny",
+    "scales": {"tiny": {"config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+                                   "num_key_value_heads": 4, "num_experts": 4, "num_experts_per_tok": 2,
+                                   "intermediate_size": 32},
+                        "train": {"tokens": 5000}}},
+    "corpus": {"kind": "knowledge", "entities": 50, "tokens": 5000},
+    "train": {"batch_size": 4, "seq_len": 32},
+    "models": [
+        {"name": "moe", "config": {"model_type": "olmoe"}},
+        {"name": "dense-active", "derive": {"from": "moe", "match": "active"}},
+    ],
+    "tasks": [{"corpus": "longtail"}],
+}
+
+
+def _trained(**changes):
+    import copy
+
+    data = copy.deepcopy(TRAINED)
+    data.update(changes)
+    return data
+
+
+def test_scale_fills_configs_and_derive_solves_a_twin():
+    from harness.derive import count
+
+    suite = parse(TRAINED)
+    moe, dense = suite.models
+    assert moe.build["config"]["hidden_size"] == 32 and moe.build["config"]["num_experts"] == 4
+    assert dense.moe is False and dense.family == "olmo"
+    a, b = count(moe.build["config"])["active"], count(dense.build["config"])["total"]
+    assert abs(a - b) / a < 0.02
+    assert suite.train["tokens"] == 5000 and suite.train["batch_size"] == 4 and suite.train_seeds == (1234,)
+    assert suite.tasks[0].corpus["entities"] == 50
+
+
+def test_training_plan_trains_first_then_uses_the_checkpoints():
+    from harness import plan as planner
+
+    vs, jobs = planner.expand(parse(_trained(train={"seeds": [1, 2]})))
+    assert [j.kind for j in jobs[:4]] == ["train"] * 4
+    assert {v["name"] for v in vs} == {"moe#s1", "moe#s2", "dense-active#s1", "dense-active#s2"}
+    trains = {j.key for j in jobs if j.kind == "train"}
+    rest = [j for j in jobs if j.kind != "train"]
+    assert rest and all(j.after in trains for j in rest)
+    assert all("checkpoint" in j.spec["variant"]["build"] for j in rest)
+
+
+@pytest.mark.parametrize("change, path, words", [
+    ({"scale": "huge"}, "scale", "unknown scale 'huge'; known: tiny"),
+    ({"train": {"lr": -1}}, "train.lr", "expected a number >= 0"),
+    ({"corpus": {"kind": "knowledge", "zipf": "steep"}}, "corpus.zipf", "expected a number"),
+    ({"tasks": [{"corpus": "longtail_middle"}]}, "tasks[0].corpus", "unknown corpus task"),
+])
+def test_training_section_errors(change, path, words):
+    err = _error(_trained(**change))
+    assert err.path == path and words in err.message, str(err)
+
+
+def test_derive_errors_name_the_model():
+    data = _trained()
+    data["models"][1]["derive"] = {"from": "nope", "match": "active"}
+    err = _error(data)
+    assert err.path == "models[1].derive.from" and "no config build named 'nope'" in err.message
+    data["models"][1]["derive"] = {"from": "moe", "match": "half"}
+    assert _error(data).path.startswith("models[1].derive")
+
+
+def test_train_without_corpus_refused():
+    data = _trained()
+    del data["corpus"]
+    data["tasks"] = []
+    assert _error(data).path == "train"
