@@ -109,7 +109,8 @@ def test_killed_run_resumes_with_only_the_unfinished_jobs(warm_worker, tmp_path)
 
 
 def test_describe_prints_parameters_per_variant_and_the_pairs(smoke_run):
-    proc = harness("describe", str(SMOKE), timeout=300)  # the smoke run cached every describe result
+    # the smoke run cached every describe result; a wide terminal keeps rich's table on one line a row
+    proc = harness("describe", str(SMOKE), timeout=300, env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     for name in ("moe-8x2", "moe-8x2@topk(k=1)", "dense-active", "dense-total"):
