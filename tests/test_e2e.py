@@ -118,3 +118,23 @@ def test_describe_prints_parameters_per_variant_and_the_pairs(smoke_run):
     assert "0.26M" in out and "0.12M" in out  # the MoE's total and active counts
     assert "equal-active pairs" in out and "moe-8x2 ~ dense-active" in out
     assert "equal-total pairs" in out and "moe-8x2 ~ dense-total" in out
+
+
+def test_ctrl_c_once_lets_the_running_job_finish_and_stops_dispatching(warm_worker, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(SMOKE), "--out", str(out),
+                             "--workers", warm_worker, "--no-cache"], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    jobs = out / "jobs"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(jobs.glob("*.json")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err[-3000:]  # not every job ran
+    assert "no new jobs" in err
+    plan = json.loads((out / "plan.json").read_text())
+    done = [json.loads(p.read_text()) for p in jobs.glob("*.json")]
+    assert 1 <= len(done) < len(plan["jobs"])
+    assert all(r["status"] == "ok" for r in done)  # the job running at Ctrl-C finished, nothing failed
+    assert "not run" in err

@@ -35,8 +35,17 @@ def _run(suite: Path, out: Path, workers: str) -> list[dict]:
     return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
 
 
-def test_two_shards_on_two_workers_merge_to_the_unsplit_result(daemon_pool, tmp_path):
-    workers = ",".join(daemon_pool.endpoints)
+@pytest.fixture(scope="module")
+def two_workers():
+    """Two idle daemons of this test's own (the shared pool may still be busy with other tests' jobs)."""
+    from harness.local import start_local_workers
+
+    with start_local_workers(2) as workers:
+        yield ",".join(workers.endpoints)
+
+
+def test_two_shards_on_two_workers_merge_to_the_unsplit_result(two_workers, tmp_path):
+    workers = two_workers
     whole = [r for r in _run(_suite(tmp_path, 1), tmp_path / "whole", workers) if r["kind"] == "evaluate"]
     split = [r for r in _run(_suite(tmp_path, 2), tmp_path / "split", workers) if r["kind"] == "evaluate"]
     assert len(whole) == 1 and len(split) == 1  # the shards are listed once, merged
