@@ -143,6 +143,14 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
     by_key = {j.key: j for j in todo}
     try:
         coord = Coordinator(endpoints, timeout_s=timeout, client_keys=keys)
+        # every worker answers before the first dispatch, so the first jobs spread over all of them
+        for info in coord.hello():
+            if "error" in info:
+                console.print(f"[yellow]worker {info['endpoint']}: {info['error']}; going on without it[/]")
+            else:
+                held = len((info.get("holds") or {}).get("builds", []))
+                console.print(f"worker {info['endpoint']}: {info.get('device')} "
+                              f"({(info.get('device_info') or {}).get('name', '?')}), {held} build(s) loaded")
         with _Interrupts() as interrupts, Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TextColumn("{task.fields[note]}"), console=console, transient=False,

@@ -9,6 +9,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from workers.experts import NAME, PATHS, choose_path, force_path, is_registered, register
 from workers.experts import forward as fw
+from workers.experts.sentinel import fill_empty_slots
 
 HIDDEN, EXPERTS, TOP_K, WIDTH, VOCAB = 32, 8, 2, 32, 128
 FAMILY_CONFIGS = {
@@ -118,8 +119,8 @@ def test_sentinel_slots_and_zero_weights_match_eager(models, family, path):
     index, weights = routed_with_gaps()
     x = torch.randn(index.shape[0], HIDDEN, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        config._experts_implementation = "eager"
-        ref = experts(x, index, weights)
+        config._experts_implementation = "eager"  # the reference: empty slots filled, weight 0
+        ref = experts(x, *fill_empty_slots(index, weights, experts.num_experts))
         config._experts_implementation = NAME
         try:
             with force_path(path):
@@ -135,16 +136,23 @@ def test_sentinel_from_the_router_matches_eager_and_drops_the_expert(models, inp
     """A router that leaves every token's second slot empty: harness == eager, and != the full top-2."""
     model = models["olmoe"]
 
+    filled = {"on": False}  # eager's reference gets the filled form, which every release takes
+
     def drop_second(module, args, output):
         router_logits, weights, index = output
         index = index.clone()
         index[:, 1] = module.num_experts
-        return router_logits, weights.masked_fill(index == module.num_experts, 0.0), index
+        weights = weights.masked_fill(index == module.num_experts, 0.0)
+        if filled["on"]:
+            index, weights = fill_empty_slots(index, weights, module.num_experts)
+        return router_logits, weights, index
 
     full = logits(model, input_ids, NAME)
     handles = [layer.mlp.gate.register_forward_hook(drop_second) for layer in model.model.layers]
     try:
+        filled["on"] = True
         ref = logits(model, input_ids, "eager")
+        filled["on"] = False
         for path in PATHS:
             assert (logits(model, input_ids, NAME, path) - ref).abs().max().item() <= 1e-5, path
     finally:

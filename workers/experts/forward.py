@@ -107,7 +107,7 @@ def _activate(self, h: torch.Tensor) -> torch.Tensor:
 def _combine(self, out: torch.Tensor, weights: torch.Tensor, valid: torch.Tensor, tokens: int,
              k: int, dtype: torch.dtype) -> torch.Tensor:
     """Per-slot outputs (T*k, H) in slot order -> weighted sum per token (T, H); sentinel slots dropped."""
-    if self.has_post_expert_norm:
+    if getattr(self, "has_post_expert_norm", False):  # transformers >= 5.23 only
         out = self.post_expert_norm(out)
     out = out * weights.reshape(-1, 1)
     out = torch.where(valid.unsqueeze(-1), out, torch.zeros((), dtype=out.dtype, device=out.device))

@@ -8,11 +8,9 @@ Its class is made per router class as ``Routed<RouterClass>(RoutedGate, RouterCl
 ``isinstance(gate, OlmoeTopKRouter)`` still holds: transformers finds the routers by class to
 collect ``router_logits`` for the load-balancing loss (``output_router_logits``).
 
-Fewer experts for some tokens: the eager experts forward skips index ``num_experts`` (it one-hot
-encodes ``num_experts + 1`` classes); ``batched_mm`` indexes out of bounds on it and
-``grouped_mm`` leaves those rows uninitialised (only masked under expert parallelism). So for
-eager the sentinel stays, and for every other implementation an empty slot is filled with the
-token's first expert at weight 0, which adds exactly 0. Slots no token uses are trimmed first.
+Fewer experts for some tokens: empty slots carry index ``num_experts`` where the experts
+implementation skips it, else the token's first expert at weight 0 (``workers.experts.sentinel``).
+Slots no token uses are trimmed first.
 """
 
 from __future__ import annotations
@@ -22,6 +20,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from workers.experts.sentinel import fill_empty_slots, skips_sentinel
 from workers.routing.base import Routed
 from workers.routing.telemetry import LayerCounts
 
@@ -111,11 +110,10 @@ class RoutedGate(nn.Module):
         index, weights, empty = index[:, :width], weights[:, :width], empty[:, :width]
         weights = weights.masked_fill(empty, 0.0)
         implementation = getattr(getattr(self._experts, "config", None), "_experts_implementation", None)
-        if implementation in (None, "eager", "harness"):  # these skip the index num_experts
+        if skips_sentinel(self._experts, implementation):
             return weights, index.masked_fill(empty, self.num_experts)
-        first = index[:, :1]  # the token's first expert; a token with none gets expert 0 (at weight 0)
-        first = first.masked_fill(first >= self.num_experts, 0)
-        return weights, torch.where(empty, first.expand_as(index), index)
+        index, weights = fill_empty_slots(index, weights, self.num_experts, empty)
+        return weights, index
 
     def extra_repr(self) -> str:
         return f"layer={self.layer}, experts={self.num_experts}, strategy={self.strategy.config.label()}"
