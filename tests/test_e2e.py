@@ -138,3 +138,23 @@ def test_ctrl_c_once_lets_the_running_job_finish_and_stops_dispatching(warm_work
     assert 1 <= len(done) < len(plan["jobs"])
     assert all(r["status"] == "ok" for r in done)  # the job running at Ctrl-C finished, nothing failed
     assert "not run" in err
+
+
+def test_a_saved_checkpoint_directory_gives_the_same_results_as_its_config(smoke_run, tmp_path):
+    """The checkpoint path (what hub and local checkpoints take): point a suite at the directory the
+    smoke run built for dense-active, and get exactly the same evaluation."""
+    recs = records(smoke_run)
+    described = next(r for r in recs if r["kind"] == "describe" and r["variant"] == "dense-active")
+    ckpt = Path(described["build"]["checkpoint"])
+    assert (ckpt / "config.json").is_file() and (ckpt / "model.safetensors").is_file()
+    suite = {"name": "from-checkpoint", "models": [{"name": "dense-active", "checkpoint": str(ckpt)}],
+             "tasks": [{"path": str(REPO / "suites" / "tasks" / "smoke_mc.yaml"), "limit": 60}]}
+    path = tmp_path / "suite.yaml"
+    path.write_text(json.dumps(suite))  # JSON is YAML
+    proc = harness("run", str(path), "--out", str(tmp_path / "run"), "--no-report")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mine = next(r for r in records(tmp_path / "run") if r["kind"] == "evaluate")
+    theirs = next(r for r in recs if r["kind"] == "evaluate" and r["variant"] == "dense-active"
+                  and r["task"] == "smoke_mc")
+    assert mine["metrics"]["smoke_mc"] == theirs["metrics"]["smoke_mc"]
+    assert mine["params"]["total"] == described["params"]["total"]
