@@ -49,6 +49,7 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=60)
     ap.add_argument("--hf-batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (on a GPU, compare the wall columns)")
     ap.add_argument("--home", default=None, help="where the build is saved (default: a temporary folder)")
     args = ap.parse_args(argv)
 
@@ -71,14 +72,14 @@ def main(argv=None) -> int:
     tm = task_manager(str(tasks))
     seeds = {"random_seed": 0, "numpy_random_seed": 0, "torch_random_seed": 0, "fewshot_random_seed": 0}
 
-    hf = HFLM(pretrained=str(path), dtype="float32", device="cpu", batch_size=args.hf_batch_size)
+    hf = HFLM(pretrained=str(path), dtype="float32", device=args.device, batch_size=args.hf_batch_size)
     hf_lm_s = _time_requests(hf)
     start = time.perf_counter()
     ref = lm_eval.simple_evaluate(model=hf, tasks=[args.task], task_manager=tm, limit=args.limit,
                                   num_fewshot=fewshot, log_samples=True, bootstrap_iters=100, **seeds)
     hf_s = time.perf_counter() - start
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(args.device).eval()
     loaded = SimpleNamespace(model=model, tokenizer=AutoTokenizer.from_pretrained(path), path=path,
                              variant=None, routing_session=None)
     job = {"kind": "evaluate", "seed": 0, "eval": {},
