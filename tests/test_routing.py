@@ -116,7 +116,7 @@ def test_native_reproduces_stock_forward_and_records_telemetry(models, ids, fami
 def test_topk_with_native_k_equals_native(models, ids, family):
     model = models[family]
     ref = logits(model, ids)
-    session = apply(model, {"name": "topk", "params": {"k": K}})
+    apply(model, {"name": "topk", "params": {"k": K}})
     try:
         assert (logits(model, ids) - ref).abs().max().item() <= 1e-6
         one = apply(model, {"name": "topk", "params": {"k": 1}})
