@@ -212,6 +212,10 @@ def merge_sharded(jobs: list[planner.PlannedJob], store: Store) -> dict[str, str
         result = merge_shards([{k: v for k, v in r.items() if k not in _RECORD_KEYS} for r in recs])
         rec.update(result)
         rec.pop("shard", None)
+        timings = [r.get("timings") or {} for r in recs]  # worker time over all shards
+        rec["timings"] = {"load_s": sum(t.get("load_s", 0.0) for t in timings),
+                          "run_s": sum(t.get("run_s", 0.0) for t in timings),
+                          "model_cached": all(t.get("model_cached", False) for t in timings)}
         store.put(merged_key, rec)
         replaced.update({j.key: merged_key for j in shards})
     return replaced

@@ -57,3 +57,6 @@ def test_two_shards_on_two_workers_merge_to_the_unsplit_result(two_workers, tmp_
     assert ids == [s["doc_id"] for s in unsplit["samples"]["smoke_mc"]] and len(ids) == 40
     shard_files = [json.loads(p.read_text()) for p in (tmp_path / "split" / "jobs").glob("*.json")]
     assert sorted(r["shard"]["index"] for r in shard_files if r.get("shard")) == [0, 1]
+    # the merged result's worker time is that of both shards
+    shard_run_s = sum(r["timings"]["run_s"] for r in shard_files if r.get("shard"))
+    assert merged["timings"]["run_s"] == pytest.approx(shard_run_s)
