@@ -177,7 +177,6 @@ def test_dense_build_trains_without_router_losses(tmp_path):
 
 
 def test_expert_choice_routing_during_training(tmp_path):
-    pytest.importorskip("workers.routing.expert_choice")
     job = {**JOB, "variant": {**JOB["variant"], "routing": {"name": "expert_choice", "params": {}}},
            "train": {**JOB["train"], "tokens": 6 * 8 * 64, "log_every": 3}}
     result = _run(job, tmp_path)
@@ -186,6 +185,32 @@ def test_expert_choice_routing_during_training(tmp_path):
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(result["build"]["checkpoint"])  # native routers saved back
+
+
+def test_aux_free_bias_is_saved_with_the_checkpoint_and_routed_with_again(tmp_path):
+    import copy
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from workers.routing.apply import apply
+    from workers.routing.base import ROUTING_STATE
+
+    job = {**JOB, "variant": {**JOB["variant"], "routing": {"name": "aux_free", "params": {"gamma": 0.01}}},
+           "train": {**JOB["train"], "tokens": 6 * 8 * 64, "log_every": 3}}
+    result = _run(job, tmp_path)
+    ckpt = result["build"]["checkpoint"]
+    assert (Path(ckpt) / ROUTING_STATE).is_file()
+    model = AutoModelForCausalLM.from_pretrained(ckpt).eval()  # an ordinary checkpoint: native routers
+    session = apply(model, {"name": "aux_free", "params": {"gamma": 0.01}})
+    learned = torch.stack([session.strategy.bias(g.position) for g in session.gates])
+    assert learned.abs().sum() > 0, "the bias learned in training is routed with"
+    session.restore()
+    config = copy.deepcopy(model.config)
+    config._name_or_path = ""
+    fresh = AutoModelForCausalLM.from_config(config).eval()  # not from the checkpoint: zero bias
+    other = apply(fresh, {"name": "aux_free", "params": {}})
+    assert all(torch.equal(other.strategy.bias(g.position), torch.zeros(4)) for g in other.gates)
 
 
 def test_schedule_and_data_order():

@@ -4,21 +4,28 @@ Experts are selected by router probability plus a per-expert bias, and gated by 
 alone. In training mode every forward moves each bias by ``gamma`` toward balance: down for an
 expert above the mean load, up for one below. In eval mode the bias is only read.
 ``bias(position)`` gives a layer's current bias (``session.strategy.bias(0)``); it lives as long
-as the session (``session.reset()`` keeps it)."""
+as the session (``session.reset()`` keeps it), and a train job saves it beside the trained
+checkpoint, where routing that checkpoint with ``aux_free`` again picks it up."""
 
 from __future__ import annotations
 
 import torch
 
-from workers.routing.base import Routed, Strategy, check_k, gate_weights, probabilities
+from workers.routing.base import Routed, Strategy, check_k, gate_weights, probabilities, saved_state
 
 
 class AuxFree(Strategy):
     def setup(self, session):
         for gate in session.gates:
             check_k(gate, self.config.k or gate.top_k, "'aux_free'")
-        # learned state, like a parameter: zero at setup, kept across session.reset()
-        self._bias = {gate.position: torch.zeros(gate.num_experts) for gate in session.gates}
+        # learned state, like a parameter: zero at setup (or as a trained checkpoint saved it),
+        # kept across session.reset()
+        saved = saved_state(session.model, "aux_free")
+        self._bias = {gate.position: saved.get(f"bias.{gate.position}", torch.zeros(gate.num_experts)).float()
+                      for gate in session.gates}
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {f"bias.{position}": bias.detach().cpu() for position, bias in self._bias.items()}
 
     def bias(self, position: int) -> torch.Tensor:
         return self._bias[position]

@@ -47,6 +47,30 @@ class Strategy:
     def reset(self) -> None:
         """Back to the state right after ``setup`` (reseed random generators, ...)."""
 
+    def state(self) -> dict[str, torch.Tensor]:
+        """Learned routing state (tensors by name) that belongs with a trained checkpoint; none by default.
+        Saved as ``ROUTING_STATE`` beside the weights, and handed back through ``setup`` when a
+        model loaded from that checkpoint is routed by the same strategy again."""
+        return {}
+
+
+ROUTING_STATE = "routing_state.safetensors"  # metadata: {"strategy": name}
+
+
+def saved_state(model, strategy: str) -> dict[str, torch.Tensor]:
+    """The routing state a trained checkpoint saved for ``strategy``, or {} (none, or another strategy's)."""
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    path = Path(str(getattr(model.config, "_name_or_path", "") or "")) / ROUTING_STATE
+    if not path.is_file():
+        return {}
+    with safe_open(str(path), framework="pt") as f:
+        if (f.metadata() or {}).get("strategy") != strategy:
+            return {}
+        return {k: f.get_tensor(k) for k in f.keys()}
+
     def route(self, gate, hidden: torch.Tensor) -> Routed:
         raise NotImplementedError
 

@@ -93,8 +93,10 @@ def run(job: dict, host, progress, cancelled) -> dict:
         session = apply_routing(model, variant["routing"])
     params = count_params(model)
     result = _train(job, model, batches, train, seed, params, device, progress, cancelled, home)
+    routing_state = {}
     if session is not None:
         result["routing"] = session.telemetry()
+        routing_state = session.strategy.state()  # e.g. aux_free's learned bias, saved beside the weights
         session.restore()  # native routers back: the saved checkpoint is an ordinary one
     result["params"] = params
     result["build"] = {"family": model.config.model_type, "moe": params["num_experts"] is not None,
@@ -105,7 +107,7 @@ def run(job: dict, host, progress, cancelled) -> dict:
                         "tasks": corpus.meta.get("tasks"), "buckets": corpus.meta.get("buckets"),
                         "value_counts": corpus.meta.get("value_counts"), "entities": corpus.meta.get("entities"),
                         "regime": regime(corpus.meta, result["train"]["tokens"], params)}
-    _save_final(final, model, tokenizer, result)
+    _save_final(final, model, tokenizer, result, routing_state, variant.get("routing"))
     shutil.rmtree(resume_dir(job, home), ignore_errors=True)
     return result
 
@@ -204,12 +206,20 @@ def _checkpoint(rdir, step, model, optimizer, state, t_start, timed_tokens, devi
     checkpoint.save(rdir, step, model, optimizer, snapshot)
 
 
-def _save_final(final, model, tokenizer, result: dict) -> None:
+def _save_final(final, model, tokenizer, result: dict, routing_state: dict | None = None,
+                routing: dict | None = None) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if routing_state:
+            from safetensors.torch import save_file
+
+            from workers.routing.base import ROUTING_STATE
+
+            save_file({k: v.contiguous() for k, v in routing_state.items()}, str(tmp / ROUTING_STATE),
+                      metadata={"strategy": routing["name"]})
         (tmp / "train.json").write_text(json.dumps(result, indent=1) + "\n")
         if final.exists():
             shutil.rmtree(final)
