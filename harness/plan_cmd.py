@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from harness import plan as planner
-from harness.store import harness_home
 from harness.suite import load
+from workers.home import harness_home
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -13,9 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-
-def harness_home() -> Path:
-    return Path(os.environ.get("MOE_HARNESS_HOME", Path.home() / ".cache" / "moe-harness"))
+from workers.home import harness_home
 
 
 def write_json_atomic(path: Path, obj, indent: int | None = 1) -> None:

@@ -23,16 +23,10 @@ from workers.builds.spec import bad, build_hash, check_build
 from workers.builds.tokenizer import BOS_ID, BYTE_VOCAB_SIZE, EOS_ID, PAD_ID, save_byte_tokenizer
 from workers.errors import ModelLoadFailed
 from workers.families import FAMILIES
+from workers.home import harness_home
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
-def harness_home(home: str | Path | None = None) -> Path:
-    """``home``, else ``$MOE_HARNESS_HOME``, else ``~/.cache/moe-harness``."""
-    if home is not None:
-        return Path(home)
-    return Path(os.environ.get("MOE_HARNESS_HOME") or Path.home() / ".cache" / "moe-harness")
 
 
 def build_dir(build: dict, home: str | Path | None = None) -> Path:

@@ -19,6 +19,7 @@ import numpy as np
 
 from workers.corpora import files, knowledge, tasks
 from workers.corpora.spec import check_corpus, corpus_hash
+from workers.home import harness_home
 
 
 @attrs.frozen
@@ -26,12 +27,6 @@ class Corpus:
     path: Path
     tokens: np.ndarray  # uint16, memory-mapped
     meta: dict
-
-
-def _home(home) -> Path:
-    if home is not None:
-        return Path(home)
-    return Path(os.environ.get("MOE_HARNESS_HOME") or Path.home() / ".cache" / "moe-harness")
 
 
 def cache_key(spec: dict) -> str:
@@ -43,13 +38,13 @@ def cache_key(spec: dict) -> str:
 
 def corpus_dir(spec: dict, home=None) -> Path:
     spec = check_corpus(spec)
-    return _home(home) / "corpora" / cache_key(spec)
+    return harness_home(home) / "corpora" / cache_key(spec)
 
 
 def prepare(spec: dict, home=None, where: str = "job.corpus") -> Corpus:
     """The corpus for ``spec``, from the cache or made now."""
     spec = check_corpus(spec, where)
-    final = _home(home) / "corpora" / cache_key(spec)
+    final = harness_home(home) / "corpora" / cache_key(spec)
     if not (final / "meta.json").is_file():
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from workers.corpora.spec import CorpusError, check_corpus
+from workers.home import harness_home
 
 TRAIN_DEFAULTS = {
     "tokens": 1_000_000, "batch_size": 16, "seq_len": 128, "lr": 3e-3, "min_lr_ratio": 0.1,
@@ -92,12 +92,6 @@ def train_key(job: dict) -> str:
             v.get("experts_implementation"), "corpus": corpus, "train": train, "seed": seed}
     text = json.dumps(what, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def harness_home(home=None) -> Path:
-    if home is not None:
-        return Path(home)
-    return Path(os.environ.get("MOE_HARNESS_HOME") or Path.home() / ".cache" / "moe-harness")
 
 
 def trained_dir(job: dict, home=None) -> Path:
