@@ -1,7 +1,7 @@
 """Routing strategy parameters: one attrs class per strategy, and the ``ROUTING`` registry.
 
 Torch-free: the harness validates a suite's ``routing:`` entries against these classes without
-a worker. ``build()`` imports the torch side lazily.
+a worker. ``build()`` imports the torch side (``implementation``, "module:Class") lazily.
 
 Writing a strategy (built-in or third party)
 --------------------------------------------
@@ -11,14 +11,11 @@ Writing a strategy (built-in or third party)
        class MyConfig(StrategyConfig):
            name = "mine"                 # the name suites use
            causal = True                 # False if a token's route depends on later tokens
+           implementation = "my_package.strategy:Mine"   # the torch side, imported lazily by build()
            k: int = attrs.field(default=1, validator=positive_int)
 
            def experts_per_token(self, native_k, num_experts):
                return float(self.k)      # None: dynamic, active params follow the measured mean
-
-           def build(self):
-               from my_package.strategy import Mine   # torch import, lazily
-               return Mine(self)
 
    ``label()`` (``"mine(k=2)"``, non-default parameters only) comes from the base class.
 2. A torch strategy object, subclass of ``workers.routing.base.Strategy``, whose
@@ -35,6 +32,8 @@ validated config; bad input raises ``ValueError`` / ``TypeError`` naming the str
 """
 
 from __future__ import annotations
+
+import importlib
 
 import math
 from typing import ClassVar
@@ -107,6 +106,7 @@ class StrategyConfig:
 
     name: ClassVar[str] = ""
     causal: ClassVar[bool] = True
+    implementation: ClassVar[str] = ""  # "module:Class" of the torch strategy; build() imports it lazily
 
     def experts_per_token(self, native_k: int, num_experts: int) -> float | None:
         """Experts a token uses, for active-parameter accounting; None = dynamic (measured)."""
@@ -127,8 +127,12 @@ class StrategyConfig:
         return {f.name: _plain(getattr(self, f.name)) for f in attrs.fields(type(self))}
 
     def build(self):
-        """The torch strategy object (``workers.routing.base.Strategy``); imports torch."""
-        raise NotImplementedError(f"routing strategy {self.name!r} has no build()")
+        """The torch strategy object (``workers.routing.base.Strategy``), from ``implementation``;
+        imports torch. Override it where building needs more than ``Class(config)``."""
+        if not self.implementation:
+            raise NotImplementedError(f"routing strategy {self.name!r} names no implementation")
+        module, _, cls = self.implementation.partition(":")
+        return getattr(importlib.import_module(module), cls)(self)
 
 
 def _plain(value):
@@ -179,11 +183,8 @@ class NativeConfig(StrategyConfig):
     """The checkpoint's own router, unchanged (recorded for telemetry)."""
 
     name: ClassVar[str] = "native"
+    implementation: ClassVar[str] = "workers.routing.native:Native"
 
-    def build(self):
-        from workers.routing.native import Native
-
-        return Native(self)
 
 
 @strategy
@@ -192,16 +193,13 @@ class TopKConfig(StrategyConfig):
     """The k most probable experts per token."""
 
     name: ClassVar[str] = "topk"
+    implementation: ClassVar[str] = "workers.routing.topk:TopK"
     k: int = attrs.field(validator=positive_int)
     renormalize: bool | None = _renormalize()
 
     def experts_per_token(self, native_k, num_experts):
         return float(min(self.k, num_experts))
 
-    def build(self):
-        from workers.routing.topk import TopK
-
-        return TopK(self)
 
 
 @strategy
@@ -210,6 +208,7 @@ class TopPConfig(StrategyConfig):
     """Per token, the fewest experts whose probabilities sum to at least ``p`` (``min_k``..``max_k``)."""
 
     name: ClassVar[str] = "topp"
+    implementation: ClassVar[str] = "workers.routing.topp:TopP"
     p: float = attrs.field(validator=positive_float)
     min_k: int = attrs.field(default=1, validator=positive_int)
     max_k: int | None = attrs.field(default=None, validator=optional_positive_int)
@@ -224,10 +223,6 @@ class TopPConfig(StrategyConfig):
     def experts_per_token(self, native_k, num_experts):
         return None
 
-    def build(self):
-        from workers.routing.topp import TopP
-
-        return TopP(self)
 
 
 @strategy
@@ -236,6 +231,7 @@ class RandomConfig(StrategyConfig):
     """Uniformly random experts per token (the floor); ``k`` defaults to the checkpoint's."""
 
     name: ClassVar[str] = "random"
+    implementation: ClassVar[str] = "workers.routing.random_choice:RandomChoice"
     k: int | None = attrs.field(default=None, validator=optional_positive_int)
     seed: int = attrs.field(default=0, validator=int_value)
     renormalize: bool | None = _renormalize()
@@ -243,10 +239,6 @@ class RandomConfig(StrategyConfig):
     def experts_per_token(self, native_k, num_experts):
         return float(min(self.k or native_k, num_experts))
 
-    def build(self):
-        from workers.routing.random_choice import RandomChoice
-
-        return RandomChoice(self)
 
 
 @strategy
@@ -255,6 +247,7 @@ class HashConfig(StrategyConfig):
     """Hash layers: the token id alone fixes its ``k`` experts (a seeded table)."""
 
     name: ClassVar[str] = "hash"
+    implementation: ClassVar[str] = "workers.routing.hashing:HashRouting"
     k: int = attrs.field(default=1, validator=positive_int)
     seed: int = attrs.field(default=0, validator=int_value)
     renormalize: bool | None = _renormalize()
@@ -262,10 +255,6 @@ class HashConfig(StrategyConfig):
     def experts_per_token(self, native_k, num_experts):
         return float(min(self.k, num_experts))
 
-    def build(self):
-        from workers.routing.hashing import HashRouting
-
-        return HashRouting(self)
 
 
 @strategy
@@ -275,6 +264,7 @@ class CapacityConfig(StrategyConfig):
     assignments past an expert's capacity are dropped (that expert adds nothing: the residual carries on)."""
 
     name: ClassVar[str] = "capacity"
+    implementation: ClassVar[str] = "workers.routing.capacity:Capacity"
     capacity_factor: float = attrs.field(default=1.0, validator=positive_float)
     k: int | None = attrs.field(default=None, validator=optional_positive_int)
     renormalize: bool | None = _renormalize()
@@ -282,10 +272,6 @@ class CapacityConfig(StrategyConfig):
     def experts_per_token(self, native_k, num_experts):
         return None
 
-    def build(self):
-        from workers.routing.capacity import Capacity
-
-        return Capacity(self)
 
 
 @strategy
@@ -297,6 +283,7 @@ class PruneConfig(StrategyConfig):
     ``calibration_text`` (default: a fixed English text; bytes mod vocab without a tokenizer)."""
 
     name: ClassVar[str] = "prune"
+    implementation: ClassVar[str] = "workers.routing.prune:Prune"
     experts: tuple[int, ...] | tuple[tuple[int, ...], ...] | None = attrs.field(default=None, converter=_to_tuple)
     fraction: float | None = attrs.field(default=None)
     keep: int | None = attrs.field(default=None, validator=optional_positive_int)
@@ -341,10 +328,6 @@ class PruneConfig(StrategyConfig):
     def experts_per_token(self, native_k, num_experts):
         return float(max(1, min(native_k, self.kept(num_experts))))
 
-    def build(self):
-        from workers.routing.prune import Prune
-
-        return Prune(self)
 
 
 @strategy
@@ -354,6 +337,7 @@ class ExpertChoiceConfig(StrategyConfig):
     Not causal: a token's route depends on the other tokens, later ones included."""
 
     name: ClassVar[str] = "expert_choice"
+    implementation: ClassVar[str] = "workers.routing.expert_choice:ExpertChoice"
     causal: ClassVar[bool] = False
     capacity_factor: float = attrs.field(default=1.0, validator=positive_float)
     k: int | None = attrs.field(default=None, validator=optional_positive_int)
@@ -362,10 +346,6 @@ class ExpertChoiceConfig(StrategyConfig):
     def experts_per_token(self, native_k, num_experts):
         return None
 
-    def build(self):
-        from workers.routing.expert_choice import ExpertChoice
-
-        return ExpertChoice(self)
 
 
 @strategy
@@ -375,6 +355,7 @@ class AuxFreeConfig(StrategyConfig):
     the score alone; in training mode each forward moves the bias by ``gamma`` against the load."""
 
     name: ClassVar[str] = "aux_free"
+    implementation: ClassVar[str] = "workers.routing.aux_free:AuxFree"
     gamma: float = attrs.field(default=0.001, validator=non_negative_float)
     k: int | None = attrs.field(default=None, validator=optional_positive_int)
     renormalize: bool | None = _renormalize()
@@ -382,7 +363,3 @@ class AuxFreeConfig(StrategyConfig):
     def experts_per_token(self, native_k, num_experts):
         return float(min(self.k or native_k, num_experts))
 
-    def build(self):
-        from workers.routing.aux_free import AuxFree
-
-        return AuxFree(self)

@@ -18,12 +18,8 @@ from workers.routing.config import StrategyConfig, positive_int
 @attrs.frozen(kw_only=True)
 class BottomKConfig(StrategyConfig):
     name: ClassVar[str] = "bottomk"
+    implementation: ClassVar[str] = "moe_harness_example_routing.strategy:BottomK"  # built lazily
     k: int = attrs.field(default=1, validator=positive_int)
 
     def experts_per_token(self, native_k, num_experts):
         return float(min(self.k, num_experts))
-
-    def build(self):
-        from moe_harness_example_routing.strategy import BottomK
-
-        return BottomK(self)
