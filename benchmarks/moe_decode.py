@@ -9,8 +9,9 @@ layers, FFN 8192 at ``--shape 1b``) and an OLMoE of the same width (64 experts, 
 static KV cache of ``--context`` tokens) with the latency probe's machinery (workers.probes.steps:
 CUDA graphs on GPU, eager on CPU), for transformers' experts implementations and the harness's own
 (workers.experts), and prints each with its roofline (workers.probes.roofline) and measured/roofline.
-``--paths`` adds the harness forced onto each of its paths (``harness:gather`` ...). Before timing,
-each implementation's logits of one forward are checked against eager (max abs difference).
+``--paths`` adds the harness forced onto each of its torch paths (``harness:gather`` ...); on CUDA the
+fused Triton kernels run as ``harness_triton``. Before timing, each implementation's logits of one
+forward are checked against eager (max abs difference).
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda for --shape 1b, else cpu)")
     ap.add_argument("--dtype", default=None, help="default: bfloat16 on cuda, float32 on cpu")
     ap.add_argument("--batch-sizes", default="1,8,64,256")
-    ap.add_argument("--implementations", default=",".join([*TRANSFORMERS_IMPLEMENTATIONS, "harness"]))
+    ap.add_argument("--implementations", default=None,
+                    help="comma-separated (default: eager, grouped_mm, batched_mm, harness, and harness_triton on cuda)")
     ap.add_argument("--paths", action="store_true", help="also time the harness forced onto each of its paths")
     ap.add_argument("--context", type=int, default=None, help="cached tokens (default 32 small, 128 1b)")
     ap.add_argument("--new-tokens", type=int, default=None, help="timed steps per pass (default 2 small, 8 1b)")
@@ -126,14 +128,15 @@ def main(argv=None) -> int:
 
     import torch
 
-    from workers.experts import PATHS, register
+    from workers.experts import PATHS, TRITON_NAME, register, unsupported
     from workers.probes.roofline import resolve_peaks
 
     torch.set_num_threads(args.threads)
     register()
-    names = [n.strip() for n in args.implementations.split(",") if n.strip()]
-    if args.paths:
-        names += [f"harness:{p}" for p in PATHS if p != "looped" or args.device == "cpu"]
+    default = [*TRANSFORMERS_IMPLEMENTATIONS, "harness"] + ([TRITON_NAME] if args.device == "cuda" else [])
+    names = [n.strip() for n in (args.implementations or ",".join(default)).split(",") if n.strip()]
+    if args.paths:  # the triton path is harness_triton's
+        names += [f"harness:{p}" for p in PATHS if p != "triton" and (p != "looped" or args.device == "cpu")]
     dtype = getattr(torch, args.dtype)
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     peaks = resolve_peaks(device_name, args.dtype)
@@ -145,6 +148,11 @@ def main(argv=None) -> int:
     print(f"timed dense ({cfgs['dense']['model_type']})", flush=True)
     del model
     model = build(cfgs["moe"], args.device, dtype)
+    for name in list(names):
+        why = unsupported(model, name.partition(":")[0], args.device)
+        if why is not None:
+            print(f"skipped experts_implementation={name}: {why}", flush=True)
+            names.remove(name)
     diffs = parity(model, names, args.device)
     for name in names:
         with implementation(model, name):

@@ -9,6 +9,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+if "TRITON_INTERPRET" not in os.environ:
+    import torch
+
+    if not torch.cuda.is_available():  # the fused Triton experts kernels run in Triton's interpreter
+        os.environ["TRITON_INTERPRET"] = "1"  # (read when workers.experts.triton_moe is first imported)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_home(tmp_path_factory):

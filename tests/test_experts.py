@@ -207,7 +207,7 @@ def test_path_choice_is_static():
 # --- bad input ---------------------------------------------------------------------------------------
 
 def test_bad_input_is_one_clear_line(models):
-    with pytest.raises(ValueError, match=r"experts path 'fast': unknown; known: gather, grouped, looped"):
+    with pytest.raises(ValueError, match=r"experts path 'fast': unknown; known: gather, grouped, looped, triton"):
         with force_path("fast"):
             pass
     experts = experts_of(models["olmoe"])

@@ -32,7 +32,7 @@ def load_model(variant: dict, device: str, home: str | Path | None = None):
     if variant["experts_implementation"] is not None:
         from workers.experts import register
 
-        register()  # the harness's own implementation, "harness", beside transformers' ones
+        register()  # the harness's own implementations, "harness" and "harness_triton", beside transformers' ones
         kwargs["experts_implementation"] = variant["experts_implementation"]
     where = f"checkpoint {str(path)!r}"
     try:
@@ -44,6 +44,12 @@ def load_model(variant: dict, device: str, home: str | Path | None = None):
         if "experts_implementation" in str(exc):
             raise bad("variant.experts_implementation", _first_line(exc)) from None
         raise ModelLoadFailed(f"{where}: cannot load the model: {_first_line(exc)}") from None
+    if variant["experts_implementation"] is not None:
+        from workers.experts import unsupported
+
+        why = unsupported(model, variant["experts_implementation"], device)
+        if why is not None:
+            raise bad("variant.experts_implementation", f"{variant['experts_implementation']}: {why}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=variant["trust_remote_code"])
     except (OSError, ValueError, KeyError, ImportError) as exc:

@@ -21,9 +21,13 @@ captured CUDA graph or a compiled step always takes the same one:
   per-expert counts on the host, which costs nothing on CPU: the plain-torch CPU fallback where
   ``grouped_mm`` is missing or the strides are not aligned.
 
+- ``triton``: two fused Triton kernels (gate/up + SiLU, then down) over per-expert blocks of sorted
+  slots, reading the touched experts' weights in place; graph safe. Never chosen by itself: the
+  implementation ``"harness_triton"`` (or ``force_path("triton")``) selects it. It lives in
+  ``workers.experts.triton_moe``, imported on first use.
+
 Every path accumulates the k weighted expert outputs of a token with a reshape + sum (no atomics)
-and drops sentinel slots with ``torch.where`` (safe even against uninitialised rows). Pure torch:
-no Triton kernel here (none could be tested on this CPU).
+and drops sentinel slots with ``torch.where`` (safe even against uninitialised rows).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-PATHS = ("gather", "grouped", "looped")
+PATHS = ("gather", "grouped", "looped", "triton")
 GATHER_MAX_SLOTS_PER_EXPERT = 1.0  # gather while T*k <= this * E
 _forced: list[str] = []
 
@@ -79,12 +83,24 @@ def choose_path(slots: int, num_experts: int, x: torch.Tensor, weight: torch.Ten
 def experts_forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
                     top_k_weights: torch.Tensor) -> torch.Tensor:
     """transformers' experts-implementation signature: (T, H), (T, k), (T, k) -> (T, H)."""
+    _check_shapes(hidden_states, top_k_index, top_k_weights)
+    path = choose_path(top_k_index.numel(), self.num_experts, hidden_states, _up_weight(self))
+    return _PATH_FUNCTIONS[path](self, hidden_states, top_k_index, top_k_weights)
+
+
+def triton_experts_forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
+                           top_k_weights: torch.Tensor) -> torch.Tensor:
+    """Implementation ``"harness_triton"``: always the fused Triton kernels (``triton`` path)."""
+    _check_shapes(hidden_states, top_k_index, top_k_weights)
+    path = _forced[-1] if _forced else "triton"
+    return _PATH_FUNCTIONS[path](self, hidden_states, top_k_index, top_k_weights)
+
+
+def _check_shapes(hidden_states, top_k_index, top_k_weights) -> None:
     if hidden_states.dim() != 2 or top_k_index.shape != top_k_weights.shape or top_k_index.dim() != 2 \
             or top_k_index.shape[0] != hidden_states.shape[0]:
         raise ValueError(f"harness experts: expected hidden (T, H) and index/weights (T, k), got "
                          f"{tuple(hidden_states.shape)}, {tuple(top_k_index.shape)}, {tuple(top_k_weights.shape)}")
-    path = choose_path(top_k_index.numel(), self.num_experts, hidden_states, _up_weight(self))
-    return _PATH_FUNCTIONS[path](self, hidden_states, top_k_index, top_k_weights)
 
 
 # --- pieces shared by the paths --------------------------------------------------------------------
@@ -210,4 +226,12 @@ def looped_forward(self, hidden_states, top_k_index, top_k_weights):
                     hidden_states.dtype)
 
 
-_PATH_FUNCTIONS = {"gather": gather_forward, "grouped": grouped_forward, "looped": looped_forward}
+def triton_forward(self, hidden_states, top_k_index, top_k_weights):
+    """Fused Triton kernels (``workers.experts.triton_moe``; imports triton on first use)."""
+    from workers.experts.triton_moe import triton_forward as fused
+
+    return fused(self, hidden_states, top_k_index, top_k_weights)
+
+
+_PATH_FUNCTIONS = {"gather": gather_forward, "grouped": grouped_forward, "looped": looped_forward,
+                   "triton": triton_forward}

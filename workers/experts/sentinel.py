@@ -5,7 +5,7 @@ expert choice, pruning) mark the empty slots with index ``num_experts``. Whether
 implementation skips that index depends on the implementation and on the transformers release:
 the eager forward one-hot encodes ``num_experts + 1`` classes in recent releases (5.2x) but only
 ``num_experts`` in 5.17, where the index is out of range; ``batched_mm`` indexes out of bounds on
-it, and ``grouped_mm`` leaves those rows uninitialised. The harness's own implementation skips it.
+it, and ``grouped_mm`` leaves those rows uninitialised. The harness's own implementations skip it.
 Where it is not skipped, an empty slot is filled with the token's first expert at weight 0, which
 adds exactly 0 and touches no expert the token did not already use.
 """
@@ -17,7 +17,7 @@ import inspect
 
 import torch
 
-from workers.experts import NAME
+from workers.experts import NAMES
 
 
 @functools.cache
@@ -30,7 +30,7 @@ def _eager_skips(experts_class: type) -> bool:
 
 def skips_sentinel(experts, implementation: str | None) -> bool:
     """Does ``experts`` under ``implementation`` skip index ``num_experts`` exactly?"""
-    if implementation == NAME:
+    if implementation in NAMES:
         return True
     return implementation in (None, "eager") and _eager_skips(type(experts))
 

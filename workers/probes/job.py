@@ -31,6 +31,12 @@ def experts_implementation(model, requested: str | None):
         return
     before = model.get_experts_implementation()
     if requested is not None:
+        from workers.experts import register, unsupported
+
+        register()  # "harness" and "harness_triton" are selectable here too
+        why = unsupported(model, requested, next(model.parameters()).device)
+        if why is not None:
+            raise Unsupported(f"probe option experts_implementation={requested!r}: {why}")
         try:
             model.set_experts_implementation(requested)
         except (ValueError, KeyError) as e:
