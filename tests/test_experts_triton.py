@@ -134,9 +134,13 @@ def test_forced_through_the_harness_implementation():
 
 def test_unsupported_says_why(monkeypatch):
     module = _experts(32, 16, 8, 2)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), module)
     assert triton_moe.supported(module, "cpu") is None  # interpreted here
+    assert unsupported(model, TRITON_NAME, "cpu") is None
     monkeypatch.setattr(triton_moe, "INTERPRETED", False)
     assert "need a CUDA device, not cpu" in triton_moe.supported(module, "cpu")
+    assert "need a CUDA device, not cpu" in unsupported(model, TRITON_NAME, "cpu")
+    assert unsupported(model, "harness", "cpu") is None and unsupported(model, "eager", "cpu") is None
     monkeypatch.setattr(triton_moe, "INTERPRETED", True)
     module.has_bias = True
     assert "experts with biases are not fused" in triton_moe.supported(module, "cpu")

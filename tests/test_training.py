@@ -213,6 +213,32 @@ def test_aux_free_bias_is_saved_with_the_checkpoint_and_routed_with_again(tmp_pa
     assert all(torch.equal(other.strategy.bias(g.position), torch.zeros(4)) for g in other.gates)
 
 
+def test_aux_free_bias_survives_an_interrupted_run(tmp_path):
+    """Cancelled at step 3 and resumed, an aux_free run ends with the bias of an uninterrupted one."""
+    import torch
+    from safetensors.torch import load_file
+
+    from workers.errors import JobCancelled
+    from workers.routing.base import ROUTING_STATE
+
+    job = {**JOB, "variant": {**JOB["variant"], "routing": {"name": "aux_free", "params": {"gamma": 0.01}}},
+           "train": {**JOB["train"], "tokens": 6 * 8 * 64, "log_every": 3}}
+    straight = _run(job, tmp_path / "straight")
+    cancelled = threading.Event()
+    with pytest.raises(JobCancelled):
+        _run(job, tmp_path / "broken", lambda done, total, note: done == 3 and cancelled.set(), cancelled)
+    step = resume_dir(job, tmp_path / "broken") / "step-00000003"
+    halfway = load_file(str(step / "routing.safetensors"))
+    assert sum(b.abs().sum() for b in halfway.values()) > 0  # three steps of updates were kept
+    resumed = _run(job, tmp_path / "broken")
+    assert resumed["train"]["resumed_from"] == 3
+    a = load_file(str(Path(straight["build"]["checkpoint"]) / ROUTING_STATE))
+    b = load_file(str(Path(resumed["build"]["checkpoint"]) / ROUTING_STATE))
+    assert a.keys() == b.keys() == halfway.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
 def test_schedule_and_data_order():
     import numpy as np
 

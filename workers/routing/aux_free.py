@@ -4,8 +4,9 @@ Experts are selected by router probability plus a per-expert bias, and gated by 
 alone. In training mode every forward moves each bias by ``gamma`` toward balance: down for an
 expert above the mean load, up for one below. In eval mode the bias is only read.
 ``bias(position)`` gives a layer's current bias (``session.strategy.bias(0)``); it lives as long
-as the session (``session.reset()`` keeps it), and a train job saves it beside the trained
-checkpoint, where routing that checkpoint with ``aux_free`` again picks it up."""
+as the session (``session.reset()`` keeps it). A train job keeps it in its resume state (an
+interrupted run continues with the bias it had) and saves it beside the trained checkpoint, where
+routing that checkpoint with ``aux_free`` again picks it up."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ class AuxFree(Strategy):
 
     def state(self) -> dict[str, torch.Tensor]:
         return {f"bias.{position}": bias.detach().cpu() for position, bias in self._bias.items()}
+
+    def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        for position, bias in self._bias.items():
+            self._bias[position] = tensors[f"bias.{position}"].float().to(bias.device)
 
     def bias(self, position: int) -> torch.Tensor:
         return self._bias[position]

@@ -50,8 +50,12 @@ class Strategy:
     def state(self) -> dict[str, torch.Tensor]:
         """Learned routing state (tensors by name) that belongs with a trained checkpoint; none by default.
         Saved as ``ROUTING_STATE`` beside the weights, and handed back through ``setup`` when a
-        model loaded from that checkpoint is routed by the same strategy again."""
+        model loaded from that checkpoint is routed by the same strategy again. Also part of a
+        train job's resume state (``load_state`` puts it back)."""
         return {}
+
+    def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Put back what ``state`` returned (a train job resuming mid-run); nothing by default."""
 
 
 ROUTING_STATE = "routing_state.safetensors"  # metadata: {"strategy": name}

@@ -2,8 +2,9 @@
 
 ``<resume dir>/step-<n>/``: ``model.safetensors`` (weights), ``optimizer.safetensors`` (AdamW's
 ``exp_avg``, ``exp_avg_sq`` and ``step`` per parameter, by parameter index), ``rng.safetensors``
-(torch's CPU and CUDA generator states as uint8 tensors) and ``state.json`` (step, loss curve,
-tokens, elapsed time, learning rate). The folder is written under a temporary name and renamed;
+(torch's CPU and CUDA generator states as uint8 tensors), ``routing.safetensors`` (the routing
+strategy's learned state, e.g. aux_free's bias, where it has one) and ``state.json`` (step, loss
+curve, tokens, elapsed time, learning rate). The folder is written under a temporary name and renamed;
 ``latest.json`` is then replaced atomically to point at it, and older steps are removed. The data
 position is the step itself (``workers.training.data``), so nothing else is needed.
 """
@@ -20,7 +21,8 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 
-def save(directory: Path, step: int, model, optimizer, state: dict) -> Path:
+def save(directory: Path, step: int, model, optimizer, state: dict, strategy=None) -> Path:
+    """Write the resume state for ``step`` (``strategy``: the routing strategy trained with, or None)."""
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"step-{step:08d}"
     tmp = directory / f".tmp-{step}-{uuid.uuid4().hex[:8]}"
@@ -36,6 +38,9 @@ def save(directory: Path, step: int, model, optimizer, state: dict) -> Path:
     if torch.cuda.is_available():
         rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
     save_file(rng, str(tmp / "rng.safetensors"))
+    routing = strategy.state() if strategy is not None else {}
+    if routing:
+        save_file({k: v.detach().contiguous().cpu() for k, v in routing.items()}, str(tmp / "routing.safetensors"))
     (tmp / "state.json").write_text(json.dumps({**state, "step": step}) + "\n")
     if final.exists():
         shutil.rmtree(final)
@@ -59,8 +64,9 @@ def latest(directory: Path) -> Path | None:
     return path if (path / "state.json").is_file() else None
 
 
-def load(path: Path, model, optimizer) -> dict:
-    """Restore weights, optimizer moments and RNG from ``path``; return its ``state.json``."""
+def load(path: Path, model, optimizer, strategy=None) -> dict:
+    """Restore weights, optimizer moments, RNG and the routing strategy's state from ``path``;
+    return its ``state.json``."""
     missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=True)
     device = next(model.parameters()).device
     params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -75,4 +81,6 @@ def load(path: Path, model, optimizer) -> dict:
     cuda = [rng[k] for k in sorted(rng) if k.startswith("cuda")]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
+    if strategy is not None and (path / "routing.safetensors").is_file():
+        strategy.load_state(load_file(str(path / "routing.safetensors")))
     return json.loads((path / "state.json").read_text())

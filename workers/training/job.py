@@ -92,7 +92,8 @@ def run(job: dict, host, progress, cancelled) -> dict:
 
         session = apply_routing(model, variant["routing"])
     params = count_params(model)
-    result = _train(job, model, batches, train, seed, params, device, progress, cancelled, home)
+    strategy = session.strategy if session is not None else None
+    result = _train(job, model, batches, train, seed, params, device, progress, cancelled, home, strategy)
     routing_state = {}
     if session is not None:
         result["routing"] = session.telemetry()
@@ -118,7 +119,7 @@ def _param_groups(model, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
-def _train(job, model, batches, train, seed, params, device, progress, cancelled, home) -> dict:
+def _train(job, model, batches, train, seed, params, device, progress, cancelled, home, strategy) -> dict:
     torch.manual_seed(seed)
     steps = math.ceil(train["tokens"] / (train["batch_size"] * train["seq_len"]))
     tokens_per_step = train["batch_size"] * train["seq_len"]
@@ -129,7 +130,7 @@ def _train(job, model, batches, train, seed, params, device, progress, cancelled
     start, resumed_from = 0, None
     saved = checkpoint.latest(rdir)
     if saved is not None:
-        state = checkpoint.load(saved, model, optimizer)
+        state = checkpoint.load(saved, model, optimizer, strategy)
         start = resumed_from = state["step"]
     router = RouterLosses(model)
     use_autocast = device.type == "cuda" and train["autocast"] is not None
@@ -142,7 +143,7 @@ def _train(job, model, batches, train, seed, params, device, progress, cancelled
     try:
         for step in range(start, steps):
             if cancelled.is_set():
-                _checkpoint(rdir, step, model, optimizer, state, t_start, timed_tokens, device)
+                _checkpoint(rdir, step, model, optimizer, state, t_start, timed_tokens, device, strategy)
                 raise JobCancelled(f"train job cancelled at step {step} of {steps}; a rerun resumes there")
             lr = lr_at(step, steps, train["lr"], train["warmup_steps"], train["min_lr_ratio"])
             for group in optimizer.param_groups:
@@ -171,7 +172,7 @@ def _train(job, model, batches, train, seed, params, device, progress, cancelled
                 window, aux_window = [], []
             progress(done, steps, f"loss {loss.item():.4f}")
             if done % train["checkpoint_every"] == 0 and done < steps:
-                _checkpoint(rdir, done, model, optimizer, state, t_start, timed_tokens, device)
+                _checkpoint(rdir, done, model, optimizer, state, t_start, timed_tokens, device, strategy)
     finally:
         router.remove()
     model.eval()
@@ -198,12 +199,12 @@ def _train(job, model, batches, train, seed, params, device, progress, cancelled
     }}
 
 
-def _checkpoint(rdir, step, model, optimizer, state, t_start, timed_tokens, device):
+def _checkpoint(rdir, step, model, optimizer, state, t_start, timed_tokens, device, strategy):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     snapshot = {**state, "elapsed_s": state["elapsed_s"] + time.perf_counter() - t_start,
                 "tokens_timed": state["tokens_timed"] + timed_tokens}
-    checkpoint.save(rdir, step, model, optimizer, snapshot)
+    checkpoint.save(rdir, step, model, optimizer, snapshot, strategy)
 
 
 def _save_final(final, model, tokenizer, result: dict, routing_state: dict | None = None,
