@@ -189,11 +189,14 @@ def test_looped_path_is_not_graph_safe():
         fw.looped_forward(experts, x, index, weights)
 
 
-def test_path_choice_is_static():
+def test_path_choice_is_static(monkeypatch):
     meta = torch.empty(1, 2048, device="meta", dtype=torch.bfloat16)
     weight = torch.empty(64, 2048, 2048, device="meta", dtype=torch.bfloat16)
-    assert choose_path(8, 64, meta, weight) == "gather"  # decode: T*k <= E
+    assert choose_path(8, 64, meta, weight) == "grouped"  # decode too: each touched expert read once
     assert choose_path(512, 64, meta, weight) == "grouped"
+    monkeypatch.setattr(fw, "GATHER_MAX_SLOTS_PER_EXPERT", 1.0)  # the knob a GPU measurement may raise
+    assert choose_path(8, 64, meta, weight) == "gather" and choose_path(512, 64, meta, weight) == "grouped"
+    monkeypatch.setattr(fw, "GATHER_MAX_SLOTS_PER_EXPERT", 0.0)
     odd = torch.empty(64, 2050, 2047, device="meta", dtype=torch.bfloat16)
     assert choose_path(512, 64, meta, odd) == "gather"  # strides not 16-byte aligned: no grouped_mm
     assert choose_path(512, 64, meta, weight.float()) == "gather"  # grouped_mm off CPU is bf16 only

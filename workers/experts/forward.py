@@ -5,25 +5,26 @@ block whose config says ``_experts_implementation == "harness"``: ``hidden_state
 router's ``top_k_index`` / ``top_k_weights`` are (T, k), and an index ``>= num_experts`` is the
 sentinel "no expert" (routing strategies that give a token fewer experts use it, at weight 0).
 
-Three paths, chosen from static sizes only (T*k slots against E experts, device, dtype), so a
-captured CUDA graph or a compiled step always takes the same one:
+Four paths. ``choose_path`` picks one of the first three from static sizes only (T*k slots against
+E experts, device, dtype), so a captured CUDA graph or a compiled step always takes the same one:
 
-- ``gather``: ``index_select`` the T*k touched experts' weight slices into (T*k, 2I, H) and
-  (T*k, H, I) and ``bmm``. No host sync, no data-dependent shape: CUDA-graph safe. Reads only the
-  experts the step touches (a duplicate slot reads its expert again); the default for decode
-  (T*k <= ``GATHER_MAX_SLOTS_PER_EXPERT`` * E) on accelerators and under ``torch.compile``, and
-  for any T*k where nothing else fits.
-- ``grouped``: sort the slots by expert, offsets by ``histc`` + ``cumsum``, one ``grouped_mm``
-  per projection over the expert weights (each expert read once, empty groups skipped). Also
-  graph safe. Used for more slots where the kernel exists (CUDA sm80+ in bf16, strides 16-byte
-  aligned), and on CPU (torch's CPU kernel takes any float dtype) for every T*k.
+- ``grouped``: sort the slots by expert, per-expert offsets by ``searchsorted`` on the sorted ids,
+  one ``grouped_mm`` per projection over the expert weights in place (each touched expert read once,
+  empty groups skipped). CUDA-graph safe. The default wherever the kernel runs: CUDA sm80+ in bf16
+  with 16-byte aligned strides, and CPU eager (torch's CPU kernel takes any float dtype).
+- ``gather``: ``index_select`` the T*k slots' expert weight slices into (T*k, 2I, H) and (T*k, H, I)
+  and ``bmm``. No host sync, no data-dependent shape: graph safe, and it runs on anything. It moves
+  about three times the bytes of ``grouped`` (each slot's slice read, written, read again; a
+  duplicate slot copies its expert again), so it is the fallback off CPU where ``grouped_mm`` cannot
+  run, and the choice for T*k <= ``GATHER_MAX_SLOTS_PER_EXPERT`` * E, which is 0 (never) until a GPU
+  measurement (``benchmarks/moe_decode.py --paths``) shows it faster for small T*k.
 - ``looped``: sort by expert, then one ``mm`` per touched expert on contiguous rows. Needs the
   per-expert counts on the host, which costs nothing on CPU: the plain-torch CPU fallback where
   ``grouped_mm`` is missing or the strides are not aligned.
-
 - ``triton``: two fused Triton kernels (gate/up + SiLU, then down) over per-expert blocks of sorted
-  slots, reading the touched experts' weights in place; graph safe. Never chosen by itself: the
-  implementation ``"harness_triton"`` (or ``force_path("triton")``) selects it. It lives in
+  slots, reading the touched experts' weights in place; graph safe. Not picked by ``choose_path``
+  (not yet timed on a GPU): the implementation ``"harness_triton"`` (or ``force_path("triton")``)
+  selects it. It lives in
   ``workers.experts.triton_moe``, imported on first use.
 
 Every path accumulates the k weighted expert outputs of a token with a reshape + sum (no atomics)
@@ -38,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 PATHS = ("gather", "grouped", "looped", "triton")
-GATHER_MAX_SLOTS_PER_EXPERT = 1.0  # gather while T*k <= this * E
+GATHER_MAX_SLOTS_PER_EXPERT = 0.0  # off CPU, gather while T*k <= this * E (see the module doc)
 _forced: list[str] = []
 
 
@@ -74,7 +75,7 @@ def choose_path(slots: int, num_experts: int, x: torch.Tensor, weight: torch.Ten
         return _forced[-1]
     cpu_eager = x.device.type == "cpu" and not torch.compiler.is_compiling()
     if not cpu_eager and slots <= GATHER_MAX_SLOTS_PER_EXPERT * num_experts:
-        return "gather"
+        return "gather"  # only where the constant is raised after a measurement
     if grouped_mm_usable(x, weight):
         return "grouped"
     return "looped" if cpu_eager else "gather"
@@ -164,6 +165,13 @@ def _sorted_slots(self, hidden_states, top_k_index):
     return ids, perm, hidden_states.index_select(0, perm // k)
 
 
+def expert_edges(sorted_ids: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """(E + 1,) row boundaries: expert e's slots are ``sorted_ids[edges[e]:edges[e + 1]]``; sentinels
+    (ids >= E) lie past ``edges[E]``. A ``searchsorted``: static shape, no host read, deterministic."""
+    experts = torch.arange(num_experts + 1, device=sorted_ids.device, dtype=sorted_ids.dtype)
+    return torch.searchsorted(sorted_ids, experts)
+
+
 def _unsort(out_sorted: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
     """Rows in expert order back to slot order (perm is a permutation: a plain scatter, no atomics)."""
     return torch.empty_like(out_sorted).index_copy_(0, perm, out_sorted)
@@ -180,10 +188,7 @@ def grouped_forward(self, hidden_states, top_k_index, top_k_weights):
     tokens, k = top_k_index.shape
     num_experts = self.num_experts
     ids, perm, x = _sorted_slots(self, hidden_states, top_k_index)
-    # histc (not bincount) keeps shapes static; values >= num_experts fall outside and are not counted
-    counted = ids.float() if ids.device.type in ("cpu", "mps") else ids.int()
-    counts = torch.histc(counted, bins=num_experts, min=0, max=num_experts - 1)
-    offsets = torch.cumsum(counts, dim=0, dtype=torch.int32)
+    offsets = expert_edges(ids, num_experts)[1:].to(torch.int32)  # end of each expert's rows
     valid = ids < num_experts
     safe = torch.where(valid, ids, torch.zeros_like(ids))
     h = _grouped_mm(x, _up_weight(self), offsets, self.is_transposed)

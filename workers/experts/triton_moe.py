@@ -31,6 +31,8 @@ import os
 import torch
 import torch.nn.functional as F
 
+from workers.experts.forward import _combine, expert_edges
+
 try:  # Triton is optional: the GPU machine has it; a CPU install may not
     import triton
     import triton.language as tl
@@ -72,7 +74,7 @@ def block_layout(ids: torch.Tensor, num_experts: int, block_m: int = BLOCK_M):
     """
     slots = ids.numel()
     sorted_ids, perm = torch.sort(ids)
-    edges = torch.searchsorted(sorted_ids, torch.arange(num_experts + 1, device=ids.device, dtype=ids.dtype))
+    edges = expert_edges(sorted_ids, num_experts)
     counts = edges[1:] - edges[:-1]                            # slots per expert; sentinels excluded
     blocks = (counts + block_m - 1) // block_m
     last_block = torch.cumsum(blocks, 0)                       # blocks of experts 0..e
@@ -90,8 +92,6 @@ def block_layout(ids: torch.Tensor, num_experts: int, block_m: int = BLOCK_M):
 
 def triton_forward(self, hidden_states, top_k_index, top_k_weights):
     """The ``triton`` path: (T, H), (T, k), (T, k) -> (T, H)."""
-    from workers.experts.forward import _combine
-
     why = supported(self, hidden_states.device)
     if why is not None:
         raise RuntimeError(f"harness experts path 'triton': {why}")
