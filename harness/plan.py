@@ -129,6 +129,17 @@ def train_jobs(suite: Suite, vs: list[dict]) -> tuple[list[dict], list[dict], di
     return out, specs, by_variant
 
 
+def task_dict(task) -> dict:
+    """The job's task: a local task also carries the digest of its folder (workers.evaluation.taskfiles),
+    so editing any of its files changes the keys of the jobs that use it."""
+    out = task.to_dict()
+    if task.path is not None:
+        from workers.evaluation.taskfiles import folder_digest  # torch-free
+
+        out["digest"] = folder_digest(task.path)[0]
+    return out
+
+
 def expand(suite: Suite) -> tuple[list[dict], list[PlannedJob]]:
     """Suite → (variant specs, jobs): train jobs (if any), a describe job per variant, then
     evaluate and probe jobs."""
@@ -137,10 +148,10 @@ def expand(suite: Suite) -> tuple[list[dict], list[PlannedJob]]:
     specs: list[dict] = list(train_specs)
     for v in vs:
         specs.append({"kind": "describe", "variant": v})
+    task_dicts = [task_dict(task) for task in suite.tasks]
     for v in vs:
-        for task in suite.tasks:
-            spec = {"kind": "evaluate", "variant": v, "task": task.to_dict(), "seed": suite.seed,
-                    "eval": dict(suite.eval)}
+        for task, td in zip(suite.tasks, task_dicts):
+            spec = {"kind": "evaluate", "variant": v, "task": td, "seed": suite.seed, "eval": dict(suite.eval)}
             if task.shards == 1:
                 specs.append(spec)
             else:  # one evaluation split over workers; merged exactly after the run (harness/shards.py)

@@ -141,6 +141,7 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
         endpoints = list(started.endpoints)
     finished: set[str] = set()
     by_key = {j.key: j for j in todo}
+    bundles: dict[str, dict | None] = {}  # task yaml path -> its folder's files, read once per run
     try:
         coord = Coordinator(endpoints, timeout_s=timeout, client_keys=keys)
         # every worker answers before the first dispatch, so the first jobs spread over all of them
@@ -182,7 +183,8 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
                                       "error": f"its train job {j.after[:12]} did not finish"})
                     else:
                         runnable.append(j)
-                coord.run([Job(key=j.key, spec=j.spec, affinity=j.affinity) for j in runnable], on_result,
+                coord.run([Job(key=j.key, spec=wire_spec(j.spec, bundles), affinity=j.affinity) for j in runnable],
+                          on_result,
                           on_progress=on_progress, stop=interrupts.stop, cancel=interrupts.cancel)
         coord.close()
     finally:
@@ -190,6 +192,21 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
             started.stop()
     counts["not run"] = len(todo) - len(finished)
     return counts
+
+
+def wire_spec(spec: dict, bundles: dict) -> dict:
+    """The spec as sent: an evaluate job on a local task carries the task folder's files (when small
+    enough; see workers.evaluation.taskfiles), so a worker on another host needs no shared filesystem.
+    Jobs of the same task share one files map; the stored spec (plan, results) never holds them."""
+    task = spec.get("task")
+    if spec.get("kind") != "evaluate" or not task or not task.get("path") or "digest" not in task:
+        return spec
+    if task["path"] not in bundles:
+        from workers.evaluation.taskfiles import bundle
+
+        bundles[task["path"]] = bundle(task["path"])
+    files = bundles[task["path"]]
+    return spec if files is None else {**spec, "task": {**task, "files": files}}
 
 
 def merge_sharded(jobs: list[planner.PlannedJob], store: Store) -> dict[str, str]:

@@ -88,7 +88,30 @@ def _evaluate(job, loaded, progress, cancelled) -> dict:
             raise bad("job.task.name", f"corpus has no task {task['name']!r}; known: {', '.join(tasks)}")
         task = {**{k: v for k, v in task.items() if k != "corpus"}, "path": tasks[task["name"]]}
         job = {**job, "task": task}
+    elif "digest" in task:  # a local task: its folder shipped with the job, or (too big) at a shared path
+        job = {**job, "task": _local_task(task, getattr(loaded, "home", None))}
     return _lazy("workers.evaluation.job", "evaluate")(job, loaded, progress, cancelled)
+
+
+def _local_task(task: dict, home) -> dict:
+    from pathlib import Path
+
+    from workers.evaluation.taskfiles import SHIP_LIMIT, TaskFilesError, unpack
+
+    rest = {k: v for k, v in task.items() if k not in ("files", "digest")}
+    path = task.get("path")
+    if not isinstance(path, str) or not path:
+        raise bad("job.task.path", f"a task with a digest needs its yaml path, got {path!r}")
+    if "files" in task:
+        try:
+            return {**rest, "path": str(unpack(task["files"], task["digest"], Path(path).name, home))}
+        except TaskFilesError as exc:
+            raise bad("job.task.files", str(exc)) from None
+    if not Path(path).is_file():
+        raise bad("job.task.path", f"no such file on this worker ({socket.gethostname()}): {path}; task "
+                                   f"folders over {SHIP_LIMIT >> 20} MiB are not shipped with the job, so put "
+                                   f"this one on a filesystem every worker shares")
+    return rest
 
 
 def _probe(job, loaded, progress, cancelled) -> dict:
