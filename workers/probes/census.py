@@ -1,13 +1,13 @@
 """Count the distinct experts each forward pass touches, from the routers' ``top_k_index`` outputs.
 
-A forward hook on every MoE block's ``gate`` (the router, whether the family's own or a routing
-strategy swapped in) reads the chosen expert ids; padding ids outside ``[0, num_experts)`` (used by
+A forward hook on every MoE block's router (the family's own or a routing strategy swapped in)
+reads the chosen expert ids; padding ids outside ``[0, num_experts)`` (used by
 dynamic strategies for "no expert") are not experts.
 """
 
 from __future__ import annotations
 
-from workers.probes.shape import find_moe_blocks, num_experts_of
+from workers.moe_blocks import find_moe_blocks, router_order, split_router_output
 
 
 class ExpertCensus:
@@ -20,8 +20,9 @@ class ExpertCensus:
         self._handles = []
 
     def __enter__(self):
-        for _, block in self.blocks:
-            self._handles.append(block.gate.register_forward_hook(self._hook(num_experts_of(block.experts))))
+        for block in self.blocks:
+            hook = self._hook(block.num_experts, router_order(block.router))
+            self._handles.append(block.router.register_forward_hook(hook))
         return self
 
     def __exit__(self, *exc):
@@ -29,9 +30,9 @@ class ExpertCensus:
             h.remove()
         self._handles.clear()
 
-    def _hook(self, num_experts: int):
+    def _hook(self, num_experts: int, order):
         def hook(module, inputs, output):
-            index = output[2] if isinstance(output, tuple) and len(output) >= 3 else output[-1]
+            index = split_router_output(output, order)[2]
             index = index.reshape(-1, index.shape[-1]) if index.dim() >= 2 else index.reshape(1, -1)
             tokens = index.shape[0]
             valid = index[(index >= 0) & (index < num_experts)]

@@ -15,7 +15,8 @@ from workers import protocol
 from workers.errors import JobError, Unsupported
 from workers.probes.config import ProbeConfigError, TimedConfig, parse_probe
 from workers.probes.roofline import resolve_peaks
-from workers.probes.shape import find_moe_blocks, shape_of
+from workers.moe_blocks import find_moe_blocks
+from workers.probes.shape import shape_of
 from workers.probes.steps import ProbeContext, resolve_compile
 
 

@@ -2,22 +2,8 @@
 
 from __future__ import annotations
 
+from workers.moe_blocks import find_moe_blocks
 from workers.probes.roofline import ModelShape
-
-
-def find_moe_blocks(model) -> list[tuple[str, object]]:
-    """(name, module) of every MoE block: a module with a ``gate`` router and an ``experts`` module."""
-    return [(name, m) for name, m in model.named_modules() if hasattr(m, "gate") and hasattr(m, "experts")]
-
-
-def num_experts_of(experts) -> int:
-    n = getattr(experts, "num_experts", None)
-    if n:
-        return int(n)
-    for p in experts.parameters():  # 3-D expert weights: (experts, out, in)
-        if p.dim() == 3:
-            return int(p.shape[0])
-    return len(list(experts.children()))  # a ModuleList of expert MLPs
 
 
 def shape_of(model) -> ModelShape:
@@ -30,13 +16,11 @@ def shape_of(model) -> ModelShape:
     tied = head is embed or head.data_ptr() == embed.data_ptr()
     blocks = find_moe_blocks(model)
     expert_total = per_expert = num_experts = top_k = 0
-    for _, block in blocks:
+    for block in blocks:
         params = {id(p): p for p in block.experts.parameters()}
         n = sum(p.numel() for p in params.values())
-        e = num_experts_of(block.experts)
         expert_total += n
-        num_experts, per_expert = e, n // e
-        top_k = int(getattr(block.gate, "top_k", 0) or getattr(cfg, "num_experts_per_tok", 0) or 0)
+        num_experts, per_expert, top_k = block.num_experts, n // block.num_experts, block.top_k
     total = sum(p.numel() for p in unique.values())
     other = total - embed.numel() - (0 if tied else head.numel()) - expert_total
     nh = cfg.num_attention_heads

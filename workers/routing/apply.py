@@ -1,7 +1,7 @@
 """Install a routing strategy in a loaded model: ``apply(model, spec) -> RoutingSession``.
 
 ``apply`` first restores the checkpoint's own routers (from any earlier ``apply``), then, on an
-MoE model, replaces every MoE block's ``gate`` with a ``RoutedGate`` running the strategy
+MoE model, replaces every MoE block's router (``gate``, or ``router``; see workers.moe_blocks) with a ``RoutedGate`` running the strategy
 (``native`` when the spec is None, so every MoE variant records router telemetry). On a dense
 model ``apply(model, None)`` changes nothing and a spec is refused.
 
@@ -13,46 +13,16 @@ model ``apply(model, None)`` changes nothing and a spec is refused.
 
 from __future__ import annotations
 
-import re
-
-import attrs
 import torch
 from torch import nn
 
 from workers.errors import Unsupported
+from workers.moe_blocks import find_moe_blocks
 from workers.routing.config import StrategyConfig, config_from_spec
 from workers.routing.gate import RoutedGate, RoutingContext, gate_class
 from workers.routing.telemetry import summarize
 
 _ACTIVE = "_moe_harness_routing"  # model attribute holding the installed session
-
-
-@attrs.frozen
-class MoeBlock:
-    """One MoE block of a model: ``module.gate`` routes, ``module.experts`` holds 3-D expert weights."""
-
-    layer: int  # decoder layer index (ordinal among MoE blocks when the name holds none)
-    name: str  # module path, e.g. "model.layers.3.mlp"
-    module: nn.Module
-    num_experts: int
-    top_k: int  # the checkpoint's experts per token
-
-
-def find_moe_blocks(model: nn.Module) -> list[MoeBlock]:
-    """The model's MoE blocks in order: modules with a ``gate`` router (2-D ``weight``, one row per
-    expert) and an ``experts`` module with ``num_experts``."""
-    blocks = []
-    for name, module in model.named_modules():
-        gate, experts = module._modules.get("gate"), module._modules.get("experts")
-        if gate is None or experts is None or not hasattr(experts, "num_experts"):
-            continue
-        weight = getattr(gate, "weight", None)
-        if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
-            continue
-        match = re.search(r"layers\.(\d+)\.", name + ".")
-        layer = int(match.group(1)) if match else len(blocks)
-        blocks.append(MoeBlock(layer, name, module, int(weight.shape[0]), int(getattr(gate, "top_k", 1))))
-    return blocks
 
 
 def _model_name(model: nn.Module) -> str:
@@ -114,9 +84,8 @@ class RoutingSession:
 
 def _restore_gates(model: nn.Module) -> None:
     for block in find_moe_blocks(model):
-        gate = block.module.gate
-        if isinstance(gate, RoutedGate):
-            block.module.gate = gate._original
+        if isinstance(block.router, RoutedGate):
+            block.set_router(block.router._original)
 
 
 def _install_transformers_hooks(model: nn.Module) -> None:
@@ -174,10 +143,9 @@ def apply(model: nn.Module, routing_spec: dict | StrategyConfig | None, *, token
     context = RoutingContext()
     gates = []
     for position, block in enumerate(blocks):
-        original = block.module.gate
-        gate = gate_class(type(original))(original, block.module.experts, strategy, context,
-                                          block.layer, position)
-        block.module.gate = gate
+        original = block.router
+        gate = gate_class(type(original))(original, block.experts, strategy, context, block.layer, position)
+        block.set_router(gate)
         gates.append(gate)
     session = RoutingSession(model, config, strategy, gates, context, tokenizer)
     model.__dict__[_ACTIVE] = session

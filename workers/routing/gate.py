@@ -1,8 +1,9 @@
-"""``RoutedGate``: the module put in place of an MoE block's ``gate`` while a strategy is applied.
+"""``RoutedGate``: the module put in place of an MoE block's router while a strategy is applied.
 
 It shares the original router's weight (same ``Parameter``: training updates it, ``state_dict``
 keys are unchanged), asks the strategy for a route, records telemetry, and returns what the
-transformers router returns: ``(router_logits, top_k_weights, top_k_index)``.
+transformers router returns: ``(router_logits, top_k_weights, top_k_index)``, in the order that
+router uses (``workers.moe_blocks.router_order``).
 
 Its class is made per router class as ``Routed<RouterClass>(RoutedGate, RouterClass)`` so that
 ``isinstance(gate, OlmoeTopKRouter)`` still holds: transformers finds the routers by class to
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from workers.experts.sentinel import fill_empty_slots, skips_sentinel
+from workers.moe_blocks import router_order, split_router_output, to_router_order
 from workers.routing.base import Routed
 from workers.routing.telemetry import LayerCounts
 
@@ -72,7 +74,8 @@ class RoutedGate(nn.Module):
         self.num_experts = int(original.weight.shape[0])
         self.top_k = int(getattr(original, "top_k", 1))
         self.norm_topk_prob = bool(getattr(original, "norm_topk_prob", True))  # mixtral: always
-        self.weights_in_float32 = _returns_float32_weights(original)
+        self.output_order = router_order(original)
+        self.weights_in_float32 = _returns_float32_weights(original, self.output_order)
         self.layer, self.position = layer, position
         self.counts = LayerCounts(self.num_experts)
         self.train(original.training)
@@ -82,8 +85,8 @@ class RoutedGate(nn.Module):
         return nn.functional.linear(hidden, self.weight)
 
     def native(self, hidden: torch.Tensor):
-        """The checkpoint's own router forward (hooks not run twice)."""
-        return self._original.forward(hidden)
+        """The checkpoint's own router forward as ``(logits, weights, index)`` (hooks not run twice)."""
+        return split_router_output(self._original.forward(hidden), self.output_order)
 
     def token_ids(self, n: int) -> torch.Tensor | None:
         return self.context.token_ids(n)
@@ -99,7 +102,7 @@ class RoutedGate(nn.Module):
         weights, index = routed.weights, routed.index
         if routed.padded:
             weights, index = self._fit_experts(weights, index)
-        return routed.logits, weights, index
+        return to_router_order(routed.logits, weights, index, self.output_order)
 
     def _fit_experts(self, weights: torch.Tensor, index: torch.Tensor):
         """Make empty slots exact for the experts implementation in use (see the module docstring)."""
@@ -119,14 +122,15 @@ class RoutedGate(nn.Module):
         return f"layer={self.layer}, experts={self.num_experts}, strategy={self.strategy.config.label()}"
 
 
-def _returns_float32_weights(router: nn.Module) -> bool:
+def _returns_float32_weights(router: nn.Module, order) -> bool:
     """Does the checkpoint's router hand float32 weights to the experts whatever the model dtype?
     (Mixtral does; OLMoE and Qwen cast to the logits' dtype.) Found by one tiny router call."""
     weight = router.weight
     if weight.device.type == "meta" or weight.dtype == torch.float32:
         return weight.dtype == torch.float32
     with torch.no_grad():
-        _, weights, _ = router.forward(torch.zeros(1, weight.shape[1], dtype=weight.dtype, device=weight.device))
+        out = router.forward(torch.zeros(1, weight.shape[1], dtype=weight.dtype, device=weight.device))
+        weights = split_router_output(out, order)[1]
     return weights.dtype == torch.float32
 
 

@@ -1,5 +1,5 @@
 """Training losses: next-token cross-entropy, plus for MoE builds a load-balancing loss and a router
-z-loss computed here from forward hooks on each MoE block's ``gate``.
+z-loss computed here from forward hooks on each MoE block's router (``workers.moe_blocks``).
 
 We compute our own rather than transformers' ``output_router_logits`` aux loss so that (a) both
 coefficients come from the job, (b) the z-loss exists (transformers' MoE models have none), and
@@ -13,19 +13,12 @@ coefficients come from the job, (b) the z-loss exists (transformers' MoE models 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
-
-def find_gates(model) -> list:
-    """MoE blocks' router modules: a ``gate`` child with a 2-D weight next to an ``experts`` child."""
-    gates = []
-    for module in model.modules():
-        gate, experts = module._modules.get("gate"), module._modules.get("experts")
-        weight = getattr(gate, "weight", None)
-        if experts is not None and isinstance(weight, torch.Tensor) and weight.dim() == 2:
-            gates.append(gate)
-    return gates
+from workers.moe_blocks import find_moe_blocks, router_order, split_router_output
 
 
 class RouterLosses:
@@ -33,17 +26,15 @@ class RouterLosses:
 
     def __init__(self, model):
         self.captured: list[tuple[torch.Tensor, torch.Tensor | None]] = []
-        self.handles = [g.register_forward_hook(self._hook) for g in find_gates(model)]
+        self.handles = [b.router.register_forward_hook(functools.partial(self._hook, router_order(b.router)))
+                        for b in find_moe_blocks(model)]
 
     @property
     def moe(self) -> bool:
         return bool(self.handles)
 
-    def _hook(self, module, args, output):
-        if isinstance(output, tuple):
-            logits, index = output[0], (output[2] if len(output) > 2 else None)
-        else:
-            logits, index = output, None
+    def _hook(self, order, module, args, output):
+        logits, _, index = split_router_output(output, order)
         self.captured.append((logits, index))
 
     def pop(self) -> tuple[torch.Tensor, torch.Tensor]:
