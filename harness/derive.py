@@ -14,6 +14,7 @@ alone. ``derive_twin(config, match)`` solves an FFN width so that a second build
   olmoe                 olmo        OLMoE's public twins are OLMo models
   mixtral               llama       Mistral/Llama blocks are Mixtral's dense blocks
   qwen2_moe, qwen3_moe  qwen3       the Qwen dense family transformers 5 ships
+  granitemoe            granite     Granite 3.0's MoE and dense models share their blocks
   ====================  ==========  ==================================================
 
   Small per-family differences (OLMo's parameter-free norms, Qwen's qk-norm, biases) are
@@ -32,7 +33,8 @@ from __future__ import annotations
 from workers.families import FAMILIES
 
 BYTE_VOCAB_SIZE = 259  # workers.builds.tokenizer.BYTE_VOCAB_SIZE (not imported: it loads `tokenizers`)
-DENSE_TWIN = {"olmoe": "olmo", "mixtral": "llama", "qwen2_moe": "qwen3", "qwen3_moe": "qwen3"}
+DENSE_TWIN = {"olmoe": "olmo", "mixtral": "llama", "qwen2_moe": "qwen3", "qwen3_moe": "qwen3",
+              "granitemoe": "granite"}
 MATCHES = ("active", "total")
 
 # transformers 5 defaults for the keys the arithmetic reads (vocab_size excepted, see above).
@@ -41,6 +43,9 @@ _DEFAULTS = {
     "olmo": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32),
     "qwen3": dict(hidden_size=4096, intermediate_size=22016, num_hidden_layers=32, num_attention_heads=32,
                   head_dim=128),
+    "granite": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32),
+    "granitemoe": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                       num_local_experts=8, num_experts_per_tok=2),
     "olmoe": dict(hidden_size=2048, intermediate_size=2048, num_hidden_layers=16, num_attention_heads=16,
                   num_experts=64, num_experts_per_tok=8),
     "mixtral": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
@@ -73,8 +78,8 @@ def resolved(config: dict, where: str = "config") -> dict:
          "mlp_bias": False, "decoder_sparse_step": 1, "mlp_only_layers": [], "shared_expert_intermediate_size": 0,
          **_DEFAULTS[fam.model_type], **config}
     c.setdefault("num_key_value_heads", c["num_attention_heads"])
-    if fam.model_type == "mixtral":
-        c["num_experts"] = c["num_local_experts"]
+    if fam.moe:
+        c["num_experts"] = c[fam.num_experts_key]
     ints = ["hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size",
             "decoder_sparse_step"]
     ints += [k for k in ("num_experts", "num_experts_per_tok", fam.expert_width_key) if fam.moe and k]
@@ -126,7 +131,7 @@ def count(config: dict, where: str = "config") -> dict:
         active += layer
         if not sparse:
             width = c["intermediate_size"]
-            mlp = 3 * h * width + (2 * width + h if c["mlp_bias"] and mt == "llama" else 0)
+            mlp = 3 * h * width + (2 * width + h if c["mlp_bias"] and mt in ("llama", "granite") else 0)
             total += mlp
             active += mlp
             continue

@@ -32,6 +32,8 @@ FAMILY_CONFIGS = {
                   "shared_expert_intermediate_size": 24},
     "qwen3_moe": {"model_type": "qwen3_moe", **TINY, **MOE, "num_experts": 4, "moe_intermediate_size": 16,
                   "head_dim": 8},
+    "granite": {"model_type": "granite", **TINY},
+    "granitemoe": {"model_type": "granitemoe", **TINY, **MOE, "num_local_experts": 4},
 }
 
 

@@ -17,6 +17,8 @@ TINY_MOE = {
                       num_experts_per_tok=2, shared_expert_intermediate_size=32, **TINY),
     "qwen3_moe": dict(model_type="qwen3_moe", intermediate_size=64, moe_intermediate_size=16, num_experts=8,
                       num_experts_per_tok=2, **TINY),
+    "granitemoe": dict(model_type="granitemoe", intermediate_size=24, num_local_experts=8, num_experts_per_tok=2,
+                       **TINY),
 }
 # Published shapes (config.json of each checkpoint), counted analytically only.
 REAL = {
@@ -51,6 +53,7 @@ VARIANTS = [
     dict(model_type="olmo", intermediate_size=48, **TINY),
     dict(model_type="qwen3", intermediate_size=48, **TINY),
     dict(model_type="qwen3", intermediate_size=48, head_dim=8, attention_bias=True, **TINY),
+    dict(model_type="granite", intermediate_size=48, attention_bias=True, mlp_bias=True, **TINY),
     *TINY_MOE.values(),
     {**TINY_MOE["olmoe"], "attention_bias": True},
     {**TINY_MOE["qwen2_moe"], "decoder_sparse_step": 2, "qkv_bias": False},
@@ -70,7 +73,8 @@ def test_count_agrees_with_instantiated_model(config):
 def test_defaults_agree_with_transformers():
     import transformers
 
-    for model_type in ("llama", "olmo", "qwen3", "olmoe", "mixtral", "qwen2_moe", "qwen3_moe"):
+    for model_type in ("llama", "olmo", "qwen3", "granite", "olmoe", "mixtral", "qwen2_moe", "qwen3_moe",
+                       "granitemoe"):
         ours = resolved({"model_type": model_type})
         hf = transformers.AutoConfig.for_model(model_type)
         for key, value in ours.items():
@@ -82,7 +86,7 @@ def test_defaults_agree_with_transformers():
     assert resolved({"model_type": "llama"})["vocab_size"] == BYTE_VOCAB_SIZE
 
 
-@pytest.mark.parametrize("name", ["olmoe", "qwen2_moe", "mixtral", "qwen3_moe"])
+@pytest.mark.parametrize("name", ["olmoe", "qwen2_moe", "mixtral", "qwen3_moe", "granitemoe"])
 @pytest.mark.parametrize("match", ["active", "total"])
 def test_dense_twin_of_tiny_moe_matches_instantiated(name, match):
     moe = TINY_MOE[name]
@@ -105,6 +109,18 @@ def test_real_shapes_count_and_twins(name):
             assert relative_gap(count(twin)["total"], n[match]) < 0.02
 
 
+def test_granite_3b_a800m_counts():
+    """granite-3.0-3b-a800m's published shape: 3.3B total, 800M active (IBM counts active without
+    the 49k x 1536 embedding, which is tied); its equal-active twin is a Granite dense model."""
+    config = dict(model_type="granitemoe", vocab_size=49155, hidden_size=1536, intermediate_size=512,
+                  num_hidden_layers=32, num_attention_heads=24, num_key_value_heads=8, num_local_experts=40,
+                  num_experts_per_tok=8, tie_word_embeddings=True)
+    n = count(config)
+    assert relative_gap(n["total"], 3.3e9) < 0.02 and relative_gap(n["active_no_embed"], 0.8e9) < 0.02, n
+    twin = derive_twin(config, "active", multiple_of=64)
+    assert twin["model_type"] == "granite" and relative_gap(count(twin)["total"], n["active"]) < 0.02
+
+
 def test_olmoe_dense_twin_near_olmo_1b():
     """OLMoE-1B-7B's equal-active twin has about OLMo-1B's ~1.2B parameters."""
     twin = derive_twin(REAL["OLMoE-1B-7B"][0], "active")
@@ -112,7 +128,8 @@ def test_olmoe_dense_twin_near_olmo_1b():
 
 
 @pytest.mark.parametrize("family,shared,granularity", [("olmoe", 0, 1), ("olmoe", 0, 4), ("mixtral", 0, 2),
-                                                       ("qwen2_moe", 1, 2), ("qwen3_moe", 0, 2)])
+                                                       ("qwen2_moe", 1, 2), ("qwen3_moe", 0, 2),
+                                                       ("granitemoe", 0, 2)])
 def test_moe_twin_of_dense(family, shared, granularity):
     dense = dict(model_type="llama", intermediate_size=128, **TINY)
     twin = derive_twin(dense, "active", family=family, num_experts=8, shared_experts=shared,

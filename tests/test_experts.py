@@ -18,6 +18,7 @@ FAMILY_CONFIGS = {
     "qwen2_moe": dict(num_experts=EXPERTS, moe_intermediate_size=WIDTH, intermediate_size=64,
                       shared_expert_intermediate_size=32),
     "qwen3_moe": dict(num_experts=EXPERTS, moe_intermediate_size=WIDTH, intermediate_size=64),
+    "granitemoe": dict(num_local_experts=EXPERTS, intermediate_size=WIDTH),
 }
 FAMILIES = sorted(FAMILY_CONFIGS)
 
@@ -59,7 +60,9 @@ def logits(model, ids, implementation: str, path: str | None = None) -> torch.Te
 
 
 def experts_of(model):
-    return model.model.layers[0].mlp.experts
+    from workers.moe_blocks import find_moe_blocks
+
+    return find_moe_blocks(model)[0].experts
 
 
 # --- parity ----------------------------------------------------------------------------------------

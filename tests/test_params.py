@@ -24,7 +24,7 @@ def expected(cfg: dict, k: float | None = None) -> dict:
     attn = H * nh * hd + 2 * H * nkv * hd + nh * hd * H
     if t == "qwen2_moe" and cfg.get("qkv_bias", True):
         attn += nh * hd + 2 * nkv * hd  # biases on q, k, v (not o)
-    if t in ("llama", "olmo") and cfg.get("attention_bias", False):
+    if t in ("llama", "olmo", "granite", "granitemoe") and cfg.get("attention_bias", False):
         attn += nh * hd + 2 * nkv * hd + H
     if t in ("qwen3", "qwen3_moe"):
         attn += 2 * hd  # q_norm and k_norm over one head
@@ -42,7 +42,7 @@ def expected(cfg: dict, k: float | None = None) -> dict:
     per_layer_other = 0
     for layer in range(L):
         per_layer_other += attn + norms
-        if t in ("llama", "olmo", "qwen3"):
+        if t in ("llama", "olmo", "qwen3", "granite"):
             per_layer_other += mlp(I)
             continue
         sparse = True
@@ -86,6 +86,8 @@ CASES = {
                                 "moe_intermediate_size": 16, "shared_expert_intermediate_size": 24,
                                 "decoder_sparse_step": 2, "qkv_bias": False},
     "qwen3_moe": {"model_type": "qwen3_moe", **BASE, **MOE, "num_experts": 4, "moe_intermediate_size": 16},
+    "granite": {"model_type": "granite", **BASE, "attention_bias": True, "mlp_bias": True},
+    "granitemoe": {"model_type": "granitemoe", **BASE, **MOE, "num_local_experts": 4},
     "qwen3_moe-mlp-only-0": {"model_type": "qwen3_moe", **BASE, "num_experts_per_tok": 1, "num_experts": 4,
                              "moe_intermediate_size": 16, "mlp_only_layers": [0],
                              "tie_word_embeddings": True},
@@ -107,7 +109,7 @@ def test_counts_match_the_hand_formula(models, name):
     assert got["total"] == sum(p.numel() for p in models[name].parameters())  # tied weights once
 
 
-@pytest.mark.parametrize("name", ["olmoe", "mixtral", "qwen2_moe", "qwen3_moe-mlp-only-0"])
+@pytest.mark.parametrize("name", ["olmoe", "mixtral", "qwen2_moe", "qwen3_moe-mlp-only-0", "granitemoe"])
 @pytest.mark.parametrize("k", [1, 1.5, 100])
 def test_experts_per_token_override(models, name, k):
     got = count_params(models[name], experts_per_token=k)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import transformers
-from transformers import (LlamaConfig, LlamaForCausalLM, MixtralConfig, MixtralForCausalLM, OlmoeConfig,
+from transformers import (GraniteMoeConfig, GraniteMoeForCausalLM, LlamaConfig, LlamaForCausalLM, MixtralConfig,
+                          MixtralForCausalLM, OlmoeConfig,
                           OlmoeForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3MoeConfig,
                           Qwen3MoeForCausalLM)
 
@@ -28,6 +29,8 @@ FAMILIES = {
         num_experts=EXPERTS, norm_topk_prob=True)),
     "qwen3_moe": lambda: Qwen3MoeForCausalLM(Qwen3MoeConfig(
         **COMMON, intermediate_size=32, moe_intermediate_size=16, num_experts=EXPERTS, head_dim=8)),
+    "granitemoe": lambda: GraniteMoeForCausalLM(GraniteMoeConfig(
+        **COMMON, intermediate_size=16, num_local_experts=EXPERTS)),  # its router is named "router"
 }
 
 
@@ -48,7 +51,7 @@ def models():
         model = make().eval()
         with torch.no_grad():  # peakier routers than the 0.02-std init, so strategies differ visibly
             for block in find_moe_blocks(model):
-                block.module.gate.weight.mul_(20)
+                block.router.weight.mul_(20)
         out[family] = model
     yield out
 
@@ -94,7 +97,7 @@ def test_native_reproduces_stock_forward_and_records_telemetry(models, ids, fami
     ref = logits(model, ids)
     session = apply(model, None)
     try:
-        assert all(isinstance(b.module.gate, RoutedGate) for b in find_moe_blocks(model))
+        assert all(isinstance(b.router, RoutedGate) for b in find_moe_blocks(model))
         assert (logits(model, ids) - ref).abs().max().item() <= 1e-6
         tel = session.telemetry()
         assert tel["strategy"] == "native" and len(tel["layers"]) == 2
@@ -108,7 +111,7 @@ def test_native_reproduces_stock_forward_and_records_telemetry(models, ids, fami
         assert session.telemetry()["summary"]["tokens"] == 0
     finally:
         session.restore()
-    assert not any(isinstance(b.module.gate, RoutedGate) for b in find_moe_blocks(model))
+    assert not any(isinstance(b.router, RoutedGate) for b in find_moe_blocks(model))
     assert torch.equal(logits(model, ids), ref)
 
 
@@ -414,6 +417,55 @@ def test_find_moe_blocks_skips_dense_layers():
     assert blocks[1].name == "model.layers.2.mlp"
     session = apply(model, None)
     assert [layer["layer"] for layer in session.telemetry()["layers"]] == [0, 2]
+
+
+def test_a_router_that_returns_the_index_first_is_read_and_answered_in_its_own_order(models, ids):
+    """granitemoe in transformers 5.17 returns (index, weights, logits): a block whose router does so
+    is found, routed, probed and trained on; the gate answers in that order."""
+    import copy
+
+    from workers.moe_blocks import CANONICAL, REVERSED, router_order
+
+    model = copy.deepcopy(models["olmoe"])
+    ref = logits(model, ids)
+    for layer in model.model.layers:
+        router = layer.mlp.gate
+
+        class IndexFirst(type(router)):
+            def forward(self, hidden):
+                logits_, weights, index = super().forward(hidden)
+                return index, weights, logits_
+
+        router.__class__ = IndexFirst
+
+        def forward(hidden_states, _block=layer.mlp):  # the block unpacks in the router's order
+            shape = hidden_states.shape
+            flat = hidden_states.reshape(-1, shape[-1])
+            index, weights, _ = _block.gate(flat)
+            return _block.experts(flat, index, weights).reshape(shape)
+
+        layer.mlp.forward = forward
+    assert torch.equal(logits(model, ids), ref)  # the rewiring itself changes nothing
+    assert router_order(model.model.layers[0].mlp.gate) == REVERSED
+    assert router_order(models["olmoe"].model.layers[0].mlp.gate) == CANONICAL
+    session = apply(model, None)
+    try:
+        assert (logits(model, ids) - ref).abs().max().item() <= 1e-6
+        assert session.telemetry()["summary"]["experts_per_token_mean"] == K
+        apply(model, {"name": "topk", "params": {"k": 1}})
+        out = model.model.layers[0].mlp.gate(torch.randn(3, 32))
+        assert not out[0].is_floating_point() and out[0].shape == (3, 1) and out[2].shape == (3, EXPERTS)
+    finally:
+        apply(model, None).restore()
+
+    class TwoOutputs(torch.nn.Module):
+        weight = torch.nn.Parameter(torch.zeros(4, 8))
+
+        def forward(self, hidden):
+            return hidden, hidden
+
+    with pytest.raises(ValueError, match=r"TwoOutputs: a router returning tuple, not \(logits, weights, index\)"):
+        router_order(TwoOutputs())
 
 
 def test_unknown_strategy_name_lists_the_known_ones(olmoe):

@@ -36,6 +36,13 @@ _MOE = {
     "output_router_logits": bool,
 }
 
+_GRANITE = {  # Granite's scaling knobs (muP-style multipliers)
+    "embedding_multiplier": float,
+    "logits_scaling": float,
+    "residual_multiplier": float,
+    "attention_multiplier": float,
+}
+
 
 @attrs.frozen
 class Family:
@@ -54,6 +61,7 @@ FAMILIES: dict[str, Family] = {
         Family("llama", "LlamaForCausalLM", False, {**_COMMON, "mlp_bias": bool}),
         Family("olmo", "OlmoForCausalLM", False, {**_COMMON, "clip_qkv": float}),
         Family("qwen3", "Qwen3ForCausalLM", False, dict(_COMMON)),
+        Family("granite", "GraniteForCausalLM", False, {**_COMMON, **_GRANITE, "mlp_bias": bool}),
         Family(
             "olmoe", "OlmoeForCausalLM", True,
             {**_COMMON, **_MOE, "num_experts": int, "clip_qkv": float},
@@ -62,6 +70,12 @@ FAMILIES: dict[str, Family] = {
         Family(
             "mixtral", "MixtralForCausalLM", True,
             {**_COMMON, **_MOE, "num_local_experts": int, "router_jitter_noise": float},
+            num_experts_key="num_local_experts", expert_width_key="intermediate_size",
+        ),
+        Family(
+            "granitemoe", "GraniteMoeForCausalLM", True,
+            {**_COMMON, **_GRANITE, "num_experts_per_tok": int, "router_aux_loss_coef": float,
+             "output_router_logits": bool, "num_local_experts": int},
             num_experts_key="num_local_experts", expert_width_key="intermediate_size",
         ),
         Family(

@@ -75,7 +75,7 @@ def _need(cfg: dict, key: str):
 
 def _shape_from_config(cfg: dict, bpp: float, kvb: float) -> ModelShape:
     mt = _need(cfg, "model_type")
-    supported = ("llama", "olmo", "qwen3", "olmoe", "mixtral", "qwen2_moe", "qwen3_moe")
+    supported = ("llama", "olmo", "qwen3", "granite", "olmoe", "mixtral", "qwen2_moe", "qwen3_moe", "granitemoe")
     if mt not in supported:
         raise ValueError(f"config for roofline: model_type {mt!r} not supported; known: {', '.join(supported)}")
     h, L, V = _need(cfg, "hidden_size"), _need(cfg, "num_hidden_layers"), _need(cfg, "vocab_size")
@@ -100,10 +100,10 @@ def _shape_from_config(cfg: dict, bpp: float, kvb: float) -> ModelShape:
 
     moe_layers = E = k = per_expert = 0
     other = L * (attn + norms) + (0 if mt == "olmo" else h)  # + final norm
-    if mt in ("llama", "olmo", "qwen3"):
+    if mt in ("llama", "olmo", "qwen3", "granite"):
         other += L * mlp(_need(cfg, "intermediate_size"))
     else:
-        E = _need(cfg, "num_local_experts" if mt == "mixtral" else "num_experts")
+        E = _need(cfg, "num_local_experts" if mt in ("mixtral", "granitemoe") else "num_experts")
         k = _need(cfg, "num_experts_per_tok")
         width = _need(cfg, "moe_intermediate_size" if mt in ("qwen2_moe", "qwen3_moe") else "intermediate_size")
         per_expert = 3 * h * width
