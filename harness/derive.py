@@ -155,7 +155,8 @@ def _round(x: float, multiple_of: int) -> int:
 
 _SHARED_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
                 "head_dim", "tie_word_embeddings", "max_position_embeddings", "rope_theta", "rms_norm_eps",
-                "initializer_range", "hidden_act", "attention_dropout")
+                "initializer_range", "hidden_act", "attention_dropout",
+                "embedding_multiplier", "logits_scaling", "residual_multiplier", "attention_multiplier")
 
 
 def _carry(c: dict, source: dict, family: str) -> dict:

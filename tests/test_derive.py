@@ -117,8 +117,10 @@ def test_granite_3b_a800m_counts():
                   num_experts_per_tok=8, tie_word_embeddings=True)
     n = count(config)
     assert relative_gap(n["total"], 3.3e9) < 0.02 and relative_gap(n["active_no_embed"], 0.8e9) < 0.02, n
-    twin = derive_twin(config, "active", multiple_of=64)
+    twin = derive_twin({**config, "embedding_multiplier": 12.0, "residual_multiplier": 0.22}, "active",
+                       multiple_of=64)
     assert twin["model_type"] == "granite" and relative_gap(count(twin)["total"], n["active"]) < 0.02
+    assert twin["embedding_multiplier"] == 12.0 and twin["residual_multiplier"] == 0.22  # the same scaling
 
 
 def test_olmoe_dense_twin_near_olmo_1b():
