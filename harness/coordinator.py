@@ -20,6 +20,11 @@ reliability logic, in the spirit of the ZeroMQ guide's Paranoid Pirate, is this 
   someone else, or shutting down): the job is requeued and the worker rechecked later.
 - **Affinity.** A worker gets, in order: a job for a build it holds; a job for a build no live
   worker holds (spreading builds over workers); any job.
+- **What a worker has.** A job may name what it ``needs`` (a trained checkpoint's key) and what
+  it ``provides`` once done. A worker has what its ``hello`` lists (``holds.trained``) and what
+  its finished jobs provided; a job whose need some live worker has goes only to such a worker,
+  so hosts need not share a filesystem. (If no live worker has it, any worker may try and fail
+  with the reason.)
 - **Stopping.** ``stop`` set (first Ctrl-C, or ``interrupt()``): nothing new is dispatched,
   running jobs finish, then ``run`` returns; jobs never finished are in ``Summary.not_run`` and
   get no ``on_result``. ``cancel`` set (second Ctrl-C, ``interrupt()`` again, or
@@ -49,6 +54,8 @@ class Job:
     key: str
     spec: dict       # the job spec: {"kind": ..., "variant": {...}, ...}
     affinity: str = ""  # a build id: jobs for a build a worker holds go to that worker first
+    needs: str = ""     # something only some workers have (a trained checkpoint's key): go to one of them
+    provides: str = ""  # what the worker has once this job succeeds
 
 
 @attrs.define
@@ -82,6 +89,7 @@ class _Worker:
     task: _Task | None = None
     dispatched: int = 0  # request counter at the dispatch of ``task``
     holds: set = attrs.field(factory=set)  # affinities this worker has loaded
+    has: set = attrs.field(factory=set)    # what jobs may need: the trained checkpoints it keeps
     info: dict | None = None               # the last hello result
     reason: str = ""                       # why it was lost
 
@@ -277,6 +285,9 @@ class Coordinator:
 
     def _hello_reply(self, w: _Worker, info: dict, now: float) -> None:
         w.info = info if isinstance(info, dict) else {}
+        trained = (w.info.get("holds") or {}).get("trained") if isinstance(w.info.get("holds"), dict) else None
+        if isinstance(trained, list):
+            w.has.update(t for t in trained if isinstance(t, str))
         busy = w.info.get("busy")
         if w.state in ("connecting", "lost", "held"):
             if busy is None:
@@ -296,6 +307,8 @@ class Coordinator:
         task.request = None
         if "result" in msg:
             w.holds.add(task.job.affinity)
+            if task.job.provides:
+                w.has.add(task.job.provides)
             self._finish(task, w, "ok", result=msg["result"])
             return
         err = msg["error"]
@@ -375,6 +388,8 @@ class Coordinator:
             if w.state != "idle":
                 continue
             task = self._pick(w, queue)
+            if task is None:  # every queued job needs what another worker has
+                continue
             rid = self._send(w, task.job.spec["kind"], task.job.spec)
             if rid is None:  # no connection right now: leave the job queued, liveness will tell
                 queue.appendleft(task)
@@ -385,10 +400,17 @@ class Coordinator:
             w.task, w.dispatched = task, self._counter
             w.holds.add(task.job.affinity)  # it will hold the build once the job loads it
 
-    def _pick(self, w: _Worker, queue: deque) -> _Task:
-        held_elsewhere = set().union(*(o.holds for o in self.workers if o is not w and o.state != "lost"))
-        choice = next((t for t in queue if t.job.affinity in w.holds), None)
+    def _pick(self, w: _Worker, queue: deque) -> _Task | None:
+        others = [o for o in self.workers if o is not w and o.state != "lost"]
+        had_elsewhere = set().union(*(o.has for o in others))
+        # what this worker may take: no need, a need it has, or a need no other live worker has
+        fits = [t for t in queue if not t.job.needs or t.job.needs in w.has or t.job.needs not in had_elsewhere]
+        if not fits:
+            return None
+        held_elsewhere = set().union(*(o.holds for o in others))
+        choice = next((t for t in fits if t.job.needs and t.job.needs in w.has), None)
+        choice = choice or next((t for t in fits if t.job.affinity in w.holds), None)
         if choice is None:
-            choice = next((t for t in queue if t.job.affinity not in held_elsewhere), queue[0])
+            choice = next((t for t in fits if t.job.affinity not in held_elsewhere), fits[0])
         queue.remove(choice)
         return choice

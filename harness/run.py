@@ -183,8 +183,9 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
                                       "error": f"its train job {j.after[:12]} did not finish"})
                     else:
                         runnable.append(j)
-                coord.run([Job(key=j.key, spec=wire_spec(j.spec, bundles), affinity=j.affinity) for j in runnable],
-                          on_result,
+                coord.run([Job(key=j.key, spec=wire_spec(j.spec, bundles), affinity=j.affinity,
+                               needs=j.spec["variant"]["build"].get("trained", ""), provides=provides(j.spec))
+                           for j in runnable], on_result,
                           on_progress=on_progress, stop=interrupts.stop, cancel=interrupts.cancel)
         coord.close()
     finally:
@@ -192,6 +193,15 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
             started.stop()
     counts["not run"] = len(todo) - len(finished)
     return counts
+
+
+def provides(spec: dict) -> str:
+    """What a worker keeps once ``spec`` succeeds: a train job's checkpoint, by its train key."""
+    if spec["kind"] != "train":
+        return ""
+    from workers.training.spec import train_key  # torch-free
+
+    return train_key(spec)
 
 
 def wire_spec(spec: dict, bundles: dict) -> dict:

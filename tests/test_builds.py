@@ -284,7 +284,7 @@ def test_hub_id_offline_is_a_clear_load_failure(monkeypatch):
 
 @pytest.mark.parametrize("variant, message", [
     ({}, "variant: missing 'build'"),
-    ({"build": {"checkpoint": "/x", "config": {}}}, "exactly one of 'checkpoint' and 'config'"),
+    ({"build": {"checkpoint": "/x", "config": {}}}, "exactly one of 'checkpoint', 'config' and 'trained'"),
     ({"build": {"config": {"model_type": "gpt9"}}}, r"variant\.build\.config\.model_type: unknown model family 'gpt9'; known: llama"),
     ({"build": {"config": {"model_type": "llama", "hidden_size": "big"}}}, r"variant\.build\.config\.hidden_size: expected int, got 'big'"),
     ({"build": {"config": {"model_type": "llama", "num_experts": 4}}}, r"variant\.build\.config\.num_experts: not a llama config key"),
@@ -294,6 +294,8 @@ def test_hub_id_offline_is_a_clear_load_failure(monkeypatch):
     ({"build": {"checkpoint": "a/b"}, "dtype": "fp8"}, r"variant\.dtype: unknown dtype 'fp8'"),
     ({"build": {"checkpoint": "a/b"}, "routing": "topk"}, r"variant\.routing: expected null or a map"),
     ({"build": {"checkpoint": "a/b"}, "trust_remote_code": "yes"}, r"variant\.trust_remote_code: expected a bool"),
+    ({"build": {"trained": "../../etc"}}, r"variant\.build\.trained: expected a train key \(16 hex digits\)"),
+    ({"build": {"trained": "0123456789abcdef", "seed": 1}}, r"variant\.build: unknown key\(s\) seed next to 'trained'"),
 ])
 def test_bad_variants_name_the_field(variant, message):
     with pytest.raises(JobError, match=message) as err:

@@ -151,3 +151,24 @@ def test_placement_prefers_held_builds_then_spreads(tmp_path):
         w0.holds = {"A"}
         assert c._pick(w1, queue).job.key == "c1"   # spread: not A, which w0 holds
         assert c._pick(w1, queue).job.key == "a2"   # nothing else left: take it anyway
+
+
+def test_placement_sends_a_job_to_a_worker_that_has_what_it_needs(tmp_path):
+    """A job needing a trained checkpoint goes only to a live worker that has it; if none has it,
+    anyone may try (and fail with the reason)."""
+    with Coordinator([f"ipc://{tmp_path}/a.sock", f"ipc://{tmp_path}/b.sock"]) as c:
+        w0, w1 = c.workers
+        for w in (w0, w1):
+            w.state = "idle"
+        queue = deque([_Task(Job("t1", {}, "A", needs="k1")), _Task(Job("t2", {}, "A", needs="k2")),
+                       _Task(Job("free", {}, "B"))])
+        w0.has = {"k1"}
+        assert c._pick(w1, queue).job.key == "t2"    # nobody has k2: w1 may take it
+        assert c._pick(w1, queue).job.key == "free"  # not t1: w0 has k1
+        assert c._pick(w1, queue) is None and len(queue) == 1
+        assert c._pick(w0, queue).job.key == "t1"
+        queue.append(_Task(Job("t3", {}, "A", needs="k1")))
+        w0.state = "lost"
+        assert c._pick(w1, queue).job.key == "t3"    # the only holder is lost: w1 may try
+        c._hello_reply(w1, {"holds": {"trained": ["k9"]}}, 0.0)  # a worker lists what it keeps
+        assert "k9" in w1.has

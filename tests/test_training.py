@@ -70,7 +70,8 @@ def test_loss_drops_and_result_shape(trained):
 def test_checkpoint_is_ordinary_hf_dir_and_rerun_is_reused(trained):
     home, result = trained
     final = trained_dir(JOB, home)
-    assert result["build"]["checkpoint"] == str(final) == trained_build(JOB, home)["checkpoint"]
+    assert result["build"]["checkpoint"] == str(final)
+    assert trained_build(JOB) == {"trained": train_key(JOB)} and final.name == train_key(JOB)
     names = {p.name for p in final.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "train.json"} <= names
     assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
@@ -90,7 +91,7 @@ def test_trained_build_loads_and_evaluates_per_bucket(trained):
     from workers.evaluation.job import run as evaluate
 
     host = _host(home)
-    variant = {"name": "trained", "model": "trained", "build": {"checkpoint": path}, "routing": None}
+    variant = {"name": "trained", "model": "trained", "build": trained_build(JOB), "routing": None}  # as planned
     loaded = host.load(variant)
     task = {"name": "longtail", "path": result["corpus"]["tasks"]["longtail"], "limit": None, "num_fewshot": 0}
     out = evaluate({"kind": "evaluate", "variant": variant, "task": task, "seed": 0}, loaded,

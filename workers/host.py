@@ -27,6 +27,7 @@ from workers.builds.load import load_model
 from workers.builds.materialize import build_dir
 from workers.builds.spec import canonical_json, check_variant
 from workers.errors import JobError
+from workers.training.spec import held_trained, trained_path
 
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "F32": 4, "F16": 2, "BF16": 2, "F64": 8,
                 "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
@@ -136,10 +137,13 @@ class Host:
                       routing_session=session, load_s=time.perf_counter() - t0, cached=cached)
 
     def _load_new(self, key: tuple, variant: dict) -> _Held:
-        if "config" in variant["build"]:
-            expected = estimate_bytes(build_dir(variant["build"], self.home), variant["dtype"])
+        build = variant["build"]
+        if "config" in build:
+            expected = estimate_bytes(build_dir(build, self.home), variant["dtype"])
+        elif "trained" in build:
+            expected = estimate_bytes(trained_path(build["trained"], self.home), variant["dtype"])
         else:
-            expected = estimate_bytes(variant["build"]["checkpoint"], variant["dtype"])
+            expected = estimate_bytes(build["checkpoint"], variant["dtype"])
         self._evict(room_for=expected)
         try:
             model, tokenizer, path = load_model(variant, self.device, self.home)
@@ -187,14 +191,15 @@ class Host:
         return sum(h.bytes for h in self._held.values())
 
     def status(self) -> dict:
-        """Held builds (least recently used first), the budget, and the device's memory now."""
+        """Held builds (least recently used first), the budget, the device's memory now, and the
+        trained checkpoints on disk (their train keys)."""
         with self._lock:
             builds = [{"path": str(h.path), "bytes": h.bytes, "last_used": h.last_used, "dtype": h.dtype,
                        "experts_implementation": h.experts_implementation, "loads": h.loads}
                       for h in self._held.values()]
             held = self.held_bytes()
         return {"device": self.device, "budget_bytes": self.budget_bytes, "held_bytes": held,
-                "builds": builds, "memory": self.memory()}
+                "builds": builds, "memory": self.memory(), "trained": held_trained(self.home)}
 
     def memory(self) -> dict:
         """The device's total and free memory in bytes."""

@@ -39,6 +39,8 @@ def materialize(build: dict, home: str | Path | None = None) -> Path | str:
     check_build(build)
     if "checkpoint" in build:
         return resolve_checkpoint(build["checkpoint"])
+    if "trained" in build:
+        return resolve_trained(build["trained"], home)
     final = build_dir(build, home)
     if (final / "config.json").is_file():
         return final
@@ -112,6 +114,18 @@ def resolve_checkpoint(checkpoint: str) -> Path | str:
     if not _HUB_ID.match(checkpoint):
         raise ModelLoadFailed(f"checkpoint {checkpoint!r}: neither a local directory nor a hub id like 'org/name'")
     return checkpoint
+
+
+def resolve_trained(key: str, home: str | Path | None = None) -> Path:
+    """The checkpoint a train job left on this machine under ``key``."""
+    from workers.training.spec import trained_path  # torch-free
+
+    path = trained_path(key, home)
+    if not (path / "config.json").is_file():
+        raise ModelLoadFailed(f"trained checkpoint {key}: not on this worker ({socket.gethostname()}, {path}); "
+                              f"only the worker that ran its train job holds it")
+    check_checkpoint_dir(path)
+    return path
 
 
 def check_checkpoint_dir(path: Path) -> None:

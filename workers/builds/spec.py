@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 from workers import protocol
 from workers.errors import JobError
@@ -30,11 +31,18 @@ def build_hash(build: dict) -> str:
 
 
 def check_build(build, where: str = "variant.build") -> dict:
-    """Validate ``{"checkpoint": str}`` or ``{"config": {...}, "seed": int}``; return it."""
+    """Validate ``{"checkpoint": str}``, ``{"config": {...}, "seed": int}`` or ``{"trained": key}``
+    (a train job's result, see workers.training.spec); return it."""
     if not isinstance(build, dict):
         raise bad(where, f"expected a map, got {type(build).__name__}")
-    if ("checkpoint" in build) == ("config" in build):
-        raise bad(where, "give exactly one of 'checkpoint' and 'config'")
+    if sum(k in build for k in ("checkpoint", "config", "trained")) != 1:
+        raise bad(where, "give exactly one of 'checkpoint', 'config' and 'trained'")
+    if "trained" in build:
+        if set(build) != {"trained"}:
+            raise bad(where, f"unknown key(s) {', '.join(sorted(set(build) - {'trained'}))} next to 'trained'")
+        if not isinstance(build["trained"], str) or not re.fullmatch(r"[0-9a-f]{16}", build["trained"]):
+            raise bad(f"{where}.trained", f"expected a train key (16 hex digits), got {build['trained']!r}")
+        return build
     if "checkpoint" in build:
         extra = sorted(set(build) - {"checkpoint"})
         if extra:

@@ -14,9 +14,12 @@ Torch-free, so the planner can import it. A train job::
                "autocast": "bfloat16"},                               # on CUDA; None: full fp32
      "seed": 0}                           # data order; the weights' seed is the build's own
 
-The trained checkpoint lands in ``$MOE_HARNESS_HOME/trained/<train_key(job)>``: ``train_key`` hashes
-what determines the weights (build, routing, corpus, train settings, seed), not the variant's name,
-so the planner can point later jobs at ``trained_build(job)`` = ``{"checkpoint": that dir}``.
+The trained checkpoint lands in ``$MOE_HARNESS_HOME/trained/<train_key(job)>`` on the worker that
+trained it: ``train_key`` hashes what determines the weights (build, routing, corpus, train settings,
+seed), not the variant's name, so the planner can point later jobs at ``trained_build(job)`` =
+``{"trained": train_key}``, which each worker finds under its own home (``trained_path``). Workers
+list the keys they hold (``held_trained``), and the coordinator sends a job needing one to a worker
+that has it: no shared filesystem is needed.
 """
 
 from __future__ import annotations
@@ -96,7 +99,20 @@ def train_key(job: dict) -> str:
 
 def trained_dir(job: dict, home=None) -> Path:
     """The finished checkpoint directory of a train job."""
-    return harness_home(home) / "trained" / train_key(job)
+    return trained_path(train_key(job), home)
+
+
+def trained_path(key: str, home=None) -> Path:
+    """Where this machine keeps (or would keep) the checkpoint trained under ``key``."""
+    return harness_home(home) / "trained" / key
+
+
+def held_trained(home=None) -> list[str]:
+    """The train keys whose finished checkpoints this machine holds."""
+    root = harness_home(home) / "trained"
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and (p / "config.json").is_file())
 
 
 def resume_dir(job: dict, home=None) -> Path:
@@ -104,6 +120,6 @@ def resume_dir(job: dict, home=None) -> Path:
     return harness_home(home) / "trained" / f".resume-{train_key(job)}"
 
 
-def trained_build(job: dict, home=None) -> dict:
-    """The build later jobs use for this train job's result."""
-    return {"checkpoint": str(trained_dir(job, home))}
+def trained_build(job: dict) -> dict:
+    """The build later jobs use for this train job's result (found under each worker's own home)."""
+    return {"trained": train_key(job)}
