@@ -1,7 +1,9 @@
 """`harness describe SUITE`: parameter counts per variant, and the pairs they make.
 
 Counting needs the model's modules, so describe jobs run on worker daemons like any job
-(their results are cached: a second describe of the same suite starts no worker).
+(their results are cached: a second describe of the same suite starts no worker). A variant that
+a `train:` section trains first is counted on its untrained build: training changes no shape, and
+describing a suite should not wait for its training.
 """
 
 from __future__ import annotations
@@ -29,10 +31,24 @@ def _m(n) -> str:
     return "-" if n is None else f"{n / 1e6:,.2f}M"
 
 
+def untrained(describe: list[planner.PlannedJob], jobs: list[planner.PlannedJob]) -> list[planner.PlannedJob]:
+    """The describe jobs, those of trained variants pointed at the build their train job starts from."""
+    start = {j.spec["variant"]["name"]: j.spec["variant"]["build"] for j in jobs if j.kind == "train"}
+    out = []
+    for j in describe:
+        if j.after is None:
+            out.append(j)
+            continue
+        variant = {**j.spec["variant"], "build": start[j.spec["variant"]["name"]]}
+        spec = {**j.spec, "variant": variant}
+        out.append(planner.PlannedJob(planner.job_key(spec), spec, planner.build_id(variant)))
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
     suite = load(args.suite)
     vs, jobs = planner.expand(suite)
-    describe = [j for j in jobs if j.kind == "describe"]
+    describe = untrained([j for j in jobs if j.kind == "describe"], jobs)
     with tempfile.TemporaryDirectory(prefix="moe-harness-describe-") as tmp:
         store = Store(Path(tmp))
         counts = execute(suite, describe, store, parse_endpoints(args.workers, suite.workers), 1, args.device,

@@ -120,6 +120,15 @@ def test_describe_prints_parameters_per_variant_and_the_pairs(smoke_run):
     assert "equal-total pairs" in out and "moe-8x2 ~ dense-total" in out
 
 
+def test_describe_counts_a_train_suite_before_training_it():
+    """Trained variants are counted on the builds their train jobs start from: no training needed."""
+    proc = harness("describe", str(REPO / "suites" / "longtail.yaml"), timeout=300,
+                   env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "failed" not in proc.stdout and "train" not in proc.stdout.split("parameters per variant")[1]
+    assert "moe ~ dense-active" in proc.stdout and "moe ~ dense-total" in proc.stdout
+
+
 def test_ctrl_c_once_lets_the_running_job_finish_and_stops_dispatching(warm_worker, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(SMOKE), "--out", str(out),
