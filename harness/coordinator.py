@@ -285,7 +285,8 @@ class Coordinator:
 
     def _hello_reply(self, w: _Worker, info: dict, now: float) -> None:
         w.info = info if isinstance(info, dict) else {}
-        trained = (w.info.get("holds") or {}).get("trained") if isinstance(w.info.get("holds"), dict) else None
+        holds = w.info.get("holds")
+        trained = holds.get("trained") if isinstance(holds, dict) else None
         if isinstance(trained, list):
             w.has.update(t for t in trained if isinstance(t, str))
         busy = w.info.get("busy")

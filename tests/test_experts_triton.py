@@ -134,7 +134,8 @@ def test_forced_through_the_harness_implementation():
 
 def test_unsupported_says_why(monkeypatch):
     module = _experts(32, 16, 8, 2)
-    model = torch.nn.Sequential(torch.nn.Linear(2, 2), module)
+    model = torch.nn.Module()  # an MoE block as the families build it: a router beside the experts
+    model.gate, model.experts = torch.nn.Linear(32, 8, bias=False), module
     assert triton_moe.supported(module, "cpu") is None  # interpreted here
     assert unsupported(model, TRITON_NAME, "cpu") is None
     monkeypatch.setattr(triton_moe, "INTERPRETED", False)

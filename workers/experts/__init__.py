@@ -52,10 +52,10 @@ def unsupported(model, implementation: str | None, device) -> str | None:
     if implementation != TRITON_NAME:
         return None
     from workers.experts.triton_moe import supported
+    from workers.moe_blocks import find_moe_blocks
 
-    for module in model.modules():
-        if hasattr(module, "num_experts") and hasattr(module, "has_gate") and hasattr(module, "down_proj"):
-            why = supported(module, device)
-            if why is not None:
-                return why
+    for block in find_moe_blocks(model):
+        why = supported(block.experts, device)
+        if why is not None:
+            return why
     return None

@@ -30,6 +30,7 @@ import os
 
 import torch
 import torch.nn.functional as F
+from transformers.integrations.moe import _default_apply_gate
 
 from workers.experts.forward import _combine, expert_edges
 
@@ -55,8 +56,6 @@ def supported(experts, device: torch.device | str) -> str | None:
         return f"{type(experts).__name__}: only concatenated gate/up experts are fused"
     if getattr(experts, "has_bias", False):
         return f"{type(experts).__name__}: experts with biases are not fused"
-    from transformers.integrations.moe import _default_apply_gate
-
     if getattr(type(experts), "_apply_gate", None) is not _default_apply_gate:
         return f"{type(experts).__name__}: a custom gate ({type(experts).__name__}._apply_gate) is not fused"
     act = getattr(experts, "act_fn", None)

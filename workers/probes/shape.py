@@ -1,4 +1,4 @@
-"""The loaded model's shape for the roofline, counted from its own parameters, and its MoE blocks."""
+"""The loaded model's shape for the roofline, counted from its own parameters."""
 
 from __future__ import annotations
 

@@ -186,7 +186,6 @@ class NativeConfig(StrategyConfig):
     implementation: ClassVar[str] = "workers.routing.native:Native"
 
 
-
 @strategy
 @attrs.frozen(kw_only=True)
 class TopKConfig(StrategyConfig):
@@ -199,7 +198,6 @@ class TopKConfig(StrategyConfig):
 
     def experts_per_token(self, native_k, num_experts):
         return float(min(self.k, num_experts))
-
 
 
 @strategy
@@ -224,7 +222,6 @@ class TopPConfig(StrategyConfig):
         return None
 
 
-
 @strategy
 @attrs.frozen(kw_only=True)
 class RandomConfig(StrategyConfig):
@@ -238,7 +235,6 @@ class RandomConfig(StrategyConfig):
 
     def experts_per_token(self, native_k, num_experts):
         return float(min(self.k or native_k, num_experts))
-
 
 
 @strategy
@@ -256,7 +252,6 @@ class HashConfig(StrategyConfig):
         return float(min(self.k, num_experts))
 
 
-
 @strategy
 @attrs.frozen(kw_only=True)
 class CapacityConfig(StrategyConfig):
@@ -271,7 +266,6 @@ class CapacityConfig(StrategyConfig):
 
     def experts_per_token(self, native_k, num_experts):
         return None
-
 
 
 @strategy
@@ -329,7 +323,6 @@ class PruneConfig(StrategyConfig):
         return float(max(1, min(native_k, self.kept(num_experts))))
 
 
-
 @strategy
 @attrs.frozen(kw_only=True)
 class ExpertChoiceConfig(StrategyConfig):
@@ -345,7 +338,6 @@ class ExpertChoiceConfig(StrategyConfig):
 
     def experts_per_token(self, native_k, num_experts):
         return None
-
 
 
 @strategy

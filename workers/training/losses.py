@@ -25,7 +25,7 @@ class RouterLosses:
     """Collects each gate's ``(logits, index)`` during a forward; ``pop()`` gives the two losses."""
 
     def __init__(self, model):
-        self.captured: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        self.captured: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.handles = [b.router.register_forward_hook(functools.partial(self._hook, router_order(b.router)))
                         for b in find_moe_blocks(model)]
 
@@ -43,8 +43,6 @@ class RouterLosses:
             logits = logits.reshape(-1, logits.shape[-1]).float()
             n = logits.shape[-1]
             probs = logits.softmax(-1)
-            if index is None:
-                index = probs.topk(1, dim=-1).indices
             idx = index.reshape(-1)
             idx = idx[(idx >= 0) & (idx < n)]  # strategies may mark empty slots with n
             share = torch.bincount(idx, minlength=n).float() / max(1, idx.numel())
