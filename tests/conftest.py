@@ -26,6 +26,18 @@ def _isolated_home(tmp_path_factory):
     yield Path(os.environ["MOE_HARNESS_HOME"])
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module's tests (stable timings, no oversubscription), then as before.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ---- evaluation (tests/test_evaluation.py, tests/test_eval_parity.py) -------------------------
 EVAL_TINY_CONFIG = {
     "model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,

@@ -29,12 +29,7 @@ def _olmoe(hidden=32, width=16, experts=8, k=2, vocab=128):
     return OlmoeForCausalLM(cfg).eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
