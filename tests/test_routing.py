@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import warnings
+
 import pytest
 import torch
 
@@ -11,6 +14,7 @@ from transformers import (GraniteMoeConfig, GraniteMoeForCausalLM, LlamaConfig, 
                           OlmoeForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3MoeConfig,
                           Qwen3MoeForCausalLM)
 
+from workers.compat import CACHE_KWARG, cache_kwargs
 from workers.errors import Unsupported
 from workers.routing.apply import apply, find_moe_blocks, installed
 from workers.routing.gate import RoutedGate
@@ -324,6 +328,68 @@ def test_expert_choice_is_refused_for_causal_work(olmoe, ids):
             olmoe.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=2, do_sample=False,
                            pad_token_id=0)
     apply(olmoe, {"name": "topk", "params": {"k": 1}}).check_causal("generation")
+
+
+def _prefilled_cache(model, prompt):
+    """A DynamicCache holding ``prompt``'s keys and values (the state of a decode step)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    with torch.no_grad():
+        model(input_ids=prompt, **cache_kwargs(cache), use_cache=True)
+    return cache
+
+
+def _decode_with_cache(model, tok, cache, how):
+    if how == "positional":  # forward(input_ids, attention_mask, position_ids, <cache>, ...)
+        position = list(inspect.signature(model.forward).parameters).index(CACHE_KWARG)
+        args = [tok] + [None] * (position - 1) + [cache]
+        return model(*args, use_cache=True)
+    return model(input_ids=tok, use_cache=True, **{how: cache})
+
+
+# Each way a KV cache can reach forward on the installed transformers: its own keyword, the old
+# keyword where it is still accepted (5.24..5.39, with a FutureWarning), by position, and generate().
+CACHE_WAYS = [CACHE_KWARG, "positional"] + (["past_key_values"] if CACHE_KWARG == "cache" else [])
+
+
+@pytest.mark.parametrize("how", CACHE_WAYS)
+def test_expert_choice_is_refused_under_every_cache_spelling(olmoe, how):
+    prompt = torch.tensor([[3, 4, 5, 6]])
+    cache = _prefilled_cache(olmoe, prompt)  # prefilled under native routing
+    apply(olmoe, {"name": "expert_choice", "params": {"capacity_factor": 1.0}})
+    with pytest.raises(Unsupported, match="cannot be used for decoding with a KV cache"):
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # the old spelling's own deprecation notice
+            _decode_with_cache(olmoe, torch.tensor([[7]]), cache, how)
+
+
+def test_a_causal_strategy_decodes_under_every_cache_spelling(olmoe):
+    """The refusal is expert_choice's alone: top-k decodes through each spelling, and a prefill
+    (an empty cache) is not a decode step even for expert_choice."""
+    prompt = torch.tensor([[3, 4, 5, 6]])
+    apply(olmoe, {"name": "topk", "params": {"k": 1}})
+    for how in CACHE_WAYS:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            out = _decode_with_cache(olmoe, torch.tensor([[7]]), _prefilled_cache(olmoe, prompt), how)
+        assert out.logits.shape[:2] == (1, 1)
+    apply(olmoe, {"name": "expert_choice", "params": {"capacity_factor": 1.0}})
+    from transformers import DynamicCache
+    with torch.no_grad():
+        olmoe(input_ids=prompt, use_cache=True, **cache_kwargs(DynamicCache(config=olmoe.config)))
+
+
+def test_harness_calls_pass_the_cache_without_deprecation_warnings(olmoe):
+    """The probes pass the cache under the installed version's name: no FutureWarning from our calls."""
+    from transformers import StaticCache
+
+    cache = StaticCache(config=olmoe.config, max_cache_len=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        with torch.no_grad():
+            olmoe(input_ids=torch.tensor([[3, 4, 5]]), cache_position=torch.arange(3), use_cache=True,
+                  **cache_kwargs(cache))
 
 
 def test_aux_free_bias_moves_toward_balance(olmoe, ids):

@@ -17,6 +17,7 @@ import gc
 import torch
 from transformers import StaticCache
 
+from workers.compat import cache_kwargs
 from workers.probes.steps import ProbeContext
 
 
@@ -70,7 +71,7 @@ def _prefill_peak(ctx: ProbeContext, batch: int, length: int) -> tuple[int, int 
         can_reset = _reset_rss_peak()
     with torch.inference_mode():
         cache = StaticCache(config=model.config, max_cache_len=length)
-        model(input_ids=ids, past_key_values=cache, cache_position=position, use_cache=True, logits_to_keep=1)
+        model(input_ids=ids, **cache_kwargs(cache), cache_position=position, use_cache=True, logits_to_keep=1)
     kv = _cache_bytes(cache)
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from transformers import StaticCache
 
+from workers.compat import cache_kwargs
 from workers.errors import JobCancelled, Unsupported
 from workers.probes import roofline
 from workers.probes.census import ExpertCensus
@@ -101,7 +102,7 @@ class ProbeContext:
         position = torch.arange(length, device=self.device)
 
         def forward():
-            model(input_ids=ids, past_key_values=cache, cache_position=position, use_cache=True, logits_to_keep=1)
+            model(input_ids=ids, **cache_kwargs(cache), cache_position=position, use_cache=True, logits_to_keep=1)
 
         samples = []
         with torch.inference_mode():
@@ -128,12 +129,12 @@ class ProbeContext:
         box = {}
 
         def eager():
-            box["logits"] = model(input_ids=tok, past_key_values=cache, cache_position=pos,
+            box["logits"] = model(input_ids=tok, **cache_kwargs(cache), cache_position=pos,
                                   position_ids=pos_ids, use_cache=True).logits
 
         with torch.inference_mode():
             ids = self.prompts(batch, context)
-            out = model(input_ids=ids, past_key_values=cache, cache_position=torch.arange(context, device=device),
+            out = model(input_ids=ids, **cache_kwargs(cache), cache_position=torch.arange(context, device=device),
                         use_cache=True, logits_to_keep=1)
             first = out.logits[:, -1].argmax(-1, keepdim=True)
 
@@ -173,7 +174,7 @@ class ProbeContext:
             compiled = self._compiled
 
             def step():
-                box["logits"] = compiled(input_ids=tok, past_key_values=cache, cache_position=pos,
+                box["logits"] = compiled(input_ids=tok, **cache_kwargs(cache), cache_position=pos,
                                          position_ids=pos_ids, use_cache=True).logits
             return step
         try:  # graphs: capture one step; the inputs live in static buffers the loop updates

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from workers.compat import call_cache
 from workers.errors import Unsupported
 from workers.moe_blocks import find_moe_blocks
 from workers.routing.config import StrategyConfig, config_from_spec
@@ -104,7 +105,7 @@ def _capture_inputs(model: nn.Module, context: RoutingContext, session: RoutingS
 
     def on_model(module, args, kwargs):
         if not session.causal:
-            cache = kwargs.get("past_key_values")
+            cache = call_cache(module.forward, args, kwargs)
             if cache is not None and hasattr(cache, "get_seq_length") and cache.get_seq_length() > 0:
                 session.check_causal("decoding with a KV cache (generation, decode probes)")
         context.clear()
