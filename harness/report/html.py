@@ -29,6 +29,7 @@ td.sig { color: #b30000; font-weight: 600; text-align: left; }
 figure { margin: 1em 0 2em; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 13px; }
+ul.verdicts li { margin: .5em 0; }
 """
 
 SCRIPT = """
@@ -68,6 +69,8 @@ def render_html(run_name: str, sections) -> str:
         if not s.has_data:
             body.append(f'<p class="empty">{escape(s.empty)}</p>')
         else:
+            if s.lines:
+                body.append('<ul class="verdicts">' + "".join(f"<li>{escape(line)}</li>" for line in s.lines) + "</ul>")
             for t in s.tables:
                 body.append(table_html(t, show_title=not (len(s.tables) == 1 and t.title == s.title)))
             for f in s.figures:

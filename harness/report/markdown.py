@@ -29,6 +29,8 @@ def render_markdown(run_name: str, sections) -> str:
         if not s.has_data:
             out += [f"_{s.empty}_", ""]
             continue
+        if s.lines:
+            out += [f"- {line}" for line in s.lines] + [""]
         for t in s.tables:
             if len(s.tables) == 1 and t.title == s.title:
                 # the section heading already names the table
