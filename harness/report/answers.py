@@ -199,8 +199,8 @@ def sweep_table(run: Run, series=None) -> Table:
 # ---- knowledge stored ---------------------------------------------------------------------------
 def knowledge_bits_table(run: Run) -> Table:
     cols = (["model", "group", "total params"] + [f"bits/doc, {b}" for b in BUCKETS]
-            + [f"bits stored, {b}" for b in BUCKETS] + ["bits stored", "bits / param", "ceiling", "acc (tail)",
-                                                        "chance 1/V"])
+            + [f"bits stored, {b}" for b in BUCKETS] + ["bits stored", "of the corpus's fact bits", "bits / param",
+                                                        "ceiling", "acc (tail)", "chance 1/V"])
     table = Table("Knowledge stored (exact tasks)", cols,
                   empty="No exact knowledge task (<group>_values_<bucket> with a bits metric) in this run.")
     for g in values_groups(run):
@@ -213,7 +213,9 @@ def knowledge_bits_table(run: Run) -> Table:
                 [model, g.name, fmt_params(found[0].total_params)]
                 + [col(lambda s, b=b: s.per_doc.get(b)) for b in BUCKETS]
                 + [col(lambda s, b=b: (s.by_bucket or {}).get(b)) for b in BUCKETS]
-                + [col(lambda s: s.bits), col(lambda s: s.bits_per_param), f"{BITS_PER_PARAM:g} bits/param",
+                + [col(lambda s: s.bits),
+                   col(lambda s: s.bits / s.fact_bits if s.bits is not None and s.fact_bits else None),
+                   col(lambda s: s.bits_per_param), f"{BITS_PER_PARAM:g} bits/param",
                    col(lambda s: s.acc.get("tail")),
                    f"{found[0].chance:.4f}" if found[0].chance is not None else "-"])
     if table.rows:
@@ -229,17 +231,16 @@ def knowledge_bits_table(run: Run) -> Table:
 def seeds_table(run: Run) -> Table:
     hidden = member_tasks(run) - set(heldout_tasks(run))
     tasks = [t for t in run.tasks() if t not in hidden or t.endswith("_tail")]
-    cols = ["model", "seeds"] + [f"{t} {m}" for t in tasks for m in main_metrics(run, t)[:1]] + \
-        ["final train loss", "train tokens/s"]
+    shown = [(t, m) for t in tasks for m in (main_metrics(run, t) if t.endswith("_tail") else main_metrics(run, t)[:1])]
+    cols = ["model", "seeds"] + [f"{t} {m}" for t, m in shown] + ["final train loss", "train tokens/s"]
     table = Table("Over seeds", cols, empty="No model was trained with more than one seed.")
     if not has_seeds(run):
         return table
     for model, variants in seed_groups(run).items():
         cells = []
-        for t in tasks:
-            for m in main_metrics(run, t)[:1]:
-                vals = [run.metrics(v).get(t, {}).get(m) for v in variants]
-                cells.append(fmt_mean_sd([float(x) for x in vals if isinstance(x, (int, float))], fmt_value))
+        for t, m in shown:
+            vals = [run.metrics(v).get(t, {}).get(m) for v in variants]
+            cells.append(fmt_mean_sd([float(x) for x in vals if isinstance(x, (int, float))], fmt_value))
         train = [run.training(v) or {} for v in variants]
         for k in ("final_loss", "tokens_per_s"):
             cells.append(fmt_mean_sd([float(t[k]) for t in train if isinstance(t.get(k), (int, float))], fmt_value))

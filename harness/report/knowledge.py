@@ -140,6 +140,7 @@ class Stored:
     chance: float | None                 # mean 1/V over attributes
     by_bucket: dict[str, float] | None   # bucket -> bits stored (None without the corpus meta)
     total_params: float | None
+    fact_bits: float | None = None       # bits all the corpus's facts hold
 
     @property
     def bits(self) -> float | None:
@@ -158,7 +159,7 @@ def stored(run: Run, variant: str, group: BucketGroup) -> Stored | None:
         return None
     corpus = corpus_meta(run, variant) or next(
         (c for c in (corpus_meta(run, v) for v in run.variants) if c is not None), None)
-    chance, by_bucket = None, None
+    chance, by_bucket, facts = None, None, None
     if corpus and isinstance(corpus.get("value_counts"), dict) and corpus["value_counts"]:
         counts = [n for n in corpus["value_counts"].values() if _num(n) and n > 0]
         chance = sum(1.0 / n for n in counts) / len(counts) if counts else None
@@ -166,5 +167,9 @@ def stored(run: Run, variant: str, group: BucketGroup) -> Stored | None:
         ents = {b: (buckets.get(b) or {}).get("entities") for b in per_doc}
         if per_doc and all(_num(e) for e in ents.values()):
             by_bucket = {b: per_doc[b] * ents[b] * len(corpus["value_counts"]) for b in per_doc}
+        if all(_num(n) and n > 1 for n in corpus["value_counts"].values()) and _num(corpus.get("entities")):
+            facts = corpus["entities"] * sum(math.log2(n) for n in corpus["value_counts"].values())
+    reg = regime_of(run, variant)
+    facts = reg.fact_bits if reg is not None and reg.fact_bits is not None else facts
     total = run.params(variant).get("total")
-    return Stored(variant, per_doc, acc, chance, by_bucket, float(total) if _num(total) else None)
+    return Stored(variant, per_doc, acc, chance, by_bucket, float(total) if _num(total) else None, facts)

@@ -52,9 +52,11 @@ def build_sections(run: Run, with_figures: bool = True) -> list[Section]:
                 lines=A.verdict_lines(run, verdicts)),
         Section("variants", "Variants",
                 "Every variant of the run: parameters (with and without embeddings), each task's metrics, "
-                "measured experts per token and expert load balance; with seeds, every figure as mean ± sd.",
-                [T.variants_table(run), A.seeds_table(run)], fig(P.quality_vs_params) + fig(P.quality_vs_cost),
+                "measured experts per token and expert load balance.",
+                [T.variants_table(run)], fig(P.quality_vs_params) + fig(P.quality_vs_cost),
                 "No variant was described or evaluated in this run."),
+        Section("seeds", "Over seeds", "Each model's figures as mean ± standard deviation over its training seeds.",
+                [A.seeds_table(run)], [], "No model was trained with more than one seed."),
         Section("pairs-active", "Equal-active pairs",
                 "Each MoE variant against the dense model with the same active parameters per token.",
                 [T.pairs_table(run, "active")], [], ""),
