@@ -249,3 +249,28 @@ def test_a_run_without_answers_says_so_in_one_line_each(report_fixture_run):
            "cannot speak to it" in md
     assert "_No train result carries train.heldout_curve: no held-out curves and no token efficiency._" in md
     assert "_No variant carries a sweep point: no sweep in this run._" in md
+
+
+def test_malformed_or_partial_curves_never_crash(tmp_path):
+    """A curve that is not a list, points without loss, a curve with only the seen kind: the report is
+    written and token efficiency covers what there is."""
+    recs = [json.loads(l) for l in (ANSWERS / "results.jsonl").read_text().splitlines()]
+    for r in recs:
+        curve = (r.get("train") or {}).get("heldout_curve")
+        if curve is None:
+            continue
+        if r["variant"] == "dense-total#s1":
+            r["train"]["heldout_curve"] = "not a curve"
+        elif r["variant"].startswith("moe[") or r["variant"].startswith("dense-active["):
+            r["train"]["heldout_curve"] = [{"tokens": p["tokens"]} for p in curve] + [7]
+        else:
+            for p in curve:
+                p["loss"].pop("unseen")
+    run_dir = tmp_path / "partial"
+    shutil.copytree(ANSWERS, run_dir)
+    (run_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    paths = write_report(run_dir)
+    run = Run.load(run_dir)
+    effs = pair_efficiency(run, [p for p in model_pairs(run, native_only=True) if p.kind == "active"])
+    assert [(e.pair.moe, e.kind) for e in effs] == [("moe", "seen")]
+    assert "Held-out loss vs training tokens" in paths["html"].read_text()

@@ -102,6 +102,12 @@ def verdict_lines(run: Run, verdicts: dict | None = None) -> list[str]:
     for claim, vs in verdicts.items():
         if not vs:
             out.append(f"Claim {claim} ({CLAIMS[claim][0]}): this run cannot speak to it: {missing[claim]}.")
+            continue
+        counts = {}
+        for v in vs:
+            counts[v.verdict] = counts.get(v.verdict, 0) + 1
+        tally = ", ".join(f"{word} in {n}" for word, n in counts.items())
+        out.append(f"Claim {claim} ({CLAIMS[claim][0]}), in sum: {tally} of {len(vs)} comparison(s) below.")
         out += [sentence(v) for v in vs]
     return out
 
@@ -255,7 +261,7 @@ def routing_answers_table(run: Run) -> Table:
     pairs = routing_pairs(run)
     tasks = [(t, "bits_per_byte") for t in heldout_tasks(run)]
     tasks += [(g.tasks["tail"], "bits") for g in values_groups(run) if "tail" in g.tasks]
-    cols = ["model", "routing", "role"] + [f"{t} {m}" for t, m in tasks]
+    cols = ["routing", "role", "variants (model)"] + [f"{t} {m}" for t, m in tasks]
     table = Table("Trained MoE under each routing", cols,
                   empty="No trained MoE evaluated under more than its native routing.")
     natives = {}
@@ -268,7 +274,7 @@ def routing_answers_table(run: Run) -> Table:
         for name, routing, role, vs in rows:
             cells = [fmt_mean_sd([float(x) for x in (run.metrics(v).get(t, {}).get(m) for v in vs)
                                   if isinstance(x, (int, float))], fmt_value) for t, m in tasks]
-            table.rows.append([name, routing, role] + cells)
+            table.rows.append([routing, role, name] + cells)
     if table.rows:
         table.notes.append("The same trained checkpoints, evaluated under each routing strategy: held-out bits per "
                            "byte (lower is better) and tail-bucket knowledge bits per fact (higher is better); "

@@ -76,7 +76,11 @@ def heldout_curves(run: Run) -> list[Figure]:
         if not drawn:
             plt.close(fig)
             continue
-        axes[0][1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        labelled = {}
+        for ax in axes[0]:  # one panel may be empty (a curve with only one held-out kind)
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                labelled.setdefault(lab, h)
+        axes[0][1].legend(list(labelled.values()), list(labelled), loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.suptitle(f"Held-out loss vs {label} (solid: MoE, dashed: dense)")
         fig.tight_layout()
         figures.append(Figure(f"Held-out loss vs {label}", _encode(fig)))
