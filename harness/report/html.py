@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
+from harness.report.markdown import VERDICT_WORDS
 from harness.report.tables import Table
 
 CSS = """
@@ -70,7 +71,8 @@ def render_html(run_name: str, sections) -> str:
             body.append(f'<p class="empty">{escape(s.empty)}</p>')
         else:
             if s.lines:
-                body.append('<ul class="verdicts">' + "".join(f"<li>{escape(line)}</li>" for line in s.lines) + "</ul>")
+                body.append('<ul class="verdicts">' + "".join(
+                    "<li>" + VERDICT_WORDS.sub(r"<strong>\1</strong>", escape(line)) + "</li>" for line in s.lines) + "</ul>")
             for t in s.tables:
                 body.append(table_html(t, show_title=not (len(s.tables) == 1 and t.title == s.title)))
             for f in s.figures:
