@@ -281,3 +281,21 @@ def test_malformed_or_partial_curves_never_crash(tmp_path):
     assert [(e.pair.moe, e.kind) for e in effs] == [("moe", "seen")]
     assert [f.title for f in heldout_curves(run)] == ["Held-out loss vs training tokens",
                                                       "Held-out loss vs training seconds"]
+
+
+def test_sign_changes_skip_zero_points_and_the_seed_table_shows_both_intervals():
+    from harness.report.answers import seed_pairs_table
+    from harness.report.sweeps import Series, SweepPoint
+
+    s = Series("active", "moe", "dense", "train.tokens", "t", "m")
+    for value, d in zip((1, 2, 3, 4, 5), (0.02, 0.0, -0.01, -0.02, 0.01)):
+        row = _row([d])
+        s.points.append(SweepPoint(value, row.pair, row))
+    assert [p.mean for p in s.points] == pytest.approx([0.02, 0.0, -0.01, -0.02, 0.01])
+    assert s.sign_changes() == [(0, 2), (3, 4)]
+    table = seed_pairs_table(Run.load(ANSWERS))
+    rows = [r for r in table.rows if r[:5] == ["moe", "dense-active", "active", "kg_values_tail", "bits"]]
+    assert [r[5] for r in rows] == ["1", "2", "3", "mean of 3"]
+    assert [r[8] for r in rows] == ["90 docs (bootstrap)"] * 3 + ["3 seeds (t)"]
+    lo, hi = (float(x) for x in rows[1][7].strip("[]").split(", "))
+    assert hi < 0  # seed 2 alone: the MoE significantly behind, within that seed's documents

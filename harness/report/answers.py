@@ -7,14 +7,15 @@ only words and tabulates it.
 
 from __future__ import annotations
 
-from harness.report.buckets import BUCKETS, main_metrics, member_tasks
+from harness.report.bootstrap import paired_diff
+from harness.report.buckets import BUCKETS, main_metrics, member_tasks, task_samples
 from harness.report.curves import (OLMOE_SECONDS_FRACTION, OLMOE_TOKEN_FRACTION, PairEfficiency, pair_efficiency,
                                    seed_label)
 from harness.report.knowledge import BITS_PER_PARAM, regime_sentence, stored, values_groups
 from harness.report.run import Run
 from harness.report.seeds import fmt_mean_sd, has_seeds, model_pairs, routing_pairs, seed_groups
-from harness.report.stats import ALPHA, POWER, MAX_SEEDS
-from harness.report.sweeps import sweep_series
+from harness.report.stats import ALPHA, MAX_SEEDS, POWER, t_interval
+from harness.report.sweeps import sweep_series, sweep_tasks
 from harness.report.tables import Table, fmt_params, fmt_value
 from harness.report.verdicts import CLAIMS, INCONCLUSIVE, Verdict, all_verdicts, heldout_tasks, strategy_role
 
@@ -253,6 +254,43 @@ def seeds_table(run: Run) -> Table:
         table.rows.append([model, ", ".join(str(v.rsplit("#s", 1)[-1]) for v in variants) if len(variants) > 1
                            else "1"] + cells)
     table.notes.append("mean ± sample standard deviation over training seeds (the seeds column lists them).")
+    return table
+
+
+def seed_pairs_table(run: Run) -> Table:
+    """Each pair's difference seed by seed, with that seed's paired bootstrap over documents, then the
+    mean over seeds with its t-interval: the two kinds of interval side by side."""
+    cols = ["MoE (or routing)", "twin (or native)", "equal", "task", "metric", "seed", "Δ", "95% CI",
+            "CI from"]
+    table = Table("Pair differences seed by seed", cols, empty="No pair was trained with more than one seed.")
+    if not has_seeds(run):
+        return table
+    pairs = model_pairs(run, native_only=True) + routing_pairs(run)
+    for pair in pairs:
+        if len(pair.seeds) < 2:
+            continue
+        for task, metric in sweep_tasks(run):
+            rows, diffs = [], []
+            for a, b in pair.seeds:
+                va, vb = run.metrics(a).get(task, {}).get(metric), run.metrics(b).get(task, {}).get(metric)
+                if not (isinstance(va, (int, float)) and isinstance(vb, (int, float))):
+                    continue
+                d = paired_diff(task_samples(run, a, task), task_samples(run, b, task), metric)
+                diffs.append(va - vb)
+                rows.append([seed_label(a), _f(va - vb), f"[{_f(d.lo)}, {_f(d.hi)}]" if d else "-",
+                             f"{d.n} docs (bootstrap)" if d else "-"])
+            if not rows:
+                continue
+            head = [pair.moe, pair.dense, pair.kind, task, metric]
+            table.rows += [head + r for r in rows]
+            ci = t_interval(diffs)
+            if ci is not None:
+                table.rows.append(head + [f"mean of {ci.n}", _f(ci.mean), f"[{_f(ci.lo)}, {_f(ci.hi)}]",
+                                          f"{ci.n} seeds (t)"])
+    if table.rows:
+        table.notes.append("Δ: first − second of the same seed. Per seed: the paired bootstrap over the documents "
+                           "both answered (evaluation noise of that one trained pair); mean rows: the t-interval "
+                           "over the per-seed Δ (training noise, n − 1 degrees of freedom).")
     return table
 
 

@@ -8,14 +8,16 @@ import math
 from harness.report.curves import KINDS, heldout_curve, points
 from harness.report.plots import Figure, _colors, _encode, _plt
 from harness.report.run import Run
-from harness.report.seeds import mean_sd, seed_groups
+from harness.report.seeds import is_native, mean_sd, seed_groups
 from harness.report.sweeps import Series, sweep_series
 
 
 def _model_curves(run: Run) -> dict[str, tuple[str, list[list[dict]]]]:
+    """{model: (first variant, its seeds' curves)}, builds under their own routing only (a routing
+    variant of a trained MoE shares its checkpoint and curve)."""
     out = {}
     for model, variants in seed_groups(run).items():
-        curves = [c for c in (heldout_curve(run, v) for v in variants) if c]
+        curves = [c for c in (heldout_curve(run, v) for v in variants if is_native(run, v)) if c]
         if curves:
             out[model] = (variants[0], curves)
     return out

@@ -55,8 +55,10 @@ def build_sections(run: Run, with_figures: bool = True) -> list[Section]:
                 "measured experts per token and expert load balance.",
                 [T.variants_table(run)], fig(P.quality_vs_params) + fig(P.quality_vs_cost),
                 "No variant was described or evaluated in this run."),
-        Section("seeds", "Over seeds", "Each model's figures as mean ± standard deviation over its training seeds.",
-                [A.seeds_table(run)], [], "No model was trained with more than one seed."),
+        Section("seeds", "Over seeds",
+                "Each model's figures as mean ± standard deviation over its training seeds, and each pair's "
+                "difference seed by seed (within-seed bootstrap) and over seeds (t-interval).",
+                [A.seeds_table(run), A.seed_pairs_table(run)], [], "No model was trained with more than one seed."),
         Section("pairs-active", "Equal-active pairs",
                 "Each MoE variant against the dense model with the same active parameters per token.",
                 [T.pairs_table(run, "active")], [], ""),
