@@ -299,3 +299,22 @@ def test_sign_changes_skip_zero_points_and_the_seed_table_shows_both_intervals()
     assert [r[8] for r in rows] == ["90 docs (bootstrap)"] * 3 + ["3 seeds (t)"]
     lo, hi = (float(x) for x in rows[1][7].strip("[]").split(", "))
     assert hi < 0  # seed 2 alone: the MoE significantly behind, within that seed's documents
+
+
+def test_claim5_without_held_out_tasks_reads_the_runs_own_tasks(tmp_path):
+    """An untrained checkpoint under its native routing and top-p (tests/data/run_fixture with its top-2
+    variant marked native): claim 5 is judged on each task's first metric, within the one seed."""
+    run_dir = tmp_path / "routing"
+    shutil.copytree(Path(__file__).resolve().parent / "data" / "run_fixture", run_dir)
+    plan = json.loads((run_dir / "plan.json").read_text())
+    for v in plan["variants"]:
+        if v["name"] == "moe-a@topk(k=2)":
+            v["routing"] = {"name": "native", "params": {}}
+    (run_dir / "plan.json").write_text(json.dumps(plan))
+    c5 = all_verdicts(Run.load(run_dir))["5"]
+    assert [(v.task, v.metric) for v in c5] == [("arith", "acc"), ("facts", "acc"), ("prose", "bits_per_byte")]
+    assert all(v.evidence.source == "bootstrap" and v.extra["strategy"] == "topp(p=0.6)" for v in c5)
+    arith = c5[0]
+    # native − top-p accuracy: the advantage of the native router, from the same bootstrap as the pairs table
+    a, b = arith.values
+    assert arith.evidence.mean == pytest.approx(a - b)

@@ -30,13 +30,13 @@ import re
 from dataclasses import dataclass, field
 
 from harness.report.bootstrap import Diff
-from harness.report.buckets import bucket_groups, task_samples
+from harness.report.buckets import bucket_groups, member_tasks, primary_metric, task_samples
 from harness.report.curves import KINDS, heldout_curve, points
 from harness.report.knowledge import regime_of, values_groups
 from harness.report.pairdiff import PairRow, compare_pair
 from harness.report.run import Run
 from harness.report.seeds import ModelPair, model_pairs, routing_pairs, split_seed, sweep_label
-from harness.report.stats import ALPHA, POWER, docs_needed, mde_bootstrap, mde_seeds, seeds_needed, t_interval  # noqa: F401
+from harness.report.stats import docs_needed, mde_bootstrap, mde_seeds, seeds_needed, t_interval
 
 HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive at this size"
 #: claim 2's margin: the MoE may beat its equal-total twin by up to this fraction of the twin's value
@@ -272,10 +272,11 @@ def claim5(run: Run) -> list[Verdict]:
     for pair in routing_pairs(run):
         alt, native = pair.seeds[0]
         role = strategy_role(run, alt, native)
-        tasks = heldout_tasks(run)[:1]
+        # held-out loss where the run has it, else every (non-bucket) task of the run on its first metric
+        tasks = heldout_tasks(run)[:1] or [t for t in run.tasks() if t not in member_tasks(run)]
         rows = []
         for task in tasks:
-            metric = _metric(run, task, "bits_per_byte")
+            metric = _metric(run, task, "bits_per_byte") if task in heldout_tasks(run) else primary_metric(run, task)
             rows.append(_row(run, pair, task, metric) if metric else None)
         if not any(rows):
             rows = [_curve_row(run, pair, "seen")]
