@@ -194,7 +194,7 @@ def test_rendered_report_leads_with_verdicts_and_has_plots_and_regime(answers_ru
     assert "Claim 2 (equal total) **HOLDS**" in verdicts and "equivalence margin 0.0120 (1% of the twin's value)" in verdicts
     assert "Cost: the dense twin takes 2.26× the MoE's FLOPs per token" in verdicts
     assert "Claim 5 (router) **HOLDS** for moe (native) vs random" in verdicts
-    assert "Regime: tokens per parameter: moe#s1 0.992, dense-active#s1 2.24; exposures per fact: head 157" in verdicts
+    assert "Regime: tokens per (total) parameter: moe#s1 0.992, dense-active#s1 2.24; exposures per fact: head 157" in verdicts
     assert "less than the smaller build's ~233,600-bit capacity at 2 bits/param" in verdicts
     assert "### Token efficiency" in md and "not reached in 2 of 2 seeds" in md and "OLMoE ~0.33 tokens" in md
     sweeps = md.split("## Sweeps", 1)[1].split("\n## ", 1)[0]

@@ -40,7 +40,8 @@ def _by(x: float, up: str, down: str) -> str:
 
 def _advantage(v: Verdict) -> str:
     a, e = v.extra, v.evidence
-    what = f"on {v.task} {v.metric} ({v.values[0]:.4f} vs {v.values[1]:.4f})"
+    values = f"{v.values[0]:.4f} vs {v.values[1]:.4f}"
+    what = f"on {v.task} {v.metric} ({values})"
     if v.claim == "1":
         return f"the MoE is {_by(e.mean, 'better', 'worse')} {what}"
     if v.claim == "2":
@@ -50,7 +51,7 @@ def _advantage(v: Verdict) -> str:
         acc = a.get("acc")
         acc_s = f"; accuracy over all values {acc[0]:.3f} vs {acc[1]:.3f}" if acc else ""
         return (f"against its equal-{a.get('kind')} twin the MoE is {_by(e.mean, 'ahead', 'behind')} "
-                f"{what[:-1]}{acc_s})")
+                f"on {v.task} {v.metric} ({values}{acc_s})")
     if v.claim == "5":
         return f"native routing is {_by(e.mean, 'better', 'worse')} than {a['strategy']} {what}"
     return f"advantage {_f(e.mean)} {what}"
@@ -99,7 +100,7 @@ def verdict_lines(run: Run, verdicts: dict | None = None) -> list[str]:
                     "train.heldout_curve)",
                "2": "no equal-total pair with held-out loss",
                "3": "no per-bucket knowledge task with a tail bucket evaluated on a pair",
-               "5": "no trained MoE evaluated under another routing strategy beside its native one"}
+               "5": "no MoE checkpoint evaluated under another routing strategy beside its native one"}
     for claim, vs in verdicts.items():
         if not vs:
             out.append(f"Claim {claim} ({CLAIMS[claim][0]}): this run cannot speak to it: {missing[claim]}.")

@@ -106,7 +106,7 @@ def regime_sentence(regimes: list[Regime]) -> str:
     if not regimes:
         return "Regime: not recorded (no train result carries a corpus or token count)."
     tpp = [f"{r.variant} {r.tokens_per_param:.3g}" for r in regimes if r.tokens_per_param is not None]
-    parts = [f"tokens per parameter: {', '.join(tpp)}" if tpp else "tokens per parameter: not recorded"]
+    parts = [f"tokens per (total) parameter: {', '.join(tpp)}" if tpp else "tokens per parameter: not recorded"]
     exp = next((r.exposures for r in regimes if r.exposures), None)
     if exp:
         parts.append("exposures per fact: " + ", ".join(f"{b} {v:.3g}" for b, v in exp.items()))
