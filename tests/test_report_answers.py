@@ -318,3 +318,14 @@ def test_claim5_without_held_out_tasks_reads_the_runs_own_tasks(tmp_path):
     # native − top-p accuracy: the advantage of the native router, from the same bootstrap as the pairs table
     a, b = arith.values
     assert arith.evidence.mean == pytest.approx(a - b)
+
+
+def test_a_seed_without_a_value_drops_out_and_the_others_keep_their_labels(tmp_path):
+    recs = [json.loads(l) for l in (ANSWERS / "results.jsonl").read_text().splitlines()]
+    run_dir = tmp_path / "failed-seed"
+    shutil.copytree(ANSWERS, run_dir)
+    (run_dir / "results.jsonl").write_text("".join(
+        json.dumps(r) + "\n" for r in recs if not (r["variant"] == "dense-active#s1" and r.get("task") == "kg_values")))
+    tail = next(v for v in all_verdicts(Run.load(run_dir))["3"] if v.extra["kind"] == "active")
+    assert tail.evidence.seeds == ("2", "3") and tail.evidence.n == 2
+    assert [s for s, _ in tail.disagree] == ["2"]  # seed 2 still named, not shifted onto seed 1

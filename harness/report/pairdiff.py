@@ -32,8 +32,9 @@ class PairRow(NamedTuple):
     diff: Diff | str      # the bootstrap interval, or why there is none
     spread: float | None  # seed spread (None: one seed)
     n_seeds: int
-    per_seed: tuple = ()          # MoE − twin of each seed, in pair.seeds order
+    per_seed: tuple = ()          # MoE − twin of each seed that has both values, in pair.seeds order
     seed_ci: SeedCI | None = None  # t-interval over per_seed (None: fewer than two seeds)
+    seed_variants: tuple = ()     # the MoE variant behind each per_seed entry
 
     @property
     def real(self) -> bool:
@@ -54,11 +55,11 @@ def no_ci_reason(samples_a: list, samples_b: list, metric: str) -> str:
 
 def compare_pair(pair: ModelPair, task: str, metric: str, cell: Cell, seed: int = 0) -> PairRow | None:
     """One row: the seeds where both sides have a value; None where there is none."""
-    a_vals, b_vals, sa, sb = [], [], [], []
+    a_vals, b_vals, sa, sb, used = [], [], [], [], []
     for moe_v, dense_v in pair.seeds:
         (a, a_s), (b, b_s) = cell(moe_v), cell(dense_v)
         if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-            a_vals.append(float(a)), b_vals.append(float(b)), sa.append(a_s), sb.append(b_s)
+            a_vals.append(float(a)), b_vals.append(float(b)), sa.append(a_s), sb.append(b_s), used.append(moe_v)
     if not a_vals:
         return None
     diff = seeded_paired_diff(sa, sb, metric, seed=seed) if all(sa) and all(sb) else None
@@ -68,7 +69,7 @@ def compare_pair(pair: ModelPair, task: str, metric: str, cell: Cell, seed: int 
     spread = max(sds) if sds[0] is not None else None
     per_seed = tuple(a - b for a, b in zip(a_vals, b_vals))
     return PairRow(pair, task, metric, mean_sd(a_vals)[0], mean_sd(b_vals)[0], diff, spread, len(a_vals),
-                   per_seed, t_interval(per_seed))
+                   per_seed, t_interval(per_seed), tuple(used))
 
 
 def pair_diffs(run: Run, kind: str, seed: int = 0) -> list[PairRow]:

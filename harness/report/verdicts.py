@@ -72,7 +72,8 @@ class Evidence:
 def evidence(row: PairRow, sign: float) -> Evidence:
     """A pair row (difference = first side − second side) oriented by ``sign`` (+1 / −1)."""
     per_seed = tuple(sign * d for d in row.per_seed)
-    labels = tuple(str(split_seed(a)[1]) for a, _ in row.pair.seeds[: len(per_seed)])
+    variants = row.seed_variants or tuple(a for a, _ in row.pair.seeds[: len(per_seed)])
+    labels = tuple(str(split_seed(a)[1]) for a in variants)
     ci = t_interval(per_seed)
     if ci is not None:
         return Evidence(ci.mean, ci.lo, ci.hi, "seeds", ci.n, per_seed, labels, ci.sd)
