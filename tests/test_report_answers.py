@@ -329,3 +329,15 @@ def test_a_seed_without_a_value_drops_out_and_the_others_keep_their_labels(tmp_p
     tail = next(v for v in all_verdicts(Run.load(run_dir))["3"] if v.extra["kind"] == "active")
     assert tail.evidence.seeds == ("2", "3") and tail.evidence.n == 2
     assert [s for s, _ in tail.disagree] == ["2"]  # seed 2 still named, not shifted onto seed 1
+
+
+def test_power_wording_for_zero_spread_both_zero_and_a_margin():
+    from harness.report.answers import power_text, sentence
+
+    zero = judge("3", _row([0.0, 0.0], task="kg_values_tail", metric="bits", dense=0.0), True, 0.0, "m vs d", EMPTY)
+    assert zero.verdict == INCONCLUSIVE and "Both sides score exactly 0" in power_text(zero)
+    same = judge("1", _row([0.0, 0.0]), True, 0.0, "m vs d", EMPTY)
+    assert "spread 0" in power_text(same)
+    near = judge("2", _row([-0.009, -0.012, -0.006]), False, -0.01, "m vs d", EMPTY)
+    assert near.verdict == INCONCLUSIVE and "from the margin (0.0010 away)" in power_text(near)
+    assert "One seed" not in sentence(near) and "Regime: not recorded" in sentence(near)

@@ -45,8 +45,9 @@ def _advantage(v: Verdict) -> str:
     if v.claim == "1":
         return f"the MoE is {_by(e.mean, 'better', 'worse')} {what}"
     if v.claim == "2":
-        return (f"the dense twin is {_by(e.mean, 'better', 'worse')} {what}; equivalence margin {a['margin']:.4f} "
-                f"({a['margin_rel']:.0%} of the twin's value): the claim holds while the MoE's lead stays under it")
+        margin = f"{-v.boundary:.4f}" + (f" ({a['margin_rel']:.0%} of the twin's value)" if "margin_rel" in a else "")
+        return (f"the dense twin is {_by(e.mean, 'better', 'worse')} {what}; equivalence margin {margin}: "
+                "the claim holds while the MoE's lead stays under it")
     if v.claim == "3":
         acc = a.get("acc")
         acc_s = f"; accuracy over all values {acc[0]:.3f} vs {acc[1]:.3f}" if acc else ""
@@ -63,15 +64,21 @@ def power_text(v: Verdict) -> str:
         return ""
     if p.mde is None:
         return f" No interval, so no detectable difference either: {p.note}."
+    if v.values and all(x == 0 for x in v.values):
+        return " Both sides score exactly 0: nothing measurable to compare at this size."
+    if p.mde == 0:
+        return " Every seed gave the same difference (spread 0): the interval has no width to judge against."
     test = f"α={ALPHA} two-sided, power {POWER}"
     out = f" The smallest difference this run could detect ({test}) is {p.mde:.4f}"
+    target = (f"detecting the observed {p.effect:.4f}" if v.boundary == 0 else
+              f"telling the observed difference from the margin ({p.effect:.4f} away)")
     if v.evidence.source == "seeds":
         more = (f"{p.more_seeds} more seed(s) ({v.evidence.n + p.more_seeds} in all)" if p.more_seeds is not None
                 else f"more than {MAX_SEEDS:,} seeds" if p.effect else "no number of seeds (it is zero)")
-        return out + f"; detecting the observed {p.effect:.4f} would take {more} at the measured seed spread."
+        return out + f"; {target} would take {more} at the measured seed spread."
     more = (f"{p.more_docs:,} more documents ({v.evidence.n + p.more_docs:,} in all)" if p.more_docs is not None
             else "no number of documents (it is zero)")
-    return out + f"; detecting the observed {p.effect:.4f} would take {more}; {p.note} (train a second seed)."
+    return out + f"; {target} would take {more}; {p.note} (train a second seed)."
 
 
 def sentence(v: Verdict) -> str:
@@ -141,11 +148,15 @@ def verdict_table(run: Run, verdicts: dict | None = None) -> Table:
 
 
 # ---- token efficiency -------------------------------------------------------------------------
-def _reach_cell(reach, twin: float | None) -> str:
+def _reach_cell(reach, twin: float | None, fmt=lambda x: f"{x:,.0f}") -> str:
     if not reach.reached:
         return "not reached"
     frac = f" ({reach.x / twin:.3f})" if twin else ""
-    return ("≤ " if reach.bound else "") + f"{reach.x:,.0f}{frac}"
+    return ("≤ " if reach.bound else "") + f"{fmt(reach.x)}{frac}"
+
+
+def _seconds(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
 
 
 def efficiency_table(run: Run, effs: list[PairEfficiency] | None = None) -> Table:
@@ -159,8 +170,9 @@ def efficiency_table(run: Run, effs: list[PairEfficiency] | None = None) -> Tabl
         for s in e.seeds:
             table.rows.append([e.pair.moe, e.pair.dense, e.kind, seed_label(s.moe), f"{s.target:.4f}",
                                f"{s.twin_tokens:,.0f}", _reach_cell(s.tokens, s.twin_tokens),
-                               f"{s.twin_seconds:.3g}" if s.twin_seconds else "-",
-                               _reach_cell(s.seconds, s.twin_seconds) if s.twin_seconds else "-", ", ".join(e.devices)])
+                               _seconds(s.twin_seconds) if s.twin_seconds else "-",
+                               _reach_cell(s.seconds, s.twin_seconds, _seconds) if s.twin_seconds else "-",
+                               ", ".join(e.devices)])
         tok, sec = e.token_ci(), e.seconds_ci()
         mean_t, mean_s = e.mean("token_fraction"), e.mean("seconds_fraction")
         tok_s = (f"{tok.mean:.3f} [{tok.lo:.3f}, {tok.hi:.3f}]" if tok else f"{mean_t:.3f}" if mean_t is not None
