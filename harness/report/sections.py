@@ -32,12 +32,11 @@ def build_sections(run: Run, with_figures: bool = True) -> list[Section]:
     from harness.report import plots_training as PT
     from harness.report import probes as PR
     from harness.report.provenance import provenance_table
-
     from harness.report.sweeps import sweep_series
     from harness.report.verdicts import EQUIVALENCE_MARGIN, all_verdicts
 
     fig = (lambda f: f(run)) if with_figures else (lambda f: [])  # noqa: E731
-    verdicts, series = all_verdicts(run), sweep_series(run)
+    verdicts, series = all_verdicts(run), sweep_series(run)  # each used by a table and a figure or sentences
     probes = [PR.latency_table(run), PR.throughput_table(run), PR.decode_twins_table(run), PR.memory_table(run),
               PR.routing_probe_table(run)] + PR.plain_probe_tables(run)
     sections = [
