@@ -18,7 +18,8 @@ Claims (1, 2, 3, 5; the others need probes or ablations these verdicts do not re
 1. equal active: the MoE's held-out loss (``*_heldout_seen`` / ``*_heldout_unseen`` bits per byte,
    else the final point of ``train.heldout_curve``) is lower than its equal-active twin's;
 2. equal total: the dense twin is as good or better, within ``EQUIVALENCE_MARGIN`` (relative to the
-   twin's value), and costs more per token (training FLOPs per token, else 6 × active params);
+   twin's value); its cost per token beside the MoE's is stated, not judged (training FLOPs per
+   token, else 6 × active params);
 3. long-tail knowledge: the MoE stores more tail-bucket facts than its twins (``<group>_values_tail``
    bits per document, else accuracy);
 5. router: the trained MoE's native router beats top-k at half its k, random routing and pruning.
