@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
+from harness.report.markdown import VERDICT_WORDS
 from harness.report.tables import Table
 
 CSS = """
@@ -29,6 +30,7 @@ td.sig { color: #b30000; font-weight: 600; text-align: left; }
 figure { margin: 1em 0 2em; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 13px; }
+ul.verdicts li { margin: .5em 0; }
 """
 
 SCRIPT = """
@@ -68,6 +70,9 @@ def render_html(run_name: str, sections) -> str:
         if not s.has_data:
             body.append(f'<p class="empty">{escape(s.empty)}</p>')
         else:
+            if s.lines:
+                body.append('<ul class="verdicts">' + "".join(
+                    "<li>" + VERDICT_WORDS.sub(r"<strong>\1</strong>", escape(line)) + "</li>" for line in s.lines) + "</ul>")
             for t in s.tables:
                 body.append(table_html(t, show_title=not (len(s.tables) == 1 and t.title == s.title)))
             for f in s.figures:

@@ -129,7 +129,9 @@ def knowledge_table(run: Run) -> Table:
     if not found:
         return table
     any_corpus = next(iter(found.values()))[0]
-    groups = [g for g in bucket_groups(run) if g.form == "tasks"
+    # the exact knowledge tasks (<group>_values_<bucket>, chance 1/V) have their own table in answers.py;
+    # this guess correction assumes 4-way choices
+    groups = [g for g in bucket_groups(run) if g.form == "tasks" and not g.name.endswith("_values")
               and set(g.tasks.values()) <= set(any_corpus.get("tasks") or {})]
     for g in groups:
         for v in run.variants:

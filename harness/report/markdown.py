@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from harness.report.tables import Table
+
+
+#: the verdict words of harness.report.answers' sentences, emphasised where they appear
+VERDICT_WORDS = re.compile(r"\b(HOLDS|DOES NOT HOLD|INCONCLUSIVE AT THIS SIZE)\b")
 
 
 def _cell(text) -> str:
@@ -29,6 +35,8 @@ def render_markdown(run_name: str, sections) -> str:
         if not s.has_data:
             out += [f"_{s.empty}_", ""]
             continue
+        if s.lines:
+            out += ["- " + VERDICT_WORDS.sub(r"**\1**", line) for line in s.lines] + [""]
         for t in s.tables:
             if len(s.tables) == 1 and t.title == s.title:
                 # the section heading already names the table

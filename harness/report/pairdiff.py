@@ -3,6 +3,10 @@
 A difference is marked real where the 95% CI excludes zero and, when the run trained several
 seeds, its size also exceeds the seed spread (the larger of the two models' standard deviations
 over seeds): a gap smaller than the seed-to-seed wobble is not evidence.
+
+With several seeds each row also carries the per-seed differences (MoE − twin, same seed) and their
+t-interval over seeds (:func:`harness.report.stats.t_interval`): the bootstrap says how much the
+evaluation documents move the answer, the t-interval how much training does.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from harness.report.bootstrap import Diff, seeded_paired_diff
 from harness.report.buckets import main_metrics, member_tasks, task_samples
 from harness.report.run import Run
 from harness.report.seeds import ModelPair, mean_sd, model_pairs
+from harness.report.stats import SeedCI, t_interval
 
 #: cell(variant) -> (value, per-document samples)
 Cell = Callable[[str], tuple]
@@ -27,6 +32,9 @@ class PairRow(NamedTuple):
     diff: Diff | str      # the bootstrap interval, or why there is none
     spread: float | None  # seed spread (None: one seed)
     n_seeds: int
+    per_seed: tuple = ()          # MoE − twin of each seed that has both values, in pair.seeds order
+    seed_ci: SeedCI | None = None  # t-interval over per_seed (None: fewer than two seeds)
+    seed_variants: tuple = ()     # the MoE variant behind each per_seed entry
 
     @property
     def real(self) -> bool:
@@ -47,11 +55,11 @@ def no_ci_reason(samples_a: list, samples_b: list, metric: str) -> str:
 
 def compare_pair(pair: ModelPair, task: str, metric: str, cell: Cell, seed: int = 0) -> PairRow | None:
     """One row: the seeds where both sides have a value; None where there is none."""
-    a_vals, b_vals, sa, sb = [], [], [], []
+    a_vals, b_vals, sa, sb, used = [], [], [], [], []
     for moe_v, dense_v in pair.seeds:
         (a, a_s), (b, b_s) = cell(moe_v), cell(dense_v)
         if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-            a_vals.append(float(a)), b_vals.append(float(b)), sa.append(a_s), sb.append(b_s)
+            a_vals.append(float(a)), b_vals.append(float(b)), sa.append(a_s), sb.append(b_s), used.append(moe_v)
     if not a_vals:
         return None
     diff = seeded_paired_diff(sa, sb, metric, seed=seed) if all(sa) and all(sb) else None
@@ -59,7 +67,9 @@ def compare_pair(pair: ModelPair, task: str, metric: str, cell: Cell, seed: int 
         diff = no_ci_reason(sa[0], sb[0], metric)
     sds = [mean_sd(a_vals)[1], mean_sd(b_vals)[1]]
     spread = max(sds) if sds[0] is not None else None
-    return PairRow(pair, task, metric, mean_sd(a_vals)[0], mean_sd(b_vals)[0], diff, spread, len(a_vals))
+    per_seed = tuple(a - b for a, b in zip(a_vals, b_vals))
+    return PairRow(pair, task, metric, mean_sd(a_vals)[0], mean_sd(b_vals)[0], diff, spread, len(a_vals),
+                   per_seed, t_interval(per_seed), tuple(used))
 
 
 def pair_diffs(run: Run, kind: str, seed: int = 0) -> list[PairRow]:

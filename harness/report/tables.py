@@ -137,7 +137,7 @@ def variants_table(run: Run) -> Table:
 
 def pair_columns(seeded: bool) -> list[str]:
     return (["MoE", "dense", "Δ (MoE − dense)", "95% CI (paired bootstrap)", "docs"]
-            + (["seeds", "seed spread"] if seeded else []) + ["sig."])
+            + (["seeds", "seed spread", "95% CI over seeds (t)"] if seeded else []) + ["sig."])
 
 
 def pair_cells(run: Run, row: PairRow, seeded: bool) -> list[str]:
@@ -153,7 +153,9 @@ def pair_cells(run: Run, row: PairRow, seeded: bool) -> list[str]:
         mark = ("* MoE better" if better else "* dense better") if row.real else "within seed spread"
     cells = [fmt_value(a), fmt_value(b), diff_s, ci_s, str(d.n) if not isinstance(d, str) else "-"]
     if seeded:
-        cells += [str(row.n_seeds), fmt_value(row.spread) if row.spread is not None else "-"]
+        ci = row.seed_ci
+        cells += [str(row.n_seeds), fmt_value(row.spread) if row.spread is not None else "-",
+                  f"[{ci.lo:+.4f}, {ci.hi:+.4f}]" if ci is not None else "-"]
     return cells + [mark]
 
 
@@ -163,8 +165,9 @@ def pair_notes(seeded: bool) -> list[str]:
              "* marks a CI that excludes zero."]
     if seeded:
         notes.append("Seeds: values are means over training seeds, Δ pairs each seed with the twin of the same "
-                     "seed and the CI resamples documents of the seed-averaged difference; seed spread is the "
-                     "larger standard deviation over seeds of the two models. A difference is marked only "
+                     "seed and the bootstrap CI resamples documents of the seed-averaged difference; the CI over "
+                     "seeds is the t-interval of the per-seed differences (training noise, n − 1 degrees of "
+                     "freedom); seed spread is the larger standard deviation over seeds of the two models. A difference is marked only "
                      "when the CI excludes zero and |Δ| exceeds the seed spread.")
     return notes
 
