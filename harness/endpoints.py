@@ -33,6 +33,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from harness.suite import SuiteError
+
 HEADER = "# moe-harness endpoints: slurm job {job}, {up} of {want} daemons answered hello at {when}"
 _HEADER_JOB = re.compile(r"^# moe-harness endpoints: slurm job (\S+),")
 _LOG = re.compile(r"^daemon-(?P<job>[^-]+)-(?P<node>.+)-(?P<task>\d+)\.log$")
@@ -40,8 +42,12 @@ _READY = re.compile(r"^worker ready: (tcp://\S+)")
 _ANY_HOST = ("0.0.0.0", "*", "[::]", "::")
 
 
-class EndpointsError(ValueError):
-    """An endpoints file that cannot be used: missing after the wait, empty, stale. One line."""
+class EndpointsError(SuiteError):
+    """Workers that cannot be used: an endpoints file missing after the wait, empty or stale, a
+    malformed endpoint. One line; the command exits 2 (a SuiteError: every command reports it so)."""
+
+    def __init__(self, message: str):
+        super().__init__("", message)
 
 
 def log_name(job: str, node: str, task: int) -> str:
@@ -156,13 +162,17 @@ def slurm_job_state(job: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
+HELLO_TIMEOUT_S = 10.0  # a live daemon answers hello in milliseconds; a stale endpoint never does
+
+
 def read_for_run(path: Path, wait_s: float, keys: Path | None, say=lambda msg: None,
-                 hello_timeout_s: float = 10.0) -> list[str]:
+                 hello_timeout_s: float | None = None) -> list[str]:
     """The endpoints ``path`` lists, once it exists (waiting up to ``wait_s``), checked live.
 
     Raises EndpointsError, one line, for a file still missing after the wait, an empty one, one
     whose Slurm job is not running, or one none of whose daemons answers hello."""
     where = f"--workers @{path}"
+    hello_timeout_s = HELLO_TIMEOUT_S if hello_timeout_s is None else hello_timeout_s
     deadline = time.monotonic() + wait_s
     if not path.exists():
         say(f"waiting up to {wait_s:g} s for {path} (written once the job's daemons are up) ...")

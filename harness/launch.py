@@ -125,6 +125,19 @@ def slurm_kill_wait() -> int | None:
     return int(m.group(1)) if m else None
 
 
+def check_out_free(endpoints: Path) -> None:
+    """One ``--out`` per running job: a second job there would replace the first's endpoints file."""
+    from harness.endpoints import job_of, slurm_job_state
+
+    try:
+        job = job_of(endpoints.read_text())
+    except OSError:
+        return
+    if job is not None and slurm_job_state(job) in ("RUNNING", "PENDING"):
+        raise ValueError(f"--out {endpoints.parent}: {endpoints.name} there belongs to running slurm job {job}; "
+                         f"give this job its own --out (or `scancel {job}` first)")
+
+
 def default_harness() -> str:
     """The `harness` entry point beside this python (a venv's bin), else the one on PATH."""
     beside = Path(sys.executable).parent / "harness"
@@ -182,6 +195,7 @@ def main(args: argparse.Namespace) -> int:
         opts = options(args)
         opts.check()
         opts.check_cluster()
+        check_out_free(opts.out / "endpoints.txt")
         script = write_slurm_script(opts)
     except ValueError as exc:
         print(f"harness launch: {exc}", file=sys.stderr)

@@ -39,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=10.0, help="seconds of silence before a worker is lost")
     p.add_argument("--keys", type=Path, help="CURVE key folder (from `harness keys`) for tcp workers "
                                              "(local ipc daemons never use it)")
+    p.add_argument("--shared-fs", action="store_true", help="every worker sees local task folders at their "
+                   "paths (lets task folders over the shipping limit run on workers on other hosts)")
     p.add_argument("--no-cache", action="store_true", help="ignore the shared result cache")
     p.add_argument("--no-report", action="store_true", help="skip writing the report")
     p.add_argument("--scale", help="pick one entry of the suite's `scales:` (its size knob)")
@@ -58,6 +60,7 @@ def parse_endpoints(value: str | None, suite_workers: tuple[str, ...], wait_s: f
     endpoint is an EndpointsError, never a silent fallback. An ``@FILE`` is waited for and checked
     (harness/endpoints.py: missing after the wait, empty, stale)."""
     from harness.endpoints import EndpointsError, read_for_run
+    from workers.protocol import is_loopback  # torch-free
 
     given = value is not None
     items = [w.strip() for w in value.split(",")] if given else list(suite_workers)
@@ -68,6 +71,10 @@ def parse_endpoints(value: str | None, suite_workers: tuple[str, ...], wait_s: f
         if item.startswith("@"):
             out.extend(read_for_run(Path(item[1:]), wait_s, keys, say=console.print))
         else:
+            try:
+                is_loopback(item)
+            except ValueError as exc:
+                raise EndpointsError(f"--workers: {exc}") from None
             out.append(item)
     if given and not out:
         raise EndpointsError(f"--workers {value!r}: names no endpoint (refusing to start local daemons instead)")
@@ -269,12 +276,20 @@ _RECORD_KEYS = ("key", "kind", "variant", "model", "task", "probe", "status", "e
 def main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     from harness.endpoints import EndpointsError
+    from workers.protocol import is_loopback  # torch-free
 
     suite = load(args.suite, scale=args.scale)
     try:  # before the run folder exists: a refused hand-off leaves nothing behind
         endpoints = parse_endpoints(args.workers, suite.workers, args.workers_wait, args.keys)
     except EndpointsError as exc:
         console.print(f"harness run: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    remote = [ep for ep in endpoints if not is_loopback(ep)]
+    too_big = planner.unshippable_tasks(suite) if remote and not args.shared_fs else []
+    if too_big:
+        console.print(f"harness run: {too_big[0]}, and worker {remote[0]} is on another host, where it would "
+                      "fail; put the folder on a filesystem every worker shares and pass --shared-fs",
+                      markup=False, highlight=False, soft_wrap=True)
         return 2
     run_dir = run_folder(suite, args.out)
     run_dir.mkdir(parents=True, exist_ok=True)
