@@ -40,6 +40,7 @@ _HEADER_JOB = re.compile(r"^# moe-harness endpoints: slurm job (\S+),")
 _LOG = re.compile(r"^daemon-(?P<job>[^-]+)-(?P<node>.+)-(?P<task>\d+)\.log$")
 _READY = re.compile(r"^worker ready: (tcp://\S+)")
 _ANY_HOST = ("0.0.0.0", "*", "[::]", "::")
+HELLO_TIMEOUT_S = 10.0  # a live daemon answers hello in milliseconds; a stale endpoint never does
 
 
 class EndpointsError(SuiteError):
@@ -108,7 +109,7 @@ def collect(logs: Path, job: str, want: int, out: Path, keys: Path | None, timeo
             break
         time.sleep(0.2)
     endpoints = [found[k] for k in sorted(found, key=lambda n: (_LOG.match(n)["node"], int(_LOG.match(n)["task"])))]
-    up = answering(endpoints, keys, timeout_s=10.0)
+    up = answering(endpoints, keys, timeout_s=HELLO_TIMEOUT_S)
     missing = want - len(up)
     if missing:
         say(f"harness endpoints: {missing} of {want} daemons of job {job} did not come up "
@@ -160,9 +161,6 @@ def slurm_job_state(job: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() if done.returncode == 0 else ""
-
-
-HELLO_TIMEOUT_S = 10.0  # a live daemon answers hello in milliseconds; a stale endpoint never does
 
 
 def read_for_run(path: Path, wait_s: float, keys: Path | None, say=lambda msg: None,

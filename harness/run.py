@@ -69,7 +69,8 @@ def parse_endpoints(value: str | None, suite_workers: tuple[str, ...], wait_s: f
         if not item:
             continue
         if item.startswith("@"):
-            out.extend(read_for_run(Path(item[1:]), wait_s, keys, say=console.print))
+            out.extend(read_for_run(Path(item[1:]), wait_s, keys, say=lambda m: console.print(
+                m, markup=False, highlight=False, soft_wrap=True)))
         else:
             try:
                 is_loopback(item)
