@@ -191,9 +191,14 @@ def unshippable_tasks(suite: Suite) -> list[str]:
     out = []
     for i, task in enumerate(suite.tasks):
         if task.path is not None and (size := folder_bytes(task.path)) > SHIP_LIMIT:
-            out.append(f"tasks[{i}] ({task.path}): its folder holds {size / 2**20:.1f} MiB, over the "
-                       f"{SHIP_LIMIT >> 20} MiB that travel with a job")
+            out.append(f"tasks[{i}] ({task.path}): its folder holds {_size(size)}, over the "
+                       f"{_size(SHIP_LIMIT)} that travel with a job")
     return out
+
+
+def _size(n: int) -> str:
+    value, unit = (n / 2**20, "MiB") if n >= 2**20 else (n / 2**10, "KiB")
+    return f"{value:.{0 if value == int(value) else 1}f} {unit}"
 
 
 def plan_document(suite: Suite, vs: list[dict], jobs: list[PlannedJob], pairs: list | None = None) -> dict:
