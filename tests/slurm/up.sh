@@ -10,6 +10,8 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 log() { echo "slurm-up: $*" >&2; }
+up() { sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)$'; }   # "idle*": not responding
+running() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }             # a daemon by its pid file
 
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null \
    || ! command -v sbatch >/dev/null; then
@@ -22,7 +24,7 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! comm
   fi
 fi
 
-if sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
+if up; then
   log "already up: $(sinfo -h -o '%N %c CPUs %T')"; exit 0
 fi
 [[ $(id -u) -eq 0 ]] || { log "slurm is installed but not running, and starting it needs root"; exit 3; }
@@ -71,10 +73,10 @@ PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
 printf 'ConstrainCores=no\nConstrainRAMSpace=no\n' >/etc/slurm/cgroup.conf
 
-pgrep -x slurmctld >/dev/null || /usr/sbin/slurmctld
-pgrep -x slurmd >/dev/null || /usr/sbin/slurmd
+running /run/slurmctld.pid || /usr/sbin/slurmctld
+running /run/slurmd.pid || /usr/sbin/slurmd
 for _ in $(seq 120); do
-  if sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
+  if up; then
     log "up: $(sinfo -h -o '%N %c CPUs %T')"; exit 0
   fi
   sleep 0.5
