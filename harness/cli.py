@@ -15,6 +15,7 @@ COMMANDS = {
     "worker": ("workers.daemon", "start a long-lived worker daemon on one device"),
     "keys": ("harness.keys", "make CURVE key pairs for workers and coordinators"),
     "launch": ("harness.launch", "write (and submit) a cluster job that starts worker daemons"),
+    "endpoints": ("harness.endpoints", "write or remove a cluster job's endpoints file (run inside the job)"),
     "compare": ("harness.report.compare", "compare two runs' results"),
     "check": ("harness.report.check", "check a run against a baseline; non-zero exit on regression"),
     "report": ("harness.report.cli", "(re)write a run folder's report"),

@@ -182,6 +182,25 @@ def shard_groups(jobs: list[PlannedJob]) -> dict[str, list[PlannedJob]]:
     return groups
 
 
+def unshippable_tasks(suite: Suite) -> list[str]:
+    """One line per local task whose folder is over the size that travels with its jobs
+    (workers.evaluation.taskfiles.SHIP_LIMIT): a worker on another host reads such a folder at its
+    path, so without a shared filesystem its jobs would fail there, one by one."""
+    from workers.evaluation.taskfiles import SHIP_LIMIT, folder_bytes  # torch-free
+
+    out = []
+    for i, task in enumerate(suite.tasks):
+        if task.path is not None and (size := folder_bytes(task.path)) > SHIP_LIMIT:
+            out.append(f"tasks[{i}] ({task.path}): its folder holds {_size(size)}, over the "
+                       f"{_size(SHIP_LIMIT)} that travel with a job")
+    return out
+
+
+def _size(n: int) -> str:
+    value, unit = (n / 2**20, "MiB") if n >= 2**20 else (n / 2**10, "KiB")
+    return f"{value:.{0 if value == int(value) else 1}f} {unit}"
+
+
 def plan_document(suite: Suite, vs: list[dict], jobs: list[PlannedJob], pairs: list | None = None) -> dict:
     return {
         "suite": suite.name,

@@ -29,13 +29,18 @@ console = Console(stderr=True)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("suite", type=Path, help="suite YAML file")
     p.add_argument("--out", type=Path, help="run folder (default reports/<suite>-<UTC time>)")
-    p.add_argument("--workers", help="worker endpoints, comma-separated, or @FILE with one per line "
-                                     "(default: the suite's, else start local daemons)")
+    p.add_argument("--workers", help="worker endpoints, comma-separated, or @FILE with one per line, e.g. "
+                                     "a cluster job's endpoints file (default: the suite's, else start local daemons)")
+    p.add_argument("--workers-wait", type=float, default=600.0, metavar="SECONDS",
+                   help="how long to wait for a --workers @FILE that is not there yet (default 600)")
     p.add_argument("--local-workers", type=int, help="how many local daemons to start (default: the suite's)")
     p.add_argument("--device", default="cpu", help="device for local daemons (default cpu)")
     p.add_argument("--threads", type=int, help="CPU threads per local daemon (default: torch's own)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds of silence before a worker is lost")
-    p.add_argument("--keys", type=Path, help="CURVE key folder (from `harness keys`) for tcp workers")
+    p.add_argument("--keys", type=Path, help="CURVE key folder (from `harness keys`) for tcp workers "
+                                             "(local ipc daemons never use it)")
+    p.add_argument("--shared-fs", action="store_true", help="every worker sees local task folders at their "
+                   "paths (lets task folders over the shipping limit run on workers on other hosts)")
     p.add_argument("--no-cache", action="store_true", help="ignore the shared result cache")
     p.add_argument("--no-report", action="store_true", help="skip writing the report")
     p.add_argument("--scale", help="pick one entry of the suite's `scales:` (its size knob)")
@@ -48,17 +53,32 @@ def run_folder(suite: Suite, out: Path | None) -> Path:
     return Path("reports") / f"{suite.name}-{stamp}"
 
 
-def parse_endpoints(value: str | None, suite_workers: tuple[str, ...]) -> list[str]:
-    items = [w.strip() for w in value.split(",")] if value else list(suite_workers)
+def parse_endpoints(value: str | None, suite_workers: tuple[str, ...], wait_s: float = 0.0,
+                    keys: Path | None = None) -> list[str]:
+    """The workers to use: ``--workers`` (endpoints and ``@FILE``s), else the suite's; [] means start
+    local daemons, which happens only when neither names any: a ``--workers`` that resolves to no
+    endpoint is an EndpointsError, never a silent fallback. An ``@FILE`` is waited for and checked
+    (harness/endpoints.py: missing after the wait, empty, stale)."""
+    from harness.endpoints import EndpointsError, read_for_run
+    from workers.protocol import is_loopback  # torch-free
+
+    given = value is not None
+    items = [w.strip() for w in value.split(",")] if given else list(suite_workers)
     out: list[str] = []
     for item in items:
         if not item:
             continue
         if item.startswith("@"):
-            out.extend(line.strip() for line in Path(item[1:]).read_text().splitlines()
-                       if line.strip() and not line.startswith("#"))
+            out.extend(read_for_run(Path(item[1:]), wait_s, keys, say=lambda m: console.print(
+                m, markup=False, highlight=False, soft_wrap=True)))
         else:
+            try:
+                is_loopback(item)
+            except ValueError as exc:
+                raise EndpointsError(f"--workers: {exc}") from None
             out.append(item)
+    if given and not out:
+        raise EndpointsError(f"--workers {value!r}: names no endpoint (refusing to start local daemons instead)")
     return out
 
 
@@ -137,6 +157,8 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
         n = min(local_workers, len(todo))
         console.print(f"starting {n} local worker daemon(s) on {device} ...")
         extra = ("--threads", str(threads)) if threads else ()
+        if keys is not None:
+            console.print("--keys: no tcp workers; local daemons listen on ipc sockets, without CURVE")
         started = start_local_workers(n, device=device, extra_args=extra)
         endpoints = list(started.endpoints)
     finished: set[str] = set()
@@ -254,7 +276,22 @@ _RECORD_KEYS = ("key", "kind", "variant", "model", "task", "probe", "status", "e
 
 def main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
+    from harness.endpoints import EndpointsError
+    from workers.protocol import is_loopback  # torch-free
+
     suite = load(args.suite, scale=args.scale)
+    try:  # before the run folder exists: a refused hand-off leaves nothing behind
+        endpoints = parse_endpoints(args.workers, suite.workers, args.workers_wait, args.keys)
+    except EndpointsError as exc:
+        console.print(f"harness run: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    remote = [ep for ep in endpoints if not is_loopback(ep)]
+    too_big = planner.unshippable_tasks(suite) if remote and not args.shared_fs else []
+    if too_big:
+        console.print(f"harness run: {too_big[0]}, and worker {remote[0]} is on another host, where it would "
+                      "fail; put the folder on a filesystem every worker shares and pass --shared-fs",
+                      markup=False, highlight=False, soft_wrap=True)
+        return 2
     run_dir = run_folder(suite, args.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.suite, run_dir / "suite.yaml")
@@ -263,7 +300,6 @@ def main(args: argparse.Namespace) -> int:
     write_json_atomic(run_dir / "plan.json", planner.plan_document(suite, vs, jobs))
     console.print(f"[bold]{suite.name}[/]: {len(vs)} variants, {len(jobs)} jobs → {run_dir}")
 
-    endpoints = parse_endpoints(args.workers, suite.workers)
     counts = execute(suite, jobs, store, endpoints, args.local_workers or suite.local_workers, args.device,
                      args.timeout, args.keys, args.threads)
 

@@ -1,20 +1,13 @@
-"""`harness launch slurm`: the sbatch script's text, and running it with stand-in slurm commands."""
+"""`harness launch slurm`: the sbatch script's text and the checks made before it is written.
+(The script run for real on a real Slurm: tests/test_slurm.py.)"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import pytest
 
+from harness import launch
 from harness.cli import main as harness
 from harness.launch import SlurmOptions, slurm_script
-
-FAKE_SRUN = """#!/bin/bash
-# stand-in srun: drop the options, run the command once per local task, as slurm would per node
-while [[ "$1" == --* ]]; do shift; done
-for ((id = 0; id < NTASKS; id++)); do SLURM_LOCALID=$id "$@"; done
-"""
 
 
 @pytest.fixture
@@ -23,54 +16,111 @@ def keys(tmp_path):
     return tmp_path / "keys"
 
 
-def test_script_text(keys, tmp_path):
-    text = slurm_script(SlurmOptions(out=tmp_path / "w", nodes=2, gpus_per_node=4, port=6000, keys=keys,
-                                     partition="gpu", python="/opt/py/bin/python",
-                                     sbatch_args=("--qos=high",)))
-    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-task=1",
-                 "#SBATCH --partition=gpu", "#SBATCH --qos=high", "export MOE_HARNESS_PORT=6000",
-                 f"#SBATCH --output={tmp_path}/w/slurm-%j.out"):
-        assert line in text.splitlines()
-    assert "--account" not in text and "--insecure" not in text
-    assert f"--keys {keys}" in text and "/opt/py/bin/python -m workers.daemon --device cuda:0" in text
+@pytest.fixture
+def no_cluster(monkeypatch):
+    """As on a machine without slurm's commands: nothing to ask about CPUs or KillWait."""
+    monkeypatch.setattr(launch, "node_cpus", lambda partition: None)
+    monkeypatch.setattr(launch, "slurm_kill_wait", lambda: None)
 
 
-def test_script_runs_and_records_one_endpoint_per_gpu(keys, tmp_path, capsys):
-    out = tmp_path / "w"
-    assert harness(["launch", "slurm", "--out", str(out), "--nodes", "2", "--gpus-per-node", "3",
-                    "--port", "7000", "--keys", str(keys), "--python", "echo"]) == 0
-    assert f"--workers @{out / 'endpoints.txt'}" in capsys.readouterr().out
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "scontrol").write_text("#!/bin/bash\nprintf 'gpu-a\\ngpu-b\\n'\n")
-    (bin_dir / "srun").write_text(FAKE_SRUN)
-    for f in bin_dir.iterdir():
-        f.chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_JOB_ID="42",
-               SLURM_JOB_NODELIST="gpu-[a-b]", NTASKS="3")
-    done = subprocess.run(["bash", str(out / "workers.sbatch")], env=env, capture_output=True, text=True,
-                          timeout=30)
-    assert done.returncode == 0, done.stderr
-    assert (out / "endpoints.txt").read_text().split() == [
-        f"tcp://gpu-{n}:{7000 + i}" for n in "ab" for i in range(3)]
-    started = done.stdout.splitlines()  # `echo` stood in for python: the daemons' command lines
-    assert started == [f"-m workers.daemon --device cuda:0 --bind tcp://0.0.0.0:{7000 + i} --keys {keys}"
-                       for i in range(3)]
+def sbatch_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("#SBATCH")]
+
+
+def test_gpu_script(keys, tmp_path):
+    text = slurm_script(SlurmOptions(out=tmp_path / "w", nodes=2, gpus_per_node=4, cpus_per_daemon=6, keys=keys,
+                                     partition="gpu", harness="/opt/py/bin/harness", sbatch_args=("--qos=high",)))
+    assert sbatch_lines(text) == [
+        "#SBATCH --job-name=moe-harness-workers", "#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4",
+        "#SBATCH --gpus-per-task=1", "#SBATCH --cpus-per-task=6", "#SBATCH --time=04:00:00",
+        "#SBATCH --signal=TERM@120", f"#SBATCH --output={tmp_path}/w/slurm-%j.out", "#SBATCH --partition=gpu",
+        "#SBATCH --qos=high"]
+    # srun asks for the same CPUs (since slurm 22.05 it no longer inherits --cpus-per-task), one GPU each
+    assert "srun --ntasks-per-node=4 --cpus-per-task=6 --gpus-per-task=1 " in text
+    assert "export HARNESS=/opt/py/bin/harness" in text
+    daemon = ('exec "$HARNESS" worker --device cuda:0 --bind "tcp://0.0.0.0:*" --threads "$SLURM_CPUS_PER_TASK" '
+              f"--grace-s 20 --keys {keys}")
+    assert daemon in text and "-m workers.daemon" not in text and "--insecure" not in text
+    assert '--output="$OUT/daemon-%j-%N-%t.log"' in text  # one log per daemon: job, node, task
+    assert f"--expect 8 --timeout 600 --pid \"$SRUN\" --keys {keys}" in text
+
+
+def test_cpu_script_asks_for_no_gpu(tmp_path):
+    text = slurm_script(SlurmOptions(out=tmp_path / "w", device="cpu", gpus_per_node=0, daemons_per_node=2,
+                                     cpus_per_daemon=1, bind_host="127.0.0.1"))
+    assert "--gpus" not in text and "cuda" not in text  # sbatch rejects a gres request a CPU cluster lacks
+    assert "#SBATCH --ntasks-per-node=2" in text and "#SBATCH --cpus-per-task=1" in text
+    assert '--device cpu --bind "tcp://127.0.0.1:*"' in text and "--expect 2 " in text
+
+
+@pytest.mark.parametrize("args, device, gpus, cpus", [
+    (["--device", "cpu"], "cpu", 0, 1),
+    (["--gpus-per-node", "0"], "cpu", 0, 1),
+    ([], "cuda", 1, 8),
+    (["--gpus-per-node", "4", "--cpus-per-gpu", "2"], "cuda", 4, 2),
+])
+def test_device_follows_the_options(tmp_path, args, device, gpus, cpus):
+    parser = __import__("argparse").ArgumentParser()
+    launch.add_arguments(parser)
+    opts = launch.options(parser.parse_args(["slurm", "--out", str(tmp_path), "--insecure", *args]))
+    assert (opts.device, opts.gpus_per_node, opts.cpus_per_daemon) == (device, gpus, cpus)
 
 
 @pytest.mark.parametrize("args, text", [
     ([], "--keys DIR is required"),
     (["--keys", "/nonexistent"], "--keys /nonexistent: no server.key_secret"),
-    (["--insecure", "--port", "80"], "--port 80"),
     (["--insecure", "--nodes", "0"], "--nodes 0"),
+    (["--insecure", "--cpus-per-gpu", "0"], "--cpus-per-daemon 0: must be >= 1"),
+    (["--insecure", "--device", "cpu", "--daemons-per-node", "0"], "--daemons-per-node 0"),
+    (["--insecure", "--device", "cpu", "--gpus-per-node", "2"], "--device cpu with --gpus-per-node 2"),
+    (["--insecure", "--grace-s", "200"], "--grace-s 200: must be > 0 and below --warn-s 120"),
 ])
-def test_bad_options_are_named(tmp_path, capsys, args, text):
+def test_bad_options_are_named(tmp_path, capsys, no_cluster, args, text):
     assert harness(["launch", "slurm", "--out", str(tmp_path / "w"), *args]) == 2
     err = capsys.readouterr().err
     assert text in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "w").exists()
+
+
+def test_a_loopback_cluster_needs_no_keys(tmp_path, no_cluster):
+    assert harness(["launch", "slurm", "--out", str(tmp_path / "w"), "--device", "cpu",
+                    "--bind-host", "127.0.0.1"]) == 0
+    assert "--insecure" not in (tmp_path / "w" / "workers.sbatch").read_text()
+
+
+def test_cpus_beyond_the_largest_node_are_refused(tmp_path, capsys, monkeypatch):
+    """The job would pend forever; say so and what fits, instead of submitting it."""
+    monkeypatch.setattr(launch, "node_cpus", lambda partition: 2)
+    monkeypatch.setattr(launch, "slurm_kill_wait", lambda: 30)
+    assert harness(["launch", "slurm", "--out", str(tmp_path / "w"), "--device", "cpu", "--insecure",
+                    "--cpus-per-daemon", "2", "--daemons-per-node", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("harness launch: --cpus-per-daemon 2 x 2 daemon(s) per node = 4 CPUs, but the largest node of "
+                   "this cluster has 2: the job would pend forever; pass --cpus-per-daemon 1")
+
+
+def test_grace_must_be_below_kill_wait(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(launch, "node_cpus", lambda partition: 64)
+    monkeypatch.setattr(launch, "slurm_kill_wait", lambda: 15)
+    assert harness(["launch", "slurm", "--out", str(tmp_path / "w"), "--insecure", "--grace-s", "20"]) == 2
+    assert "--grace-s 20: must be below slurm's KillWait (15 s)" in capsys.readouterr().err
+
+
+def test_an_out_folder_of_a_running_job_is_refused(tmp_path, capsys, no_cluster, monkeypatch):
+    """A second job on the same --out would replace the first's endpoints file."""
+    from harness import endpoints
+
+    out = tmp_path / "w"
+    out.mkdir()
+    endpoints.write(out / "endpoints.txt", "41", ["tcp://node1:40000"], 1)
+    monkeypatch.setattr(endpoints, "slurm_job_state", lambda job: "RUNNING" if job == "41" else "")
+    assert harness(["launch", "slurm", "--out", str(out), "--insecure"]) == 2
+    assert "belongs to running slurm job 41; give this job its own --out" in capsys.readouterr().err
+    monkeypatch.setattr(endpoints, "slurm_job_state", lambda job: "")  # job 41 gone: the folder is free
+    assert harness(["launch", "slurm", "--out", str(out), "--insecure"]) == 0
 
 
 def test_submit_without_sbatch_says_so(keys, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch (nor sinfo, scontrol) here
     assert harness(["launch", "slurm", "--out", str(tmp_path / "w"), "--keys", str(keys), "--submit"]) == 1
     assert "sbatch is not on PATH" in capsys.readouterr().err

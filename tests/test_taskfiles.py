@@ -124,3 +124,22 @@ def test_a_worker_without_the_path_evaluates_from_the_shipped_files(daemon_pool,
     assert outcomes["missing"]["status"] == "failed" and "\n" not in error
     assert f"job.task.path: no such file on this worker ({socket.gethostname()})" in error
     assert "put this one on a filesystem every worker shares" in error
+
+
+def test_a_folder_too_big_to_ship_is_refused_when_the_run_is_planned(tmp_path, task_copy, monkeypatch, capsys):
+    """Not job by job on a worker on another host: `harness run` says so before its run folder exists,
+    unless every worker shares the filesystem (--shared-fs)."""
+    from harness.cli import main as harness
+
+    suite = _suite(tmp_path, task_copy / "smoke_mc.yaml")
+    assert planner.unshippable_tasks(load_suite(suite)) == []
+    monkeypatch.setattr(taskfiles, "SHIP_LIMIT", 1024)
+    size = taskfiles.folder_bytes(task_copy / "smoke_mc.yaml")
+    assert size > 1024
+    out = tmp_path / "run"
+    assert harness(["run", str(suite), "--out", str(out), "--workers", "tcp://gpu1:5555"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"harness run: tasks[0] ({task_copy / 'smoke_mc.yaml'}): its folder holds {size / 1024:.1f} KiB, "
+                   "over the 1 KiB that travel with a job, and worker tcp://gpu1:5555 is on another host, where "
+                   "it would fail; put the folder on a filesystem every worker shares and pass --shared-fs")
+    assert not out.exists()

@@ -166,7 +166,10 @@ def run(job: dict, loaded, progress, cancelled) -> dict:
     import lm_eval
     import torch
 
+    from workers.evaluation import quiet_git
     from workers.evaluation.lm import HarnessLM
+
+    quiet_git.install()
 
     lm = HarnessLM(
         loaded.model, loaded.tokenizer,

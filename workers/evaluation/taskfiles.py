@@ -62,6 +62,11 @@ def folder_digest(yaml_path: str | Path) -> tuple[str, int]:
     return _digest((name, _chunks(p)) for name, p in listing), sum(p.stat().st_size for _, p in listing)
 
 
+def folder_bytes(yaml_path: str | Path) -> int:
+    """What the folder holding ``yaml_path`` would ship, in bytes (its files' sizes; nothing read)."""
+    return sum(p.stat().st_size for _, p in _listing(Path(yaml_path).parent))
+
+
 def bundle(yaml_path: str | Path) -> dict[str, bytes] | None:
     """The folder's files ``{relative name: bytes}`` to ship, or None when it is over ``SHIP_LIMIT``."""
     listing = _listing(Path(yaml_path).parent)
