@@ -32,6 +32,9 @@ DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16
 SUITE_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 _PER_EXPERT = re.compile(r"^(?P<block>.+)\.experts\.(?P<index>\d+)\.")
 _EMBED = re.compile(r"(^|\.)(embed_tokens|wte|word_embeddings)\.weight$")
+_LAYER = re.compile(r"(^|\.)layers\.(\d+)\.")
+# Persistent buffers some families save beside their weights (not parameters once loaded).
+BUFFER_SUFFIXES = ("e_score_correction_bias",)
 
 
 class HeaderError(ValueError):
@@ -102,8 +105,24 @@ def expert_blocks(tensors: dict) -> dict[str, tuple[int, int]]:
     return {b: (size, fused[b] if b in fused else len(indices[b])) for b, size in sizes.items()}
 
 
+def model_tensors(tensors: dict, config: dict) -> dict:
+    """The tensors the model loads: without saved buffers, and without layers past
+    ``num_hidden_layers`` (DeepSeek-V3's multi-token-prediction layer, which transformers skips)."""
+    layers = config.get("num_hidden_layers")
+    out = {}
+    for name, value in tensors.items():
+        if name.endswith(BUFFER_SUFFIXES):
+            continue
+        m = _LAYER.search(name)
+        if m and isinstance(layers, int) and int(m[2]) >= layers:
+            continue
+        out[name] = value
+    return out
+
+
 def count_tensors(tensors: dict, config: dict, experts_per_token: float | None = None) -> dict:
     """Parameters of a checkpoint from its tensor table and config.json: ``count_params``'s keys."""
+    tensors = model_tensors(tensors, config)
     names = [n for n in tensors if _EMBED.search(n)]
     embed_name = min(names, key=len) if names else None
     has_head = "lm_head.weight" in tensors
