@@ -41,7 +41,7 @@ DENSE_TWIN = {"olmoe": "olmo", "mixtral": "llama", "qwen2_moe": "qwen3", "qwen3_
 MATCHES = ("active", "total")
 
 # transformers 5 defaults for the keys the arithmetic reads (vocab_size excepted, see above).
-_DEFAULTS = {
+DEFAULTS = {
     "llama": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32),
     "olmo": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32),
     "qwen3": dict(hidden_size=4096, intermediate_size=22016, num_hidden_layers=32, num_attention_heads=32,
@@ -73,8 +73,8 @@ def _family(config: dict, where: str):
     if not isinstance(config, dict):
         raise DeriveError(f"{where}: expected a map, got {type(config).__name__}")
     model_type = config.get("model_type")
-    if model_type not in _DEFAULTS:
-        raise DeriveError(f"{where}.model_type: unknown model family {model_type!r}; known: {', '.join(_DEFAULTS)}")
+    if model_type not in DEFAULTS:
+        raise DeriveError(f"{where}.model_type: unknown model family {model_type!r}; known: {', '.join(DEFAULTS)}")
     return FAMILIES[model_type]
 
 
@@ -83,7 +83,7 @@ def resolved(config: dict, where: str = "config") -> dict:
     fam = _family(config, where)
     c = {"vocab_size": BYTE_VOCAB_SIZE, "tie_word_embeddings": False, "attention_bias": False,
          "mlp_bias": False, "decoder_sparse_step": 1, "mlp_only_layers": [], "shared_expert_intermediate_size": 0,
-         **_DEFAULTS[fam.model_type], **config}
+         **DEFAULTS[fam.model_type], **config}
     c.setdefault("num_key_value_heads", c["num_attention_heads"])
     if fam.moe:
         c["num_experts"] = c[fam.num_experts_key]
@@ -107,7 +107,7 @@ def resolved(config: dict, where: str = "config") -> dict:
     return c
 
 
-def _sparse_layers(c: dict) -> list[bool]:
+def sparse_layers(c: dict) -> list[bool]:
     """Which layers hold an MoE block (qwen MoE families can keep some layers dense, DeepSeek its first k)."""
     step, dense_only = c["decoder_sparse_step"], set(c["mlp_only_layers"])
     first = c.get("first_k_dense_replace", 0) or 0
@@ -156,7 +156,7 @@ def count(config: dict, where: str = "config", experts_per_token: float | None =
     final_norm = 0 if mt == "olmo" else h
     total = active = embed + final_norm
     routed = 0
-    for sparse in (_sparse_layers(c) if fam.moe else [False] * c["num_hidden_layers"]):
+    for sparse in (sparse_layers(c) if fam.moe else [False] * c["num_hidden_layers"]):
         layer = _attention(mt, c) + _norms(mt, h)
         total += layer
         active += layer
@@ -226,8 +226,8 @@ def derive_twin(config: dict, match: str, *, family: str | None = None, num_expe
     target = count(config, where)[match]
     if fam.moe:
         twin_family = family or DENSE_TWIN[fam.model_type]
-        if twin_family not in _DEFAULTS or FAMILIES[twin_family].moe:
-            dense = [f for f in _DEFAULTS if not FAMILIES[f].moe]
+        if twin_family not in DEFAULTS or FAMILIES[twin_family].moe:
+            dense = [f for f in DEFAULTS if not FAMILIES[f].moe]
             raise DeriveError(f"{where}: dense twin family {twin_family!r} is not a dense family; known: "
                               f"{', '.join(dense)}")
         twin = _carry(c, config, twin_family)
@@ -239,8 +239,8 @@ def derive_twin(config: dict, match: str, *, family: str | None = None, num_expe
         return twin
     if match != "active":
         raise DeriveError(f"{where}: a dense build's MoE twin is derived at equal active parameters only")
-    if family is None or family not in _DEFAULTS or not FAMILIES[family].moe:
-        moe = [f for f in _DEFAULTS if FAMILIES[f].moe]
+    if family is None or family not in DEFAULTS or not FAMILIES[family].moe:
+        moe = [f for f in DEFAULTS if FAMILIES[f].moe]
         raise DeriveError(f"{where}: an MoE twin needs family= one of {', '.join(moe)}, got {family!r}")
     for name, value, low in (("num_experts", num_experts, 1), ("granularity", granularity, 1),
                              ("shared_experts", shared_experts, 0)):
