@@ -59,7 +59,7 @@ DEFAULTS = {
     "qwen3_moe": dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=24, num_attention_heads=32,
                       num_key_value_heads=4, num_experts=128, num_experts_per_tok=8, moe_intermediate_size=768),
     "deepseek_v3": dict(hidden_size=7168, intermediate_size=18432, num_hidden_layers=61, num_attention_heads=128,
-                        num_key_value_heads=128, n_routed_experts=256, n_shared_experts=1, num_experts_per_tok=8,
+                        n_routed_experts=256, n_shared_experts=1, num_experts_per_tok=8,
                         moe_intermediate_size=2048, first_k_dense_replace=3, kv_lora_rank=512, q_lora_rank=1536,
                         qk_rope_head_dim=64, qk_nope_head_dim=128, v_head_dim=128),
 }

@@ -90,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
         table.add_column(col, justify="left" if col in ("variant", "family") else "right")
     for r in records:
         if r["status"] != "ok":
-            table.add_row(r["variant"], "[red]failed (below)[/]", "", "", "", "", "", "")
+            table.add_row(r["variant"], "[red]failed[/]", "", "", "", "", "", "")
             continue
         p, b = r["params"], r.get("build", {})
         ept = p.get("experts_per_token")

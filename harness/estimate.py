@@ -22,7 +22,7 @@ Per job:
   tokenizer of config builds reads one token per byte; an upper bound for other tokenizers);
   a hub task without a count is left unestimated;
 - **train**: ``(6 * active non-embedding parameters + 12 * layers * heads * head_dim * seq_len) *
-  tokens`` FLOPs (the training job's own MFU formula) at ``mfu`` of the peak;
+  tokens`` FLOPs (the training job's own MFU formula) at ``mfu`` of the peak of its autocast dtype;
 - **describe**: counting only, nothing on the device.
 
 Torch-free.
@@ -194,9 +194,9 @@ def variant_estimate(variant: dict, probes: list[dict], target: Target) -> dict:
         if bpv > 2 and need * 2 / bpv <= capacity:
             advice = "fits in bfloat16"
         else:
-            smallest = need * min(bpv, 2.0) / bpv
-            advice = f"needs {math.ceil(smallest / target.memory_bytes)} x {target.name}" + \
-                (" in bfloat16" if bpv > 2 else "")
+            advice = f"needs {math.ceil(need / target.memory_bytes)} x {target.name}"
+            if bpv > 2:
+                advice += f", or {math.ceil(need * 2 / bpv / target.memory_bytes)} in bfloat16"
     return {"variant": variant["name"], "params": counted["params"], "build": counted["build"], "dtype": dtype,
             "weight_bytes": weights, "kv_bytes": kv, "bytes": need, "device_bytes": capacity, "fits": fits,
             "to_fit": advice, "decode_ms": decode, "shape": shape, "peaks": peaks}
@@ -221,6 +221,8 @@ def job_seconds(job, est: dict, target: Target, mfu: float, task_counts: dict[st
         return 2.0 * est["params"]["active"] * tokens / flops_s, f"{tokens:,.0f} tokens ({source}), mfu {mfu:g}"
     if spec["kind"] == "train":
         train = spec["train"]
+        # the training job runs under autocast (bfloat16 by default): that dtype's peak
+        flops_s = target.peaks(train.get("autocast") or "float32").tflops * 1e12 * mfu * target.devices
         per_token = (6 * est["params"]["active_no_embed"]
                      + 12 * shape.layers * shape.heads * shape.head_dim * train.get("seq_len", 128))
         tokens = train.get("tokens", 0)
