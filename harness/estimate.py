@@ -75,7 +75,7 @@ def parse_target(device: str | None, peaks: str | None, n: int = 1) -> Target:
         return Target(device or "measured", gbs, tflops, tflops, int(mem * 1e9), n)
     entry = devices.by_key(device or "")
     if entry is None:
-        raise ValueError(f"--device {device!r}: unknown device; known: {', '.join(d.key for d in devices.DEVICES)} "
+        raise ValueError(f"--device {device!r}: unknown device; known: {', '.join(sorted(devices.BY_KEY))} "
                          f"(or give --peaks BANDWIDTH_GBS,TFLOPS,MEMORY_GB)")
     return Target.from_device(entry, n)
 
