@@ -190,3 +190,44 @@ def test_deepseek_v3_twins_both_ways():
     assert moe["n_shared_experts"] == 1 and moe["first_k_dense_replace"] == 0
     assert derive.relative_gap(derive.count(moe)["active"], derive.count(llama)["total"]) < 0.02
     assert count_variant(variant({"config": moe}))["params"]["num_experts"] == 16
+
+
+def test_a_hub_id_is_counted_from_its_config_and_safetensors_metadata_only(saved_tiny, monkeypatch):
+    """Served from a local checkpoint in huggingface_hub's own metadata classes: only config.json is
+    downloaded, and the tensor table comes from get_safetensors_metadata (no weights fetched)."""
+    import huggingface_hub
+    from huggingface_hub.utils import SafetensorsFileMetadata, SafetensorsRepoMetadata, TensorInfo
+
+    path, loaded = saved_tiny
+    fetched = []
+
+    def download(repo, filename, **kw):
+        fetched.append((repo, filename))
+        assert filename == "config.json"
+        return str(path / filename)
+
+    def metadata(repo, **kw):
+        header = headers.read_header(path / "model.safetensors")
+        tensors = {n: TensorInfo(dtype=i["dtype"], shape=i["shape"], data_offsets=tuple(i["data_offsets"]))
+                   for n, i in header.items()}
+        return SafetensorsRepoMetadata(metadata=None, sharded=False, weight_map={n: "model.safetensors" for n in tensors},
+                                       files_metadata={"model.safetensors": SafetensorsFileMetadata({}, tensors)})
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(huggingface_hub, "get_safetensors_metadata", metadata)
+    got = count_variant(variant({"checkpoint": "org/tiny-mixtral"}))
+    assert fetched == [("org/tiny-mixtral", "config.json")]
+    assert {k: got["params"][k] for k in KEYS} == {k: loaded[k] for k in KEYS}
+    assert got["build"]["family"] == "mixtral" and got["build"]["source"] == "checkpoint"
+
+
+def test_an_unreachable_hub_id_is_a_one_line_error(monkeypatch):
+    import huggingface_hub
+
+    def offline(*a, **kw):
+        raise OSError("We couldn't connect to 'https://huggingface.co'\nplease check")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(CountError, match=r"^org/x: cannot fetch config.json and safetensors metadata from the hub "
+                                         r"\(OSError: We couldn't connect to 'https://huggingface.co' please check\)$"):
+        count_variant(variant({"checkpoint": "org/x"}))

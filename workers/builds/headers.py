@@ -33,6 +33,9 @@ SUITE_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 _PER_EXPERT = re.compile(r"^(?P<block>.+)\.experts\.(?P<index>\d+)\.")
 _EMBED = re.compile(r"(^|\.)(embed_tokens|wte|word_embeddings)\.weight$")
 _LAYER = re.compile(r"(^|\.)layers\.(\d+)\.")
+# Where families keep their experts per token in config.json, most common first.
+TOP_K_KEYS = ("num_experts_per_tok", "num_experts_per_token", "moe_topk", "moe_top_k", "top_k", "moe_k",
+              "num_selected_experts")
 # Persistent buffers some families save beside their weights (not parameters once loaded).
 BUFFER_SUFFIXES = ("e_score_correction_bias",)
 
@@ -137,10 +140,10 @@ def count_tensors(tensors: dict, config: dict, experts_per_token: float | None =
         total += _numel(tensors[embed_name][1])
         embed *= 2
     blocks = expert_blocks(tensors)
-    native_k = config.get("num_experts_per_tok")
+    native_k = next((config[key] for key in TOP_K_KEYS if isinstance(config.get(key), int)), None)
     k = experts_per_token if experts_per_token is not None else native_k
     if blocks and not isinstance(k, (int, float)):
-        raise HeaderError("config.json: routed experts found but no integer num_experts_per_tok")
+        raise HeaderError(f"config.json: routed experts found but no experts per token ({', '.join(TOP_K_KEYS)})")
     routed = sum(size for size, _ in blocks.values())
     active_routed = sum(size * min(k, n) / n for size, n in blocks.values())
     active = round(total - routed + active_routed)
