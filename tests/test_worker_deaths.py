@@ -11,6 +11,7 @@ from fault_jobs import env, probe_spec
 from harness import derive
 from harness.coordinator import Coordinator, Job
 from harness.local import start_local_workers
+from workers.builds.spec import build_hash
 
 OLMOE_1B_7B = {"model_type": "olmoe", "vocab_size": 50304, "hidden_size": 2048, "intermediate_size": 1024,
                "num_hidden_layers": 16, "num_attention_heads": 16, "num_experts": 64, "num_experts_per_tok": 8}
@@ -45,7 +46,7 @@ def test_a_build_over_the_workers_memory_limit_fails_at_once_with_the_admission_
                           f"but cpu has 1,000,000,000 bytes free (the worker's --memory-limit); not loaded "
                           f"(a smaller dtype or a bigger device would fit it)")
     assert took < 30  # counted on the meta device: no 27 GB float32 build first
-    assert not (_isolated_home / "builds").exists() or not any((_isolated_home / "builds").iterdir())
+    assert not (_isolated_home / "builds" / build_hash(variant["build"])).exists()  # nothing was built
 
 
 def test_a_sigkilled_local_daemon_is_reported_with_its_signal_within_2_s():
