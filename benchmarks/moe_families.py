@@ -6,7 +6,8 @@ For every causal-LM family whose modeling file defines an experts class (or thos
 config is built (tests/families.py) and checked in its own subprocess (a family that crashes the
 interpreter is reported, not fatal): describe (the safetensors-header count equals count_params),
 blocks (a router beside the experts), route (topk k=1 over a forward pass), probe (the roofline's
-shape adds up). Prints one line per family and the totals.
+shape adds up). Prints one line per family and the totals. A tiny config still over 20M parameters
+(a size key the survey does not shrink) is skipped on the meta device, never allocated.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ SHRINK = dict(hidden_size=64, intermediate_size=64, moe_intermediate_size=32, nu
               first_k_dense_replace=0, max_position_embeddings=128, pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
 
+MAX_TINY = 20_000_000
+
+
 def candidate_families() -> list[str]:
     """Causal-LM model types whose modeling file defines an experts or MoE class."""
     import importlib
@@ -67,6 +70,9 @@ def survey(model_type: str) -> dict:
         return {"build": f"no tiny config: {type(exc).__name__}: {str(exc)[:80]}"}
     if not any(p.ndim == 3 for p in meta.parameters()):
         return {"build": "no 3-D expert tensors: not an MoE family here"}
+    size = sum(p.numel() for p in meta.parameters())
+    if size > MAX_TINY:  # a config key this survey does not shrink: never allocate it on a shared machine
+        return {"build": f"the tiny config still has {size:,} parameters (a key not shrunk)"}
     unique = {}
     for name, p in meta.named_parameters():
         unique.setdefault(id(p), (name, ("BF16", tuple(p.shape))))
