@@ -73,8 +73,8 @@ def survey(model_type: str) -> dict:
     size = sum(p.numel() for p in meta.parameters())
     if size > MAX_TINY:  # a config key this survey does not shrink: never allocate it on a shared machine
         return {"build": f"the tiny config still has {size:,} parameters (a key not shrunk)"}
-    unique = {}
-    for name, p in meta.named_parameters():
+    unique = {}  # what a checkpoint holds: parameters and persistent buffers, tied ones once
+    for name, p in meta.state_dict(keep_vars=True).items():
         unique.setdefault(id(p), (name, ("BF16", tuple(p.shape))))
     tensors = dict(unique.values())
     try:

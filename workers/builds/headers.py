@@ -36,8 +36,12 @@ _LAYER = re.compile(r"(^|\.)layers\.(\d+)\.")
 # Where families keep their experts per token in config.json, most common first.
 TOP_K_KEYS = ("num_experts_per_tok", "num_experts_per_token", "moe_topk", "moe_top_k", "top_k", "moe_k",
               "num_selected_experts")
-# Persistent buffers some families save beside their weights (not parameters once loaded).
-BUFFER_SUFFIXES = ("e_score_correction_bias",)
+# Persistent buffers families save beside their weights (not parameters once loaded), found by
+# surveying the installed transformers (benchmarks/moe_families.py): DeepSeek-style routers' bias
+# (deepseek_v3, glm4_moe, exaone_moe, ...), MiniMax's lightning-attention decays. Two families keep
+# the router bias as a parameter instead.
+BUFFER_SUFFIXES = ("e_score_correction_bias", "diagonal_decay", "key_decay", "query_decay", "slope_rate")
+BIAS_IS_PARAMETER = ("laguna", "ernie4_5_moe")
 
 
 class HeaderError(ValueError):
@@ -112,9 +116,11 @@ def model_tensors(tensors: dict, config: dict) -> dict:
     """The tensors the model loads: without saved buffers, and without layers past
     ``num_hidden_layers`` (DeepSeek-V3's multi-token-prediction layer, which transformers skips)."""
     layers = config.get("num_hidden_layers")
+    buffers = tuple(b for b in BUFFER_SUFFIXES
+                    if not (b == "e_score_correction_bias" and config.get("model_type") in BIAS_IS_PARAMETER))
     out = {}
     for name, value in tensors.items():
-        if name.endswith(BUFFER_SUFFIXES):
+        if name.endswith(buffers):
             continue
         m = _LAYER.search(name)
         if m and isinstance(layers, int) and int(m[2]) >= layers:
