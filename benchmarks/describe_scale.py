@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,6 +83,8 @@ def main(argv=None) -> int:
     disk = sum(os.stat(root / n / "model.safetensors").st_blocks * 512 for n in PUBLIC)
     paper = sum(os.stat(root / n / "model.safetensors").st_size for n in PUBLIC)
     print(f"\ncheckpoints: {paper / 1e9:,.1f} GB on paper, {disk / 1e6:,.1f} MB on disk ({root})")
+    if args.keep is None:
+        shutil.rmtree(root, ignore_errors=True)
     print("all checks pass" if ok else "SOME CHECKS FAIL")
     return 0 if ok else 1
 
