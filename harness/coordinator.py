@@ -29,8 +29,13 @@ reliability logic, in the spirit of the ZeroMQ guide's Paranoid Pirate, is this 
   running jobs finish, then ``run`` returns; jobs never finished are in ``Summary.not_run`` and
   get no ``on_result``. ``cancel`` set (second Ctrl-C, ``interrupt()`` again, or
   ``cancel_all()``): running jobs are cancelled too and reported failed.
-- **All lost.** When every worker has been lost for ``timeout_s`` and none came back, the
-  remaining jobs fail with the reason; what finished was already handed to ``on_result``.
+- **Dead processes.** Where the caller knows a worker's process (local daemons it started:
+  ``exited=LocalWorkers.exit_reason``), a worker whose process has ended is lost at once, with its
+  exit status or signal and log tail in the reason, not after ``timeout_s`` of silence; its job is
+  requeued as for any lost worker. Remote workers keep the heartbeat timeout.
+- **All lost.** When every worker has been lost for ``timeout_s`` (or its process is known dead)
+  and none came back, the remaining jobs fail with the reason; what finished was already handed to
+  ``on_result``.
 
 Torch-free: this module imports only pyzmq, attrs and workers.protocol.
 """
@@ -92,11 +97,13 @@ class _Worker:
     has: set = attrs.field(factory=set)    # what jobs may need: the trained checkpoints it keeps
     info: dict | None = None               # the last hello result
     reason: str = ""                       # why it was lost
+    dead: bool = False                     # its process is known to have ended (``exited``)
 
 
 class Coordinator:
     def __init__(self, endpoints: list[str], *, heartbeat_s: float = 1.0, timeout_s: float = 10.0,
-                 max_crashes: int = 3, client_keys=None, connect_timeout_s: float | None = None):
+                 max_crashes: int = 3, client_keys=None, connect_timeout_s: float | None = None,
+                 exited: Callable[[str], tuple[str, str] | None] | None = None):
         if not endpoints:
             raise ValueError("Coordinator: no worker endpoints given")
         if len(set(endpoints)) != len(endpoints):
@@ -108,6 +115,9 @@ class Coordinator:
         if max_crashes < 1:
             raise ValueError(f"Coordinator: max_crashes must be >= 1, got {max_crashes}")
         self.heartbeat_s, self.timeout_s, self.max_crashes = heartbeat_s, timeout_s, max_crashes
+        # endpoint -> (what happened, detail) once that worker's process has ended; None: unknown or alive
+        self._exited = exited
+        self.on_lost: Callable[[str, str], None] | None = None  # (endpoint, reason), as it happens
         # a daemon just started may still be importing torch: give the first hello longer
         self.connect_timeout_s = connect_timeout_s or max(3 * timeout_s, 30.0)
         self._curve = protocol.client_keys(client_keys) if client_keys else None
@@ -290,6 +300,7 @@ class Coordinator:
         if isinstance(trained, list):
             w.has.update(t for t in trained if isinstance(t, str))
         busy = w.info.get("busy")
+        w.dead = False  # it answers: whatever ended, a process serves this endpoint now
         if w.state in ("connecting", "lost", "held"):
             if busy is None:
                 self._set(w, "idle", now)
@@ -344,7 +355,17 @@ class Coordinator:
     def _check_workers(self, now: float) -> None:
         for w in self.workers:
             silent = now - w.last_seen
-            if w.state == "connecting" and now - w.since > self.connect_timeout_s:
+            ended = self._exited(w.endpoint) if self._exited is not None and not w.dead else None
+            if ended is not None:
+                what, detail = ended
+                w.dead = True
+                doing = f" while running {w.task.job.spec['kind']} {w.task.job.spec['variant'].get('name', '?')}" \
+                    if w.task is not None else ""
+                if w.state == "lost":
+                    w.reason = f"{what}{doing}; {detail}"
+                else:
+                    self._lose(w, now, f"{what}{doing}; {detail}")
+            elif w.state == "connecting" and now - w.since > self.connect_timeout_s:
                 hint = " (not started, wrong endpoint, or keys not accepted?)" if self._curve else ""
                 self._lose(w, now, f"no reply to hello within {self.connect_timeout_s:g} s{hint}")
             elif w.state in ("idle", "busy", "held") and silent > self.timeout_s:
@@ -357,6 +378,8 @@ class Coordinator:
     def _lose(self, w: _Worker, now: float, reason: str) -> None:
         task, w.reason = w.task, reason
         self._summary.lost.append(f"{w.endpoint}: {reason}")
+        if self.on_lost is not None:
+            self.on_lost(w.endpoint, reason)
         self._set(w, "lost", now)
         w.holds.clear()
         if task is not None:
@@ -379,7 +402,7 @@ class Coordinator:
             self._queue.appendleft(task)
 
     def _all_lost(self, now: float) -> bool:
-        return all(w.state == "lost" and now - w.since > self.timeout_s for w in self.workers)
+        return all(w.state == "lost" and (w.dead or now - w.since > self.timeout_s) for w in self.workers)
 
     # --- placement -------------------------------------------------------------------------------
     def _dispatch(self, queue: deque, now: float) -> None:

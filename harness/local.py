@@ -8,6 +8,8 @@ Each daemon is a ``python -m workers.daemon`` subprocess bound to an ipc:// sock
 temp folder, in its own session (a Ctrl-C at the terminal reaches the coordinator only, which
 decides what happens to running jobs) and watching its parent (``--parent``: it exits if we die
 without stopping it). ``stop()``: a ``shutdown`` request, then SIGTERM, then SIGKILL.
+``exit_reason(endpoint)`` says how a daemon that ended did (status or signal, log tail), so the
+coordinator reports a dead local worker at once instead of waiting out the heartbeat timeout.
 """
 
 from __future__ import annotations
@@ -120,6 +122,35 @@ class LocalWorkers:
             self.stop()
             raise
         return self
+
+    def log_tail(self, i: int, lines: int = 3) -> str:
+        try:
+            text = self.log_path(i).read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        tail = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+        return " | ".join(tail)[-400:] or "(no output)"
+
+    def exit_reason(self, endpoint: str) -> tuple[str, str] | None:
+        """``("worker 0 killed by SIGKILL", "the kernel's OOM killer? log: ...")`` once the daemon
+        serving ``endpoint`` has ended; None while it runs (or for an endpoint not ours)."""
+        if self._stopped or endpoint not in self.endpoints:
+            return None
+        i = self.endpoints.index(endpoint)
+        proc = self.procs[i]
+        if proc is None or proc.poll() is None:
+            return None
+        code = proc.returncode
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            what = f"worker {i} killed by {name}"
+            hint = "the kernel's OOM killer? " if -code == signal.SIGKILL else ""
+        else:
+            what, hint = f"worker {i} exited with status {code}", ""
+        return what, f"{hint}log: {self.log_tail(i)}"
 
     def restart(self, i: int) -> None:
         """Kill worker ``i`` if it runs and start a fresh one on the same endpoint."""

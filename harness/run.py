@@ -165,7 +165,8 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
     by_key = {j.key: j for j in todo}
     bundles: dict[str, dict | None] = {}  # task yaml path -> its folder's files, read once per run
     try:
-        coord = Coordinator(endpoints, timeout_s=timeout, client_keys=keys)
+        coord = Coordinator(endpoints, timeout_s=timeout, client_keys=keys,
+                            exited=started.exit_reason if started is not None else None)
         # every worker answers before the first dispatch, so the first jobs spread over all of them
         for info in coord.hello():
             if "error" in info:
@@ -179,6 +180,7 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
             TextColumn("{task.fields[note]}"), console=console, transient=False,
         ) as progress:
             bar = progress.add_task("jobs", total=len(todo), note="")
+            coord.on_lost = lambda endpoint, reason: progress.console.print(f"[red]lost[/] {endpoint}: {reason}")
 
             def on_result(job, outcome):
                 planned = by_key[job.key]

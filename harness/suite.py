@@ -255,7 +255,7 @@ def _parse_build(path: str, m: dict, base: Path, seed: int) -> tuple[dict, str |
         t = fam.keys[key]
         if not check_value(t, value):
             raise SuiteError(f"{path}.config.{key}", f"expected {type_name(t)}, got {_got(value)}")
-        if t is int and value <= 0 and key not in ("decoder_sparse_step",):
+        if t is int and value <= 0 and key not in ("decoder_sparse_step", "first_k_dense_replace"):
             raise SuiteError(f"{path}.config.{key}", f"must be positive, got {value}")
     build_seed = m.get("seed", seed)
     _expect(f"{path}.seed", build_seed, int)

@@ -16,6 +16,7 @@ TORCH_FREE_WORKER_MODULES = [
     "workers.protocol", "workers.home", "workers.registry", "workers.families", "workers.routing.config",
     "workers.probes.config", "workers.training.spec", "workers.corpora.spec", "workers.corpora.tasks",
     "workers.corpora.capacity", "workers.evaluation.merge", "workers.evaluation.taskfiles",
+    "workers.devices", "workers.builds.headers", "workers.probes.roofline",
 ]
 
 

@@ -63,6 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="cancel a job whose client is silent this long; 0: never (default 60)")
     p.add_argument("--threads", type=int, help="CPU threads for torch in this daemon (default: torch's own)")
     p.add_argument("--parent", type=int, help="exit when this process id is no longer our parent")
+    p.add_argument("--memory-limit", metavar="BYTES",
+                   help="admit only builds whose estimated bytes fit this (e.g. 40GB); default: free memory")
     p.add_argument("--grace-s", type=float, default=30.0,
                    help="on SIGTERM, seconds a cancelled job gets to stop before we exit anyway (default 30)")
 
@@ -75,10 +77,19 @@ def main(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    limit = None
+    if args.memory_limit is not None:
+        from workers.host import parse_bytes  # torch-free function of a module that imports torch later
+
+        try:
+            limit = parse_bytes(args.memory_limit)
+        except ValueError as exc:
+            print(f"harness worker: --memory-limit {exc}", file=sys.stderr)
+            return 2
     try:
         daemon = Daemon(args.device, args.bind, keys=args.keys, insecure=args.insecure,
                         heartbeat_s=args.heartbeat_s, orphan_s=args.orphan_s, parent=args.parent,
-                        grace_s=args.grace_s)
+                        grace_s=args.grace_s, memory_limit_bytes=limit)
     except StartupError as exc:
         print(f"harness worker: {exc}", file=sys.stderr)
         return 2
@@ -176,7 +187,7 @@ class _RunningJob:
 class Daemon:
     def __init__(self, device: str, bind: str, *, keys: str | None = None, insecure: bool = False,
                  heartbeat_s: float = 1.0, orphan_s: float = 60.0, parent: int | None = None,
-                 grace_s: float = 30.0):
+                 grace_s: float = 30.0, memory_limit_bytes: int | None = None):
         try:
             loopback = protocol.is_loopback(bind)
         except ValueError as exc:
@@ -194,7 +205,7 @@ class Daemon:
         from workers.host import Host  # imports torch: the slow part of start-up
 
         try:
-            self.host = Host(self.device)
+            self.host = Host(self.device, memory_limit_bytes=memory_limit_bytes)
         except Exception as exc:
             raise StartupError(f"--device {device}: cannot start the model host: {one_line(exc)}") from None
         self.ctx = zmq.Context()

@@ -92,6 +92,14 @@ FAMILIES: dict[str, Family] = {
              "decoder_sparse_step": int, "mlp_only_layers": list},
             num_experts_key="num_experts", expert_width_key="moe_intermediate_size",
         ),
+        Family(  # fine-grained routed experts, shared experts, multi-head latent attention
+            "deepseek_v3", "DeepseekV3ForCausalLM", True,
+            {**{k: t for k, t in _COMMON.items() if k != "head_dim"}, **_MOE, "n_routed_experts": int,
+             "n_shared_experts": int, "moe_intermediate_size": int, "first_k_dense_replace": int,
+             "kv_lora_rank": int, "q_lora_rank": int, "qk_rope_head_dim": int, "qk_nope_head_dim": int,
+             "v_head_dim": int, "n_group": int, "topk_group": int, "routed_scaling_factor": float},
+            num_experts_key="n_routed_experts", expert_width_key="moe_intermediate_size",
+        ),
     ]
 }
 

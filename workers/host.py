@@ -6,15 +6,20 @@ variant's routing strategy is (re)applied on every ``load``, which first restore
 
 When the parameter bytes of the held builds would pass the memory budget (default: half the device's
 free memory when the host starts), the least recently used builds are dropped first.
+
+Admission: before anything is built or loaded, the build's bytes are estimated without weights
+(a config build counted on the meta device, a checkpoint from its safetensors headers). A build that
+cannot fit the memory the worker has (free memory plus what evicting every held build would give
+back, or ``memory_limit_bytes`` where set: ``harness worker --memory-limit``) fails at once with
+``OUT_OF_MEMORY`` naming the variant, the estimate and the free bytes, instead of growing until the
+kernel's OOM killer ends the daemon.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import os
 import platform
-import struct
 import threading
 import time
 from collections import OrderedDict
@@ -23,15 +28,12 @@ from pathlib import Path
 import attrs
 
 from workers import protocol
+from workers.builds import headers
 from workers.builds.load import load_model
 from workers.builds.materialize import build_dir
 from workers.builds.spec import canonical_json, check_variant
 from workers.errors import JobError
 from workers.training.spec import held_trained, trained_path
-
-_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "F32": 4, "F16": 2, "BF16": 2, "F64": 8,
-                "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
-
 
 @attrs.define
 class Loaded:
@@ -78,29 +80,41 @@ def estimate_bytes(path: Path | str, dtype: str) -> int:
     """Bytes a checkpoint directory will take once loaded in ``dtype``, read from the safetensors
     headers (no tensor is read); 0 where unknown (a hub id)."""
     path = Path(path)
-    if not path.is_dir():
+    if not path.is_dir() or not any(path.glob("*.safetensors")):
         return 0
-    total = 0
-    for f in path.glob("*.safetensors"):
-        with open(f, "rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            numel = 1
-            for d in info["shape"]:
-                numel *= d
-            size = _DTYPE_BYTES.get(dtype) if dtype != "auto" else None
-            total += numel * (size or _DTYPE_BYTES.get(info["dtype"], 4))
-    return total
+    return headers.tensor_bytes(headers.checkpoint_tensors(path), dtype)
+
+
+def config_bytes(config: dict, dtype: str) -> int:
+    """Bytes of a config build's weights in ``dtype`` (float32 for ``auto``), counted on the meta device."""
+    from workers.builds.meta import meta_model
+    from workers.builds.params import count_params
+
+    total = count_params(meta_model(config))["total"]
+    return total * headers.SUITE_DTYPE_BYTES.get(dtype, 4)
+
+
+def parse_bytes(text: str) -> int:
+    """``"2GB"``, ``"512MiB"``, ``"123456"`` -> bytes (``harness worker --memory-limit``)."""
+    units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+             "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+    t = text.strip().lower()
+    number = t.rstrip("kmgtib")
+    try:
+        value = float(number)
+        unit = units[t[len(number):]]
+    except (ValueError, KeyError):
+        raise ValueError(f"{text!r}: expected bytes like 123456, 2GB or 512MiB") from None
+    if value <= 0:
+        raise ValueError(f"{text!r}: must be positive")
+    return int(value * unit)
 
 
 class Host:
     """Loads variants on one device and keeps their base models while memory allows."""
 
     def __init__(self, device: str = "cpu", memory_budget_bytes: int | None = None,
-                 home: str | Path | None = None):
+                 home: str | Path | None = None, memory_limit_bytes: int | None = None):
         import torch
 
         try:
@@ -110,10 +124,13 @@ class Host:
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {device!r}: CUDA is not available on this machine")
         self.home = home
+        self.memory_limit_bytes = memory_limit_bytes
         self._lock = threading.Lock()
         self._held: OrderedDict[tuple, _Held] = OrderedDict()  # least recently used first
         if memory_budget_bytes is None:
             memory_budget_bytes = self.memory()["free"] // 2
+            if memory_limit_bytes is not None:
+                memory_budget_bytes = min(memory_budget_bytes, memory_limit_bytes)
         self.budget_bytes = int(memory_budget_bytes)
 
     # --- loading ---------------------------------------------------------------------------
@@ -137,13 +154,7 @@ class Host:
                       routing_session=session, load_s=time.perf_counter() - t0, cached=cached)
 
     def _load_new(self, key: tuple, variant: dict) -> _Held:
-        build = variant["build"]
-        if "config" in build:
-            expected = estimate_bytes(build_dir(build, self.home), variant["dtype"])
-        elif "trained" in build:
-            expected = estimate_bytes(trained_path(build["trained"], self.home), variant["dtype"])
-        else:
-            expected = estimate_bytes(build["checkpoint"], variant["dtype"])
+        expected = self.admit(variant)
         self._evict(room_for=expected)
         try:
             model, tokenizer, path = load_model(variant, self.device, self.home)
@@ -159,6 +170,43 @@ class Host:
             self._held[key] = held
         self._evict(room_for=0, keep=key)
         return held
+
+    def admit(self, variant: dict) -> int:
+        """The variant's estimated bytes, or ``JobError(OUT_OF_MEMORY)`` at once if it cannot fit."""
+        build, dtype = variant["build"], variant["dtype"]
+        name = variant.get("name") or "the variant"
+        if "config" in build:
+            path = build_dir(build, self.home)
+            if (path / "config.json").is_file():
+                expected = estimate_bytes(path, dtype)
+            else:  # built in float32 on the CPU first, then loaded in the dtype
+                try:
+                    expected = config_bytes(build["config"], dtype)
+                    made = config_bytes(build["config"], "float32")
+                except Exception:  # a config the family rejects: building it says why, in its words
+                    return 0
+                self._check(name, made, "float32 (building it)", self._available("cpu"))
+        elif "trained" in build:
+            expected = estimate_bytes(trained_path(build["trained"], self.home), dtype)
+        else:
+            expected = estimate_bytes(build["checkpoint"], dtype)
+        self._check(name, expected, dtype, self._available(self.device))
+        return expected
+
+    def _available(self, device: str) -> int:
+        """Bytes a new build may take on ``device``: the limit, else free memory plus the held builds."""
+        if self.memory_limit_bytes is not None:
+            return self.memory_limit_bytes
+        free = self.memory()["free"] if device == self.device else _cpu_available()
+        return free + (self.held_bytes() if device == self.device else 0)
+
+    def _check(self, name: str, expected: int, dtype: str, available: int) -> None:
+        if expected > available:
+            limit = " (the worker's --memory-limit)" if self.memory_limit_bytes is not None else ""
+            raise JobError(protocol.OUT_OF_MEMORY,
+                           f"variant {name}: needs an estimated {expected:,} bytes in {dtype} but {self.device} "
+                           f"has {available:,} bytes free{limit}; not loaded (a smaller dtype or a bigger "
+                           f"device would fit it)")
 
     def _evict(self, room_for: int, keep: tuple | None = None) -> None:
         """Drop least recently used builds until the held bytes plus ``room_for`` fit the budget."""
@@ -210,7 +258,7 @@ class Host:
             return {"total": int(total), "free": int(free),
                     "allocated": int(torch.cuda.memory_allocated(torch.device(self.device)))}
         page = os.sysconf("SC_PAGE_SIZE")
-        return {"total": os.sysconf("SC_PHYS_PAGES") * page, "free": os.sysconf("SC_AVPHYS_PAGES") * page}
+        return {"total": os.sysconf("SC_PHYS_PAGES") * page, "free": _cpu_available()}
 
     def device_info(self) -> dict:
         """What the daemon's ``hello`` says about the device: type, name, total memory."""
@@ -237,6 +285,17 @@ def apply_routing(model, routing: dict | None, tokenizer=None):
     except (KeyError, ValueError, TypeError) as exc:
         text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise JobError(protocol.INVALID_PARAMS, f"variant.routing: {text}") from None
+
+
+def _cpu_available() -> int:
+    """Memory a new allocation can get on this machine: MemAvailable (page cache counts as free)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def _cpu_name() -> str:

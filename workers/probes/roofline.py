@@ -23,6 +23,8 @@ import time
 
 import attrs
 
+from workers import devices
+
 
 @attrs.frozen(kw_only=True)
 class ModelShape:
@@ -189,22 +191,12 @@ class Peaks:
         return attrs.asdict(self)
 
 
-# name fragment -> (GB/s, TFLOP/s bf16/fp16 dense, TFLOP/s fp32 without tensor cores)
-DEVICE_PEAKS = {
-    "H100 PCIe": (2000.0, 756.0, 51.0),
-    "H100": (3350.0, 989.0, 67.0),  # SXM
-    "H200": (4800.0, 989.0, 67.0),
-    "A100": (2039.0, 312.0, 19.5),  # 80GB SXM
-}
-
-
 def table_peaks(device_name: str, dtype: str = "bfloat16") -> Peaks | None:
-    """Peaks of a known accelerator (by a fragment of its name), or None."""
-    for fragment, (gbs, half, fp32) in DEVICE_PEAKS.items():  # most specific fragment first
-        if fragment.lower() in device_name.lower():
-            return Peaks(name=device_name, bandwidth_gbs=gbs, tflops=fp32 if dtype == "float32" else half,
-                         source="table")
-    return None
+    """Peaks of a known accelerator (by a fragment of its name, workers.devices), or None."""
+    device = devices.by_name(device_name)
+    if device is None:
+        return None
+    return Peaks(name=device_name, bandwidth_gbs=device.bandwidth_gbs, tflops=device.tflops(dtype), source="table")
 
 
 @functools.lru_cache(maxsize=None)
@@ -239,7 +231,7 @@ def resolve_peaks(device_name: str, dtype: str, override: dict | None = None) ->
     base = measure_cpu_peaks(dtype) if device_name == "cpu" else table_peaks(device_name, dtype)
     if base is None:
         raise ValueError(f"no peak table entry for device {device_name!r}; give the probe "
-                         f"device_peaks: {{bandwidth_gbs: ..., tflops: ...}}; known: {', '.join(DEVICE_PEAKS)}")
+                         f"device_peaks: {{bandwidth_gbs: ..., tflops: ...}}; known: {', '.join(d.fragment for d in devices.DEVICES)}")
     if not override:
         return base
     return Peaks(name=device_name, bandwidth_gbs=float(override.get("bandwidth_gbs", base.bandwidth_gbs)),

@@ -220,6 +220,7 @@ def timed_row(ctx: ProbeContext, phase: str, batch: int, length: int, samples: l
         tokens, uniform_tokens = batch, batch
     stats = summarize(samples)
     roof = roofline.roofline_ms(cost, ctx.peaks)
+    seconds = stats["ms_p50"] / 1e3
     return {
         "phase": phase, "batch_size": batch,
         "context": length if phase == "decode" else 0,
@@ -230,6 +231,11 @@ def timed_row(ctx: ProbeContext, phase: str, batch: int, length: int, samples: l
         "roofline_ms": roof["roofline_ms"], "roofline_memory_ms": roof["memory_ms"],
         "roofline_compute_ms": roof["compute_ms"], "roofline_bound": roof["bound"],
         "measured_over_roofline": stats["ms_p50"] / roof["roofline_ms"],
+        # MoE-CAP's sparsity-aware utilisation (arXiv 2412.07067): bytes of the weights of the experts
+        # this step activated plus the KV cache over time x peak bandwidth, and FLOPs of the activated
+        # experts over time x peak FLOP/s: comparable with that benchmark's figures
+        "s_mbu": cost["bytes"] / seconds / (ctx.peaks.bandwidth_gbs * 1e9) if seconds > 0 else None,
+        "s_mfu": cost["flops"] / seconds / (ctx.peaks.tflops * 1e12) if seconds > 0 else None,
         "bytes": cost["bytes"], "kv_bytes": cost["kv_bytes"], "flops": cost["flops"],
         "experts_touched": touched,
         "experts_touched_uniform": (roofline.expected_experts_touched(shape.num_experts, shape.top_k, uniform_tokens)
