@@ -17,9 +17,11 @@ A frame may be a JSON-RPC 2.0 batch (an array of requests, any methods): it is a
 array holding a reply per member that has an id, after all of them are done, so a batch that
 starts a job is answered when the job ends; a second job in it gets ``BUSY`` like any other. A
 batch of notifications only gets no reply. Bad frames get their JSON-RPC error reply (or are
-dropped where no reply can be addressed) and the daemon keeps serving. SIGTERM/SIGINT or a ``shutdown`` request: cancel the running job, send
-its reply, close the sockets, exit 0. A running job whose client has been silent for
-``--orphan-s`` is cancelled, so a killed coordinator does not leave its daemons busy.
+dropped where no reply can be addressed) and the daemon keeps serving.
+
+SIGTERM/SIGINT or a ``shutdown`` request: cancel the running job, send its reply, close the
+sockets, exit 0. A running job whose client has been silent for ``--orphan-s`` is cancelled, so a
+killed coordinator does not leave its daemons busy.
 
 Off loopback the daemon refuses to bind without ``--keys`` (CURVE, with an authenticator
 started before the bind) unless given ``--insecure``. "Loopback" is checked on every part of the
@@ -159,22 +161,13 @@ def versions() -> dict:
     return out
 
 
-_PENDING = object()  # a batch member's reply that comes when its job ends
-
-
-class _Batch:
-    """A batch being answered: its members' reply frames, in order; one slot may await its job."""
-
-    def __init__(self, ident: bytes):
-        self.ident = ident
-        self.replies: list[Any] = []  # packed reply frames, or _PENDING
-
-    def frame(self) -> bytes:
-        return protocol.batch_frame(self.replies)
+# A batch being answered is the list of its members' packed reply frames, in order; the one a job
+# started from it will send stands there as _PENDING until the job ends.
+_PENDING = object()
 
 
 class _RunningJob:
-    def __init__(self, ident: bytes, id: Any, method: str, params: dict, batch: _Batch | None = None):
+    def __init__(self, ident: bytes, id: Any, method: str, params: dict, batch: list | None = None):
         self.ident, self.id, self.method, self.params, self.batch = ident, id, method, params, batch
         self.cancelled = threading.Event()
         self.started = time.time()
@@ -318,8 +311,8 @@ class Daemon:
         job = self.job
         if kind == b"reply" and job is not None and job.batch is not None:
             batch = job.batch  # the job was a batch member: its batch is answered now, whole
-            batch.replies[batch.replies.index(_PENDING)] = frame
-            self._send(ident, batch.frame())
+            batch[batch.index(_PENDING)] = frame
+            self._send(ident, protocol.batch_frame(batch))
         else:
             self._send(ident, frame)
         if kind == b"progress" and job is not None:
@@ -351,7 +344,7 @@ class Daemon:
             if isinstance(frame, bytes):
                 self._send(ident, frame)
             return
-        batch = _Batch(ident)
+        batch: list = []
         for member in incoming:
             if isinstance(member, protocol.ProtocolError):
                 frame = None if member.notification else protocol.pack(
@@ -359,11 +352,11 @@ class Daemon:
             else:
                 frame = self._answer(ident, member, batch)
             if frame is not None:
-                batch.replies.append(frame)
-        if batch.replies and _PENDING not in batch.replies:
-            self._send(ident, batch.frame())  # else: sent when its job ends; nothing for notifications only
+                batch.append(frame)
+        if batch and _PENDING not in batch:
+            self._send(ident, protocol.batch_frame(batch))  # else: when its job ends; none for notifications
 
-    def _answer(self, ident: bytes, msg: dict, batch: _Batch | None = None) -> Any:
+    def _answer(self, ident: bytes, msg: dict, batch: list | None = None) -> Any:
         """One request's reply frame; None for a notification; _PENDING for a job it started."""
         if "id" not in msg:  # a notification: only heartbeats mean something (liveness, noted above)
             return None
@@ -426,7 +419,7 @@ class Daemon:
             return {"error": one_line(exc)}
 
     # --- job methods: one at a time, in a thread ---------------------------------------------------
-    def _start_job(self, ident: bytes, id: Any, method: str, params: dict, batch: _Batch | None = None) -> None:
+    def _start_job(self, ident: bytes, id: Any, method: str, params: dict, batch: list | None = None) -> None:
         if self.stopping:
             raise JobError(protocol.BUSY, f"worker is shutting down ({self.stopping})")
         if self.job is not None:
