@@ -36,12 +36,13 @@ def test_error_reply_raises_remote_error():
     (msgpack.packb({"jsonrpc": "2.0", "id": 1, "method": "sleep"}), p.METHOD_NOT_FOUND),
     (msgpack.packb({1: 2}), p.PARSE_ERROR),                    # non-string map keys refused
     (msgpack.packb(msgpack.ExtType(1, b"x")), p.PARSE_ERROR),  # no extension types at all
+    (b"\x91" * 5000 + b"\xc0", p.PARSE_ERROR),                # nested deeper than msgpack's stack
 ])
 def test_bad_frames_get_the_right_code(frame, code):
     with pytest.raises(p.ProtocolError) as info:
         p.parse_request(frame)
     assert info.value.code == code
-    assert "\n" not in info.value.message
+    assert "\n" not in info.value.message and not info.value.message.endswith(":")
 
 
 def test_error_keeps_the_id_and_knows_notifications():

@@ -174,7 +174,11 @@ def unpack(frame: bytes, max_objects: int | None = None) -> Any:
     try:
         return msgpack.unpackb(frame, raw=False, strict_map_key=True, **_unpack_limits)
     except Exception as exc:  # msgpack raises a zoo of types for bad input
-        raise ProtocolError(PARSE_ERROR, f"cannot decode frame: {type(exc).__name__}: {exc}") from None
+        detail = " ".join(str(exc).split())
+        if isinstance(exc, msgpack.StackError):
+            detail = "containers nested too deep"
+        raise ProtocolError(PARSE_ERROR, f"cannot decode frame: {type(exc).__name__}"
+                                         + (f": {detail}" if detail else "")) from None
 
 
 _ids = itertools.count(1)
