@@ -109,7 +109,7 @@ class Coordinator:
         if len(set(endpoints)) != len(endpoints):
             raise ValueError(f"Coordinator: duplicate worker endpoints in {endpoints}")
         for ep in endpoints:
-            protocol.is_loopback(ep)  # ValueError naming a malformed endpoint
+            protocol.endpoint_parts(ep)  # ValueError naming a malformed endpoint (no name lookups)
         if heartbeat_s <= 0 or timeout_s <= heartbeat_s:
             raise ValueError(f"Coordinator: need 0 < heartbeat_s ({heartbeat_s}) < timeout_s ({timeout_s})")
         if max_crashes < 1:

@@ -53,14 +53,18 @@ class RawClient:
         self.send(protocol.pack(msg))
         return msg
 
-    def recv(self, timeout_s: float = 5.0, skip_notifications: bool = True) -> dict | None:
-        """The next message (notifications skipped unless asked), or None after timeout_s."""
+    def recv(self, timeout_s: float = 5.0, skip_notifications: bool = True) -> dict | list | None:
+        """The next message (notifications skipped unless asked), or None after timeout_s. A batch
+        reply comes back as the list of its replies."""
         deadline = time.monotonic() + timeout_s
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not self.sock.poll(left * 1000):
                 return None
-            msg = protocol.parse_reply(self.sock.recv())
+            msg = protocol.unpack(self.sock.recv())
+            if isinstance(msg, list):
+                return [protocol.check_reply(m) for m in msg]
+            msg = protocol.check_reply(msg)
             if not (skip_notifications and "method" in msg):
                 return msg
 
@@ -69,7 +73,7 @@ class RawClient:
         req = self.request(method, params)
         deadline = time.monotonic() + timeout_s
         while (msg := self.recv(max(0.0, deadline - time.monotonic()))) is not None:
-            if msg.get("id") == req["id"]:
+            if isinstance(msg, dict) and msg.get("id") == req["id"]:
                 return msg
         return None
 

@@ -114,6 +114,98 @@ def test_bad_messages_get_errors_or_are_dropped(client):
     assert "result" in reply and reply["result"]["busy"] is None
 
 
+# --- JSON-RPC 2.0 batches (section 7 of the spec), in msgpack form ----------------------------------
+def _before_sentinel(c: RawClient) -> list:
+    """Every reply the daemon sends before answering a fresh request (notifications skipped):
+    what it answered to the messages sent just before, made observable without a timeout."""
+    sentinel = c.request("heartbeat", id=f"sentinel-{time.monotonic_ns()}")
+    replies = []
+    while (msg := c.recv(10)) is not None and not (isinstance(msg, dict) and msg.get("id") == sentinel["id"]):
+        replies.append(msg)
+    assert msg is not None, "the daemon stopped answering"
+    return replies
+
+
+def _codes(replies: list[dict]) -> dict:
+    return {r["id"]: r["error"]["code"] if "error" in r else "ok" for r in replies}
+
+
+def test_the_spec_batch_gets_one_reply_per_request(client):
+    """Section 7's "rpc call Batch", this daemon's methods in place of sum / subtract / get_data."""
+    client.send(p.pack([
+        {"jsonrpc": "2.0", "method": "hello", "params": {}, "id": "1"},
+        {"jsonrpc": "2.0", "method": "heartbeat", "params": {}},                # a notification: no reply
+        {"jsonrpc": "2.0", "method": "status", "params": [42, 23], "id": "2"},  # positional params
+        {"foo": "boo"},
+        {"jsonrpc": "2.0", "method": "foo.get", "params": {"name": "myself"}, "id": "5"},
+        {"jsonrpc": "2.0", "method": "heartbeat", "id": "9"},
+    ]))
+    (replies,) = _before_sentinel(client)
+    assert isinstance(replies, list) and len(replies) == 5
+    assert _codes(replies) == {"1": "ok", "2": p.INVALID_PARAMS, None: p.INVALID_REQUEST,
+                               "5": p.METHOD_NOT_FOUND, "9": "ok"}
+    by_id = {r["id"]: r for r in replies}
+    assert by_id["1"]["result"]["device"] == "cpu" and by_id["9"]["result"] == {"busy": None}
+    assert all(r["jsonrpc"] == "2.0" for r in replies)
+
+
+@pytest.mark.parametrize("frame, expected", [
+    (p.pack([]), {"array": False, "codes": [p.INVALID_REQUEST]}),          # empty: one reply, not an array
+    (p.pack([1]), {"array": True, "codes": [p.INVALID_REQUEST]}),
+    (p.pack([1, 2, 3]), {"array": True, "codes": [p.INVALID_REQUEST] * 3}),
+    (p.pack([p.notification("heartbeat"), {"jsonrpc": "2.0", "method": "status"},
+             {"jsonrpc": "2.0", "method": "nope", "params": {}}]), None),  # notifications only: nothing
+    (p.pack([p.request("hello", id="1"), {"jsonrpc": "2.0", "method": "x"}])[:-6],  # "invalid JSON"
+     {"array": False, "codes": [p.PARSE_ERROR]}),
+    (p.pack([p.request("heartbeat")] * (p.MAX_BATCH + 1)), {"array": False, "codes": [p.INVALID_REQUEST]}),
+], ids=["empty", "one-invalid", "three-invalid", "notifications-only", "truncated", "too-long"])
+def test_each_batch_form_is_answered_as_the_spec_says(client, frame, expected):
+    client.send(frame)
+    replies = _before_sentinel(client)
+    if expected is None:
+        assert replies == []
+        return
+    (reply,) = replies
+    assert isinstance(reply, list) is expected["array"]
+    members = reply if expected["array"] else [reply]
+    assert [m["error"]["code"] for m in members] == expected["codes"]
+    assert all(m["id"] is None and "\n" not in m["error"]["message"] for m in members)
+
+
+def test_a_batch_that_starts_a_job_is_answered_when_the_job_ends(client, daemon_pool):
+    """Job methods in a batch keep the one-job-at-a-time rule: the first starts, the second is BUSY,
+    and the whole batch is answered once, after the job."""
+    job = p.request("probe", probe_spec("test-stall", seconds=1.0, tag="batched"), id="job")
+    client.send(p.pack([job, p.request("describe", {"kind": "describe", "variant": VARIANT}, id="second"),
+                        p.request("status", id="st"), p.notification("heartbeat")]))
+    time.sleep(0.2)
+    other = RawClient(daemon_pool.endpoints[0])  # another client, meanwhile
+    busy = other.call("evaluate", {"kind": "evaluate", "variant": VARIANT, "task": {"name": "t"}})
+    assert busy["error"]["code"] == p.BUSY and "'job'" in busy["error"]["message"]
+    other.close()
+    progress = []
+    while (msg := client.recv(10, skip_notifications=False)) is not None and not isinstance(msg, list):
+        assert "method" in msg, f"a batch member answered on its own: {msg}"
+        if msg["method"] == p.NOTIFY_PROGRESS:
+            progress.append(msg["params"])
+    assert msg is not None, "no batch reply"
+    assert _codes(msg) == {"job": "ok", "second": p.BUSY, "st": "ok"}
+    by_id = {r["id"]: r for r in msg}
+    assert by_id["job"]["result"]["probe"]["tag"] == "batched"
+    assert by_id["st"]["result"]["busy"] and by_id["st"]["result"]["job"]["id"] == "job"
+    assert progress and all(pr["id"] == "job" for pr in progress)  # progress still flows meanwhile
+    assert client.call("status")["result"]["busy"] is False
+
+
+def test_a_cancelled_job_answers_its_batch(client):
+    client.send(p.pack([p.request("probe", probe_spec("test-stall", seconds=30), id="long")]))
+    time.sleep(0.2)
+    assert client.call("cancel", {"id": "long"})["result"]["cancelled"] is True
+    while (msg := client.recv(10)) is not None and not isinstance(msg, list):
+        pass
+    assert msg is not None and _codes(msg) == {"long": p.JOB_CANCELLED}
+
+
 def test_describe_job_on_a_tiny_config_build(client):
     pytest.importorskip("workers.jobs")
     variant = dict(VARIANT, build={"config": {"model_type": "olmoe", "hidden_size": 32, "intermediate_size": 32,

@@ -1,6 +1,7 @@
-"""Fuzz a real daemon with random and mutated frames: each gets one error reply or is dropped, and
-the daemon keeps serving. Each frame is followed by a sentinel request, so "dropped" is observable
-without waiting for a timeout."""
+"""Fuzz a real daemon with random and mutated frames, batches, and frames that would decode into too
+many objects: each gets one reply (an array for a batch) or is dropped, and the daemon keeps
+serving. Each frame is followed by a sentinel request, so "dropped" is observable without waiting
+for a timeout."""
 
 from __future__ import annotations
 
@@ -48,14 +49,16 @@ def mutated(draw):
 
 
 def _harmless(frames: list[bytes]) -> bool:
-    """Skip what would start a job or shut the shared daemon down (that is tested elsewhere)."""
+    """Skip what would start a job or shut the shared daemon down (that is tested elsewhere),
+    alone or in a batch."""
     if len(frames) != 1:
         return True
     try:
-        msg = p.parse_request(frames[0])
+        msg = p.parse_incoming(frames[0])
     except p.ProtocolError:
         return True
-    return msg["method"] in SAFE
+    members = msg if isinstance(msg, list) else [msg]
+    return all(isinstance(m, p.ProtocolError) or m["method"] in SAFE for m in members)
 
 
 @pytest.fixture(scope="module")
@@ -65,20 +68,40 @@ def client(daemon_pool):
     c.close()
 
 
-def _check(client: RawClient, frames: list[bytes]) -> None:
-    if not _harmless(frames):
-        return
-    client.send(*frames)
+def _replies(client: RawClient) -> list:
+    """What the daemon answered to the frames just sent, up to its reply to a fresh sentinel request."""
     sentinel = f"sentinel-{next(_sentinels)}"
     client.request("heartbeat", id=sentinel)
     replies = []
-    while (msg := client.recv(10)) is not None and msg.get("id") != sentinel:
+    while (msg := client.recv(10)) is not None and not (isinstance(msg, dict) and msg.get("id") == sentinel):
         replies.append(msg)
-    assert msg is not None, f"daemon stopped answering after {frames!r}"
-    assert len(replies) <= 1, f"{len(replies)} replies to one message"
-    if replies and "error" in replies[0]:
-        err = replies[0]["error"]
+    assert msg is not None, "daemon stopped answering"
+    return replies
+
+
+def _well_formed(reply: dict) -> None:
+    if "error" in reply:
+        err = reply["error"]
         assert err["code"] in p.ERROR_NAMES and isinstance(err["message"], str) and "\n" not in err["message"]
+
+
+def _check(client: RawClient, frames: list[bytes]) -> list:
+    if not _harmless(frames):
+        return []
+    client.send(*frames)
+    replies = _replies(client)
+    assert len(replies) <= 1, f"{len(replies)} replies to one message {frames!r}"
+    for reply in replies:
+        for member in reply if isinstance(reply, list) else [reply]:
+            _well_formed(member)
+    return replies
+
+
+def _needs_reply(member) -> bool:
+    """JSON-RPC 2.0: every batch member is answered except a notification (a request object, with
+    "jsonrpc": "2.0" and a string method, that has no "id")."""
+    return not (isinstance(member, dict) and "id" not in member and member.get("jsonrpc") == "2.0"
+                and isinstance(member.get("method"), str))
 
 
 @SETTINGS
@@ -101,6 +124,95 @@ def test_random_maps(client, message):
 @given(mutated(), st.lists(st.binary(max_size=30), max_size=2))
 def test_mutated_requests_and_extra_frames(client, frame, extra):
     _check(client, [frame, *extra])
+
+
+# --- batches --------------------------------------------------------------------------------------
+safe_requests = st.builds(lambda method, id: p.request(method, id=id), st.sampled_from(sorted(SAFE - {"cancel"})),
+                          st.one_of(st.integers(0, 2**31), st.text(min_size=1, max_size=8)))
+safe_notes = st.builds(p.notification, st.sampled_from(sorted(SAFE) + ["nope", "progress"]))
+members = st.one_of(safe_requests, safe_notes, requests, scalars, st.lists(scalars, max_size=2))
+
+
+@settings(SETTINGS, max_examples=600)
+@given(st.lists(members, max_size=8))
+def test_random_batches(client, batch):
+    try:
+        frame = msgpack.packb(batch, use_bin_type=True)
+    except (OverflowError, ValueError):
+        return
+    if not _harmless([frame]):
+        return
+    replies = _check(client, [frame])
+    needed = [m for m in batch if _needs_reply(m)]
+    if not batch:  # an empty array: one error, not an array
+        assert len(replies) == 1 and replies[0]["error"]["code"] == p.INVALID_REQUEST
+    elif not needed:  # notifications only: nothing at all
+        assert replies == []
+    else:
+        (reply,) = replies
+        assert isinstance(reply, list) and len(reply) == len(needed), (batch, reply)
+        answered = {r["id"] for r in reply if isinstance(r["id"], (str, int))}
+        asked = {m["id"] for m in needed if isinstance(m, dict) and m.get("method") in SAFE
+                 and m.get("jsonrpc") == "2.0" and isinstance(m.get("id"), (str, int))
+                 and not isinstance(m.get("id"), bool) and isinstance(m.get("params", {}), dict)}
+        assert asked <= answered
+
+
+@settings(SETTINGS, max_examples=400)
+@given(st.lists(st.one_of(safe_requests, safe_notes), min_size=1, max_size=6), st.data())
+def test_mutated_batches(client, batch, data):
+    frame = bytearray(p.pack(batch))
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(0, len(frame) - 1))
+        frame[i] ^= 1 << data.draw(st.integers(0, 7))
+    _check(client, [bytes(frame)])
+
+
+# --- frames that would decode into too many objects ---------------------------------------------
+LEAVES = {"empty map": b"\x80", "empty array": b"\x90", "nil": b"\xc0", "one-char string": b"\xa1a",
+          "map of an empty map": b"\x81\xa0\x80"}
+
+
+def _array(items: list[bytes] | bytes, count: int | None = None) -> bytes:
+    body = items if isinstance(items, bytes) else b"".join(items)
+    return b"\xdd" + (count if count is not None else len(items)).to_bytes(4, "big") + body
+
+
+def _flat(leaf: bytes, count: int) -> bytes:
+    return _array(leaf * count, count)
+
+
+def _nested(leaf: bytes, count: int) -> bytes:
+    """``count`` leaves in arrays of 1,000 inside one array: no container over msgpack's own limits."""
+    inner = _array(leaf * 1000, 1000)
+    return _array(inner * (count // 1000), count // 1000)
+
+
+def _in_a_request(leaf: bytes, count: int) -> bytes:
+    """A valid hello whose params hold the leaves: the bound holds whatever the frame's shape."""
+    head = p.pack({"jsonrpc": "2.0", "id": "big", "method": "hello"})
+    return bytes([head[0] + 1]) + head[1:] + p.pack("params") + b"\x81" + p.pack("x") + _flat(leaf, count)
+
+
+@pytest.mark.parametrize("leaf", LEAVES.values(), ids=LEAVES.keys())
+@pytest.mark.parametrize("shape", [_flat, _nested, _in_a_request])
+@pytest.mark.parametrize("count", [p.MAX_REQUEST_OBJECTS + 1000, 4_000_000])
+def test_frames_over_the_object_bound_are_refused(client, leaf, shape, count):
+    frame = shape(leaf, count)
+    client.send(frame)
+    (reply,) = _replies(client)
+    assert reply["id"] is None and reply["error"]["code"] == p.PARSE_ERROR
+    assert reply["error"]["message"] == (f"frame of {len(frame)} bytes decodes into more than "
+                                         f"{p.MAX_REQUEST_OBJECTS} objects, the limit per request frame")
+
+
+def test_a_frame_at_the_object_bound_is_served(client):
+    head_objects = 1 + 2 * 4 + 2  # the request map, its 4 keys and values, params' one key and value
+    frame = _in_a_request(b"\xc0", p.MAX_REQUEST_OBJECTS - head_objects)
+    assert p.count_objects(frame, 10**9) == p.MAX_REQUEST_OBJECTS
+    client.send(frame)
+    (reply,) = _replies(client)
+    assert reply["id"] == "big" and reply["result"]["device"] == "cpu"
 
 
 def test_daemon_still_serves_after_the_fuzz(client):

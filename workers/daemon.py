@@ -13,13 +13,20 @@ One ROUTER socket and one main loop (``Daemon.serve``); at most one job thread a
 - the job thread calls ``workers.jobs.run_job(job, host, progress, cancelled)`` and hands its
   messages to the main loop over an inproc socket (ZeroMQ sockets never cross threads).
 
-Bad frames get their JSON-RPC error reply (or are dropped where no reply can be addressed) and
-the daemon keeps serving. SIGTERM/SIGINT or a ``shutdown`` request: cancel the running job, send
-its reply, close the sockets, exit 0. A running job whose client has been silent for
-``--orphan-s`` is cancelled, so a killed coordinator does not leave its daemons busy.
+A frame may be a JSON-RPC 2.0 batch (an array of requests, any methods): it is answered by one
+array holding a reply per member that has an id, after all of them are done, so a batch that
+starts a job is answered when the job ends; a second job in it gets ``BUSY`` like any other. A
+batch of notifications only gets no reply. Bad frames get their JSON-RPC error reply (or are
+dropped where no reply can be addressed) and the daemon keeps serving.
+
+SIGTERM/SIGINT or a ``shutdown`` request: cancel the running job, send its reply, close the
+sockets, exit 0. A running job whose client has been silent for ``--orphan-s`` is cancelled, so a
+killed coordinator does not leave its daemons busy.
 
 Off loopback the daemon refuses to bind without ``--keys`` (CURVE, with an authenticator
-started before the bind) unless given ``--insecure``.
+started before the bind) unless given ``--insecure``. "Loopback" is checked on every part of the
+endpoint (ZeroMQ's ``tcp://SOURCE;DESTINATION`` listens on the destination) before the bind, and
+again on the address actually bound (``ZMQ_LAST_ENDPOINT``) after it.
 
 Tests and benchmarks may set ``MOE_HARNESS_RUN_JOB=module:function`` to replace
 ``workers.jobs.run_job`` (same signature) in a real daemon process.
@@ -28,6 +35,7 @@ Tests and benchmarks may set ``MOE_HARNESS_RUN_JOB=module:function`` to replace
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import re
@@ -159,6 +167,7 @@ def memory(device: str) -> dict:
     return {"total_bytes": info.get("MemTotal"), "free_bytes": info.get("MemAvailable")}
 
 
+@functools.cache  # what is imported does not change while the daemon runs; each lookup costs ~10 ms
 def versions() -> dict:
     out = {"python": sys.version.split()[0], "zmq": zmq.zmq_version()}
     for name in ("torch", "transformers", "lm-eval", "moe-harness", "pyzmq", "msgpack"):
@@ -169,9 +178,14 @@ def versions() -> dict:
     return out
 
 
+# A batch being answered is the list of its members' packed reply frames, in order; the one a job
+# started from it will send stands there as _PENDING until the job ends.
+_PENDING = object()
+
+
 class _RunningJob:
-    def __init__(self, ident: bytes, id: Any, method: str, params: dict):
-        self.ident, self.id, self.method, self.params = ident, id, method, params
+    def __init__(self, ident: bytes, id: Any, method: str, params: dict, batch: list | None = None):
+        self.ident, self.id, self.method, self.params, self.batch = ident, id, method, params, batch
         self.cancelled = threading.Event()
         self.started = time.time()
         self.progress: dict | None = None
@@ -189,12 +203,12 @@ class Daemon:
                  heartbeat_s: float = 1.0, orphan_s: float = 60.0, parent: int | None = None,
                  grace_s: float = 30.0, memory_limit_bytes: int | None = None):
         try:
-            loopback = protocol.is_loopback(bind)
+            refusal = protocol.loopback_refusal(bind)
         except ValueError as exc:
             raise StartupError(f"--bind: {exc}") from None
-        if not loopback and not keys and not insecure:
-            raise StartupError(f"--bind {bind}: refusing a non-loopback address without --keys "
-                               "(CURVE); pass --insecure to serve it in plaintext")
+        must_be_loopback = not keys and not insecure
+        if refusal and must_be_loopback:
+            raise StartupError(_refused(bind, refusal))
         if heartbeat_s <= 0:
             raise StartupError(f"--heartbeat-s {heartbeat_s}: must be > 0")
         self.device = check_device(device)
@@ -219,6 +233,10 @@ class Daemon:
             self.close()
             raise StartupError(f"--bind {bind}: {exc}") from None
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        refusal = protocol.loopback_refusal(self.endpoint) if must_be_loopback else None
+        if refusal:  # ZeroMQ bound something the endpoint did not say (an interface name, a lying resolver)
+            self.close()
+            raise StartupError(_refused(bind, f"it bound {self.endpoint}, and {refusal}"))
         self.inbox = self.ctx.socket(zmq.PULL)  # messages from the job thread
         self.inbox.bind(_INPROC)
         self.job: _RunningJob | None = None
@@ -307,15 +325,21 @@ class Daemon:
 
     def _from_job(self, frames: list[bytes]) -> None:
         kind, ident, frame = frames
-        self._send(ident, frame)
-        if kind == b"progress" and self.job is not None:
+        job = self.job
+        if kind == b"reply" and job is not None and job.batch is not None:
+            batch = job.batch  # the job was a batch member: its batch is answered now, whole
+            batch[batch.index(_PENDING)] = frame
+            self._send(ident, protocol.batch_frame(batch))
+        else:
+            self._send(ident, frame)
+        if kind == b"progress" and job is not None:
             try:
-                self.job.progress = protocol.unpack(frame).get("params")
+                job.progress = protocol.unpack(frame).get("params")
             except protocol.ProtocolError:
                 pass
         elif kind == b"reply":
-            if self.job is not None and self.job.thread is not None:
-                self.job.thread.join(timeout=5)
+            if job is not None and job.thread is not None:
+                job.thread.join(timeout=5)
             self.job = None
             self.jobs_done += 1
 
@@ -327,26 +351,43 @@ class Daemon:
                                               f"expected one frame per message, got {len(frames) - 1}"))
             return
         try:
-            msg = protocol.parse_request(frames[1])
+            incoming = protocol.parse_incoming(frames[1])
         except protocol.ProtocolError as exc:
             if not exc.notification:
                 self._reply(ident, protocol.error(exc.id, exc.code, exc.message))
             return
-        if "id" not in msg:  # a notification: only heartbeats mean something (liveness, noted above)
+        if isinstance(incoming, dict):
+            frame = self._answer(ident, incoming)
+            if isinstance(frame, bytes):
+                self._send(ident, frame)
             return
+        batch: list = []
+        for member in incoming:
+            if isinstance(member, protocol.ProtocolError):
+                frame = None if member.notification else protocol.pack(
+                    protocol.error(member.id, member.code, member.message))
+            else:
+                frame = self._answer(ident, member, batch)
+            if frame is not None:
+                batch.append(frame)
+        if batch and _PENDING not in batch:
+            self._send(ident, protocol.batch_frame(batch))  # else: when its job ends; none for notifications
+
+    def _answer(self, ident: bytes, msg: dict, batch: list | None = None) -> Any:
+        """One request's reply frame; None for a notification; _PENDING for a job it started."""
+        if "id" not in msg:  # a notification: only heartbeats mean something (liveness, noted above)
+            return None
         id, method, params = msg["id"], msg["method"], msg["params"]
         try:
             if method in protocol.JOB_METHODS:
-                self._start_job(ident, id, method, params)
-                return
+                self._start_job(ident, id, method, params, batch)
+                return _PENDING
             value = getattr(self, f"_m_{method}")(params)
         except JobError as exc:
-            self._reply(ident, protocol.error(id, exc.code, exc.message))
-            return
+            return protocol.pack(protocol.error(id, exc.code, exc.message))
         except Exception as exc:  # a bug of ours must not take the daemon down
-            self._reply(ident, protocol.error(id, protocol.INTERNAL_ERROR, one_line(exc)))
-            return
-        self._reply(ident, protocol.result(id, value))
+            return protocol.pack(protocol.error(id, protocol.INTERNAL_ERROR, one_line(exc)))
+        return protocol.pack(protocol.result(id, value))
 
     # --- control methods: answered at once --------------------------------------------------------
     def _m_hello(self, params: dict) -> dict:
@@ -395,7 +436,7 @@ class Daemon:
             return {"error": one_line(exc)}
 
     # --- job methods: one at a time, in a thread ---------------------------------------------------
-    def _start_job(self, ident: bytes, id: Any, method: str, params: dict) -> None:
+    def _start_job(self, ident: bytes, id: Any, method: str, params: dict, batch: list | None = None) -> None:
         if self.stopping:
             raise JobError(protocol.BUSY, f"worker is shutting down ({self.stopping})")
         if self.job is not None:
@@ -405,7 +446,7 @@ class Daemon:
             raise JobError(protocol.INVALID_PARAMS, f"params.kind {kind!r} does not match method {method!r}")
         if not isinstance(params.get("variant"), dict):
             raise JobError(protocol.INVALID_PARAMS, f"{method}: params.variant must be a map (the variant spec)")
-        job = self.job = _RunningJob(ident, id, method, dict(params, kind=method))
+        job = self.job = _RunningJob(ident, id, method, dict(params, kind=method), batch)
         job.thread = threading.Thread(target=self._run_job, args=(job,), name=f"job-{id}", daemon=True)
         job.thread.start()
 
@@ -447,6 +488,11 @@ class Daemon:
         job = getattr(self, "job", None)
         if self.ctx is not None and (job is None or not job.thread.is_alive()):
             self.ctx.term()  # skipped while a stuck job thread holds a socket: exit frees it
+
+
+def _refused(bind: str, reason: str) -> str:
+    return (f"--bind {bind}: refusing a non-loopback address without --keys (CURVE): {reason}; "
+            "pass --insecure to serve it in plaintext")
 
 
 if __name__ == "__main__":
