@@ -1,11 +1,11 @@
-"""workers.protocol: JSON-RPC 2.0 over msgpack, bounded unpacking, endpoints and key files."""
+"""moe_schema.protocol: JSON-RPC 2.0 over msgpack, bounded unpacking, endpoints and key files."""
 
 from __future__ import annotations
 
 import msgpack
 import pytest
 
-from workers import protocol as p
+from moe_schema import protocol as p
 
 
 def test_round_trip_and_request_shape():

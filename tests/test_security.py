@@ -15,7 +15,7 @@ import zmq
 from fault_jobs import REPO, RawClient, env
 from harness.cli import main as harness
 from harness.coordinator import Coordinator
-from workers import protocol as p
+from moe_schema import protocol as p
 
 
 def _free_port() -> int:
@@ -116,6 +116,6 @@ def test_oversized_frame_is_refused_and_the_daemon_serves_on(daemon_pool):
 
 def test_no_pickle_on_the_wire():
     pattern = re.compile(r"import pickle|pickle\.|_pyobj\(|import marshal|marshal\.")
-    wire = ["harness/coordinator.py", "harness/local.py", "workers/daemon.py", "workers/protocol.py"]
+    wire = ["harness/coordinator.py", "harness/local.py", "workers/daemon.py", "moe_schema/protocol.py"]
     for path in (REPO / name for name in wire):
         assert not pattern.search(path.read_text()), f"{path} mentions pickle"

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import attrs
 
-from workers import protocol
+from moe_schema import protocol
 from workers.builds.load import load_model
 from workers.builds.materialize import build_dir
 from workers.builds.spec import canonical_json, check_variant
 from workers.errors import JobError
-from workers.training.spec import held_trained, trained_path
+from moe_schema.train import held_trained, trained_path
 
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "F32": 4, "F16": 2, "BF16": 2, "F64": 8,
                 "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
