@@ -3,8 +3,8 @@
     python benchmarks/wire_decode.py
 
 4 MB of ``0x80`` bytes after an array header is 4,000,000 empty maps. "before" decodes with
-msgpack's per-container limits only (what ``workers.protocol.unpack`` did until the bound);
-"after" is ``workers.protocol.unpack(frame, MAX_REQUEST_OBJECTS)``, what the daemon does now. Each
+msgpack's per-container limits only (what ``moe_schema.protocol.unpack`` did until the bound);
+"after" is ``moe_schema.protocol.unpack(frame, MAX_REQUEST_OBJECTS)``, what the daemon does now. Each
 case runs in a fresh child process; memory is the growth of its peak resident size (VmHWM, reset
 just before the decode) over the frame's size, time is the decode (or refusal) alone. A 16 MiB task
 folder frame (1,000 files and one large one) shows that legitimate traffic keeps its cost.
@@ -23,12 +23,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from workers import protocol  # noqa: E402  (torch-free)
+from moe_schema import protocol  # noqa: E402  (torch-free)
 
 CHILD = r"""
 import json, os, sys, time
 import msgpack
-from workers import protocol
+from moe_schema import protocol
 
 frame = open(sys.argv[1], "rb").read()
 mode = sys.argv[2]
@@ -61,7 +61,7 @@ def _array(body: bytes, count: int) -> bytes:
 
 
 def frames() -> dict[str, bytes]:
-    from workers.evaluation.taskfiles import SHIP_LIMIT
+    from moe_schema.taskfiles import SHIP_LIMIT
 
     files = {f"data/extra-{i:04d}.txt": b"%d\n" % i for i in range(1000)}
     files["data/padding.bin"] = os.urandom(SHIP_LIMIT - sum(map(len, files.values())))

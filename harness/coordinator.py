@@ -37,7 +37,7 @@ reliability logic, in the spirit of the ZeroMQ guide's Paranoid Pirate, is this 
   and none came back, the remaining jobs fail with the reason; what finished was already handed to
   ``on_result``.
 
-Torch-free: this module imports only pyzmq, attrs and workers.protocol.
+Torch-free: this module imports only pyzmq, attrs and moe_schema.protocol.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from typing import Callable
 import attrs
 import zmq
 
-from workers import protocol
+from moe_schema import protocol
 
 
 @attrs.define

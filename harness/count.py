@@ -23,7 +23,7 @@ from pathlib import Path
 
 from harness import derive
 from workers.builds import headers
-from workers.families import FAMILIES
+from moe_schema.families import FAMILIES
 
 
 class CountError(ValueError):
@@ -80,7 +80,7 @@ def routed_k(variant: dict, native_k: int | None, num_experts: int | None) -> tu
     routing = variant.get("routing")
     if routing is None or native_k is None or num_experts is None:
         return None, False
-    from workers.routing.config import config_from_spec  # torch-free
+    from moe_schema.routing import config_from_spec  # torch-free
 
     k = config_from_spec(routing).experts_per_token(int(native_k), int(num_experts))
     return k, k is None

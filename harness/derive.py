@@ -33,7 +33,7 @@ Defaults for keys a config leaves out follow transformers 5's config classes, ex
 
 from __future__ import annotations
 
-from workers.families import FAMILIES
+from moe_schema.families import FAMILIES
 
 BYTE_VOCAB_SIZE = 259  # workers.builds.tokenizer.BYTE_VOCAB_SIZE (not imported: it loads `tokenizers`)
 DENSE_TWIN = {"olmoe": "olmo", "mixtral": "llama", "qwen2_moe": "qwen3", "qwen3_moe": "qwen3",

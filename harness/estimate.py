@@ -40,7 +40,7 @@ from harness.count import count_variant, weight_bytes
 from workers import devices
 from workers.builds import headers
 from workers.probes import roofline
-from workers.probes.config import LatencyConfig, MemoryConfig, RoutingConfig, ThroughputConfig, parse_probe
+from moe_schema.probes import LatencyConfig, MemoryConfig, RoutingConfig, ThroughputConfig, parse_probe
 
 DATA_SUFFIXES = (".jsonl", ".json", ".txt", ".csv", ".tsv", ".parquet")
 

@@ -18,7 +18,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from workers.protocol import AUTHORIZED_DIR, CLIENT_KEY, SERVER_KEY
+from moe_schema.protocol import AUTHORIZED_DIR, CLIENT_KEY, SERVER_KEY
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

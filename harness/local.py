@@ -27,7 +27,7 @@ from pathlib import Path
 
 import zmq
 
-from workers import protocol
+from moe_schema import protocol
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -109,7 +109,7 @@ def train_jobs(suite: Suite, vs: list[dict]) -> tuple[list[dict], list[dict], di
     variant name its train job spec."""
     if suite.train is None:
         return vs, [], {}
-    from workers.training.spec import trained_build  # torch-free
+    from moe_schema.train import trained_build  # torch-free
 
     models = {m.name: m for m in suite.models}
     out, specs, by_variant = [], [], {}
@@ -130,11 +130,11 @@ def train_jobs(suite: Suite, vs: list[dict]) -> tuple[list[dict], list[dict], di
 
 
 def task_dict(task) -> dict:
-    """The job's task: a local task also carries the digest of its folder (workers.evaluation.taskfiles),
+    """The job's task: a local task also carries the digest of its folder (moe_schema.taskfiles),
     so editing any of its files changes the keys of the jobs that use it."""
     out = task.to_dict()
     if task.path is not None:
-        from workers.evaluation.taskfiles import folder_digest  # torch-free
+        from moe_schema.taskfiles import folder_digest  # torch-free
 
         out["digest"] = folder_digest(task.path)[0]
     return out
@@ -184,9 +184,9 @@ def shard_groups(jobs: list[PlannedJob]) -> dict[str, list[PlannedJob]]:
 
 def unshippable_tasks(suite: Suite) -> list[str]:
     """One line per local task whose folder is over the size that travels with its jobs
-    (workers.evaluation.taskfiles.SHIP_LIMIT): a worker on another host reads such a folder at its
+    (moe_schema.taskfiles.SHIP_LIMIT): a worker on another host reads such a folder at its
     path, so without a shared filesystem its jobs would fail there, one by one."""
-    from workers.evaluation.taskfiles import SHIP_LIMIT, folder_bytes  # torch-free
+    from moe_schema.taskfiles import SHIP_LIMIT, folder_bytes  # torch-free
 
     out = []
     for i, task in enumerate(suite.tasks):

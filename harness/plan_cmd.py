@@ -18,7 +18,7 @@ from rich.table import Table
 
 from harness import plan as planner
 from harness.suite import SuiteError, load
-from workers.home import harness_home
+from moe_schema.home import harness_home
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

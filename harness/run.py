@@ -60,7 +60,7 @@ def parse_endpoints(value: str | None, suite_workers: tuple[str, ...], wait_s: f
     endpoint is an EndpointsError, never a silent fallback. An ``@FILE`` is waited for and checked
     (harness/endpoints.py: missing after the wait, empty, stale)."""
     from harness.endpoints import EndpointsError, read_for_run
-    from workers.protocol import is_loopback  # torch-free
+    from moe_schema.protocol import is_loopback  # torch-free
 
     given = value is not None
     items = [w.strip() for w in value.split(",")] if given else list(suite_workers)
@@ -223,20 +223,20 @@ def provides(spec: dict) -> str:
     """What a worker keeps once ``spec`` succeeds: a train job's checkpoint, by its train key."""
     if spec["kind"] != "train":
         return ""
-    from workers.training.spec import train_key  # torch-free
+    from moe_schema.train import train_key  # torch-free
 
     return train_key(spec)
 
 
 def wire_spec(spec: dict, bundles: dict) -> dict:
     """The spec as sent: an evaluate job on a local task carries the task folder's files (when small
-    enough; see workers.evaluation.taskfiles), so a worker on another host needs no shared filesystem.
+    enough; see moe_schema.taskfiles), so a worker on another host needs no shared filesystem.
     Jobs of the same task share one files map; the stored spec (plan, results) never holds them."""
     task = spec.get("task")
     if spec.get("kind") != "evaluate" or not task or not task.get("path") or "digest" not in task:
         return spec
     if task["path"] not in bundles:
-        from workers.evaluation.taskfiles import bundle
+        from moe_schema.taskfiles import bundle
 
         bundles[task["path"]] = bundle(task["path"])
     files = bundles[task["path"]]
@@ -248,7 +248,7 @@ def merge_sharded(jobs: list[planner.PlannedJob], store: Store) -> dict[str, str
 
     Returns {shard key: merged key} for the shards merged, so results.jsonl lists the merged
     result in their place."""
-    from workers.evaluation.merge import merge_shards  # torch-free
+    from moe_schema.merge import merge_shards  # torch-free
 
     replaced: dict[str, str] = {}
     for merged_key, shards in planner.shard_groups(jobs).items():
@@ -279,7 +279,7 @@ _RECORD_KEYS = ("key", "kind", "variant", "model", "task", "probe", "status", "e
 def main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     from harness.endpoints import EndpointsError
-    from workers.protocol import is_loopback  # torch-free
+    from moe_schema.protocol import is_loopback  # torch-free
 
     suite = load(args.suite, scale=args.scale)
     try:  # before the run folder exists: a refused hand-off leaves nothing behind

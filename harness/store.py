@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from workers.home import harness_home
+from moe_schema.home import harness_home
 
 
 def write_json_atomic(path: Path, obj, indent: int | None = 1) -> None:

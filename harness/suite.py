@@ -18,8 +18,8 @@ from typing import Any
 import attrs
 import yaml
 
-from workers.families import FAMILIES, check_value, type_name
-from workers.registry import Registry, UnknownName
+from moe_schema.families import FAMILIES, check_value, type_name
+from moe_schema.registry import Registry, UnknownName
 
 DTYPES = ("float32", "bfloat16", "float16")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -102,7 +102,7 @@ class Suite:
     local_workers: int = 1
     eval: dict = attrs.field(factory=dict)
     scale: str | None = None
-    corpus: dict | None = None  # checked corpus spec (workers.corpora.spec)
+    corpus: dict | None = None  # checked corpus spec (moe_schema.corpus)
     train: dict | None = None  # suite-wide train settings; None: nothing is trained
     train_seeds: tuple[int, ...] = ()
     raw: dict = attrs.field(factory=dict, repr=False)  # the YAML as read, kept for the run folder
@@ -202,13 +202,13 @@ def plugin(registry: Registry, item: Any, path: str) -> tuple[str, dict, Any]:
 
 
 def _routing_registry() -> Registry:
-    from workers.routing.config import ROUTING  # torch-free config classes
+    from moe_schema.routing import ROUTING  # torch-free config classes
 
     return ROUTING
 
 
 def _probe_registry() -> Registry:
-    from workers.probes.config import PROBES  # torch-free config classes
+    from moe_schema.probes import PROBES  # torch-free config classes
 
     return PROBES
 
@@ -430,8 +430,8 @@ def _parse_scale(data: dict, override: str | None) -> tuple[str | None, dict]:
 
 
 def _parse_training(data: dict, scale: dict, seed: int) -> tuple[dict | None, dict | None, tuple[int, ...]]:
-    from workers.corpora.spec import CorpusError, check_corpus  # torch-free
-    from workers.training.spec import TrainSpecError, check_train
+    from moe_schema.corpus import CorpusError, check_corpus  # torch-free
+    from moe_schema.train import TrainSpecError, check_train
 
     corpus = None
     if "corpus" in data or scale.get("corpus"):
@@ -492,7 +492,7 @@ def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suit
         if spec.train and train is None:
             raise SuiteError(f"models[{i}].train", "per-model train settings need a suite-level 'train'")
         if spec.train:
-            from workers.training.spec import TrainSpecError, check_train
+            from moe_schema.train import TrainSpecError, check_train
 
             try:
                 check_train({**train, **spec.train}, where=f"models[{i}].train")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import zmq
 
-from workers import protocol
+from moe_schema import protocol
 from workers.errors import JobCancelled, JobError
 
 REPO = Path(__file__).resolve().parent.parent

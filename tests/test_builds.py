@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers import protocol
+from moe_schema import protocol
 from workers.builds import materialize as mat
 from workers.builds.load import load_model
 from workers.builds.materialize import build_dir, materialize, resolve_checkpoint

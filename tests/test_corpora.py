@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from workers.corpora import capacity
+from moe_schema import capacity
 from workers.corpora.knowledge import ATTRIBUTES, EOS_ID
 from workers.corpora.load import prepare
-from workers.corpora.spec import CorpusError, check_corpus
+from moe_schema.corpus import CorpusError, check_corpus
 
 SPEC = {"kind": "knowledge", "entities": 300, "tokens": 120_000, "zipf": 1.0, "seed": 3, "eval_per_bucket": 20}
 

@@ -12,7 +12,7 @@ import pytest
 
 from fault_jobs import VARIANT, RawClient, env, probe_spec
 from harness.local import start_local_workers
-from workers import protocol as p
+from moe_schema import protocol as p
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from workers.evaluation.batching import (
     plan_batches,
     window,
 )
-from workers.evaluation.merge import merge_shards, task_metrics
+from moe_schema.merge import merge_shards, task_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -235,7 +235,7 @@ def test_merge_errors_and_aggregations():
 
 
 def test_merge_module_imports_no_torch_or_lm_eval():
-    code = ("import sys; import workers.evaluation.merge, workers.evaluation.batching; "
+    code = ("import sys; import moe_schema.merge, workers.evaluation.batching; "
             "bad = [m for m in ('torch', 'lm_eval', 'transformers') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

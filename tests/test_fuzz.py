@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fault_jobs import RawClient
-from workers import protocol as p
+from moe_schema import protocol as p
 
 SETTINGS = settings(max_examples=1200, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

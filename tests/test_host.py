@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from workers import jobs, protocol
+from moe_schema import protocol
+from workers import jobs
 from workers.builds.materialize import materialize
 from workers.builds.params import count_params
 from workers.errors import JobCancelled, JobError, Unsupported

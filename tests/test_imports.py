@@ -13,9 +13,9 @@ import harness
 HEAVY = ("torch", "transformers", "lm_eval")
 # the worker modules harness/ may import (docs/internals.md, "Import rule"), some of them lazily
 TORCH_FREE_WORKER_MODULES = [
-    "workers.protocol", "workers.home", "workers.registry", "workers.families", "workers.routing.config",
-    "workers.probes.config", "workers.training.spec", "workers.corpora.spec", "workers.corpora.tasks",
-    "workers.corpora.capacity", "workers.evaluation.merge", "workers.evaluation.taskfiles",
+    "moe_schema.protocol", "moe_schema.home", "moe_schema.registry", "moe_schema.families", "moe_schema.routing",
+    "moe_schema.probes", "moe_schema.train", "moe_schema.corpus", "workers.corpora.tasks",
+    "moe_schema.capacity", "moe_schema.merge", "moe_schema.taskfiles",
     "workers.devices", "workers.builds.headers", "workers.probes.roofline",
 ]
 

@@ -41,7 +41,7 @@ def test_keys_are_stable_and_follow_the_spec():
 
 
 def test_same_build_shares_affinity_across_routings():
-    pytest.importorskip("workers.routing.config")
+    pytest.importorskip("moe_schema.routing")
     suite = dict(SUITE, models=[dict(SUITE["models"][0], routing=["native", {"name": "topk", "k": 1}])])
     vs, jobs = planner.expand(parse(suite))
     assert [v["name"] for v in vs] == ["moe", "moe@topk(k=1)"]

@@ -6,7 +6,7 @@ import types
 import pytest
 import torch
 
-from workers import protocol
+from moe_schema import protocol
 from workers.errors import JobCancelled, JobError, Unsupported
 from workers.probes import job as probe_job
 

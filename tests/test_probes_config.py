@@ -4,7 +4,7 @@ import attrs
 import numpy as np
 import pytest
 
-from workers.probes.config import PROBES, LatencyConfig, ProbeConfigError, parse_probe
+from moe_schema.probes import PROBES, LatencyConfig, ProbeConfigError, parse_probe
 from workers.probes.timer import StepTimer, percentile, summarize
 
 

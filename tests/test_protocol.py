@@ -1,4 +1,4 @@
-"""workers.protocol: JSON-RPC 2.0 over msgpack, bounded unpacking, batches, endpoints and key files."""
+"""moe_schema.protocol: JSON-RPC 2.0 over msgpack, bounded unpacking, batches, endpoints and key files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers import protocol as p
+from moe_schema import protocol as p
 
 
 def test_round_trip_and_request_shape():
@@ -168,7 +168,7 @@ def test_four_million_empty_maps_are_refused_naming_the_limit():
 
 
 def test_a_16_mib_task_folder_is_within_the_bound():
-    from workers.evaluation.taskfiles import SHIP_LIMIT
+    from moe_schema.taskfiles import SHIP_LIMIT
 
     files = {f"data/part-{i:05d}.jsonl": b"x" * (SHIP_LIMIT // 4000) for i in range(4000)}  # 4,000 files
     frame = p.pack(p.request("evaluate", {"kind": "evaluate", "task": {"name": "t", "files": files}}))

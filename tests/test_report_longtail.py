@@ -61,7 +61,7 @@ def test_regime_knowledge_and_training(longtail_run):
     assert "the smallest build, dense-active#s1 (117k parameters)" in md and "do not exceed its capacity" in md
     knowledge = {r[0]: r for r in _table(md, "### Knowledge stored")}
     assert set(knowledge) == set(regime) and knowledge["moe#s1"][-1] == "bucket accuracy"
-    from workers.corpora.capacity import knowledge_bits
+    from moe_schema.capacity import knowledge_bits
 
     run = Run.load(longtail_run)
     corpus = next(r["corpus"] for r in run.ok("train", "moe#s1"))
@@ -90,7 +90,7 @@ def test_knowledge_per_attribute_when_the_corpus_tasks_are_readable(tmp_path):
             r["corpus"]["tasks"] = {t: str(tasks / f"{t}.yaml") for t in r["corpus"]["tasks"]}
     (run_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     from harness.report.longtail import knowledge_table
-    from workers.corpora.capacity import accuracy_by_attribute, knowledge_bits
+    from moe_schema.capacity import accuracy_by_attribute, knowledge_bits
 
     run = Run.load(run_dir)
     table = knowledge_table(run)

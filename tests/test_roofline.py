@@ -110,7 +110,7 @@ def test_device_peaks_table_override_and_unknown():
 
 
 def test_roofline_module_is_torch_free():
-    code = ("import sys, workers.probes.roofline, workers.probes.config; "
+    code = ("import sys, workers.probes.roofline, moe_schema.probes; "
             "bad = [m for m in ('torch', 'transformers', 'lm_eval') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

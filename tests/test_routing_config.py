@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from workers.registry import UnknownName
-from workers.routing.config import ROUTING, StrategyConfig, config_from_spec
+from moe_schema.registry import UnknownName
+from moe_schema.routing import ROUTING, StrategyConfig, config_from_spec
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGINS = REPO / "tests" / "plugins"
@@ -29,7 +29,7 @@ def run_python(code: str, *, plugins: bool = False) -> subprocess.CompletedProce
 def test_config_module_does_not_import_torch():
     proc = run_python("""
         import sys
-        from workers.routing.config import ROUTING, config_from_spec
+        from moe_schema.routing import ROUTING, config_from_spec
         config_from_spec({"name": "topk", "params": {"k": 1}}).label()
         ROUTING.names()
         assert "torch" not in sys.modules, "torch imported"
@@ -108,7 +108,7 @@ def test_third_party_strategy_found_through_its_entry_point_and_applied():
         transformers.logging.set_verbosity_error()
         torch.set_num_threads(1)
         from transformers import OlmoeConfig, OlmoeForCausalLM
-        from workers.routing.config import ROUTING, config_from_spec
+        from moe_schema.routing import ROUTING, config_from_spec
         from workers.routing.apply import apply
         cls = ROUTING.get("bottomk")
         assert cls.__module__ == "moe_harness_example_routing", cls
@@ -139,7 +139,7 @@ def test_third_party_strategy_found_through_its_entry_point_and_applied():
 
 def test_third_party_strategy_absent_without_its_package():
     proc = run_python("""
-        from workers.routing.config import ROUTING
+        from moe_schema.routing import ROUTING
         try:
             ROUTING.get("bottomk")
         except KeyError as exc:

@@ -16,7 +16,7 @@ import zmq
 from fault_jobs import REPO, RawClient, env
 from harness.cli import main as harness
 from harness.coordinator import Coordinator
-from workers import protocol as p
+from moe_schema import protocol as p
 
 
 def _free_port() -> int:
@@ -149,7 +149,7 @@ def test_the_address_actually_bound_is_checked_too():
     nic = _outside_interface()
     if nic is None:
         pytest.skip("no network interface with a non-loopback address")
-    lying = ("import runpy, workers.protocol as p; p._resolve = lambda host: {'127.0.0.1'}; "
+    lying = ("import runpy, moe_schema.protocol as p; p._resolve = lambda host: {'127.0.0.1'}; "
              "runpy.run_module('workers.daemon', run_name='__main__')")
     e = dict(os.environ, **env())
     bind = f"tcp://{nic}:{_free_port()}"
@@ -214,7 +214,7 @@ def test_a_16_mib_task_folder_still_travels(daemon_pool, tmp_path):
     from harness.coordinator import Job
     from harness.run import wire_spec
     from harness.suite import load as load_suite
-    from workers.evaluation.taskfiles import SHIP_LIMIT
+    from moe_schema.taskfiles import SHIP_LIMIT
 
     folder = tmp_path / "tasks"
     shutil.copytree(REPO / "suites" / "tasks", folder, ignore=shutil.ignore_patterns("__pycache__"))
@@ -250,6 +250,6 @@ tasks:
 
 def test_no_pickle_on_the_wire():
     pattern = re.compile(r"import pickle|pickle\.|_pyobj\(|import marshal|marshal\.")
-    wire = ["harness/coordinator.py", "harness/local.py", "workers/daemon.py", "workers/protocol.py"]
+    wire = ["harness/coordinator.py", "harness/local.py", "workers/daemon.py", "moe_schema/protocol.py"]
     for path in (REPO / name for name in wire):
         assert not pattern.search(path.read_text()), f"{path} mentions pickle"

@@ -218,7 +218,7 @@ def test_training_plan_trains_first_then_uses_the_checkpoints():
     trains = {j.key for j in jobs if j.kind == "train"}
     rest = [j for j in jobs if j.kind != "train"]
     assert rest and all(j.after in trains for j in rest)
-    from workers.training.spec import train_key
+    from moe_schema.train import train_key
 
     keys = {train_key(j.spec) for j in jobs if j.kind == "train"}
     assert all(j.spec["variant"]["build"]["trained"] in keys for j in rest)  # found under each worker's home

@@ -1,4 +1,4 @@
-"""Local task folders shipped with their jobs (workers/evaluation/taskfiles.py): digests in the job
+"""Local task folders shipped with their jobs (moe_schema/taskfiles.py): digests in the job
 keys, the files on the wire and unpacked on a worker that cannot see the coordinator's path, and
 the refusals (unsafe names, a digest that does not match, a folder too big to ship and not shared)."""
 
@@ -13,8 +13,8 @@ import pytest
 from harness import plan as planner
 from harness.run import wire_spec
 from harness.suite import load as load_suite
-from workers.evaluation import taskfiles
-from workers.evaluation.taskfiles import TaskFilesError, bundle, folder_digest, unpack
+from moe_schema import taskfiles
+from moe_schema.taskfiles import TaskFilesError, bundle, folder_digest, unpack
 
 REPO = Path(__file__).resolve().parent.parent
 TASKS = REPO / "suites" / "tasks"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.training.spec import TrainSpecError, check_train, resume_dir, trained_build, trained_dir, train_key
+from moe_schema.train import TrainSpecError, check_train, resume_dir, trained_build, trained_dir, train_key
 
 CONFIG = dict(model_type="olmoe", hidden_size=32, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
               num_key_value_heads=2, num_experts=4, num_experts_per_tok=2)

@@ -49,7 +49,7 @@ from typing import Any, Callable
 
 import zmq
 
-from workers import protocol
+from moe_schema import protocol
 from workers.errors import JobError
 
 RUN_JOB_ENV = "MOE_HARNESS_RUN_JOB"

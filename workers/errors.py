@@ -1,8 +1,8 @@
-"""Errors a job raises to choose its JSON-RPC error code (see workers.protocol)."""
+"""Errors a job raises to choose its JSON-RPC error code (see moe_schema.protocol)."""
 
 from __future__ import annotations
 
-from workers import protocol
+from moe_schema import protocol
 
 
 class JobError(Exception):

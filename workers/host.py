@@ -27,13 +27,13 @@ from pathlib import Path
 
 import attrs
 
-from workers import protocol
+from moe_schema import protocol
 from workers.builds import headers
 from workers.builds.load import load_model
 from workers.builds.materialize import build_dir
 from workers.builds.spec import canonical_json, check_variant
 from workers.errors import JobError
-from workers.training.spec import held_trained, trained_path
+from moe_schema.train import held_trained, trained_path
 
 @attrs.define
 class Loaded:

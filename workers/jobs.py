@@ -18,7 +18,7 @@ import time
 from importlib import metadata
 from typing import Callable
 
-from workers import protocol
+from moe_schema import protocol
 from workers.builds.params import count_params
 from workers.builds.spec import bad, check_variant
 from workers.errors import JobCancelled, JobError, Unsupported
@@ -96,7 +96,7 @@ def _evaluate(job, loaded, progress, cancelled) -> dict:
 def _local_task(task: dict, home) -> dict:
     from pathlib import Path
 
-    from workers.evaluation.taskfiles import SHIP_LIMIT, TaskFilesError, unpack
+    from moe_schema.taskfiles import SHIP_LIMIT, TaskFilesError, unpack
 
     rest = {k: v for k, v in task.items() if k not in ("files", "digest")}
     path = task.get("path")
@@ -151,7 +151,7 @@ def strategy_config(loaded):
     if config is not None:
         return config
     try:
-        from workers.routing.config import config_from_spec
+        from moe_schema.routing import config_from_spec
     except ModuleNotFoundError:
         return None
     try:

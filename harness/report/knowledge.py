@@ -12,7 +12,7 @@ parameter ceiling the same paper measures.
 
 The regime (tokens per parameter, exposures per fact, fact bits against capacity) comes from the
 train result's corpus meta, in either of the shapes the workers write (``corpus.regime`` as computed
-by ``workers.corpora.capacity.regime``, or the same figures at the top of ``corpus``).
+by ``moe_schema.capacity.regime``, or the same figures at the top of ``corpus``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The long-tail section's tables: accuracy per popularity bucket per model and per pair, the
 training regime of the knowledge corpus, and the knowledge each build stored (in bits).
 
-Regime and knowledge use ``workers.corpora.capacity`` (pure python): the corpus meta travels in
+Regime and knowledge use ``moe_schema.capacity`` (pure python): the corpus meta travels in
 each train result (``corpus``), with its ``regime`` already computed by the worker.
 """
 
@@ -120,7 +120,7 @@ def _task_rows(corpus: dict, task: str) -> list[dict] | None:
 
 
 def knowledge_table(run: Run) -> Table:
-    from workers.corpora.capacity import accuracy_by_attribute, knowledge_bits
+    from moe_schema.capacity import accuracy_by_attribute, knowledge_bits
 
     cols = ["variant", "total params"] + [f"bits, {b}" for b in BUCKETS] + ["bits stored", "of the corpus's",
                                                                           "bits / param", "from"]
@@ -156,7 +156,7 @@ def knowledge_table(run: Run) -> Table:
                               + [fmt_num(k["bits"], 4), f"{k['bits'] / k['fact_bits']:.1%}" if k["fact_bits"] else "-",
                                  fmt_num(k["bits_per_param"], 3), source])
     if table.rows:
-        table.notes.append("Bits stored (workers.corpora.capacity.knowledge_bits): per bucket, entities × Σ over "
+        table.notes.append("Bits stored (moe_schema.capacity.knowledge_bits): per bucket, entities × Σ over "
                            "attributes of the guess-corrected fraction known, max(0, (acc − 1/4) / (3/4)), × log2 "
                            "of the attribute's value count. It understates partial knowledge; compare builds, not "
                            "the absolute number, with the ~2 bits/param ceiling.")

@@ -257,7 +257,7 @@ LT_CORPUS = {"kind": "knowledge", "tokens": 100_634, "entities": 200,
 
 
 def main_longtail() -> None:
-    from workers.corpora.capacity import regime
+    from moe_schema.capacity import regime
 
     rng = np.random.default_rng(3)
     out = OUT_LONGTAIL

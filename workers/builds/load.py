@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workers import protocol
+from moe_schema import protocol
 from workers.builds.materialize import materialize
 from workers.builds.spec import bad, check_variant
 from workers.errors import JobError, ModelLoadFailed

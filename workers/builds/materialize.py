@@ -22,8 +22,8 @@ from pathlib import Path
 from workers.builds.spec import bad, build_hash, check_build
 from workers.builds.tokenizer import BOS_ID, BYTE_VOCAB_SIZE, EOS_ID, PAD_ID, save_byte_tokenizer
 from workers.errors import ModelLoadFailed
-from workers.families import FAMILIES
-from workers.home import harness_home
+from moe_schema.families import FAMILIES
+from moe_schema.home import harness_home
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -118,7 +118,7 @@ def resolve_checkpoint(checkpoint: str) -> Path | str:
 
 def resolve_trained(key: str, home: str | Path | None = None) -> Path:
     """The checkpoint a train job left on this machine under ``key``."""
-    from workers.training.spec import trained_path  # torch-free
+    from moe_schema.train import trained_path  # torch-free
 
     path = trained_path(key, home)
     if not (path / "config.json").is_file():

@@ -10,9 +10,9 @@ import hashlib
 import json
 import re
 
-from workers import protocol
+from moe_schema import protocol
 from workers.errors import JobError
-from workers.families import FAMILIES, check_value, type_name
+from moe_schema.families import FAMILIES, check_value, type_name
 
 DTYPES = ("float32", "float16", "bfloat16", "auto")  # auto: the checkpoint's own dtype
 
@@ -32,7 +32,7 @@ def build_hash(build: dict) -> str:
 
 def check_build(build, where: str = "variant.build") -> dict:
     """Validate ``{"checkpoint": str}``, ``{"config": {...}, "seed": int}`` or ``{"trained": key}``
-    (a train job's result, see workers.training.spec); return it."""
+    (a train job's result, see moe_schema.train); return it."""
     if not isinstance(build, dict):
         raise bad(where, f"expected a map, got {type(build).__name__}")
     if sum(k in build for k in ("checkpoint", "config", "trained")) != 1:

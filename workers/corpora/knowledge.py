@@ -113,7 +113,7 @@ def encode(docs: list[str]) -> np.ndarray:
 
 
 def generate(spec: dict) -> tuple[np.ndarray, dict, dict]:
-    """``(tokens, entities, stats)`` for a checked knowledge spec (``workers.corpora.spec``).
+    """``(tokens, entities, stats)`` for a checked knowledge spec (``moe_schema.corpus``).
 
     The number of biographies is chosen so the corpus holds about ``spec["tokens"]`` tokens;
     ``stats["exposures"]`` counts the biographies of each entity (each states every fact once).

@@ -18,8 +18,8 @@ import attrs
 import numpy as np
 
 from workers.corpora import files, knowledge, tasks
-from workers.corpora.spec import check_corpus, corpus_hash
-from workers.home import harness_home
+from moe_schema.corpus import check_corpus, corpus_hash
+from moe_schema.home import harness_home
 
 
 @attrs.frozen

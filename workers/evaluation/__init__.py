@@ -1,9 +1,4 @@
 """Evaluation through lm-eval: the ``LM`` over a hosted model (``lm.py``), the evaluate job
-(``job.py``), request batching (``batching.py``) and the torch-free shard merge (``merge.py``).
-
-Importing this package pulls in no torch or lm-eval: the harness uses ``merge_shards``.
+(``job.py``) and request batching (``batching.py``). The torch-free shard merge both sides use
+is ``moe_schema.merge``.
 """
-
-from workers.evaluation.merge import merge_shards
-
-__all__ = ["merge_shards"]

@@ -4,7 +4,7 @@
 seeds python, numpy, torch and the few-shot sampler, ``job["eval"]`` holds the batching options
 (``max_batch_tokens``, ``prefix_sharing``, ``bootstrap_iters``, ``generate_batch_size``) and
 ``job["shard"] = {"index", "count"}`` evaluates only the documents whose id is ``index`` modulo
-``count`` (see :func:`workers.evaluation.merge.merge_shards`).
+``count`` (see :func:`moe_schema.merge.merge_shards`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import math
 import time
 from pathlib import Path
 
-from workers import protocol
+from moe_schema import protocol
 from workers.errors import JobError
-from workers.evaluation.merge import task_metrics
+from moe_schema.merge import task_metrics
 
 EVAL_OPTIONS = {"max_batch_tokens": int, "prefix_sharing": bool, "bootstrap_iters": int, "generate_batch_size": int}
 _TASK_MANAGERS: dict = {}

@@ -1,6 +1,6 @@
 """The probe job: ``run(job, loaded, progress, cancelled) -> {"probe": {...}}``.
 
-``job["probe"] = {"name": str, "params": {...}}`` (see workers.probes.config). The result holds the
+``job["probe"] = {"name": str, "params": {...}}`` (see moe_schema.probes). The result holds the
 probe's rows, the device peaks the roofline used, and how the model ran (experts implementation,
 compile mode, dtype). The model is put in eval mode and its experts implementation restored after.
 """
@@ -11,9 +11,9 @@ import contextlib
 
 import torch
 
-from workers import protocol
+from moe_schema import protocol
 from workers.errors import JobError, Unsupported
-from workers.probes.config import ProbeConfigError, TimedConfig, parse_probe
+from moe_schema.probes import ProbeConfigError, TimedConfig, parse_probe
 from workers.probes.roofline import resolve_peaks
 from workers.moe_blocks import find_moe_blocks
 from workers.probes.shape import shape_of

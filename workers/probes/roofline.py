@@ -65,7 +65,7 @@ class ModelShape:
 
     @classmethod
     def from_config(cls, cfg: dict, bytes_per_param: float = 2.0, kv_bytes: float | None = None) -> "ModelShape":
-        """Parameter counts worked out from a transformers config dict of a family in workers.families."""
+        """Parameter counts worked out from a transformers config dict of a family in moe_schema.families."""
         return _shape_from_config(cfg, bytes_per_param, bytes_per_param if kv_bytes is None else kv_bytes)
 
 

@@ -19,7 +19,7 @@ from torch import nn
 from workers.compat import call_cache
 from workers.errors import Unsupported
 from workers.moe_blocks import find_moe_blocks
-from workers.routing.config import StrategyConfig, config_from_spec
+from moe_schema.routing import StrategyConfig, config_from_spec
 from workers.routing.gate import RoutedGate, RoutingContext, gate_class
 from workers.routing.telemetry import summarize
 

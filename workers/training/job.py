@@ -1,4 +1,4 @@
-"""``run(job, host, progress, cancelled)``: the ``train`` job (spec: ``workers.training.spec``).
+"""``run(job, host, progress, cancelled)``: the ``train`` job (spec: ``moe_schema.train``).
 
 Load the variant's build in float32 on the host's device, install its routing strategy (token
 choice = ``None``/``native``/``topk``, ``expert_choice``, ``aux_free``, ...) with workers.routing,
@@ -25,18 +25,19 @@ import uuid
 
 import torch
 
-from workers import devices, protocol
+from moe_schema import protocol
+from workers import devices
 from workers.builds.load import load_model
 from workers.builds.params import count_params
-from workers.corpora.capacity import regime
+from moe_schema.capacity import regime
 from workers.corpora.load import prepare
-from workers.corpora.spec import CorpusError
+from moe_schema.corpus import CorpusError
 from workers.errors import JobCancelled, JobError
 from workers.training import checkpoint
 from workers.training.data import Batches
 from workers.training.losses import RouterLosses, lm_loss
 from workers.training.schedule import lr_at
-from workers.training.spec import TrainSpecError, check_train_job, resume_dir, train_key, trained_dir
+from moe_schema.train import TrainSpecError, check_train_job, resume_dir, train_key, trained_dir
 
 def peak_flops(device: torch.device) -> tuple[float | None, str | None]:
     """Dense bf16 tensor-core peak FLOP/s of a GPU, from the one device table (workers.devices)."""

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import attrs
 
-from workers.routing.config import StrategyConfig, positive_int
+from moe_schema.routing import StrategyConfig, positive_int
 
 
 @attrs.frozen(kw_only=True)

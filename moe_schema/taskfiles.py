@@ -20,7 +20,7 @@ import shutil
 import uuid
 from pathlib import Path, PurePosixPath
 
-from workers.home import harness_home
+from moe_schema.home import harness_home
 
 SHIP_LIMIT = 16 * 1024 * 1024
 _CHUNK = 1 << 20

@@ -4,7 +4,7 @@ Torch-free, so the planner can import it. A train job::
 
     {"kind": "train",
      "variant": {... a variant spec; its build a {"config": ...} (or a checkpoint to continue) ...},
-     "corpus": {... workers.corpora.spec ...},
+     "corpus": {... moe_schema.corpus ...},
      "train": {"tokens": 1_000_000,      # token budget (steps = ceil(tokens / (batch_size * seq_len)))
                "batch_size": 16, "seq_len": 128,
                "lr": 3e-3, "min_lr_ratio": 0.1, "warmup_steps": 20,   # linear warm-up, cosine to lr*ratio
@@ -28,8 +28,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from workers.corpora.spec import CorpusError, check_corpus
-from workers.home import harness_home
+from moe_schema.corpus import CorpusError, check_corpus
+from moe_schema.home import harness_home
 
 TRAIN_DEFAULTS = {
     "tokens": 1_000_000, "batch_size": 16, "seq_len": 128, "lr": 3e-3, "min_lr_ratio": 0.1,

@@ -14,7 +14,7 @@ import importlib
 
 import attrs
 
-from workers.registry import Registry
+from moe_schema.registry import Registry
 
 PROBES: Registry = Registry("probe", "moe_harness.probes")
 
@@ -153,7 +153,7 @@ class RoutingConfig(ProbeConfig):
 
 def parse_probe(name, params: dict | None = None, where: str = "probe") -> ProbeConfig:
     """Validate one probe entry; every error is a one-line ``ProbeConfigError`` naming ``where``."""
-    from workers.registry import UnknownName
+    from moe_schema.registry import UnknownName
 
     if not isinstance(name, str):
         raise ProbeConfigError(f"{where}.name: must be a probe name, got {name!r}")

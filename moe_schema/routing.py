@@ -40,7 +40,7 @@ from typing import ClassVar
 
 import attrs
 
-from workers.registry import Registry
+from moe_schema.registry import Registry
 
 ROUTING: Registry = Registry("routing strategy", "moe_harness.routing")
 
