@@ -367,7 +367,7 @@ def _parse_task(path: str, t: Any, base: Path, corpus: dict | None = None) -> Ta
     _known(path, t, ["name", "path", "corpus", "limit", "num_fewshot", "shards"])
     task_corpus = None
     if "corpus" in t:
-        from workers.corpora.tasks import BUCKETS, GROUP  # torch-free
+        from moe_schema.knowledge import BUCKETS, GROUP
 
         TASK_NAMES = [GROUP] + [f"{GROUP}_{b}" for b in BUCKETS]
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from workers.corpora.knowledge import ATTRIBUTES
+from moe_schema.knowledge import ATTRIBUTES
 
 KNOWLEDGE_DEFAULTS = {"entities": 2000, "tokens": 2_000_000, "zipf": 1.0, "seed": 0,
                       "attributes": list(ATTRIBUTES), "buckets": {"head": 0.1, "torso": 0.3},
