@@ -44,6 +44,7 @@ class Loaded:
     routing_session: object  # workers.routing.RoutingSession, or None without workers.routing
     load_s: float
     cached: bool
+    home: Path | str | None = None  # the host's harness home: where a job's generated and shipped files go
 
     @property
     def routing(self):
@@ -134,7 +135,8 @@ class Host:
         held.last_used = time.time()
         held.loads += 1
         return Loaded(model=held.model, tokenizer=held.tokenizer, path=held.path, variant=variant,
-                      routing_session=session, load_s=time.perf_counter() - t0, cached=cached)
+                      routing_session=session, load_s=time.perf_counter() - t0, cached=cached,
+                      home=self.home)
 
     def _load_new(self, key: tuple, variant: dict) -> _Held:
         build = variant["build"]
