@@ -76,3 +76,67 @@ def test_no_harness_module_imports_torch_transformers_or_lm_eval():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "", f"harness pulled in: {proc.stdout.strip()}"
+
+
+def _module_graph(*packages: str) -> dict[str, set[str]]:
+    """Module -> the modules of ``packages`` it imports (at any depth in the file). A submodule's
+    import of its own parent package is left out: Python runs the parent's ``__init__`` first anyway."""
+    files = {}
+    for package in packages:
+        for path in (ROOT / package).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            files[name] = path
+    graph = {}
+    for name, path in files.items():
+        deps = set()
+        for _file, module in imported_modules_of(path):
+            for candidate in (module, module.rpartition(".")[0]):
+                if candidate in files and candidate != name and not name.startswith(candidate + "."):
+                    deps.add(candidate)
+                    break
+        graph[name] = deps
+    return graph
+
+
+def imported_modules_of(path: Path) -> list[tuple[str, str]]:
+    return [(f, m) for f, m in imported_modules(path.parent) if f == str(path.relative_to(ROOT))]
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles_among_worker_and_shared_modules():
+    # workers/experts/forward.py and triton_moe.py once imported each other
+    assert _cycles(_module_graph("workers", "moe_schema")) == []
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
