@@ -30,6 +30,7 @@ Defaults for keys a config leaves out follow transformers 5's config classes, ex
 
 from __future__ import annotations
 
+from moe_schema.check import SchemaError
 from moe_schema.families import FAMILIES
 
 BYTE_VOCAB_SIZE = 259  # workers.builds.tokenizer.BYTE_VOCAB_SIZE (not imported: it loads `tokenizers`)
@@ -58,7 +59,7 @@ _DEFAULTS = {
 }
 
 
-class DeriveError(ValueError):
+class DeriveError(SchemaError):
     """A config that cannot be counted or twinned; the message names the offending key."""
 
 

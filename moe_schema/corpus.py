@@ -18,6 +18,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from moe_schema.check import SchemaError
 from moe_schema.knowledge import ATTRIBUTES
 
 KNOWLEDGE_DEFAULTS = {"entities": 2000, "tokens": 2_000_000, "zipf": 1.0, "seed": 0,
@@ -26,7 +27,7 @@ KNOWLEDGE_DEFAULTS = {"entities": 2000, "tokens": 2_000_000, "zipf": 1.0, "seed"
 FILES_DEFAULTS = {"format": "text", "field": "text"}
 
 
-class CorpusError(ValueError):
+class CorpusError(SchemaError):
     """A bad corpus spec; the message names the field (``job.corpus.zipf: ...``)."""
 
 

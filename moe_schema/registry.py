@@ -9,9 +9,10 @@ Torch-free: the harness validates suites against these registries.
 
 from __future__ import annotations
 
-import difflib
 from importlib import metadata
 from typing import Callable, Generic, TypeVar
+
+from moe_schema.check import unknown
 
 T = TypeVar("T")
 
@@ -19,9 +20,7 @@ T = TypeVar("T")
 class UnknownName(KeyError):
     def __init__(self, kind: str, name: str, known: list[str]):
         self.kind, self.name, self.known = kind, name, known
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        self.message = f"unknown {kind} {name!r}{hint}; known: {', '.join(known)}"
+        self.message = unknown(kind, name, known)
         super().__init__(self.message)
 
     def __str__(self) -> str:

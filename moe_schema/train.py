@@ -28,6 +28,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from moe_schema.check import SchemaError
 from moe_schema.corpus import CorpusError, check_corpus
 from moe_schema.home import harness_home
 
@@ -41,7 +42,7 @@ _INTS = {"tokens": 1, "batch_size": 1, "seq_len": 2, "warmup_steps": 0, "checkpo
 _FLOATS = ("lr", "min_lr_ratio", "weight_decay", "grad_clip", "aux_loss_coef", "z_loss_coef")
 
 
-class TrainSpecError(ValueError):
+class TrainSpecError(SchemaError):
     """A bad train job; the message names the field (``job.train.lr: ...``)."""
 
 

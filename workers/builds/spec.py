@@ -10,9 +10,9 @@ import hashlib
 import json
 import re
 
-from moe_schema import protocol
+from moe_schema import families, protocol
+from moe_schema.check import SchemaError, is_type
 from workers.errors import JobError
-from moe_schema.families import FAMILIES, check_value, type_name
 
 DTYPES = ("float32", "float16", "bfloat16", "auto")  # auto: the checkpoint's own dtype
 
@@ -54,27 +54,18 @@ def check_build(build, where: str = "variant.build") -> dict:
     if extra:
         raise bad(where, f"unknown key(s) {', '.join(extra)} next to 'config' (known: config, seed)")
     seed = build.get("seed", 0)
-    if not check_value(int, seed):
+    if not is_type(int, seed):
         raise bad(f"{where}.seed", f"expected int, got {seed!r}")
     check_config(build["config"], f"{where}.config")
     return build
 
 
 def check_config(config, where: str) -> None:
-    """A config build's ``config``: a known model_type and, for each key, the family's type."""
-    if not isinstance(config, dict):
-        raise bad(where, f"expected a map, got {type(config).__name__}")
-    model_type = config.get("model_type")
-    if model_type not in FAMILIES:
-        raise bad(f"{where}.model_type", f"unknown model family {model_type!r}; known: {', '.join(FAMILIES)}")
-    keys = FAMILIES[model_type].keys
-    for key, value in config.items():
-        if key == "model_type":
-            continue
-        if key not in keys:
-            raise bad(f"{where}.{key}", f"not a {model_type} config key; known: {', '.join(sorted(keys))}")
-        if not check_value(keys[key], value):
-            raise bad(f"{where}.{key}", f"expected {type_name(keys[key])}, got {value!r}")
+    """A config build's ``config``: the check the suite parser ran (``moe_schema.families.check_config``)."""
+    try:
+        families.check_config(config, where)
+    except SchemaError as exc:
+        raise bad(exc.path, exc.message) from None
 
 
 def check_variant(variant) -> dict:
