@@ -9,14 +9,12 @@ worker module lazily and returns its ``run(config, ctx)`` function.
 
 from __future__ import annotations
 
-import importlib
-
 import attrs
 
 from moe_schema.check import SchemaError, did_you_mean
-from moe_schema.registry import Registry
+from moe_schema.registry import Registry, resolve
 
-PROBES: Registry = Registry("probe", "moe_harness.probes")
+PROBES: Registry = Registry("probe", "moe_harness.probes", base="moe_schema.probes:ProbeConfig")
 
 COMPILE_MODES = ("none", "graphs", "compile")
 
@@ -84,7 +82,7 @@ class ProbeConfig:
 
     def runner(self):
         """The probe's ``run(config, ctx) -> list[dict]``, imported on first use (needs torch)."""
-        return getattr(importlib.import_module(f"workers.probes.{self.module}"), "run")
+        return resolve(f"workers.probes.{self.module}:run", what=f"probe {self.name!r}")
 
     def to_params(self) -> dict:
         """The parameters as plain JSON-safe data (lists, not tuples)."""

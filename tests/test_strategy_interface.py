@@ -22,11 +22,9 @@ def test_route_is_the_abstract_method_of_a_strategy():
 
 
 def test_every_builtin_strategy_implements_route():
-    import importlib
-
-    from moe_schema.routing import ROUTING
+    from moe_schema.registry import resolve
+    from moe_schema.routing import ROUTING, STRATEGY_BASE
 
     for name in ROUTING.names():
-        module, _, attr = ROUTING.get(name).implementation.partition(":")
-        cls = getattr(importlib.import_module(module), attr)
+        cls = resolve(ROUTING.get(name).implementation, base=STRATEGY_BASE)  # raises if route is missing
         assert issubclass(cls, Strategy) and not inspect.isabstract(cls), name
