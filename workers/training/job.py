@@ -36,20 +36,21 @@ from workers.training import checkpoint
 from workers.training.data import Batches
 from workers.training.losses import RouterLosses, lm_loss
 from workers.training.schedule import lr_at
+from moe_schema.devices import table_peaks
 from moe_schema.train import TrainSpecError, check_train_job, resume_dir, train_key, trained_dir
 
-# Dense bf16 tensor-core peak FLOP/s by GPU name fragment (vendor datasheets, no sparsity).
-PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12}
-
-
 def peak_flops(device: torch.device) -> tuple[float | None, str | None]:
+    """Dense bf16 peak FLOP/s of a GPU from the one device table (``moe_schema.devices``), or why not."""
     if device.type != "cuda":
         return None, f"no known peak FLOP/s for device type {device.type!r}; MFU needs a GPU from the table"
-    name = torch.cuda.get_device_name(device)
-    for fragment, peak in PEAK_FLOPS.items():
-        if fragment in name:
-            return peak, None
-    return None, f"GPU {name!r} is not in the peak FLOP/s table"
+    return peak_flops_of(torch.cuda.get_device_name(device))
+
+
+def peak_flops_of(name: str) -> tuple[float | None, str | None]:
+    peaks = table_peaks(name, "bfloat16")
+    if peaks is None:
+        return None, f"GPU {name!r} is not in the peak FLOP/s table"
+    return peaks.tflops * 1e12, None
 
 
 def flops_per_token(model, params: dict, seq_len: int) -> float:

@@ -1,0 +1,59 @@
+"""One place per fact: the per-family parameter arithmetic and the device peaks are each written
+once (moe_schema.params, moe_schema.devices), and every reader agrees with transformers' models."""
+
+from __future__ import annotations
+
+import pytest
+
+from moe_schema import devices, params
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "vocab_size": 96, "intermediate_size": 48, "max_position_embeddings": 64}
+
+
+@pytest.mark.parametrize("extra", [
+    {"attention_bias": True},  # mixtral's attention has no bias whatever its config says
+    {"attention_bias": False},
+])
+def test_mixtral_attention_bias_is_counted_alike_by_the_count_the_roofline_and_the_model(extra):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from workers.builds.params import count_params
+    from workers.probes.roofline import ModelShape
+    from workers.probes.shape import shape_of
+
+    cfg = {"model_type": "mixtral", **TINY, "num_local_experts": 4, "num_experts_per_tok": 2, **extra}
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model("mixtral", **{k: v for k, v in cfg.items()
+                                                                               if k != "model_type"}),
+                                             dtype=torch.float32)
+    real = count_params(model)
+    assert {k: params.count(cfg)[k] for k in ("total", "active")} == {k: real[k] for k in ("total", "active")}
+    assert ModelShape.from_config(cfg, bytes_per_param=4) == shape_of(model)
+    assert ModelShape.from_config(cfg).total_params == real["total"]
+
+
+def test_one_device_table_for_the_roofline_and_training_mfu():
+    from workers.probes import roofline
+    from workers.training import job
+
+    assert roofline.DEVICE_PEAKS is devices.DEVICE_PEAKS and not hasattr(job, "PEAK_FLOPS")
+    for name in ("NVIDIA H100 PCIe", "NVIDIA H100 80GB HBM3", "NVIDIA H200", "NVIDIA A100-SXM4-80GB",
+                 "NVIDIA L40S", "NVIDIA L4", "NVIDIA A10"):
+        flops, why = job.peak_flops_of(name)
+        assert why is None and flops == roofline.resolve_peaks(name, "bfloat16").tflops * 1e12, name
+    assert job.peak_flops_of("NVIDIA H100 PCIe")[0] == 756e12  # training once said 989 (the SXM part's)
+    assert devices.table_peaks("NVIDIA L40S").tflops == 362.0 and devices.table_peaks("NVIDIA L4").tflops == 121.0
+    assert devices.table_peaks("NVIDIA A10").tflops == 125.0 and devices.table_peaks("Weird GPU") is None
+    assert job.peak_flops_of("Weird GPU") == (None, "GPU 'Weird GPU' is not in the peak FLOP/s table")
+
+
+def test_the_shared_arithmetic_is_torch_free():
+    import subprocess
+    import sys
+
+    code = ("import sys, moe_schema.params, moe_schema.devices; "
+            "bad = {'torch', 'transformers', 'lm_eval'} & set(sys.modules); assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
