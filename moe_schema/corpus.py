@@ -14,11 +14,10 @@ Local files (each text file is one document; each jsonl line's ``field`` is one)
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 from moe_schema.check import SchemaError
+from moe_schema.hashing import content_hash
 from moe_schema.knowledge import ATTRIBUTES
 
 KNOWLEDGE_DEFAULTS = {"entities": 2000, "tokens": 2_000_000, "zipf": 1.0, "seed": 0,
@@ -32,8 +31,7 @@ class CorpusError(SchemaError):
 
 
 def corpus_hash(spec: dict) -> str:
-    text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return content_hash(spec)
 
 
 def _int(spec, key, where, low=1):

@@ -24,11 +24,10 @@ that has it: no shared filesystem is needed.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 from moe_schema.check import SchemaError
+from moe_schema.hashing import content_hash
 from moe_schema.corpus import CorpusError, check_corpus
 from moe_schema.home import harness_home
 
@@ -94,8 +93,7 @@ def train_key(job: dict) -> str:
     v = job["variant"]
     what = {"build": v["build"], "routing": v.get("routing"), "experts_implementation":
             v.get("experts_implementation"), "corpus": corpus, "train": train, "seed": seed}
-    text = json.dumps(what, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return content_hash(what)
 
 
 def trained_dir(job: dict, home=None) -> Path:

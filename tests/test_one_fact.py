@@ -57,3 +57,31 @@ def test_the_shared_arithmetic_is_torch_free():
     code = ("import sys, moe_schema.params, moe_schema.devices; "
             "bad = {'torch', 'transformers', 'lm_eval'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_one_content_hash_names_jobs_builds_corpora_and_trained_weights():
+    import ast
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from harness import plan
+    from moe_schema.corpus import corpus_hash
+    from moe_schema.hashing import content_hash, model_key
+    from workers.builds.spec import build_hash
+    from workers.host import cache_key
+
+    build = {"config": {"model_type": "llama", "hidden_size": 32, "name": "é"}, "seed": 0}
+    # the names cached results already carry: sha256 of sorted, compact, ASCII JSON
+    old = hashlib.sha256(json.dumps(build, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert build_hash(build) == corpus_hash(build) == content_hash(build) == old[:16]
+    variant = {"build": build, "dtype": "float32", "trust_remote_code": False, "experts_implementation": None,
+               "routing": {"name": "topk", "params": {"k": 1}}}
+    # the coordinator's affinity and the worker's model cache are one key, routing left out
+    assert plan.build_id(variant) == cache_key(variant) == model_key({**variant, "routing": None})
+    repo = Path(__file__).resolve().parent.parent
+    users = sorted(str(p.relative_to(repo)) for package in ("harness", "moe_schema", "workers")
+                   for p in (repo / package).rglob("*.py")
+                   if any(isinstance(n, ast.Import) and any(a.name == "hashlib" for a in n.names)
+                          for n in ast.walk(ast.parse(p.read_text()))))
+    assert users == ["moe_schema/hashing.py", "moe_schema/taskfiles.py"]  # taskfiles hashes files as it reads them

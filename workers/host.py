@@ -25,8 +25,9 @@ import attrs
 from moe_schema import protocol
 from workers.builds.load import load_model
 from workers.builds.materialize import build_dir
-from workers.builds.spec import canonical_json, check_variant
+from workers.builds.spec import check_variant
 from workers.errors import JobError
+from moe_schema.hashing import model_key
 from moe_schema.train import held_trained, trained_path
 
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "F32": 4, "F16": 2, "BF16": 2, "F64": 8,
@@ -64,9 +65,9 @@ class _Held:
     loads: int = 0
 
 
-def cache_key(variant: dict) -> tuple:
-    return (canonical_json(variant["build"]), variant["dtype"], variant["experts_implementation"],
-            variant["trust_remote_code"])
+def cache_key(variant: dict) -> str:
+    """The model cache's key: ``moe_schema.hashing.model_key``, the coordinator's affinity too."""
+    return model_key(variant)
 
 
 def model_bytes(model) -> int:
@@ -138,7 +139,7 @@ class Host:
                       routing_session=session, load_s=time.perf_counter() - t0, cached=cached,
                       home=self.home)
 
-    def _load_new(self, key: tuple, variant: dict) -> _Held:
+    def _load_new(self, key: str, variant: dict) -> _Held:
         build = variant["build"]
         if "config" in build:
             expected = estimate_bytes(build_dir(build, self.home), variant["dtype"])

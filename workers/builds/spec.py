@@ -6,12 +6,11 @@ e.g. ``variant.build.config.hidden_size: expected int, got 'big'``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 
 from moe_schema import families, protocol
 from moe_schema.check import SchemaError, is_type
+from moe_schema.hashing import content_hash
 from workers.errors import JobError
 
 DTYPES = ("float32", "float16", "bfloat16", "auto")  # auto: the checkpoint's own dtype
@@ -21,13 +20,9 @@ def bad(where: str, what: str) -> JobError:
     return JobError(protocol.INVALID_PARAMS, f"{where}: {what}")
 
 
-def canonical_json(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
 def build_hash(build: dict) -> str:
     """First 16 hex digits of the sha256 of the build's canonical JSON: the build's folder name."""
-    return hashlib.sha256(canonical_json(build).encode()).hexdigest()[:16]
+    return content_hash(build)
 
 
 def check_build(build, where: str = "variant.build") -> dict:
