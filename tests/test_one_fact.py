@@ -85,3 +85,28 @@ def test_one_content_hash_names_jobs_builds_corpora_and_trained_weights():
                    if any(isinstance(n, ast.Import) and any(a.name == "hashlib" for a in n.names)
                           for n in ast.walk(ast.parse(p.read_text()))))
     assert users == ["moe_schema/hashing.py", "moe_schema/taskfiles.py"]  # taskfiles hashes files as it reads them
+
+
+def test_parameter_accounting_finds_experts_where_routing_does():
+    """count_params reads the MoE blocks from workers.moe_blocks, not from any 3-D parameter: a
+    3-D weight outside an MoE block (a conv-like table, a stacked projection) is not an expert."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, OlmoeConfig, OlmoeForCausalLM
+
+    from workers.builds.params import count_params
+    from workers.moe_blocks import find_moe_blocks
+
+    dense = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1))
+    dense.model.stacked = torch.nn.Module()
+    dense.model.stacked.weight = torch.nn.Parameter(torch.zeros(3, 4, 5))
+    counted = count_params(dense)
+    assert counted["num_experts"] is None and counted["active"] == counted["total"]
+    moe = OlmoeForCausalLM(OlmoeConfig(vocab_size=64, hidden_size=16, intermediate_size=8, num_hidden_layers=2,
+                                       num_attention_heads=2, num_key_value_heads=1, num_experts=4,
+                                       num_experts_per_tok=2))
+    blocks = find_moe_blocks(moe)
+    counted = count_params(moe)
+    assert counted["num_experts"] == blocks[0].num_experts == 4 and counted["experts_per_token"] == 2.0
+    routed = sum(p.numel() for b in blocks for p in b.experts.parameters())
+    assert counted["total"] - counted["active"] == routed // 2
