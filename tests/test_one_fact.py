@@ -110,3 +110,21 @@ def test_parameter_accounting_finds_experts_where_routing_does():
     assert counted["num_experts"] == blocks[0].num_experts == 4 and counted["experts_per_token"] == 2.0
     routed = sum(p.numel() for b in blocks for p in b.experts.parameters())
     assert counted["total"] - counted["active"] == routed // 2
+
+
+def test_one_merge_for_a_sharded_evaluation():
+    """Metrics, routing telemetry and timings of shards merge in moe_schema.merge (the report once
+    summed telemetry and run.py timings, each on its own)."""
+    from harness.report import run as report_run
+    from moe_schema.merge import merge_routing, merge_shards
+
+    def shard(docs, per_expert, run_s):
+        return {"samples": {"t": [{"doc_id": d, "acc": d % 2} for d in docs]}, "aggregations": {"t": {"acc": "mean"}},
+                "routing": {"layers": [{"layer": 0, "tokens": sum(per_expert) // 2, "tokens_per_expert": per_expert}]},
+                "timings": {"load_s": 1.0, "run_s": run_s, "model_cached": True}}
+
+    merged = merge_shards([shard([0, 2], [3, 1], 2.0), shard([1, 3], [1, 3], 4.0)])
+    assert merged["metrics"]["t"]["acc"] == 0.5
+    assert merged["routing"]["layers"][0]["tokens_per_expert"] == [4, 4] and merged["routing"]["merged_from"] == 2
+    assert merged["timings"] == {"load_s": 2.0, "run_s": 6.0, "model_cached": True}
+    assert report_run.merge_routing is merge_routing
