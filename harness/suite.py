@@ -166,19 +166,24 @@ def structure(cls: type, data: dict, path: str) -> Any:
         raise SuiteError(path, str(exc).splitlines()[0]) from None
 
 
-def plugin(registry: Registry, item: Any, path: str) -> tuple[str, dict, Any]:
-    """``name`` or ``{name: ..., **params}`` → (name, params, config object)."""
+def plugin_entry(item: Any, path: str) -> tuple[str, dict]:
+    """``name`` or ``{name: ..., **params}`` → (name, params)."""
     if isinstance(item, str):
         item = {"name": item}
     _expect(path, item, dict, "a name or a map with 'name'")
     if "name" not in item:
         raise SuiteError(path, "missing 'name'")
     name = _expect(f"{path}.name", item["name"], str)
+    return name, {k: v for k, v in item.items() if k != "name"}
+
+
+def plugin(registry: Registry, item: Any, path: str) -> tuple[str, dict, Any]:
+    """``name`` or ``{name: ..., **params}`` → (name, params, config object)."""
+    name, params = plugin_entry(item, path)
     try:
         cls = registry.get(name)
     except UnknownName as exc:
         raise SuiteError(f"{path}", str(exc)) from None
-    params = {k: v for k, v in item.items() if k != "name"}
     return name, params, structure(cls, params, path)
 
 
@@ -186,12 +191,6 @@ def _routing_registry() -> Registry:
     from moe_schema.routing import ROUTING  # torch-free config classes
 
     return ROUTING
-
-
-def _probe_registry() -> Registry:
-    from moe_schema.probes import PROBES  # torch-free config classes
-
-    return PROBES
 
 
 # ---------------------------------------------------------------- sections
@@ -455,9 +454,11 @@ def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suit
     probes_raw = _expect("probes", data.get("probes", []) or [], list)
     probes = []
     if probes_raw:
-        probe_registry = _probe_registry()
+        from moe_schema.probes import parse_probe  # the check the worker runs on a probe job
+
         for i, item in enumerate(probes_raw):
-            pname, params, _cfg = plugin(probe_registry, item, f"probes[{i}]")
+            pname, params = plugin_entry(item, f"probes[{i}]")
+            parse_probe(pname, params, f"probes[{i}]")
             probes.append(ProbeSpec(pname, params))
 
     workers_raw = data.get("workers", []) or []

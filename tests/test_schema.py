@@ -108,3 +108,21 @@ def test_there_is_one_did_you_mean():
                 if "difflib" in names:
                     users.append(str(path.relative_to(REPO)))
     assert users == ["moe_schema/check.py"]
+
+
+@pytest.mark.parametrize("entry", [
+    {"name": "latency", "batch_sizes": [1, 0]},
+    {"name": "latency", "batchsizes": [1]},
+    {"name": "throughput", "compile": "graph"},
+    {"name": "latncy"},
+])
+def test_suite_and_worker_say_the_same_about_a_bad_probe(entry):
+    from workers.errors import JobError
+    from workers.probes.job import run as probe_run
+
+    suite_error = _suite_error(probes=[entry])
+    params = {k: v for k, v in entry.items() if k != "name"}
+    with pytest.raises(JobError) as info:
+        probe_run({"kind": "probe", "probe": {"name": entry["name"], "params": params}}, None, None, None)
+    assert suite_error.path.startswith("probes[0]")
+    assert info.value.message == "probe" + str(suite_error).removeprefix("probes[0]")
