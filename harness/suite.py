@@ -20,7 +20,7 @@ import yaml
 from moe_schema.check import SchemaError, expect, got, is_type, known_keys, type_name
 from moe_schema.families import FAMILIES, check_config
 from moe_schema.registry import Registry, UnknownName
-from moe_schema.task import check_limit, check_num_fewshot
+from moe_schema.task import check_eval_options, check_limit, check_num_fewshot
 
 DTYPES = ("float32", "bfloat16", "float16")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -479,7 +479,7 @@ def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suit
     local = _expect("local_workers", data.get("local_workers", 1), int)
     if local < 1:
         raise SuiteError("local_workers", f"must be >= 1, got {local}")
-    eval_opts = _expect("eval", data.get("eval", {}) or {}, dict)
+    eval_opts = check_eval_options(data.get("eval", {}) or {}, "eval")  # the worker's check of job.eval
 
     return Suite(name=name, path=path, models=tuple(models), tasks=tuple(tasks), probes=tuple(probes),
                  workers=tuple(workers_raw), pairing=Pairing(float(tol)), seed=seed, dtype=dtype,

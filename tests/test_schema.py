@@ -126,3 +126,16 @@ def test_suite_and_worker_say_the_same_about_a_bad_probe(entry):
         probe_run({"kind": "probe", "probe": {"name": entry["name"], "params": params}}, None, None, None)
     assert suite_error.path.startswith("probes[0]")
     assert info.value.message == "probe" + str(suite_error).removeprefix("probes[0]")
+
+
+@pytest.mark.parametrize("options", [{"max_batch_tokns": 512}, {"prefix_sharing": "yes"}, {"bootstrap_iters": 1.5}])
+def test_bad_eval_options_are_refused_when_the_suite_is_read(options):
+    # they once passed the suite and failed every evaluate job on the workers
+    from workers.errors import JobError
+    from workers.evaluation.job import check_job
+
+    suite_error = _suite_error(eval=options)
+    assert suite_error.path.startswith("eval.")
+    with pytest.raises(JobError) as info:
+        check_job({"task": {"name": "x", "path": None, "limit": None, "num_fewshot": None}, "eval": options})
+    assert info.value.message == "job." + str(suite_error)

@@ -16,10 +16,9 @@ from pathlib import Path
 from moe_schema import protocol
 from moe_schema.check import SchemaError, did_you_mean
 from moe_schema.merge import task_metrics
-from moe_schema.task import TASK_KEYS, check_limit, check_num_fewshot
+from moe_schema.task import TASK_KEYS, check_eval_options, check_limit, check_num_fewshot
 from workers.errors import JobError
 
-EVAL_OPTIONS = {"max_batch_tokens": int, "prefix_sharing": bool, "bootstrap_iters": int, "generate_batch_size": int}
 _TASK_MANAGERS: dict = {}
 
 
@@ -68,14 +67,10 @@ def check_job(job: dict) -> tuple[dict, int, dict, dict | None]:
     seed = job.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise bad("job.seed", f"expected an integer, got {seed!r}")
-    options = job.get("eval") or {}
-    if not isinstance(options, dict):
-        raise bad("job.eval", f"expected a map, got {type(options).__name__}")
-    for key, value in options.items():
-        if key not in EVAL_OPTIONS:
-            raise bad(f"job.eval.{key}", f"unknown option (known: {', '.join(EVAL_OPTIONS)})")
-        if not isinstance(value, EVAL_OPTIONS[key]) or (EVAL_OPTIONS[key] is int and isinstance(value, bool)):
-            raise bad(f"job.eval.{key}", f"expected {EVAL_OPTIONS[key].__name__}, got {value!r}")
+    try:
+        options = check_eval_options(job.get("eval") or {}, "job.eval")  # the suite's eval: check
+    except SchemaError as exc:
+        raise bad(exc.path, exc.message) from None
     shard = job.get("shard")
     if shard is not None:
         if not isinstance(shard, dict) or set(shard) != {"index", "count"}:
