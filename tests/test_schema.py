@@ -139,3 +139,17 @@ def test_bad_eval_options_are_refused_when_the_suite_is_read(options):
     with pytest.raises(JobError) as info:
         check_job({"task": {"name": "x", "path": None, "limit": None, "num_fewshot": None}, "eval": options})
     assert info.value.message == "job." + str(suite_error)
+
+
+@pytest.mark.parametrize("suite_file", sorted(p.name for p in (REPO / "suites").glob("*.yaml")))
+def test_every_variant_the_planner_makes_passes_the_workers_variant_check(suite_file):
+    """The planner (harness) and the worker's check (moe_schema.variant) agree on what a variant is."""
+    from harness import plan
+    from harness.suite import load
+    from moe_schema.variant import check_variant
+
+    suite = load(REPO / "suites" / suite_file)
+    variants, jobs = plan.expand(suite)
+    for job in jobs:
+        check_variant(job.spec["variant"])
+    assert variants and jobs
