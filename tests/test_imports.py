@@ -17,23 +17,27 @@ ROOT = Path(harness.__file__).parent.parent
 HEAVY = ("torch", "transformers", "lm_eval")
 
 
-def imported_modules(package_dir: Path) -> list[tuple[str, str]]:
-    """``(file, module)`` for every import statement under ``package_dir``, at any depth (imports
-    inside functions too), with relative imports resolved against the file's package."""
+def imports_of(path: Path) -> list[str]:
+    """Every module one file imports, at any depth (imports inside functions too), with relative
+    imports resolved against the file's package."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
     found = []
-    for path in sorted(package_dir.rglob("*.py")):
-        rel = path.relative_to(ROOT)
-        package = ".".join(rel.with_suffix("").parts[:-1])
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                found += [(str(rel), a.name) for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parent = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    base = ".".join(parent + ([base] if base else []))
-                found += [(str(rel), f"{base}.{a.name}" if base else a.name) for a in node.names]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            found += [f"{base}.{a.name}" if base else a.name for a in node.names]
     return found
+
+
+def imported_modules(package_dir: Path) -> list[tuple[str, str]]:
+    """``(file, module)`` for every import statement under ``package_dir``."""
+    return [(str(path.relative_to(ROOT)), module) for path in sorted(package_dir.rglob("*.py"))
+            for module in imports_of(path)]
 
 
 def test_harness_imports_nothing_from_workers():
@@ -89,17 +93,13 @@ def _module_graph(*packages: str) -> dict[str, set[str]]:
     graph = {}
     for name, path in files.items():
         deps = set()
-        for _file, module in imported_modules_of(path):
+        for module in imports_of(path):
             for candidate in (module, module.rpartition(".")[0]):
                 if candidate in files and candidate != name and not name.startswith(candidate + "."):
                     deps.add(candidate)
                     break
         graph[name] = deps
     return graph
-
-
-def imported_modules_of(path: Path) -> list[tuple[str, str]]:
-    return [(f, m) for f, m in imported_modules(path.parent) if f == str(path.relative_to(ROOT))]
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
