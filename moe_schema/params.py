@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from moe_schema.check import SchemaError
 from moe_schema.families import FAMILIES
+from moe_schema.tokens import BYTE_VOCAB_SIZE
 
-BYTE_VOCAB_SIZE = 259  # workers.builds.tokenizer.BYTE_VOCAB_SIZE (not imported: it loads `tokenizers`)
 
 # transformers 5 defaults for the keys the arithmetic reads (vocab_size excepted, see above).
 FAMILY_DEFAULTS = {

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from moe_schema.knowledge import ATTRIBUTES  # noqa: F401  (the vocabulary both sides read)
+from moe_schema.tokens import EOS_ID
 
-EOS_ID = 258  # workers.builds.tokenizer.EOS_ID (not imported: that module loads `tokenizers`)
 
 _FIRST = ("Ada", "Bram", "Cleo", "Dov", "Edda", "Finn", "Gwen", "Hugo", "Ines", "Jory", "Kaia", "Lev", "Mira",
           "Nils", "Orla", "Pim", "Quin", "Rhea", "Sven", "Tova", "Ugo", "Vera", "Wes", "Xan", "Yara", "Zeno")
