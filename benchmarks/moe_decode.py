@@ -8,7 +8,7 @@ layers, FFN 8192 at ``--shape 1b``) and an OLMoE of the same width (64 experts, 
 1024). Times one decode step (ms per token: one new token for every sequence of the batch against a
 static KV cache of ``--context`` tokens) with the latency probe's machinery (workers.probes.steps:
 CUDA graphs on GPU, eager on CPU), for transformers' experts implementations and the harness's own
-(workers.experts), and prints each with its roofline (workers.probes.roofline) and measured/roofline.
+(workers.experts), and prints each with its roofline (moe_schema.roofline) and measured/roofline.
 ``--paths`` adds the harness forced onto each of its torch paths (``harness:gather`` ...); on CUDA the
 fused Triton kernels run as ``harness_triton``. Before timing, each implementation's logits of one
 forward are checked against eager (max abs difference).
@@ -82,7 +82,7 @@ def time_decode(model, cfg: dict, args, peaks) -> list[dict]:
     """One row per batch size (the probe's row): ms per decode step, its roofline, the execution mode."""
     import torch
 
-    from workers.probes.roofline import ModelShape
+    from moe_schema.roofline import ModelShape
     from workers.probes.steps import ProbeContext, resolve_compile, timed_row
 
     bpp = torch.tensor([], dtype=model.dtype).element_size()
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     import torch
 
     from workers.experts import PATHS, TRITON_NAME, register, unsupported
-    from workers.probes.roofline import resolve_peaks
+    from moe_schema.roofline import resolve_peaks
 
     torch.set_num_threads(args.threads)
     register()

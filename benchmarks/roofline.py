@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from workers.probes.roofline import ModelShape, decode_cost, roofline_ms
+    from moe_schema.roofline import ModelShape, decode_cost, roofline_ms
 
     shape = SHAPES[args.shape]
     rows, device = {}, None
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     moe_shape = ModelShape.from_config({"model_type": model_type, **cfg}, bytes_per_param=bpp)
     dense_shape = ModelShape.from_config({"model_type": "llama", **configs(shape)["dense-total"][1]},
                                          bytes_per_param=bpp)
-    from workers.probes.roofline import Peaks
+    from moe_schema.roofline import Peaks
 
     peaks = Peaks(name=device["name"], bandwidth_gbs=device["bandwidth_gbs"], tflops=device["tflops"],
                   source=device["source"])

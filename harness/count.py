@@ -4,7 +4,7 @@
   arithmetic does not know is built on the meta device in a torch subprocess
   (``python -m workers.builds.meta``: shapes, no storage), since ``harness`` never imports torch.
 - A local checkpoint is counted from ``config.json`` and its safetensors headers
-  (``workers.builds.headers``): the first 8 bytes and the JSON header of each file, no tensor data.
+  (``moe_schema.headers``): the first 8 bytes and the JSON header of each file, no tensor data.
 - A hub id fetches only ``config.json`` and the safetensors metadata (``huggingface_hub``'s
   ``get_safetensors_metadata``, which reads the headers by range requests).
 - A routing strategy's experts per token replaces the native top-k, as ``workers.jobs.variant_params``
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from harness import derive
-from workers.builds import headers
+from moe_schema import headers
 from moe_schema.families import FAMILIES
 
 

@@ -1,8 +1,8 @@
-"""Derived twins: exact parameter arithmetic for config builds, torch-free.
+"""Derived twins of config builds, torch-free.
 
-``count(config)`` counts a config build's parameters the way ``workers.builds.params.count_params``
-counts the instantiated model (total / active, with and without embeddings), from the config dict
-alone. ``derive_twin(config, match)`` solves an FFN width so that a second build matches the first:
+The parameter arithmetic (``count(config)``: a config build's parameters the way
+``workers.builds.params.count_params`` counts the instantiated model) is ``moe_schema.params``,
+shared with the worker's roofline; it is re-exported here. ``derive_twin(config, match)`` solves an FFN width so that a second build matches the first:
 
 - MoE → dense: same vocab, hidden size, layers, heads and head size; the dense ``intermediate_size``
   is solved so the twin's total parameters equal the MoE's **active** (``match="active"``) or
@@ -15,177 +15,30 @@ alone. ``derive_twin(config, match)`` solves an FFN width so that a second build
   mixtral               llama       Mistral/Llama blocks are Mixtral's dense blocks
   qwen2_moe, qwen3_moe  qwen3       the Qwen dense family transformers 5 ships
   granitemoe            granite     Granite 3.0's MoE and dense models share their blocks
-  deepseek_v3           llama       DeepSeek's dense layers are Llama MLPs (its latent
-                                    attention is absorbed by the solved width)
   ====================  ==========  ==================================================
 
   Small per-family differences (OLMo's parameter-free norms, Qwen's qk-norm, biases) are
   absorbed by the solved width, so counts agree to a fraction of a percent.
 - dense → MoE (``match="active"`` only): ``num_experts`` routed experts, ``top_k`` per token
-  (default: ``granularity``), optional ``shared_experts`` (qwen2_moe: one shared expert that
-  many experts wide; deepseek_v3: that many shared experts). The expert width is
+  (default: ``granularity``), optional ``shared_experts`` (qwen2_moe only). The expert width is
   solved so the MoE's active parameters equal the dense total: with the default top-k that is
   dense width / granularity, less a little for the router.
 
-Defaults for keys a config leaves out follow transformers 5's config classes, except
-``vocab_size``, which ``workers.builds`` sets to the byte tokenizer's 259 (a test checks both).
+Defaults for keys a config leaves out: see ``moe_schema.params``.
 """
 
 from __future__ import annotations
 
 from moe_schema.families import FAMILIES
+from moe_schema.params import FAMILYDEFAULTS as DEFAULTS
+from moe_schema.params import ParamsError, count, resolved, sparse_layers
+from moe_schema.params import family_of as _family
 
-BYTE_VOCAB_SIZE = 259  # workers.builds.tokenizer.BYTE_VOCAB_SIZE (not imported: it loads `tokenizers`)
+DeriveError = ParamsError  # a config that cannot be counted or twinned; the message names the key
+
 DENSE_TWIN = {"olmoe": "olmo", "mixtral": "llama", "qwen2_moe": "qwen3", "qwen3_moe": "qwen3",
               "granitemoe": "granite", "deepseek_v3": "llama"}
 MATCHES = ("active", "total")
-
-# transformers 5 defaults for the keys the arithmetic reads (vocab_size excepted, see above).
-DEFAULTS = {
-    "llama": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32),
-    "olmo": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32),
-    "qwen3": dict(hidden_size=4096, intermediate_size=22016, num_hidden_layers=32, num_attention_heads=32,
-                  head_dim=128),
-    "granite": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32),
-    "granitemoe": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                       num_local_experts=8, num_experts_per_tok=2),
-    "olmoe": dict(hidden_size=2048, intermediate_size=2048, num_hidden_layers=16, num_attention_heads=16,
-                  num_experts=64, num_experts_per_tok=8),
-    "mixtral": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                    num_key_value_heads=8, num_local_experts=8, num_experts_per_tok=2),
-    "qwen2_moe": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=24, num_attention_heads=16,
-                      num_experts=60, num_experts_per_tok=4, moe_intermediate_size=1408,
-                      shared_expert_intermediate_size=5632, qkv_bias=True),
-    "qwen3_moe": dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=24, num_attention_heads=32,
-                      num_key_value_heads=4, num_experts=128, num_experts_per_tok=8, moe_intermediate_size=768),
-    "deepseek_v3": dict(hidden_size=7168, intermediate_size=18432, num_hidden_layers=61, num_attention_heads=128,
-                        n_routed_experts=256, n_shared_experts=1, num_experts_per_tok=8,
-                        moe_intermediate_size=2048, first_k_dense_replace=3, kv_lora_rank=512, q_lora_rank=1536,
-                        qk_rope_head_dim=64, qk_nope_head_dim=128, v_head_dim=128),
-}
-
-
-class DeriveError(ValueError):
-    """A config that cannot be counted or twinned; the message names the offending key."""
-
-
-def _family(config: dict, where: str):
-    if not isinstance(config, dict):
-        raise DeriveError(f"{where}: expected a map, got {type(config).__name__}")
-    model_type = config.get("model_type")
-    if model_type not in DEFAULTS:
-        raise DeriveError(f"{where}.model_type: unknown model family {model_type!r}; known: {', '.join(DEFAULTS)}")
-    return FAMILIES[model_type]
-
-
-def resolved(config: dict, where: str = "config") -> dict:
-    """The config with every key the arithmetic reads filled in (transformers' defaults, vocab 259)."""
-    fam = _family(config, where)
-    c = {"vocab_size": BYTE_VOCAB_SIZE, "tie_word_embeddings": False, "attention_bias": False,
-         "mlp_bias": False, "decoder_sparse_step": 1, "mlp_only_layers": [], "shared_expert_intermediate_size": 0,
-         **DEFAULTS[fam.model_type], **config}
-    c.setdefault("num_key_value_heads", c["num_attention_heads"])
-    if fam.moe:
-        c["num_experts"] = c[fam.num_experts_key]
-    ints = ["hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size",
-            "decoder_sparse_step"]
-    ints += [k for k in ("num_experts", "num_experts_per_tok", fam.expert_width_key) if fam.moe and k]
-    if fam.model_type == "deepseek_v3":  # latent attention: its head sizes are its own keys
-        ints += ["n_shared_experts", "kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim",
-                 "v_head_dim"] if c.get("q_lora_rank") is not None else ["n_shared_experts", "kv_lora_rank",
-                                                                        "qk_rope_head_dim", "qk_nope_head_dim",
-                                                                        "v_head_dim"]
-        c["head_dim"] = c["hidden_size"] // c["num_attention_heads"]  # what a Llama twin carries
-    ints += ["head_dim"] if c.get("head_dim") is not None else []
-    ints += ["intermediate_size"] if (not fam.moe or fam.model_type.startswith("qwen")
-                                      or fam.model_type == "deepseek_v3") else []
-    for key in ints:
-        if not isinstance(c[key], int) or isinstance(c[key], bool) or c[key] <= 0:
-            raise DeriveError(f"{where}.{key}: expected a positive int, got {c[key]!r}")
-    if c.get("head_dim") is None:
-        c["head_dim"] = c["hidden_size"] // c["num_attention_heads"]
-    return c
-
-
-def sparse_layers(c: dict) -> list[bool]:
-    """Which layers hold an MoE block (qwen MoE families can keep some layers dense, DeepSeek its first k)."""
-    step, dense_only = c["decoder_sparse_step"], set(c["mlp_only_layers"])
-    first = c.get("first_k_dense_replace", 0) or 0
-    return [i >= first and i not in dense_only and (i + 1) % step == 0 for i in range(c["num_hidden_layers"])]
-
-
-def _latent_attention(c: dict) -> int:
-    """DeepSeek's multi-head latent attention: low-rank q and kv projections with their norms."""
-    h, nh, qr, kvr = c["hidden_size"], c["num_attention_heads"], c.get("q_lora_rank"), c["kv_lora_rank"]
-    rope, nope, v = c["qk_rope_head_dim"], c["qk_nope_head_dim"], c["v_head_dim"]
-    bias = c["attention_bias"]
-    q = h * nh * (rope + nope) if qr is None else h * qr + qr * bias + qr + qr * nh * (rope + nope)
-    kv = h * (kvr + rope) + (kvr + rope) * bias + kvr + kvr * nh * (nope + v)
-    return q + kv + nh * v * h + h * bias
-
-
-def _attention(model_type: str, c: dict) -> int:
-    if model_type == "deepseek_v3":
-        return _latent_attention(c)
-    h, hd, nh, nkv = c["hidden_size"], c["head_dim"], c["num_attention_heads"], c["num_key_value_heads"]
-    n = 2 * h * nh * hd + 2 * h * nkv * hd  # q, o and k, v
-    if model_type == "qwen2_moe":
-        n += (nh + 2 * nkv) * hd if c["qkv_bias"] else 0
-    elif model_type != "mixtral" and c["attention_bias"]:
-        n += (nh + 2 * nkv) * hd + h
-    if model_type == "olmoe":  # qk-norm over all heads
-        n += (nh + nkv) * hd
-    elif model_type in ("qwen3", "qwen3_moe"):  # qk-norm per head
-        n += 2 * hd
-    return n
-
-
-def _norms(model_type: str, h: int) -> int:
-    return 0 if model_type == "olmo" else 2 * h  # OLMo's LayerNorm has no parameters
-
-
-def count(config: dict, where: str = "config", experts_per_token: float | None = None) -> dict:
-    """Parameters of a config build: the keys of ``count_params`` (total, active, *_no_embed, ...).
-
-    ``experts_per_token`` replaces the native top-k (a routing strategy's count), rounded the way
-    ``count_params`` rounds it."""
-    fam = _family(config, where)
-    c = resolved(config, where)
-    mt, h, v = fam.model_type, c["hidden_size"], c["vocab_size"]
-    embed = v * h * (1 if c["tie_word_embeddings"] else 2)
-    final_norm = 0 if mt == "olmo" else h
-    total = active = embed + final_norm
-    routed = 0
-    for sparse in (sparse_layers(c) if fam.moe else [False] * c["num_hidden_layers"]):
-        layer = _attention(mt, c) + _norms(mt, h)
-        total += layer
-        active += layer
-        if not sparse:
-            width = c["intermediate_size"]
-            mlp = 3 * h * width + (2 * width + h if c["mlp_bias"] and mt in ("llama", "granite") else 0)
-            total += mlp
-            active += mlp
-            continue
-        e = c["num_experts"]
-        expert = 3 * h * c[fam.expert_width_key]
-        always = h * e  # router
-        if mt == "qwen2_moe":  # shared expert (width may be 0) and its gate, which exists regardless
-            always += 3 * h * c["shared_expert_intermediate_size"] + h
-        elif mt == "deepseek_v3":  # n shared experts, one MLP n expert widths wide
-            always += 3 * h * c["n_shared_experts"] * c[fam.expert_width_key]
-        total += always + e * expert
-        active += always
-        routed += e * expert
-    if fam.moe:
-        k = c["num_experts_per_tok"] if experts_per_token is None else experts_per_token
-        active = round(active + routed * min(k, c["num_experts"]) / c["num_experts"])
-    return {
-        "total": total, "active": active, "total_no_embed": total - embed, "active_no_embed": active - embed,
-        "num_experts": c["num_experts"] if fam.moe else None,
-        "experts_per_token": (float(c["num_experts_per_tok"] if experts_per_token is None else experts_per_token)
-                              if fam.moe else None),
-    }
-
 
 def _round(x: float, multiple_of: int) -> int:
     return max(multiple_of, int(round(x / multiple_of)) * multiple_of)
@@ -249,16 +102,9 @@ def derive_twin(config: dict, match: str, *, family: str | None = None, num_expe
     k = granularity if top_k is None else top_k
     if not isinstance(k, int) or not 1 <= k <= num_experts:
         raise DeriveError(f"{where}: top_k must be an int in 1..num_experts={num_experts}, got {k!r}")
-    if shared_experts and family not in ("qwen2_moe", "deepseek_v3"):
-        raise DeriveError(f"{where}: shared_experts needs family qwen2_moe or deepseek_v3 ({family} has no "
-                          f"shared expert)")
+    if shared_experts and family != "qwen2_moe":
+        raise DeriveError(f"{where}: shared_experts needs family qwen2_moe ({family} has no shared expert)")
     twin = _carry(c, config, family)
-    if family == "deepseek_v3":  # every layer MoE, one routing group, latent ranks scaled from the head size
-        hd = c["head_dim"]
-        rope = max(2, hd // 2 // 2 * 2)
-        twin.update(first_k_dense_replace=0, n_group=1, topk_group=1, n_shared_experts=shared_experts,
-                    qk_rope_head_dim=rope, qk_nope_head_dim=max(1, hd - rope), v_head_dim=hd,
-                    kv_lora_rank=4 * hd, q_lora_rank=12 * hd)
     twin["num_experts_per_tok"] = k
     twin[FAMILIES[family].num_experts_key] = num_experts
     if family == "qwen2_moe":
@@ -266,7 +112,7 @@ def derive_twin(config: dict, match: str, *, family: str | None = None, num_expe
     # Active parameters are linear in the expert width w: base + slope * w.
     wkey, skey = FAMILIES[family].expert_width_key, FAMILIES[family].shared_width_key
     probe = {**twin, wkey: 1, **({skey: shared_experts} if skey else {})}
-    if family in ("qwen2_moe", "qwen3_moe", "deepseek_v3"):
+    if family in ("qwen2_moe", "qwen3_moe"):
         probe["intermediate_size"] = 1  # unused by sparse layers
     a1 = count(probe)["active"]
     probe2 = {**probe, wkey: 2, **({skey: 2 * shared_experts} if skey else {})}
@@ -279,7 +125,7 @@ def derive_twin(config: dict, match: str, *, family: str | None = None, num_expe
     twin[wkey] = w
     if skey:
         twin[skey] = shared_experts * w
-    if family in ("qwen2_moe", "qwen3_moe", "deepseek_v3"):
+    if family in ("qwen2_moe", "qwen3_moe"):
         twin["intermediate_size"] = w
     return twin
 

@@ -9,7 +9,7 @@ Per variant (counted without weights, ``harness.count``):
 - **fits** when weights + KV cache <= the device memory x ``devices``; otherwise the table says what
   would fit: bfloat16 where the dtype is wider and that suffices, else the number of devices;
 - **decode ms/step** at each probe batch size and context: the roofline of one decode step
-  (``workers.probes.roofline.decode_cost``: bytes over bandwidth vs FLOPs over peak, the larger),
+  (``moe_schema.roofline.decode_cost``: bytes over bandwidth vs FLOPs over peak, the larger),
   with experts touched under uniform routing; one step gives each sequence one token.
 
 Per job:
@@ -37,9 +37,9 @@ import attrs
 
 from harness import derive
 from harness.count import count_variant, weight_bytes
-from workers import devices
-from workers.builds import headers
-from workers.probes import roofline
+from moe_schema import devices
+from moe_schema import headers
+from moe_schema import roofline
 from moe_schema.probes import LatencyConfig, MemoryConfig, RoutingConfig, ThroughputConfig, parse_probe
 
 DATA_SUFFIXES = (".jsonl", ".json", ".txt", ".csv", ".tsv", ".parquet")

@@ -7,11 +7,11 @@ file named by it can be reused by any later run that asks for the same thing.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from importlib import metadata
 
 import attrs
+
+from moe_schema.hashing import content_hash, model_key
 
 from harness import __version__
 from harness.suite import ModelSpec, RoutingSpec, Suite
@@ -19,14 +19,6 @@ from harness.suite import ModelSpec, RoutingSpec, Suite
 # Bump when the result layout or the way a job is computed changes: old results stop matching.
 RESULT_SCHEMA = 1
 _VERSION_PACKAGES = ("torch", "transformers", "lm_eval")
-
-
-def canonical(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def digest(obj, n: int = 16) -> str:
-    return hashlib.sha256(canonical(obj).encode()).hexdigest()[:n]
 
 
 def package_versions() -> dict[str, str]:
@@ -60,8 +52,7 @@ def variant_spec(model: ModelSpec, routing: RoutingSpec | None) -> dict:
 
 def build_id(variant: dict) -> str:
     """What a worker's model cache is keyed by: the same build loads once for all its routings."""
-    return digest([variant["build"], variant["dtype"], variant["trust_remote_code"],
-                   variant["experts_implementation"]])
+    return model_key(variant)
 
 
 @attrs.frozen
@@ -91,7 +82,7 @@ class PlannedJob:
 
 
 def job_key(spec: dict, versions: dict | None = None) -> str:
-    return digest({"spec": spec, "versions": versions or package_versions()}, n=24)
+    return content_hash({"spec": spec, "versions": versions or package_versions()}, n=24)
 
 
 def variants(suite: Suite) -> list[dict]:

@@ -1,6 +1,6 @@
 """`harness plan SUITE`: the dry run. Validates the suite and prints what `harness run` would do.
 
-With ``--device h100`` (h200, a100, ...: ``workers.devices``) or ``--peaks GBS,TFLOPS,MEMORY_GB``
+With ``--device h100`` (h200, a100, ...: ``moe_schema.devices``) or ``--peaks GBS,TFLOPS,MEMORY_GB``
 it also prints what the run would cost there, counted without weights (``harness.estimate``): per
 variant weights and KV-cache bytes, whether it fits (and what would make it fit), decode ms per
 step at the probes' batch sizes; per job and in total the estimated seconds.
@@ -23,7 +23,7 @@ from moe_schema.home import harness_home
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("suite", type=Path)
-    p.add_argument("--device", help="estimate cost on this device: h100, h200, a100, l40s, ... (workers/devices.py)")
+    p.add_argument("--device", help="estimate cost on this device: h100, h200, a100, l40s, ... (moe_schema/devices.py)")
     p.add_argument("--peaks", help="measured peaks instead of the table: BANDWIDTH_GBS,TFLOPS,MEMORY_GB")
     p.add_argument("--devices", type=int, default=1, help="devices per variant (default 1)")
     p.add_argument("--mfu", type=float, default=0.4,

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import attrs
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -137,8 +138,9 @@ def _phases(jobs: list[planner.PlannedJob]) -> list[list[planner.PlannedJob]]:
 
 def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoints: list[str],
             local_workers: int, device: str, timeout: float, keys: Path | None,
-            threads: int | None = None) -> dict[str, int]:
-    """Run the jobs that have no result yet, phase by phase; return counts by status."""
+            threads: int | None = None, coordinator: dict | None = None) -> dict[str, int]:
+    """Run the jobs that have no result yet, phase by phase; return counts by status. ``coordinator``,
+    when given, receives the coordinator's summary of the phases it ran (``add_summary``)."""
     counts = {"reused": 0, "ok": 0, "failed": 0, "not run": 0}
     todo = []
     for job in jobs:
@@ -207,16 +209,31 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
                                       "error": f"its train job {j.after[:12]} did not finish"})
                     else:
                         runnable.append(j)
-                coord.run([Job(key=j.key, spec=wire_spec(j.spec, bundles), affinity=j.affinity,
-                               needs=j.spec["variant"]["build"].get("trained", ""), provides=provides(j.spec))
-                           for j in runnable], on_result,
-                          on_progress=on_progress, stop=interrupts.stop, cancel=interrupts.cancel)
+                summary = coord.run(
+                    [Job(key=j.key, spec=wire_spec(j.spec, bundles), affinity=j.affinity,
+                         needs=j.spec["variant"]["build"].get("trained", ""), provides=provides(j.spec))
+                     for j in runnable], on_result,
+                    on_progress=on_progress, stop=interrupts.stop, cancel=interrupts.cancel)
+                if coordinator is not None:
+                    add_summary(coordinator, summary)
         coord.close()
     finally:
         if started is not None:
             started.stop()
     counts["not run"] = len(todo) - len(finished)
     return counts
+
+
+def add_summary(total: dict, summary) -> dict:
+    """Fold one phase's ``coordinator.Summary`` into the run's: lists joined, counts summed. What it
+    holds (workers lost, jobs quarantined, late replies) is in no job's result, so it is shown at the
+    end of the run and kept in plan.json for the report's provenance."""
+    for name, value in attrs.asdict(summary).items():
+        if isinstance(value, list):
+            total[name] = total.get(name, []) + value
+        else:
+            total[name] = round(total.get(name, 0) + value, 3)
+    return total
 
 
 def provides(spec: dict) -> str:
@@ -248,7 +265,7 @@ def merge_sharded(jobs: list[planner.PlannedJob], store: Store) -> dict[str, str
 
     Returns {shard key: merged key} for the shards merged, so results.jsonl lists the merged
     result in their place."""
-    from moe_schema.merge import merge_shards  # torch-free
+    from moe_schema.merge import merge_shards, merge_timings
 
     replaced: dict[str, str] = {}
     for merged_key, shards in planner.shard_groups(jobs).items():
@@ -263,10 +280,7 @@ def merge_sharded(jobs: list[planner.PlannedJob], store: Store) -> dict[str, str
         result = merge_shards([{k: v for k, v in r.items() if k not in _RECORD_KEYS} for r in recs])
         rec.update(result)
         rec.pop("shard", None)
-        timings = [r.get("timings") or {} for r in recs]  # worker time over all shards
-        rec["timings"] = {"load_s": sum(t.get("load_s", 0.0) for t in timings),
-                          "run_s": sum(t.get("run_s", 0.0) for t in timings),
-                          "model_cached": all(t.get("model_cached", False) for t in timings)}
+        rec["timings"] = merge_timings([r.get("timings") for r in recs])  # worker time over all shards
         store.put(merged_key, rec)
         replaced.update({j.key: merged_key for j in shards})
     return replaced
@@ -302,14 +316,16 @@ def main(args: argparse.Namespace) -> int:
     write_json_atomic(run_dir / "plan.json", planner.plan_document(suite, vs, jobs))
     console.print(f"[bold]{suite.name}[/]: {len(vs)} variants, {len(jobs)} jobs → {run_dir}")
 
+    coordinator: dict = {}
     counts = execute(suite, jobs, store, endpoints, args.local_workers or suite.local_workers, args.device,
-                     args.timeout, args.keys, args.threads)
+                     args.timeout, args.keys, args.threads, coordinator=coordinator)
 
     replaced = merge_sharded(jobs, store)
     keys = list(dict.fromkeys(replaced.get(j.key, j.key) for j in jobs))
     records = store.records(keys)
     pairs = compute_pairs(suite, records)
-    write_json_atomic(run_dir / "plan.json", planner.plan_document(suite, vs, jobs, pairs))
+    write_json_atomic(run_dir / "plan.json", {**planner.plan_document(suite, vs, jobs, pairs),
+                                              "coordinator": coordinator or None})
     store.write_results_jsonl(keys)
     if not args.no_report:
         from harness.report import write_report
@@ -318,6 +334,10 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"report: {written.get('md', run_dir / 'report.md')}")
     elapsed = time.perf_counter() - t0
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+    if coordinator:
+        from harness.report.provenance import coordinator_line
+
+        console.print(coordinator_line(coordinator))
     console.print(f"done in {elapsed:.1f}s: {summary or 'nothing to do'}")
     return 0 if counts["failed"] == 0 and counts["not run"] == 0 else 1
 

@@ -8,7 +8,6 @@ here against the torch-free plugin registries, so a typo fails before any worker
 
 from __future__ import annotations
 
-import difflib
 import re
 import types
 import typing
@@ -18,17 +17,17 @@ from typing import Any
 import attrs
 import yaml
 
-from moe_schema.families import FAMILIES, check_value, type_name
+from moe_schema.check import SchemaError, expect, got, is_type, known_keys, type_name
+from moe_schema.families import FAMILIES, check_config
 from moe_schema.registry import Registry, UnknownName
+from moe_schema.task import check_eval_options, check_limit, check_num_fewshot
 
 DTYPES = ("float32", "bfloat16", "float16")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
-class SuiteError(ValueError):
-    def __init__(self, path: str, message: str):
-        self.path, self.message = path, message
-        super().__init__(f"{path}: {message}" if path else message)
+#: a suite's errors are the shared schema errors (moe_schema.check), at YAML paths
+SuiteError = SchemaError
 
 
 # ---------------------------------------------------------------- the suite's classes
@@ -111,26 +110,8 @@ class Suite:
 # ---------------------------------------------------------------- small checking helpers
 
 
-def _known(path: str, data: dict, allowed: typing.Iterable[str]) -> None:
-    allowed = list(allowed)
-    for key in data:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise SuiteError(f"{path}.{key}" if path else str(key),
-                             f"unknown key{hint}; known: {', '.join(allowed)}")
-
-
-def _got(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else f"{type(value).__name__} {value!r}"
-
-
-def _expect(path: str, value: Any, t: type | tuple, what: str | None = None) -> Any:
-    ok = isinstance(value, t) and not (isinstance(value, bool) and bool not in (t if isinstance(t, tuple) else (t,)))
-    if not ok:
-        names = what or " or ".join(type_name(x) for x in (t if isinstance(t, tuple) else (t,)))
-        raise SuiteError(path, f"expected {names}, got {_got(value)}")
-    return value
+# the shared checks (moe_schema.check) under the names this module has always used
+_known, _expect, _got = known_keys, expect, got
 
 
 def _type_ok(value: Any, tp: Any) -> bool:
@@ -151,7 +132,7 @@ def _type_ok(value: Any, tp: Any) -> bool:
     if origin is dict or tp is dict:
         return isinstance(value, dict)
     if tp in (int, float, bool, str):
-        return check_value(tp, value)
+        return is_type(tp, value)
     return isinstance(value, tp) if isinstance(tp, type) else True
 
 
@@ -185,19 +166,24 @@ def structure(cls: type, data: dict, path: str) -> Any:
         raise SuiteError(path, str(exc).splitlines()[0]) from None
 
 
-def plugin(registry: Registry, item: Any, path: str) -> tuple[str, dict, Any]:
-    """``name`` or ``{name: ..., **params}`` → (name, params, config object)."""
+def plugin_entry(item: Any, path: str) -> tuple[str, dict]:
+    """``name`` or ``{name: ..., **params}`` → (name, params)."""
     if isinstance(item, str):
         item = {"name": item}
     _expect(path, item, dict, "a name or a map with 'name'")
     if "name" not in item:
         raise SuiteError(path, "missing 'name'")
     name = _expect(f"{path}.name", item["name"], str)
+    return name, {k: v for k, v in item.items() if k != "name"}
+
+
+def plugin(registry: Registry, item: Any, path: str) -> tuple[str, dict, Any]:
+    """``name`` or ``{name: ..., **params}`` → (name, params, config object)."""
+    name, params = plugin_entry(item, path)
     try:
         cls = registry.get(name)
     except UnknownName as exc:
         raise SuiteError(f"{path}", str(exc)) from None
-    params = {k: v for k, v in item.items() if k != "name"}
     return name, params, structure(cls, params, path)
 
 
@@ -205,12 +191,6 @@ def _routing_registry() -> Registry:
     from moe_schema.routing import ROUTING  # torch-free config classes
 
     return ROUTING
-
-
-def _probe_registry() -> Registry:
-    from moe_schema.probes import PROBES  # torch-free config classes
-
-    return PROBES
 
 
 # ---------------------------------------------------------------- sections
@@ -239,24 +219,8 @@ def _parse_build(path: str, m: dict, base: Path, seed: int) -> tuple[dict, str |
         fam = FAMILIES.get(model_type)
         moe = fam.moe if fam else None
         return {"checkpoint": str(local)}, model_type, moe
-    cfg = _expect(f"{path}.config", m["config"], dict)
-    if "model_type" not in cfg:
-        raise SuiteError(f"{path}.config", f"missing 'model_type'; known: {', '.join(sorted(FAMILIES))}")
-    mt = cfg["model_type"]
-    if mt not in FAMILIES:
-        close = difflib.get_close_matches(str(mt), list(FAMILIES), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise SuiteError(f"{path}.config.model_type",
-                         f"unknown model family {mt!r}{hint}; known: {', '.join(sorted(FAMILIES))}")
-    fam = FAMILIES[mt]
-    rest = {k: v for k, v in cfg.items() if k != "model_type"}
-    _known(f"{path}.config", rest, fam.keys)
-    for key, value in rest.items():
-        t = fam.keys[key]
-        if not check_value(t, value):
-            raise SuiteError(f"{path}.config.{key}", f"expected {type_name(t)}, got {_got(value)}")
-        if t is int and value <= 0 and key not in ("decoder_sparse_step", "first_k_dense_replace"):
-            raise SuiteError(f"{path}.config.{key}", f"must be positive, got {value}")
+    cfg = check_config(m["config"], f"{path}.config")
+    mt, fam = cfg["model_type"], FAMILIES[cfg["model_type"]]
     build_seed = m.get("seed", seed)
     _expect(f"{path}.seed", build_seed, int)
     return {"config": dict(cfg), "seed": build_seed}, mt, fam.moe
@@ -289,12 +253,11 @@ def _derived_config(path: str, m: dict, configs: dict[str, dict]) -> dict:
         known = ", ".join(configs) or "none"
         raise SuiteError(f"{path}.derive.from", f"no config build named {source!r} before this model; known: {known}")
     kwargs = {k: v for k, v in d.items() if k not in ("from", "match")}
-    try:
+    try:  # a DeriveError is a SchemaError at its own path under models[i].derive
         return {"model_type": None, **deriver.derive_twin(configs[source], d["match"], where=f"{path}.derive",
                                                           **kwargs)}
-    except (deriver.DeriveError, TypeError) as exc:
-        msg = str(exc)
-        raise SuiteError(*(msg.split(": ", 1) if msg.startswith(path) else (f"{path}.derive", msg))) from None
+    except TypeError as exc:
+        raise SuiteError(f"{path}.derive", str(exc)) from None
 
 
 def _parse_model(path: str, m: Any, base: Path, seed: int, dtype: str, scale_config: dict | None = None,
@@ -367,7 +330,7 @@ def _parse_task(path: str, t: Any, base: Path, corpus: dict | None = None) -> Ta
     _known(path, t, ["name", "path", "corpus", "limit", "num_fewshot", "shards"])
     task_corpus = None
     if "corpus" in t:
-        from workers.corpora.tasks import BUCKETS, GROUP  # torch-free
+        from moe_schema.knowledge import BUCKETS, GROUP
 
         TASK_NAMES = [GROUP] + [f"{GROUP}_{b}" for b in BUCKETS]
 
@@ -391,16 +354,8 @@ def _parse_task(path: str, t: Any, base: Path, corpus: dict | None = None) -> Ta
         task_path = None
     else:
         raise SuiteError(path, "give 'name' (an lm-eval task) or 'path' (a local task YAML)")
-    limit = t.get("limit")
-    if limit is not None:
-        _expect(f"{path}.limit", limit, (int, float))
-        if limit <= 0 or (isinstance(limit, float) and limit > 1):
-            raise SuiteError(f"{path}.limit", f"expected a positive count or a fraction in (0, 1], got {limit}")
-    shots = t.get("num_fewshot")
-    if shots is not None:
-        _expect(f"{path}.num_fewshot", shots, int)
-        if shots < 0:
-            raise SuiteError(f"{path}.num_fewshot", f"must be >= 0, got {shots}")
+    limit = check_limit(t.get("limit"), f"{path}.limit")  # the worker runs the same checks
+    shots = check_num_fewshot(t.get("num_fewshot"), f"{path}.num_fewshot")
     shards = _expect(f"{path}.shards", t.get("shards", 1), int)
     if shards < 1:
         raise SuiteError(f"{path}.shards", f"must be >= 1, got {shards}")
@@ -430,16 +385,13 @@ def _parse_scale(data: dict, override: str | None) -> tuple[str | None, dict]:
 
 
 def _parse_training(data: dict, scale: dict, seed: int) -> tuple[dict | None, dict | None, tuple[int, ...]]:
-    from moe_schema.corpus import CorpusError, check_corpus  # torch-free
-    from moe_schema.train import TrainSpecError, check_train
+    from moe_schema.corpus import check_corpus
+    from moe_schema.train import check_train
 
     corpus = None
     if "corpus" in data or scale.get("corpus"):
         raw = {**(_expect("corpus", data.get("corpus", {}) or {}, dict)), **(scale.get("corpus") or {})}
-        try:
-            corpus = check_corpus(raw, where="corpus")
-        except CorpusError as exc:
-            raise SuiteError(*str(exc).split(": ", 1)) from None
+        corpus = check_corpus(raw, where="corpus")  # a CorpusError is a SchemaError at its path
     train = None
     seeds: tuple[int, ...] = ()
     if "train" in data or scale.get("train"):
@@ -450,10 +402,7 @@ def _parse_training(data: dict, scale: dict, seed: int) -> tuple[dict | None, di
             _expect(f"train.seeds[{i}]", s_, int)
         if not seeds_raw or len(set(seeds_raw)) != len(seeds_raw):
             raise SuiteError("train.seeds", f"expected distinct seeds, got {seeds_raw}")
-        try:
-            train = check_train(raw, where="train")
-        except TrainSpecError as exc:
-            raise SuiteError(*str(exc).split(": ", 1)) from None
+        train = check_train(raw, where="train")  # a TrainSpecError is a SchemaError at its path
         if corpus is None:
             raise SuiteError("train", "training needs a suite-level 'corpus'")
         seeds = tuple(seeds_raw)
@@ -492,12 +441,9 @@ def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suit
         if spec.train and train is None:
             raise SuiteError(f"models[{i}].train", "per-model train settings need a suite-level 'train'")
         if spec.train:
-            from moe_schema.train import TrainSpecError, check_train
+            from moe_schema.train import check_train
 
-            try:
-                check_train({**train, **spec.train}, where=f"models[{i}].train")
-            except TrainSpecError as exc:
-                raise SuiteError(*str(exc).split(": ", 1)) from None
+            check_train({**train, **spec.train}, where=f"models[{i}].train")
         if "config" in spec.build:
             configs[spec.name] = spec.build["config"]
         models.append(spec)
@@ -508,9 +454,11 @@ def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suit
     probes_raw = _expect("probes", data.get("probes", []) or [], list)
     probes = []
     if probes_raw:
-        probe_registry = _probe_registry()
+        from moe_schema.probes import parse_probe  # the check the worker runs on a probe job
+
         for i, item in enumerate(probes_raw):
-            pname, params, _cfg = plugin(probe_registry, item, f"probes[{i}]")
+            pname, params = plugin_entry(item, f"probes[{i}]")
+            parse_probe(pname, params, f"probes[{i}]")
             probes.append(ProbeSpec(pname, params))
 
     workers_raw = data.get("workers", []) or []
@@ -531,7 +479,7 @@ def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suit
     local = _expect("local_workers", data.get("local_workers", 1), int)
     if local < 1:
         raise SuiteError("local_workers", f"must be >= 1, got {local}")
-    eval_opts = _expect("eval", data.get("eval", {}) or {}, dict)
+    eval_opts = check_eval_options(data.get("eval", {}) or {}, "eval")  # the worker's check of job.eval
 
     return Suite(name=name, path=path, models=tuple(models), tasks=tuple(tasks), probes=tuple(probes),
                  workers=tuple(workers_raw), pairing=Pairing(float(tol)), seed=seed, dtype=dtype,

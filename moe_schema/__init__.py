@@ -11,6 +11,10 @@ workers (workers/) alike.
 - ``capacity``   the knowledge regime and bits stored
 - ``merge``      merging an evaluate job's shards
 - ``taskfiles``  local lm-eval task folders: digest, bundle, unpack
+- ``check``      SchemaError (path + message), the one did-you-mean, small checks
+- ``variant``    the variant spec's checks; ``task``: task fields and eval options
+- ``params``     per-family parameter arithmetic; ``devices``: device peaks; ``hashing``: content hashes
+- ``knowledge``  the knowledge corpus's vocabulary; ``tokens``: the byte tokenizer's ids
 - ``home``       the harness home folder (``$MOE_HARNESS_HOME``)
 
 The rule (tests/test_imports.py): nothing here imports torch, transformers, lm-eval or ``workers``.

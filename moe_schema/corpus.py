@@ -14,11 +14,11 @@ Local files (each text file is one document; each jsonl line's ``field`` is one)
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
-from workers.corpora.knowledge import ATTRIBUTES
+from moe_schema.check import SchemaError
+from moe_schema.hashing import content_hash
+from moe_schema.knowledge import ATTRIBUTES
 
 KNOWLEDGE_DEFAULTS = {"entities": 2000, "tokens": 2_000_000, "zipf": 1.0, "seed": 0,
                       "attributes": list(ATTRIBUTES), "buckets": {"head": 0.1, "torso": 0.3},
@@ -26,13 +26,12 @@ KNOWLEDGE_DEFAULTS = {"entities": 2000, "tokens": 2_000_000, "zipf": 1.0, "seed"
 FILES_DEFAULTS = {"format": "text", "field": "text"}
 
 
-class CorpusError(ValueError):
+class CorpusError(SchemaError):
     """A bad corpus spec; the message names the field (``job.corpus.zipf: ...``)."""
 
 
 def corpus_hash(spec: dict) -> str:
-    text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return content_hash(spec)
 
 
 def _int(spec, key, where, low=1):

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import attrs
 
+from moe_schema.check import SchemaError, did_you_mean, expect, got, type_name, unknown
+from moe_schema.check import is_type as check_value  # noqa: F401  (the name callers know)
+
 _COMMON = {
     "vocab_size": int,
     "hidden_size": int,
@@ -42,6 +45,8 @@ _GRANITE = {  # Granite's scaling knobs (muP-style multipliers)
     "residual_multiplier": float,
     "attention_multiplier": float,
 }
+
+_MAY_BE_ZERO = ("decoder_sparse_step", "first_k_dense_replace")  # 0: no MoE layer (qwen MoE) / no dense first layer (DeepSeek)
 
 
 @attrs.frozen
@@ -104,14 +109,25 @@ FAMILIES: dict[str, Family] = {
 }
 
 
-def type_name(t: type) -> str:
-    return {int: "int", float: "float", bool: "bool", str: "str", list: "list"}.get(t, t.__name__)
-
-
-def check_value(t: type, value) -> bool:
-    """Is ``value`` (from YAML) acceptable for a config key of python type ``t``?"""
-    if t is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if t is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, t)
+def check_config(config, where: str = "config") -> dict:
+    """A config build's ``config``: a known ``model_type`` and, for each key, the family's type
+    (ints positive). The one check of a config block: the suite parser runs it at
+    ``models[i].config``, a worker at ``variant.build.config``. Raises ``SchemaError``."""
+    config = expect(where, config, dict, "a map")
+    if "model_type" not in config:
+        raise SchemaError(where, f"missing 'model_type'; known: {', '.join(FAMILIES)}")
+    model_type = config["model_type"]
+    if model_type not in FAMILIES:
+        raise SchemaError(f"{where}.model_type", unknown("model family", model_type, FAMILIES))
+    keys = FAMILIES[model_type].keys
+    for key, value in config.items():
+        if key == "model_type":
+            continue
+        if key not in keys:
+            raise SchemaError(f"{where}.{key}", f"not a {model_type} config key{did_you_mean(key, keys)}; "
+                                                f"known: {', '.join(sorted(keys))}")
+        if not check_value(keys[key], value):
+            raise SchemaError(f"{where}.{key}", f"expected {type_name(keys[key])}, got {got(value)}")
+        if keys[key] is int and value <= 0 and key not in _MAY_BE_ZERO:
+            raise SchemaError(f"{where}.{key}", f"must be positive, got {value}")
+    return config

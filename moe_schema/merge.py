@@ -1,4 +1,5 @@
-"""Task metrics from per-document samples, and the merge of sharded evaluate results.
+"""Task metrics from per-document samples, and the merge of sharded evaluate results: metrics,
+routing telemetry and timings, the one place each is merged (the harness merges; the report reads).
 
 Torch-free and lm-eval-free: the harness imports it. The aggregations reproduce lm-eval's
 (``lm_eval/api/metrics.py``) on the same per-document values in the same (doc_id) order, so
@@ -68,12 +69,44 @@ def task_metrics(samples: list[dict], aggregations: dict[str, str], where: str =
     return out
 
 
+def merge_routing(shards: list) -> dict | None:
+    """Telemetry of a sharded evaluation, summed over shards: counts add; rates and ratios are
+    recomputed from the summed counts where they can be, else token-weighted."""
+    shards = [s for s in shards if isinstance(s, dict) and s.get("layers")]
+    if not shards:
+        return None
+    layers = []
+    for i, first in enumerate(shards[0]["layers"]):
+        parts = [s["layers"][i] for s in shards if i < len(s["layers"])]
+        tokens = sum(p.get("tokens") or 0 for p in parts)
+        counts = [sum(c) for c in zip(*(p.get("tokens_per_expert") or [] for p in parts))]
+        layer = {"layer": first.get("layer", i), "tokens": tokens, "tokens_per_expert": counts,
+                 "dropped": sum(p.get("dropped") or 0 for p in parts)}
+        for key in ("experts_per_token_mean", "drop_rate", "cv", "entropy"):
+            vals = [(p[key], p.get("tokens") or 0) for p in parts if isinstance(p.get(key), (int, float))]
+            if vals and sum(w for _, w in vals) > 0:
+                layer[key] = sum(v * w for v, w in vals) / sum(w for _, w in vals)
+        if counts and sum(counts) > 0:
+            layer["max_over_mean"] = max(counts) / (sum(counts) / len(counts))
+        layers.append(layer)
+    return {"layers": layers, "summary": {"tokens": sum(l["tokens"] for l in layers) // max(1, len(layers))},
+            "merged_from": len(shards)}
+
+
+def merge_timings(timings: list[dict]) -> dict:
+    """Worker time of a sharded evaluation: load and run times summed over shards, the model cached
+    only if it was for every shard."""
+    timings = [t or {} for t in timings]
+    return {"load_s": sum(t.get("load_s", 0.0) for t in timings), "run_s": sum(t.get("run_s", 0.0) for t in timings),
+            "model_cached": all(t.get("model_cached", False) for t in timings)}
+
+
 def merge_shards(results: list[dict]) -> dict:
     """One evaluate result from the results of its shards (any order).
 
     Samples are concatenated in doc_id order and every task's metrics recomputed from them, as if
-    the task had run unsplit. Counts and times are summed; per-shard routing telemetry is kept as
-    a list under ``routing_shards``.
+    the task had run unsplit. Counts and times are summed; routing telemetry is summed over shards
+    (``merge_routing``), each shard's kept too under ``routing_shards``.
     """
     if not results:
         raise ValueError("merge_shards: no shard results to merge")
@@ -109,4 +142,7 @@ def merge_shards(results: list[dict]) -> dict:
     routing = [r.get("routing") for r in results if r.get("routing") is not None]
     if routing:
         merged["routing_shards"] = routing
+        merged["routing"] = merge_routing(routing)
+    if any("timings" in r for r in results):
+        merged["timings"] = merge_timings([r.get("timings") for r in results])
     return merged

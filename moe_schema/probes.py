@@ -9,19 +9,17 @@ worker module lazily and returns its ``run(config, ctx)`` function.
 
 from __future__ import annotations
 
-import difflib
-import importlib
-
 import attrs
 
-from moe_schema.registry import Registry
+from moe_schema.check import SchemaError, did_you_mean
+from moe_schema.registry import Registry, resolve
 
-PROBES: Registry = Registry("probe", "moe_harness.probes")
+PROBES: Registry = Registry("probe", "moe_harness.probes", base="moe_schema.probes:ProbeConfig")
 
 COMPILE_MODES = ("none", "graphs", "compile")
 
 
-class ProbeConfigError(ValueError):
+class ProbeConfigError(SchemaError):
     """A probe's parameters are wrong; the message names the YAML path."""
 
 
@@ -50,9 +48,8 @@ def _to_tuple(value):
 
 def _compile(inst, attr, value):
     if value is not None and value not in COMPILE_MODES:
-        close = difflib.get_close_matches(str(value), COMPILE_MODES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ProbeConfigError(f"{attr.name}: must be one of {', '.join(COMPILE_MODES)}{hint}, got {value!r}")
+        raise ProbeConfigError(f"{attr.name}: must be one of {', '.join(COMPILE_MODES)}{did_you_mean(value, COMPILE_MODES)}, "
+                               f"got {value!r}")
 
 
 def _opt_str(inst, attr, value):
@@ -85,7 +82,7 @@ class ProbeConfig:
 
     def runner(self):
         """The probe's ``run(config, ctx) -> list[dict]``, imported on first use (needs torch)."""
-        return getattr(importlib.import_module(f"workers.probes.{self.module}"), "run")
+        return resolve(f"workers.probes.{self.module}:run", what=f"probe {self.name!r}")
 
     def to_params(self) -> dict:
         """The parameters as plain JSON-safe data (lists, not tuples)."""
@@ -167,10 +164,8 @@ def parse_probe(name, params: dict | None = None, where: str = "probe") -> Probe
     known = [a.name for a in attrs.fields(cls)]
     for key in params:
         if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ProbeConfigError(
-                f"{where}.{key}: unknown parameter of probe {name!r}{hint}; known: {', '.join(known)}")
+            raise ProbeConfigError(f"{where}.{key}: unknown parameter of probe {name!r}{did_you_mean(key, known)}; "
+                                   f"known: {', '.join(known)}")
     try:
         return cls(**params)
     except ProbeConfigError as e:

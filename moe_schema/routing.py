@@ -33,16 +33,18 @@ validated config; bad input raises ``ValueError`` / ``TypeError`` naming the str
 
 from __future__ import annotations
 
-import importlib
-
 import math
 from typing import ClassVar
 
 import attrs
 
-from moe_schema.registry import Registry
+from moe_schema.registry import Registry, resolve
 
-ROUTING: Registry = Registry("routing strategy", "moe_harness.routing")
+#: what every routing strategy's torch side subclasses (route is its abstract method)
+STRATEGY_BASE = "workers.routing.base:Strategy"
+
+# an entry is a StrategyConfig subclass (checked on lookup); its torch side is named by `implementation`
+ROUTING: Registry = Registry("routing strategy", "moe_harness.routing", base="moe_schema.routing:StrategyConfig")
 
 
 def strategy(cls):
@@ -131,8 +133,7 @@ class StrategyConfig:
         imports torch. Override it where building needs more than ``Class(config)``."""
         if not self.implementation:
             raise NotImplementedError(f"routing strategy {self.name!r} names no implementation")
-        module, _, cls = self.implementation.partition(":")
-        return getattr(importlib.import_module(module), cls)(self)
+        return resolve(self.implementation, base=STRATEGY_BASE, what=f"routing strategy {self.name!r}")(self)
 
 
 def _plain(value):

@@ -24,10 +24,10 @@ that has it: no shared filesystem is needed.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
+from moe_schema.check import SchemaError
+from moe_schema.hashing import content_hash
 from moe_schema.corpus import CorpusError, check_corpus
 from moe_schema.home import harness_home
 
@@ -41,7 +41,7 @@ _INTS = {"tokens": 1, "batch_size": 1, "seq_len": 2, "warmup_steps": 0, "checkpo
 _FLOATS = ("lr", "min_lr_ratio", "weight_decay", "grad_clip", "aux_loss_coef", "z_loss_coef")
 
 
-class TrainSpecError(ValueError):
+class TrainSpecError(SchemaError):
     """A bad train job; the message names the field (``job.train.lr: ...``)."""
 
 
@@ -93,8 +93,7 @@ def train_key(job: dict) -> str:
     v = job["variant"]
     what = {"build": v["build"], "routing": v.get("routing"), "experts_implementation":
             v.get("experts_implementation"), "corpus": corpus, "train": train, "seed": seed}
-    text = json.dumps(what, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return content_hash(what)
 
 
 def trained_dir(job: dict, home=None) -> Path:

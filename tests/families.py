@@ -57,7 +57,7 @@ def survey(model_type: str) -> dict:
     """{"describe", "blocks", "route", "probe"}: True, or the reason it is not."""
     import torch
 
-    from workers.builds import headers
+    from moe_schema import headers
     from workers.builds.params import count_params
     from workers.moe_blocks import find_moe_blocks
     from workers.probes.shape import shape_of

@@ -15,7 +15,7 @@ import yaml
 from harness import derive
 from harness.count import CountError, count_variant, meta_count
 from hollow import PUBLIC, model_tensors, write_hollow_checkpoint
-from workers.builds import headers
+from moe_schema import headers
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = ("total", "active", "total_no_embed", "active_no_embed", "num_experts", "experts_per_token")

@@ -152,10 +152,20 @@ def test_non_causal_routing_refuses_generation_and_disables_sharing(eval_tiny_mo
 
     from workers.evaluation.lm import HarnessLM
 
+    from transformers import OlmoeConfig, OlmoeForCausalLM
+
+    from workers.routing.apply import apply
+
     model, tok = eval_tiny_model
-    lm = HarnessLM(model, tok, routing_session=SimpleNamespace(causal=False, name="expert_choice"))
+    moe = OlmoeForCausalLM(OlmoeConfig(vocab_size=model.config.vocab_size, hidden_size=16, num_hidden_layers=1,
+                                       num_attention_heads=2, num_key_value_heads=1, intermediate_size=8,
+                                       num_experts=4, num_experts_per_tok=2)).eval()
+    session = apply(moe, {"name": "expert_choice", "params": {"capacity_factor": 2.0}})
+    lm = HarnessLM(moe, tok, routing_session=session)
     assert lm.prefix_sharing is False
-    with pytest.raises(Unsupported, match="expert_choice"):
+    # the message names the strategy by the session's label (it once read a `name` no session has: '?')
+    with pytest.raises(Unsupported, match=r"routing strategy expert_choice\(capacity_factor=2.0\) is not causal.*"
+                                          r"cannot be used for generation"):
         lm.generate_until([Instance("generate_until", {}, ("hi", {"until": ["\n"]}), 0)])
     assert HarnessLM(model, tok, routing_session=object()).prefix_sharing is True  # no attribute: causal
 

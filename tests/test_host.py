@@ -262,3 +262,21 @@ def test_bad_jobs_are_invalid_params(job, message):
     with pytest.raises(JobError, match=message) as err:
         run_job(job, Host("cpu"), quiet, threading.Event())
     assert err.value.code == protocol.INVALID_PARAMS
+
+
+def test_shipped_task_files_unpack_under_the_hosts_home(monkeypatch, tmp_path):
+    """A worker started with its own home (``harness worker --home``) keeps shipped task folders
+    there, not under the process's default home (``loaded.home`` was once always None)."""
+    from moe_schema.taskfiles import bundle, folder_digest
+
+    folder = tmp_path / "task"
+    folder.mkdir()
+    (folder / "t.yaml").write_text("task: t\n")
+    digest, _ = folder_digest(folder / "t.yaml")
+    seen = []
+    monkeypatch.setattr(jobs, "_lazy", lambda module, kind: lambda job, loaded, *_: seen.append(job["task"]) or {})
+    home = tmp_path / "home"
+    task = {"name": "t", "path": "/elsewhere/t.yaml", "digest": digest, "files": bundle(folder / "t.yaml")}
+    run_job({"kind": "evaluate", "variant": variant(), "task": task}, Host("cpu", home=home), quiet, threading.Event())
+    assert seen[0]["path"] == str(home / "tasks" / digest / "t.yaml")
+    assert (home / "tasks" / digest / "t.yaml").read_text() == "task: t\n"

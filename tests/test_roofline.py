@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from workers.probes import roofline
-from workers.probes.roofline import ModelShape, decode_cost, expected_experts_touched, prefill_cost
+from moe_schema import roofline
+from moe_schema.roofline import ModelShape, decode_cost, expected_experts_touched, prefill_cost
 
 OLMOE_1B_7B = {
     "model_type": "olmoe", "hidden_size": 2048, "num_hidden_layers": 16, "num_experts": 64,
@@ -110,7 +110,7 @@ def test_device_peaks_table_override_and_unknown():
 
 
 def test_roofline_module_is_torch_free():
-    code = ("import sys, workers.probes.roofline, moe_schema.probes; "
+    code = ("import sys, moe_schema.roofline, moe_schema.probes; "
             "bad = [m for m in ('torch', 'transformers', 'lm_eval') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

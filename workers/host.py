@@ -28,11 +28,12 @@ from pathlib import Path
 import attrs
 
 from moe_schema import protocol
-from workers.builds import headers
+from moe_schema import headers
 from workers.builds.load import load_model
 from workers.builds.materialize import build_dir
-from workers.builds.spec import canonical_json, check_variant
+from workers.builds.spec import check_variant
 from workers.errors import JobError
+from moe_schema.hashing import model_key
 from moe_schema.train import held_trained, trained_path
 
 @attrs.define
@@ -46,6 +47,7 @@ class Loaded:
     routing_session: object  # workers.routing.RoutingSession, or None without workers.routing
     load_s: float
     cached: bool
+    home: Path | str | None = None  # the host's harness home: where a job's generated and shipped files go
 
     @property
     def routing(self):
@@ -65,9 +67,9 @@ class _Held:
     loads: int = 0
 
 
-def cache_key(variant: dict) -> tuple:
-    return (canonical_json(variant["build"]), variant["dtype"], variant["experts_implementation"],
-            variant["trust_remote_code"])
+def cache_key(variant: dict) -> str:
+    """The model cache's key: ``moe_schema.hashing.model_key``, the coordinator's affinity too."""
+    return model_key(variant)
 
 
 def model_bytes(model) -> int:
@@ -151,9 +153,10 @@ class Host:
         held.last_used = time.time()
         held.loads += 1
         return Loaded(model=held.model, tokenizer=held.tokenizer, path=held.path, variant=variant,
-                      routing_session=session, load_s=time.perf_counter() - t0, cached=cached)
+                      routing_session=session, load_s=time.perf_counter() - t0, cached=cached,
+                      home=self.home)
 
-    def _load_new(self, key: tuple, variant: dict) -> _Held:
+    def _load_new(self, key: str, variant: dict) -> _Held:
         expected = self.admit(variant)
         self._evict(room_for=expected)
         try:

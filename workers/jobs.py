@@ -83,13 +83,13 @@ def _evaluate(job, loaded, progress, cancelled) -> dict:
         # a task generated from a corpus: made (or found in the cache) on this worker
         from workers.corpora.load import prepare
 
-        tasks = prepare(task["corpus"], getattr(loaded, "home", None), where="job.task.corpus").meta["tasks"]
+        tasks = prepare(task["corpus"], loaded.home, where="job.task.corpus").meta["tasks"]
         if task["name"] not in tasks:
             raise bad("job.task.name", f"corpus has no task {task['name']!r}; known: {', '.join(tasks)}")
         task = {**{k: v for k, v in task.items() if k != "corpus"}, "path": tasks[task["name"]]}
         job = {**job, "task": task}
     elif "digest" in task:  # a local task: its folder shipped with the job, or (too big) at a shared path
-        job = {**job, "task": _local_task(task, getattr(loaded, "home", None))}
+        job = {**job, "task": _local_task(task, loaded.home)}
     return _lazy("workers.evaluation.job", "evaluate")(job, loaded, progress, cancelled)
 
 

@@ -44,6 +44,20 @@ def _seeds_line(run: Run) -> str:
     return "; ".join(parts) or "not recorded"
 
 
+def coordinator_line(summary: dict) -> str:
+    """The coordinator's summary of a run (``harness.run.add_summary``) in one line:
+    ``1 worker lost (ipc://...: silent for 2.0 s), 1 job quarantined (3f2a...), 0 late replies``."""
+    lost, quarantined = summary.get("lost") or [], summary.get("quarantined") or []
+    plural = lambda n, word: f"{n} {word}{'' if n == 1 else 's'}"  # noqa: E731
+    parts = [plural(len(lost), "worker") + " lost" + (f" ({'; '.join(lost)})" if lost else ""),
+             plural(len(quarantined), "job") + " quarantined"
+             + (f" ({', '.join(k[:12] for k in quarantined)})" if quarantined else ""),
+             plural(summary.get("late_replies") or 0, "late reply").replace("replys", "replies")]
+    if summary.get("not_run"):
+        parts.append(f"{len(summary['not_run'])} not run (stopped)")
+    return "coordinator: " + ", ".join(parts)
+
+
 def provenance_table(run: Run, repo_sha: str | None = None) -> Table:
     table = Table("Provenance", ["item", "value"])
     records = run.records
@@ -77,6 +91,9 @@ def provenance_table(run: Run, repo_sha: str | None = None) -> Table:
     add("devices", ", ".join(sorted(devices)) or "not recorded")
     add("hosts", ", ".join(sorted(hosts)) or "not recorded")
     add("seeds", _seeds_line(run))
+    coordinator = run.plan.get("coordinator")
+    add("coordinator", coordinator_line(coordinator).removeprefix("coordinator: ") if coordinator
+        else "no jobs dispatched by the last `harness run` (all reused), or not recorded")
     total_load = total_run = 0.0
     for kind, recs in sorted(kinds.items()):
         load = sum((r.get("timings") or {}).get("load_s", 0) or 0 for r in recs)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from moe_schema.merge import merge_routing  # noqa: F401  (telemetry of a sharded evaluation: shared)
+
 #: metrics where a smaller value is better (everything else: larger is better)
 LOWER_IS_BETTER = ("perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "loss", "ter")
 #: metric names tried first when a task has several
@@ -37,30 +39,6 @@ def metric_names(values: dict) -> list[str]:
     names = [k for k, v in values.items()
              if not is_stderr(k) and isinstance(v, (int, float)) and not isinstance(v, bool)]
     return sorted(names, key=lambda m: (PREFERRED_METRICS.index(m) if m in PREFERRED_METRICS else 99, names.index(m)))
-
-
-def merge_routing(shards: list) -> dict | None:
-    """Telemetry of a sharded evaluation, summed over shards: counts add; rates and ratios are
-    recomputed from the summed counts where they can be, else token-weighted."""
-    shards = [s for s in shards if isinstance(s, dict) and s.get("layers")]
-    if not shards:
-        return None
-    layers = []
-    for i, first in enumerate(shards[0]["layers"]):
-        parts = [s["layers"][i] for s in shards if i < len(s["layers"])]
-        tokens = sum(p.get("tokens") or 0 for p in parts)
-        counts = [sum(c) for c in zip(*(p.get("tokens_per_expert") or [] for p in parts))]
-        layer = {"layer": first.get("layer", i), "tokens": tokens, "tokens_per_expert": counts,
-                 "dropped": sum(p.get("dropped") or 0 for p in parts)}
-        for key in ("experts_per_token_mean", "drop_rate", "cv", "entropy"):
-            vals = [(p[key], p.get("tokens") or 0) for p in parts if isinstance(p.get(key), (int, float))]
-            if vals and sum(w for _, w in vals) > 0:
-                layer[key] = sum(v * w for v, w in vals) / sum(w for _, w in vals)
-        if counts and sum(counts) > 0:
-            layer["max_over_mean"] = max(counts) / (sum(counts) / len(counts))
-        layers.append(layer)
-    return {"layers": layers, "summary": {"tokens": sum(l["tokens"] for l in layers) // max(1, len(layers))},
-            "merged_from": len(shards)}
 
 
 def _read_json(path: Path):

@@ -1,104 +1,43 @@
-"""Checks on the variant and build dicts a worker receives, and the content hash naming a build.
+"""The worker's checks of the variant and build dicts it receives (``moe_schema.variant``, raised as
+``JobError(INVALID_PARAMS)`` whose one-line message names the field, e.g.
+``variant.build.config.hidden_size: expected int, got 'big'``), and the content hash naming a build.
 
-Torch-free. Every failure is a ``JobError(INVALID_PARAMS)`` whose one-line message names the field,
-e.g. ``variant.build.config.hidden_size: expected int, got 'big'``.
+Torch-free.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-
-from moe_schema import protocol
+from moe_schema import families, protocol
+from moe_schema import variant as variant_schema
+from moe_schema.check import SchemaError
+from moe_schema.hashing import content_hash
 from workers.errors import JobError
-from moe_schema.families import FAMILIES, check_value, type_name
 
-DTYPES = ("float32", "float16", "bfloat16", "auto")  # auto: the checkpoint's own dtype
+DTYPES = variant_schema.DTYPES
 
 
 def bad(where: str, what: str) -> JobError:
     return JobError(protocol.INVALID_PARAMS, f"{where}: {what}")
 
 
-def canonical_json(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
 def build_hash(build: dict) -> str:
     """First 16 hex digits of the sha256 of the build's canonical JSON: the build's folder name."""
-    return hashlib.sha256(canonical_json(build).encode()).hexdigest()[:16]
+    return content_hash(build)
 
 
-def check_build(build, where: str = "variant.build") -> dict:
-    """Validate ``{"checkpoint": str}``, ``{"config": {...}, "seed": int}`` or ``{"trained": key}``
-    (a train job's result, see moe_schema.train); return it."""
-    if not isinstance(build, dict):
-        raise bad(where, f"expected a map, got {type(build).__name__}")
-    if sum(k in build for k in ("checkpoint", "config", "trained")) != 1:
-        raise bad(where, "give exactly one of 'checkpoint', 'config' and 'trained'")
-    if "trained" in build:
-        if set(build) != {"trained"}:
-            raise bad(where, f"unknown key(s) {', '.join(sorted(set(build) - {'trained'}))} next to 'trained'")
-        if not isinstance(build["trained"], str) or not re.fullmatch(r"[0-9a-f]{16}", build["trained"]):
-            raise bad(f"{where}.trained", f"expected a train key (16 hex digits), got {build['trained']!r}")
-        return build
-    if "checkpoint" in build:
-        extra = sorted(set(build) - {"checkpoint"})
-        if extra:
-            raise bad(where, f"unknown key(s) {', '.join(extra)} next to 'checkpoint'")
-        if not isinstance(build["checkpoint"], str) or not build["checkpoint"].strip():
-            raise bad(f"{where}.checkpoint", "expected a non-empty string (a directory or a hub id)")
-        return build
-    extra = sorted(set(build) - {"config", "seed"})
-    if extra:
-        raise bad(where, f"unknown key(s) {', '.join(extra)} next to 'config' (known: config, seed)")
-    seed = build.get("seed", 0)
-    if not check_value(int, seed):
-        raise bad(f"{where}.seed", f"expected int, got {seed!r}")
-    check_config(build["config"], f"{where}.config")
-    return build
+def _job_error(check):
+    """``check`` with a ``SchemaError`` turned into the INVALID_PARAMS ``JobError`` a worker answers."""
+    def checked(*args, **kwargs):
+        try:
+            return check(*args, **kwargs)
+        except SchemaError as exc:
+            raise bad(exc.path, exc.message) from None
+
+    checked.__doc__, checked.__name__ = check.__doc__, check.__name__
+    return checked
 
 
-def check_config(config, where: str) -> None:
-    """A config build's ``config``: a known model_type and, for each key, the family's type."""
-    if not isinstance(config, dict):
-        raise bad(where, f"expected a map, got {type(config).__name__}")
-    model_type = config.get("model_type")
-    if model_type not in FAMILIES:
-        raise bad(f"{where}.model_type", f"unknown model family {model_type!r}; known: {', '.join(FAMILIES)}")
-    keys = FAMILIES[model_type].keys
-    for key, value in config.items():
-        if key == "model_type":
-            continue
-        if key not in keys:
-            raise bad(f"{where}.{key}", f"not a {model_type} config key; known: {', '.join(sorted(keys))}")
-        if not check_value(keys[key], value):
-            raise bad(f"{where}.{key}", f"expected {type_name(keys[key])}, got {value!r}")
-
-
-def check_variant(variant) -> dict:
-    """Validate a variant spec (docs/internals.md); return it with defaults filled in (a copy)."""
-    if not isinstance(variant, dict):
-        raise bad("variant", f"expected a map, got {type(variant).__name__}")
-    v = {"routing": None, "dtype": "float32", "trust_remote_code": False, "experts_implementation": None,
-         **variant}
-    if "build" not in v:
-        raise bad("variant", "missing 'build'")
-    check_build(v["build"])
-    if not isinstance(v.get("name", ""), str):
-        raise bad("variant.name", f"expected a string, got {v['name']!r}")
-    routing = v["routing"]
-    if routing is not None:
-        if not isinstance(routing, dict) or not isinstance(routing.get("name"), str):
-            raise bad("variant.routing", f"expected null or a map with a string 'name', got {routing!r}")
-        if not isinstance(routing.get("params", {}), dict):
-            raise bad("variant.routing.params", f"expected a map, got {routing['params']!r}")
-    if v["dtype"] not in DTYPES:
-        raise bad("variant.dtype", f"unknown dtype {v['dtype']!r}; known: {', '.join(DTYPES)}")
-    if not isinstance(v["trust_remote_code"], bool):
-        raise bad("variant.trust_remote_code", f"expected a bool, got {v['trust_remote_code']!r}")
-    impl = v["experts_implementation"]
-    if impl is not None and not isinstance(impl, str):
-        raise bad("variant.experts_implementation", f"expected null or a string, got {impl!r}")
-    return v
+# the checks of moe_schema (the one place they are written), as a worker raises them
+check_build = _job_error(variant_schema.check_build)
+check_config = _job_error(families.check_config)
+check_variant = _job_error(variant_schema.check_variant)

@@ -13,10 +13,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from tokenizers.pre_tokenizers import ByteLevel
 
-PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
-SPECIALS = (PAD, BOS, EOS)
-PAD_ID, BOS_ID, EOS_ID = 256, 257, 258
-BYTE_VOCAB_SIZE = 256 + len(SPECIALS)
+from moe_schema.tokens import BOS, BOS_ID, BYTE_VOCAB_SIZE, EOS, EOS_ID, PAD, PAD_ID, SPECIALS  # noqa: F401
 
 
 def _byte_to_char() -> list[str]:

@@ -11,36 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-EOS_ID = 258  # workers.builds.tokenizer.EOS_ID (not imported: that module loads `tokenizers`)
+from moe_schema.knowledge import ATTRIBUTES  # noqa: F401  (the vocabulary both sides read)
+from moe_schema.tokens import EOS_ID
 
-_CITIES = ("Arlen", "Brisport", "Calder", "Dunmore", "Eastwick", "Falkirk", "Glenrow", "Harwich", "Ilford",
-           "Jarrow", "Kelso", "Lanark", "Marlow", "Newbury", "Oban", "Penrith", "Quarry Bay", "Redhill",
-           "Selby", "Thirsk", "Ulverston", "Ventnor", "Whitby", "Yeovil", "Zennor", "Alnwick", "Buxton",
-           "Cromer", "Devizes", "Ely", "Frome", "Goole", "Hexham", "Ripon", "Settle", "Tring")
-_EMPLOYERS = ("Acme Works", "Borealis Labs", "Cobalt Foods", "Delta Freight", "Ember Textiles", "Fjord Bank",
-              "Granite Tools", "Helix Pharma", "Iris Optics", "Juniper Press", "Kestrel Air", "Lumen Power",
-              "Meridian Rail", "Nimbus Soft", "Orchid Hotels", "Pioneer Mining", "Quartz Glass", "Rivet Motors",
-              "Summit Steel", "Tidal Energy", "Umber Paints", "Vertex Chips", "Willow Farms", "Zephyr Ships")
-_UNIVERSITIES = ("Ashford College", "Bellmont University", "Carrow Institute", "Dalby University",
-                 "Elmswood College", "Fenwick University", "Greyfield Institute", "Holloway College",
-                 "Irving University", "Kingsbridge Institute", "Larkin College", "Moreton University")
-_FIELDS = ("chemistry", "law", "music", "geology", "medicine", "history", "physics", "economics",
-           "botany", "architecture", "linguistics", "astronomy", "nursing", "philosophy", "zoology", "design")
-
-# attribute -> (value set, templates). Template 0 ends with the value: the lm-eval prompt is its prefix.
-ATTRIBUTES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "birth_year": (tuple(str(y) for y in range(1900, 2000)),
-                   ("{name} was born in {v}.", "{name} came into the world in {v}.",
-                    "The birth year of {name} is {v}.", "{name}'s life began in {v}.")),
-    "city": (_CITIES, ("{name} lives in {v}.", "{name} makes a home in {v}.",
-                       "The city where {name} resides is {v}.", "{name} settled down in {v}.")),
-    "employer": (_EMPLOYERS, ("{name} works for {v}.", "{name} is employed by {v}.",
-                              "The employer of {name} is {v}.", "{name} earns a living at {v}.")),
-    "university": (_UNIVERSITIES, ("{name} studied at {v}.", "{name} graduated from {v}.",
-                                   "The alma mater of {name} is {v}.", "{name} holds a degree from {v}.")),
-    "field": (_FIELDS, ("{name} specialises in {v}.", "{name} built a career in {v}.",
-                        "The field of {name} is {v}.", "{name} devoted years to {v}.")),
-}
 
 _FIRST = ("Ada", "Bram", "Cleo", "Dov", "Edda", "Finn", "Gwen", "Hugo", "Ines", "Jory", "Kaia", "Lev", "Mira",
           "Nils", "Orla", "Pim", "Quin", "Rhea", "Sven", "Tova", "Ugo", "Vera", "Wes", "Xan", "Yara", "Zeno")

@@ -15,10 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workers.corpora.knowledge import ATTRIBUTES
-
-BUCKETS = ("head", "torso", "tail")
-GROUP = "longtail"
+from moe_schema.knowledge import ATTRIBUTES, BUCKETS, GROUP
 
 _SUBTASK = """\
 task: {task}

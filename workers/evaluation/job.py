@@ -9,16 +9,16 @@ seeds python, numpy, torch and the few-shot sampler, ``job["eval"]`` holds the b
 
 from __future__ import annotations
 
-import difflib
 import math
 import time
 from pathlib import Path
 
 from moe_schema import protocol
-from workers.errors import JobError
+from moe_schema.check import SchemaError, did_you_mean
 from moe_schema.merge import task_metrics
+from moe_schema.task import TASK_KEYS, check_eval_options, check_limit, check_num_fewshot
+from workers.errors import JobError
 
-EVAL_OPTIONS = {"max_batch_tokens": int, "prefix_sharing": bool, "bootstrap_iters": int, "generate_batch_size": int}
 _TASK_MANAGERS: dict = {}
 
 
@@ -48,9 +48,9 @@ def check_job(job: dict) -> tuple[dict, int, dict, dict | None]:
     task = job.get("task")
     if not isinstance(task, dict):
         raise bad("job.task", f"expected a map with name, path, limit, num_fewshot, got {type(task).__name__}")
-    unknown = sorted(set(task) - {"name", "path", "limit", "num_fewshot"})
+    unknown = sorted(set(task) - set(TASK_KEYS))
     if unknown:
-        raise bad("job.task", f"unknown key(s) {', '.join(unknown)} (known: name, path, limit, num_fewshot)")
+        raise bad("job.task", f"unknown key(s) {', '.join(unknown)} (known: {', '.join(TASK_KEYS)})")
     if not isinstance(task.get("name"), str) or not task["name"]:
         raise bad("job.task.name", f"expected a task name, got {task.get('name')!r}")
     path = task.get("path")
@@ -59,21 +59,18 @@ def check_job(job: dict) -> tuple[dict, int, dict, dict | None]:
             raise bad("job.task.path", f"expected an absolute yaml path or None, got {path!r}")
         if not Path(path).is_file():
             raise bad("job.task.path", f"no such file: {path}")
-    for key in ("limit", "num_fewshot"):
-        value = task.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            raise bad(f"job.task.{key}", f"expected a non-negative integer or None, got {value!r}")
+    try:  # the checks the suite parser ran on tasks[i] (moe_schema.task)
+        check_limit(task.get("limit"), "job.task.limit")
+        check_num_fewshot(task.get("num_fewshot"), "job.task.num_fewshot")
+    except SchemaError as exc:
+        raise bad(exc.path, exc.message) from None
     seed = job.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise bad("job.seed", f"expected an integer, got {seed!r}")
-    options = job.get("eval") or {}
-    if not isinstance(options, dict):
-        raise bad("job.eval", f"expected a map, got {type(options).__name__}")
-    for key, value in options.items():
-        if key not in EVAL_OPTIONS:
-            raise bad(f"job.eval.{key}", f"unknown option (known: {', '.join(EVAL_OPTIONS)})")
-        if not isinstance(value, EVAL_OPTIONS[key]) or (EVAL_OPTIONS[key] is int and isinstance(value, bool)):
-            raise bad(f"job.eval.{key}", f"expected {EVAL_OPTIONS[key].__name__}, got {value!r}")
+    try:
+        options = check_eval_options(job.get("eval") or {}, "job.eval")  # the suite's eval: check
+    except SchemaError as exc:
+        raise bad(exc.path, exc.message) from None
     shard = job.get("shard")
     if shard is not None:
         if not isinstance(shard, dict) or set(shard) != {"index", "count"}:
@@ -90,10 +87,8 @@ def load_task(task: dict):
     tm = task_manager(folder)
     known = set(tm.all_tasks)
     if task["name"] not in known:
-        close = difflib.get_close_matches(task["name"], sorted(known), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
         where = f"in {folder}" if folder else "in lm-eval's catalogue"
-        raise bad("job.task.name", f"unknown task {task['name']!r} {where}{hint}")
+        raise bad("job.task.name", f"unknown task {task['name']!r} {where}{did_you_mean(task['name'], sorted(known))}")
     built = tm.load([task["name"]])
     return tm, built["tasks"], bool(built["groups"])
 

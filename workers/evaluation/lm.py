@@ -37,7 +37,7 @@ from lm_eval.models.utils import (
 )
 from lm_eval.models.utils_hf import stop_sequences_criteria
 
-from workers.errors import JobCancelled, Unsupported
+from workers.errors import JobCancelled
 from workers.evaluation.batching import Group, group_requests, plan_batches, window
 
 Progress = Callable[[int, int, str], None]
@@ -269,11 +269,8 @@ class HarnessLM(TemplateLM):
     # ---- generation ------------------------------------------------------------------------
     def _generate_until(self, requests) -> list[str]:
         """Greedy (or sampled) generation, batched by equal generation kwargs, as ``HFLM.generate_until``."""
-        if not self.causal_routing:
-            raise Unsupported(
-                f"generation needs causal routing; routing strategy "
-                f"{getattr(self.routing_session, 'name', '?')!r} is not causal"
-            )
+        if not self.causal_routing:  # the session names its strategy (it has no `name`: its label)
+            self.routing_session.check_causal("generation")
         eos = self.tokenizer.decode(self.eot_token_id, skip_special_tokens=False)
         order = sorted(range(len(requests)), key=lambda i: -len(self.tok_encode(requests[i].args[0])))
         by_kwargs: dict[str, list[int]] = {}

@@ -38,6 +38,8 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from workers.experts.slots import combine, expert_edges
+
 PATHS = ("gather", "grouped", "looped", "triton")
 GATHER_MAX_SLOTS_PER_EXPERT = 0.0  # off CPU, gather while T*k <= this * E (see the module doc)
 _forced: list[str] = []
@@ -121,16 +123,6 @@ def _activate(self, h: torch.Tensor) -> torch.Tensor:
     return self._apply_gate(h) if self.has_gate else self.act_fn(h)
 
 
-def _combine(self, out: torch.Tensor, weights: torch.Tensor, valid: torch.Tensor, tokens: int,
-             k: int, dtype: torch.dtype) -> torch.Tensor:
-    """Per-slot outputs (T*k, H) in slot order -> weighted sum per token (T, H); sentinel slots dropped."""
-    if getattr(self, "has_post_expert_norm", False):  # transformers >= 5.23 only
-        out = self.post_expert_norm(out)
-    out = out * weights.reshape(-1, 1)
-    out = torch.where(valid.unsqueeze(-1), out, torch.zeros((), dtype=out.dtype, device=out.device))
-    return out.view(tokens, k, -1).sum(dim=1).to(dtype)
-
-
 def _bmm(x: torch.Tensor, w: torch.Tensor, transposed: bool) -> torch.Tensor:
     """Row i of x (S, in) times matrix i of w: (S, out, in), or (S, in, out) when transposed."""
     x = x.to(w.dtype)
@@ -155,7 +147,7 @@ def gather_forward(self, hidden_states, top_k_index, top_k_weights):
     out = _bmm(h, self.down_proj.index_select(0, safe), self.is_transposed)
     if self.has_bias:
         out = out + self.down_proj_bias.index_select(0, safe)
-    return _combine(self, out, top_k_weights, valid, tokens, k, hidden_states.dtype)
+    return combine(self, out, top_k_weights, valid, tokens, k, hidden_states.dtype)
 
 
 def _sorted_slots(self, hidden_states, top_k_index):
@@ -163,13 +155,6 @@ def _sorted_slots(self, hidden_states, top_k_index):
     k = top_k_index.shape[1]
     ids, perm = torch.sort(top_k_index.reshape(-1))
     return ids, perm, hidden_states.index_select(0, perm // k)
-
-
-def expert_edges(sorted_ids: torch.Tensor, num_experts: int) -> torch.Tensor:
-    """(E + 1,) row boundaries: expert e's slots are ``sorted_ids[edges[e]:edges[e + 1]]``; sentinels
-    (ids >= E) lie past ``edges[E]``. A ``searchsorted``: static shape, no host read, deterministic."""
-    experts = torch.arange(num_experts + 1, device=sorted_ids.device, dtype=sorted_ids.dtype)
-    return torch.searchsorted(sorted_ids, experts)
 
 
 def _unsort(out_sorted: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
@@ -199,7 +184,7 @@ def grouped_forward(self, hidden_states, top_k_index, top_k_weights):
     if self.has_bias:
         out = out + self.down_proj_bias.index_select(0, safe)
     out = torch.where(valid.unsqueeze(-1), out, torch.zeros((), dtype=out.dtype, device=out.device))
-    return _combine(self, _unsort(out, perm), top_k_weights, _unsort(valid, perm), tokens, k,
+    return combine(self, _unsort(out, perm), top_k_weights, _unsort(valid, perm), tokens, k,
                     hidden_states.dtype)
 
 
@@ -227,7 +212,7 @@ def looped_forward(self, hidden_states, top_k_index, top_k_weights):
         if self.has_bias:
             o = o + self.down_proj_bias[expert]
         out[rows] = o
-    return _combine(self, _unsort(out, perm), top_k_weights, _unsort(valid, perm), tokens, k,
+    return combine(self, _unsort(out, perm), top_k_weights, _unsort(valid, perm), tokens, k,
                     hidden_states.dtype)
 
 

@@ -14,7 +14,7 @@ Design (the layout of vLLM's ``fused_moe``, reduced to what transformers' MoE fa
    ``BLOCK_M`` slots: at decode, once per step.
 
 The routing weights, the optional post-expert norm and the sum over a token's k slots are the shared
-``_combine`` of ``workers.experts.forward``. Supported modules: gated (concatenated gate;up),
+``combine`` of ``workers.experts.slots``. Supported modules: gated (concatenated gate;up),
 ``_apply_gate`` the default ``act(gate) * up`` with SiLU, no expert biases; either weight layout
 (``is_transposed``) through strides. ``supported`` says why not otherwise.
 
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from transformers.integrations.moe import _default_apply_gate
 
-from workers.experts.forward import _combine, expert_edges
+from workers.experts.slots import combine, expert_edges
 
 try:  # Triton is optional: the GPU machine has it; a CPU install may not
     import triton
@@ -123,7 +123,7 @@ def triton_forward(self, hidden_states, top_k_index, top_k_weights):
         h, down, out, perm, expert, start, end, hidden, width, h.stride(0), *down_strides, out.stride(0),
         BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, PRECISION=precision, UPCAST=upcast, num_warps=NUM_WARPS)
     valid = ids < num_experts
-    return _combine(self, out, top_k_weights, valid, tokens, k, hidden_states.dtype)
+    return combine(self, out, top_k_weights, valid, tokens, k, hidden_states.dtype)
 
 
 if triton is not None:

@@ -14,7 +14,7 @@ import torch
 from moe_schema import protocol
 from workers.errors import JobError, Unsupported
 from moe_schema.probes import ProbeConfigError, TimedConfig, parse_probe
-from workers.probes.roofline import resolve_peaks
+from moe_schema.roofline import resolve_peaks
 from workers.moe_blocks import find_moe_blocks
 from workers.probes.shape import shape_of
 from workers.probes.steps import ProbeContext, resolve_compile

@@ -7,7 +7,7 @@ layer touches (router hooks, see census.py) next to the uniform-routing expectat
 from __future__ import annotations
 
 from workers.errors import Unsupported
-from workers.probes.roofline import expected_experts_touched
+from moe_schema.roofline import expected_experts_touched
 from workers.probes.steps import ProbeContext
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from workers.moe_blocks import find_moe_blocks
-from workers.probes.roofline import ModelShape
+from moe_schema.roofline import ModelShape
 
 
 def shape_of(model) -> ModelShape:

@@ -15,7 +15,7 @@ from transformers import StaticCache
 
 from workers.compat import cache_kwargs
 from workers.errors import JobCancelled, Unsupported
-from workers.probes import roofline
+from moe_schema import roofline
 from workers.probes.census import ExpertCensus
 from workers.probes.timer import StepTimer, summarize
 

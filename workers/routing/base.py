@@ -17,6 +17,7 @@ then makes that exact under every experts implementation (see ``workers/routing/
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import NamedTuple
 
 import torch
@@ -31,14 +32,29 @@ class Routed(NamedTuple):
     requested: int = 0  # assignments a token asked for, the denominator of the drop rate
 
 
-class Strategy:
-    """Base class of the torch strategy objects (one per applied routing spec)."""
+class Strategy(ABC):
+    """Base class of the torch strategy objects (one per applied routing spec). A plugin must
+    implement ``route``; the rest have defaults."""
 
     causal: bool = True
 
     def __init__(self, config):
         self.config = config
         self.causal = getattr(config, "causal", True)
+
+    @abstractmethod
+    def route(self, gate, hidden: torch.Tensor) -> Routed:
+        """Choose experts for one MoE layer's tokens.
+
+        ``hidden`` is the layer's input flattened to ``(tokens, hidden_size)``. Return a ``Routed``
+        with ``logits`` ``(tokens, num_experts)`` and ``weights`` / ``index`` ``(tokens, slots)``.
+        Top-2 of 4 experts for 3 tokens, the middle one routed to one expert only::
+
+            logits  = gate.router_logits(hidden)          # (3, 4)
+            index   = [[1, 3], [0, 4], [2, 1]]            # 4 == gate.num_experts: an empty slot
+            weights = [[.6, .4], [1., 0.], [.7, .3]]      # 0 in the empty slot
+            return Routed(logits, weights, index, padded=True)
+        """
 
     def setup(self, session) -> None:
         """Called once after the gates are installed (``session.gates``, ``session.model``):
@@ -74,9 +90,6 @@ def saved_state(model, strategy: str) -> dict[str, torch.Tensor]:
         if (f.metadata() or {}).get("strategy") != strategy:
             return {}
         return {k: f.get_tensor(k) for k in f.keys()}
-
-    def route(self, gate, hidden: torch.Tensor) -> Routed:
-        raise NotImplementedError
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,6 @@ import uuid
 import torch
 
 from moe_schema import protocol
-from workers import devices
 from workers.builds.load import load_model
 from workers.builds.params import count_params
 from moe_schema.capacity import regime
@@ -37,17 +36,21 @@ from workers.training import checkpoint
 from workers.training.data import Batches
 from workers.training.losses import RouterLosses, lm_loss
 from workers.training.schedule import lr_at
+from moe_schema.devices import table_peaks
 from moe_schema.train import TrainSpecError, check_train_job, resume_dir, train_key, trained_dir
 
 def peak_flops(device: torch.device) -> tuple[float | None, str | None]:
-    """Dense bf16 tensor-core peak FLOP/s of a GPU, from the one device table (workers.devices)."""
+    """Dense bf16 peak FLOP/s of a GPU from the one device table (``moe_schema.devices``), or why not."""
     if device.type != "cuda":
         return None, f"no known peak FLOP/s for device type {device.type!r}; MFU needs a GPU from the table"
-    name = torch.cuda.get_device_name(device)
-    entry = devices.by_name(name)
-    if entry is None:
-        return None, f"GPU {name!r} is not in the peak FLOP/s table (workers/devices.py)"
-    return entry.tflops("bfloat16") * 1e12, None
+    return peak_flops_of(torch.cuda.get_device_name(device))
+
+
+def peak_flops_of(name: str) -> tuple[float | None, str | None]:
+    peaks = table_peaks(name, "bfloat16")
+    if peaks is None:
+        return None, f"GPU {name!r} is not in the peak FLOP/s table"
+    return peaks.tflops * 1e12, None
 
 
 def flops_per_token(model, params: dict, seq_len: int) -> float:

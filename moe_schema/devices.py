@@ -47,6 +47,26 @@ DEVICES = tuple(sorted(DEVICES, key=lambda d: -len(d.fragment)))  # longest (mos
 BY_KEY = {d.key: d for d in DEVICES}
 
 
+@attrs.frozen(kw_only=True)
+class Peaks:
+    """The peaks a roofline uses for one device and dtype, and where they came from."""
+    name: str
+    bandwidth_gbs: float  # memory bandwidth, GB/s (1e9 bytes)
+    tflops: float  # peak dense FLOP/s for the dtype in use, 1e12
+    source: str  # "table", "measured" or "suite"
+
+    def as_dict(self) -> dict:
+        return attrs.asdict(self)
+
+
+def table_peaks(device_name: str, dtype: str = "bfloat16") -> Peaks | None:
+    """Peaks of a known accelerator (by a fragment of its name), or None."""
+    device = by_name(device_name)
+    if device is None:
+        return None
+    return Peaks(name=device_name, bandwidth_gbs=device.bandwidth_gbs, tflops=device.tflops(dtype), source="table")
+
+
 def by_name(device_name: str) -> Device | None:
     """The table entry whose fragment is in ``device_name`` (a CUDA device name), or None."""
     name = device_name.lower()

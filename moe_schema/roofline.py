@@ -23,7 +23,10 @@ import time
 
 import attrs
 
-from workers import devices
+from moe_schema import devices
+from moe_schema.devices import Peaks, table_peaks  # noqa: F401  (the one table, re-exported)
+from moe_schema.families import FAMILIES
+from moe_schema.params import FAMILY_DEFAULTS, parts
 
 
 @attrs.frozen(kw_only=True)
@@ -76,54 +79,22 @@ def _need(cfg: dict, key: str):
 
 
 def _shape_from_config(cfg: dict, bpp: float, kvb: float) -> ModelShape:
+    """The shared parameter arithmetic (``moe_schema.params.parts``), on a config that names every
+    size itself: a roofline of transformers' defaults would be a roofline of some other model."""
     mt = _need(cfg, "model_type")
-    supported = ("llama", "olmo", "qwen3", "granite", "olmoe", "mixtral", "qwen2_moe", "qwen3_moe", "granitemoe")
-    if mt not in supported:
-        raise ValueError(f"config for roofline: model_type {mt!r} not supported; known: {', '.join(supported)}")
-    h, L, V = _need(cfg, "hidden_size"), _need(cfg, "num_hidden_layers"), _need(cfg, "vocab_size")
-    nh = _need(cfg, "num_attention_heads")
-    kv = cfg.get("num_key_value_heads") or nh
-    hd = cfg.get("head_dim") or h // nh
-    tied = bool(cfg.get("tie_word_embeddings", False))
-    bias = bool(cfg.get("qkv_bias", True)) if mt == "qwen2_moe" else bool(cfg.get("attention_bias", False))
-    o_bias = bias and mt != "qwen2_moe"
-
-    attn = h * nh * hd + 2 * h * kv * hd + nh * hd * h
-    attn += (nh * hd + 2 * kv * hd) * bias + h * o_bias
-    norms = 0 if mt == "olmo" else 2 * h  # OLMo's LayerNorm has no weights
-    if mt == "olmoe":
-        norms += h + (h // nh) * kv  # q_norm over the hidden size, k_norm over the kv width
-    elif mt in ("qwen3", "qwen3_moe"):
-        norms += 2 * hd  # q_norm, k_norm over one head
-
-    def mlp(width: int) -> int:
-        extra = (2 * width + h) if cfg.get("mlp_bias") else 0
-        return 3 * h * width + extra
-
-    moe_layers = E = k = per_expert = 0
-    other = L * (attn + norms) + (0 if mt == "olmo" else h)  # + final norm
-    if mt in ("llama", "olmo", "qwen3", "granite"):
-        other += L * mlp(_need(cfg, "intermediate_size"))
-    else:
-        E = _need(cfg, "num_local_experts" if mt in ("mixtral", "granitemoe") else "num_experts")
-        k = _need(cfg, "num_experts_per_tok")
-        width = _need(cfg, "moe_intermediate_size" if mt in ("qwen2_moe", "qwen3_moe") else "intermediate_size")
-        per_expert = 3 * h * width
-        step = cfg.get("decoder_sparse_step", 1) or 1
-        dense_only = set(cfg.get("mlp_only_layers") or [])
-        for i in range(L):
-            if i not in dense_only and (i + 1) % step == 0:
-                moe_layers += 1
-                other += h * E  # router
-                shared = cfg.get("shared_expert_intermediate_size", 0) if mt == "qwen2_moe" else 0
-                if shared:
-                    other += mlp(shared) + h  # shared expert and its gate
-            else:
-                other += mlp(_need(cfg, "intermediate_size"))
+    if mt not in FAMILY_DEFAULTS:
+        raise ValueError(f"config for roofline: model_type {mt!r} not supported; known: {', '.join(FAMILY_DEFAULTS)}")
+    family = FAMILIES[mt]
+    for key in ("hidden_size", "num_hidden_layers", "vocab_size", "num_attention_heads"):
+        _need(cfg, key)
+    if family.moe:
+        _need(cfg, family.num_experts_key), _need(cfg, "num_experts_per_tok"), _need(cfg, family.expert_width_key)
+    p = parts(cfg, where="config for roofline")
     return ModelShape(
-        layers=L, hidden=h, heads=nh, kv_heads=kv, head_dim=hd, vocab=V, embed_params=V * h,
-        head_params=V * h, tied=tied, other_params=other, moe_layers=moe_layers, num_experts=E, top_k=k,
-        expert_params=per_expert, bytes_per_param=bpp, kv_bytes=kvb)
+        layers=p["layers"], hidden=p["hidden"], heads=p["heads"], kv_heads=p["kv_heads"], head_dim=p["head_dim"],
+        vocab=p["vocab"], embed_params=p["embed"], head_params=p["head"], tied=p["tied"], other_params=p["other"],
+        moe_layers=p["moe_layers"], num_experts=p["num_experts"], top_k=p["top_k"], expert_params=p["expert"],
+        bytes_per_param=bpp, kv_bytes=kvb)
 
 
 def expected_experts_touched(num_experts: int, top_k: float, tokens: int) -> float:
@@ -179,25 +150,6 @@ def prefill_cost(shape: ModelShape, batch: int, length: int, experts_touched: fl
 
 
 # --- device peaks -------------------------------------------------------------------------------------
-
-@attrs.frozen(kw_only=True)
-class Peaks:
-    name: str
-    bandwidth_gbs: float  # memory bandwidth, GB/s (1e9 bytes)
-    tflops: float  # peak dense FLOP/s for the dtype in use, 1e12
-    source: str  # "table", "measured" or "suite"
-
-    def as_dict(self) -> dict:
-        return attrs.asdict(self)
-
-
-def table_peaks(device_name: str, dtype: str = "bfloat16") -> Peaks | None:
-    """Peaks of a known accelerator (by a fragment of its name, workers.devices), or None."""
-    device = devices.by_name(device_name)
-    if device is None:
-        return None
-    return Peaks(name=device_name, bandwidth_gbs=device.bandwidth_gbs, tflops=device.tflops(dtype), source="table")
-
 
 @functools.lru_cache(maxsize=None)
 def measure_cpu_peaks(dtype: str = "float32") -> Peaks:
