@@ -30,7 +30,7 @@ Defaults for keys a config leaves out: see ``moe_schema.params``.
 from __future__ import annotations
 
 from moe_schema.families import FAMILIES
-from moe_schema.params import FAMILYDEFAULTS as DEFAULTS
+from moe_schema.params import FAMILY_DEFAULTS as DEFAULTS
 from moe_schema.params import ParamsError, count, resolved, sparse_layers
 from moe_schema.params import family_of as _family
 
@@ -102,9 +102,16 @@ def derive_twin(config: dict, match: str, *, family: str | None = None, num_expe
     k = granularity if top_k is None else top_k
     if not isinstance(k, int) or not 1 <= k <= num_experts:
         raise DeriveError(f"{where}: top_k must be an int in 1..num_experts={num_experts}, got {k!r}")
-    if shared_experts and family != "qwen2_moe":
-        raise DeriveError(f"{where}: shared_experts needs family qwen2_moe ({family} has no shared expert)")
+    if shared_experts and family not in ("qwen2_moe", "deepseek_v3"):
+        raise DeriveError(f"{where}: shared_experts needs family qwen2_moe or deepseek_v3 ({family} has no "
+                          f"shared expert)")
     twin = _carry(c, config, family)
+    if family == "deepseek_v3":  # every layer MoE, one routing group, latent ranks scaled from the head size
+        hd = c["head_dim"]
+        rope = max(2, hd // 2 // 2 * 2)
+        twin.update(first_k_dense_replace=0, n_group=1, topk_group=1, n_shared_experts=shared_experts,
+                    qk_rope_head_dim=rope, qk_nope_head_dim=max(1, hd - rope), v_head_dim=hd,
+                    kv_lora_rank=4 * hd, q_lora_rank=12 * hd)
     twin["num_experts_per_tok"] = k
     twin[FAMILIES[family].num_experts_key] = num_experts
     if family == "qwen2_moe":
@@ -112,7 +119,7 @@ def derive_twin(config: dict, match: str, *, family: str | None = None, num_expe
     # Active parameters are linear in the expert width w: base + slope * w.
     wkey, skey = FAMILIES[family].expert_width_key, FAMILIES[family].shared_width_key
     probe = {**twin, wkey: 1, **({skey: shared_experts} if skey else {})}
-    if family in ("qwen2_moe", "qwen3_moe"):
+    if family in ("qwen2_moe", "qwen3_moe", "deepseek_v3"):
         probe["intermediate_size"] = 1  # unused by sparse layers
     a1 = count(probe)["active"]
     probe2 = {**probe, wkey: 2, **({skey: 2 * shared_experts} if skey else {})}
@@ -125,7 +132,7 @@ def derive_twin(config: dict, match: str, *, family: str | None = None, num_expe
     twin[wkey] = w
     if skey:
         twin[skey] = shared_experts * w
-    if family in ("qwen2_moe", "qwen3_moe"):
+    if family in ("qwen2_moe", "qwen3_moe", "deepseek_v3"):
         twin["intermediate_size"] = w
     return twin
 

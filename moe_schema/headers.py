@@ -97,7 +97,10 @@ def tensor_bytes(tensors: dict, dtype: str = "auto") -> int:
 
 def expert_blocks(tensors: dict) -> dict[str, tuple[int, int]]:
     """experts module -> (parameters of its routed experts, number of experts)."""
-    fused = {name.rpartition(".")[0]: shape[0] for name, (_, shape) in tensors.items() if len(shape) == 3}
+    # a fused expert tensor is a 3-D tensor of a module named ``experts`` (where workers.moe_blocks
+    # finds them); other 3-D weights (a linear-attention conv1d, say) are dense
+    fused = {name.rpartition(".")[0]: shape[0] for name, (_, shape) in tensors.items()
+             if len(shape) == 3 and name.rpartition(".")[0].rpartition(".")[2] == "experts"}
     sizes: dict[str, int] = {}
     indices: dict[str, set] = {}
     for name, (_, shape) in tensors.items():
