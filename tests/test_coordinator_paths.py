@@ -1,0 +1,252 @@
+"""harness.coordinator's reliability paths against scripted peers on real ZeroMQ sockets.
+
+The daemon tests (test_coordinator.py, test_faults.py) show the coordinator works with real
+daemons; these pin each rule of its docstring (requeue, quarantine, BUSY, late replies, a
+restarted worker, the run deadline) in well under a second each, with no model anywhere. A
+scripted peer is a ROUTER socket on its own thread speaking workers.protocol; what it does with
+a job is the test's choice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import zmq
+
+from harness.coordinator import Coordinator, Job
+from workers import protocol
+
+FAST = dict(heartbeat_s=0.05, timeout_s=0.4)
+DEADLINE_S = 20.0  # every run here finishes in about a second; a hang fails with a message instead
+
+
+class Peer(threading.Thread):
+    """A worker that answers hello and heartbeats, and handles each job with ``on_job(params)``:
+    return ``("result", value)``, ``("error", code, message)``, ``("freeze", seconds, reply)``
+    (say nothing at all for that long, then send ``reply`` if not None), or ``("forget",)`` (keep
+    answering heartbeats as if restarted, and never reply to the job)."""
+
+    def __init__(self, endpoint: str, on_job, holds_trained=()):
+        super().__init__(daemon=True)
+        self.endpoint, self.on_job, self.holds_trained = endpoint, on_job, list(holds_trained)
+        self.jobs: list[dict] = []
+        self.cancels: list[str] = []
+        self._quit = threading.Event()
+        self._ready = threading.Event()
+        self.start()
+        assert self._ready.wait(5), f"peer {endpoint} did not bind"
+
+    def run(self):
+        ctx = zmq.Context.instance()
+        sock = ctx.socket(zmq.ROUTER)
+        sock.bind(self.endpoint)
+        self._ready.set()
+        silent_until, pending, running = 0.0, [], None
+        try:
+            while not self._quit.is_set():
+                if pending and time.monotonic() >= silent_until:
+                    for ident, frame in pending:
+                        sock.send_multipart([ident, frame])
+                    pending = []
+                if not sock.poll(20):
+                    continue
+                ident, frame = sock.recv_multipart()
+                if time.monotonic() < silent_until:
+                    continue  # frozen: everything sent to it is lost
+                msg = protocol.parse_request(frame)
+                method, params, rid = msg["method"], msg.get("params", {}), msg.get("id")
+                if method == "hello":
+                    reply = protocol.result(rid, {"busy": None, "holds": {"trained": self.holds_trained}})
+                elif method == "heartbeat":
+                    reply = protocol.result(rid, {"busy": running})
+                elif method == "cancel":
+                    self.cancels.append(params.get("id"))
+                    reply = protocol.result(rid, {"cancelled": True})
+                else:
+                    self.jobs.append(params)
+                    action = self.on_job(params)
+                    if action[0] == "result":
+                        reply = protocol.result(rid, action[1])
+                    elif action[0] == "error":
+                        reply = protocol.error(rid, action[1], action[2])
+                    elif action[0] == "freeze":
+                        silent_until = time.monotonic() + action[1]
+                        if action[2] is not None:
+                            pending.append((ident, protocol.pack(protocol.result(rid, action[2]))))
+                        continue
+                    elif action[0] == "hang":
+                        running = rid  # says it runs the job, and never finishes it
+                        continue
+                    else:  # "forget": the daemon restarted under the job
+                        running = None
+                        continue
+                sock.send_multipart([ident, protocol.pack(reply)])
+        finally:
+            sock.close(linger=0)
+
+    def stop(self):
+        self._quit.set()
+        self.join(5)
+
+
+@pytest.fixture
+def endpoints(tmp_path):
+    return [f"ipc://{tmp_path}/w{i}.sock" for i in range(3)]
+
+
+@pytest.fixture
+def peers():
+    started = []
+    yield started
+    for p in started:
+        p.stop()
+
+
+def jobs(*keys, **fields):
+    return [Job(k, {"kind": "probe", "n": k}, **fields) for k in keys]
+
+
+def run(endpoints, job_list, **kw):
+    outcomes = {}
+
+    def on_result(job, outcome):
+        assert job.key not in outcomes, f"{job.key} reported twice"
+        outcomes[job.key] = outcome
+
+    opts = {**FAST, **{k: kw.pop(k) for k in ("max_crashes",) if k in kw}}
+    with Coordinator(endpoints, **opts) as c:
+        summary = c.run(job_list, on_result, deadline_s=kw.pop("deadline_s", DEADLINE_S), **kw)
+    return summary, outcomes
+
+
+def echo(params):
+    return ("result", {"n": params["n"]})
+
+
+def test_every_job_runs_once_and_its_result_comes_back(endpoints, peers):
+    peers += [Peer(endpoints[0], echo), Peer(endpoints[1], echo)]
+    summary, outcomes = run(endpoints[:2], jobs("a", "b", "c", "d"))
+    assert summary.ok == 4 and summary.failed == 0 and summary.not_run == [] and summary.lost == []
+    assert {k: o["result"] for k, o in outcomes.items()} == {k: {"n": k} for k in "abcd"}
+    assert all(o["status"] == "ok" and o["attempts"] == 1 for o in outcomes.values())
+    assert sorted(j["n"] for p in peers for j in p.jobs) == list("abcd")  # each dispatched once
+
+
+def test_an_error_reply_fails_that_job_only_and_is_not_retried(endpoints, peers):
+    peers.append(Peer(endpoints[0], lambda p: ("error", protocol.JOB_FAILED, "no  such\ntask")
+                      if p["n"] == "bad" else echo(p)))
+    summary, outcomes = run(endpoints[:1], jobs("bad", "good"))
+    assert outcomes["bad"] == {"status": "failed", "error": "job failed: no such task",
+                               "worker": endpoints[0], "attempts": 1}
+    assert outcomes["good"]["status"] == "ok" and summary.ok == 1 and summary.failed == 1
+    assert [j["n"] for j in peers[0].jobs].count("bad") == 1
+
+
+def test_busy_is_requeued_to_another_worker_and_not_counted_as_an_attempt(endpoints, peers):
+    peers += [Peer(endpoints[0], lambda p: ("error", protocol.BUSY, "serving someone else")),
+              Peer(endpoints[1], echo)]
+    summary, outcomes = run(endpoints[:2], jobs("a", "b", "c"))
+    assert summary.ok == 3 and summary.failed == 0
+    assert {o["worker"] for o in outcomes.values()} == {endpoints[1]}
+    assert all(o["attempts"] == 1 for o in outcomes.values())
+
+
+def test_a_frozen_worker_is_lost_and_its_job_requeued_elsewhere(endpoints, peers):
+    frozen = []
+
+    def freeze_once(params):
+        if not frozen:
+            frozen.append(params["n"])
+            return ("freeze", 60, None)
+        return echo(params)
+
+    peers += [Peer(endpoints[0], freeze_once), Peer(endpoints[1], echo)]
+    t0 = time.monotonic()
+    summary, outcomes = run(endpoints[:2], jobs("a", "b"))
+    assert time.monotonic() - t0 < 10
+    assert summary.ok == 2 and summary.quarantined == []
+    assert len(summary.lost) == 1 and summary.lost[0].startswith(f"{endpoints[0]}: silent for")
+    lost_job = frozen[0]
+    assert outcomes[lost_job]["worker"] == endpoints[1] and outcomes[lost_job]["attempts"] == 2
+
+
+def test_a_job_that_takes_down_max_crashes_workers_is_quarantined_and_the_run_goes_on(endpoints, peers):
+    poison = lambda p: ("freeze", 60, None) if p["n"] == "poison" else echo(p)  # noqa: E731
+    peers += [Peer(ep, poison) for ep in endpoints]
+    summary, outcomes = run(endpoints, jobs("poison", "a", "b", "c"), max_crashes=2)
+    assert summary.quarantined == ["poison"]
+    error = outcomes["poison"]["error"]
+    assert outcomes["poison"]["status"] == "failed" and error.startswith("quarantined: took down 2 workers (last ")
+    assert "silent for" in error
+    assert all(outcomes[k]["status"] == "ok" for k in "abc") and summary.ok == 3 and summary.failed == 1
+    assert sum(1 for p in peers for j in p.jobs if j["n"] == "poison") == 2  # never a third try
+
+
+def test_a_late_reply_from_a_worker_that_woke_up_is_dropped_and_counted(endpoints, peers):
+    woke = []
+
+    def freeze_then_answer(params):
+        if not woke:
+            woke.append(params["n"])
+            return ("freeze", 1.0, {"n": "stale"})
+        return echo(params)
+
+    peers += [Peer(endpoints[0], freeze_then_answer), Peer(endpoints[1], echo)]
+    outcomes = {}
+    with Coordinator(endpoints[:2], **FAST) as c:
+        summary = c.run(jobs("a", "b"), lambda j, o: outcomes.setdefault(j.key, o), deadline_s=DEADLINE_S)
+        # the woken worker sends its stale reply first, then answers hello again
+        assert "error" not in c.hello(timeout_s=5)[0]
+    assert outcomes[woke[0]]["result"] == {"n": woke[0]}  # the redone result, never the stale one
+    assert summary.late_replies == 1 and summary.ok == 2
+
+
+def test_a_worker_restarted_under_its_job_gets_the_job_requeued(endpoints, peers):
+    forgot = []
+
+    def forget_once(params):
+        if not forgot:
+            forgot.append(params["n"])
+            return ("forget",)
+        return echo(params)
+
+    peers += [Peer(endpoints[0], forget_once)]
+    summary, outcomes = run(endpoints[:1], jobs("a"))
+    assert outcomes["a"]["status"] == "ok" and outcomes["a"]["attempts"] == 2
+    assert summary.lost == []  # it never went silent: the heartbeat told
+
+
+def test_a_job_that_never_finishes_fails_at_the_run_deadline_with_the_reason(endpoints, peers):
+    peers += [Peer(endpoints[0], lambda p: ("hang",))]
+    t0 = time.monotonic()
+    summary, outcomes = run(endpoints[:1], jobs("stuck", "queued"), deadline_s=1.0)
+    assert time.monotonic() - t0 < 5
+    assert outcomes["stuck"]["status"] == "failed"
+    assert outcomes["stuck"]["error"] == f"run deadline of 1 s passed while the job ran on {endpoints[0]}"
+    assert outcomes["queued"]["error"].startswith("run deadline of 1 s passed before the job ran")
+    assert summary.failed == 2 and summary.not_run == []
+    time.sleep(0.1)
+    assert peers[0].cancels, "the running job was not cancelled on its worker"
+
+
+def test_all_workers_lost_fails_the_rest_naming_each(endpoints, peers):
+    peers += [Peer(ep, lambda p: ("freeze", 60, None)) for ep in endpoints[:2]]
+    summary, outcomes = run(endpoints[:2], jobs("a", "b", "c"), max_crashes=5)
+    assert summary.ok == 0 and summary.failed == 3 and len(summary.lost) == 2
+    queued = [o for o in outcomes.values() if o["error"].startswith("no worker left: all 2 lost (")]
+    assert queued and all(endpoints[0] in o["error"] and endpoints[1] in o["error"] for o in queued)
+
+
+def test_a_job_needing_a_checkpoint_goes_to_the_worker_that_holds_it(endpoints, peers):
+    peers += [Peer(endpoints[0], echo), Peer(endpoints[1], echo, holds_trained=["ckpt-1"])]
+    summary, outcomes = run(endpoints[:2], [Job(f"e{i}", {"kind": "evaluate", "n": i}, needs="ckpt-1")
+                                            for i in range(3)])
+    assert summary.ok == 3 and {o["worker"] for o in outcomes.values()} == {endpoints[1]}
+
+
+@pytest.mark.parametrize("deadline_s", [0, -1.0])
+def test_a_deadline_must_be_positive(endpoints, deadline_s):
+    with Coordinator(endpoints[:1], **FAST) as c, pytest.raises(ValueError, match="deadline_s must be > 0"):
+        c.run(jobs("a"), lambda j, o: None, deadline_s=deadline_s)
