@@ -426,6 +426,8 @@ def _parse_scale(data: dict, override: str | None) -> tuple[str | None, dict]:
     _known(f"scales.{name}", chosen, SCALE_KEYS)
     for key in SCALE_KEYS:
         _expect(f"scales.{name}.{key}", chosen.get(key, {}) or {}, dict)
+    # each family takes the keys it knows; one that no family knows is a typo, never silently dropped
+    _known(f"scales.{name}.config", chosen.get("config") or {}, sorted(set().union(*(f.keys for f in FAMILIES.values()))))
     return name, chosen
 
 
@@ -532,6 +534,9 @@ def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suit
     if local < 1:
         raise SuiteError("local_workers", f"must be >= 1, got {local}")
     eval_opts = _expect("eval", data.get("eval", {}) or {}, dict)
+    from workers.evaluation.job import EVAL_OPTIONS  # torch-free; a typo fails here, not on a worker
+
+    _known("eval", eval_opts, EVAL_OPTIONS)
 
     return Suite(name=name, path=path, models=tuple(models), tasks=tuple(tasks), probes=tuple(probes),
                  workers=tuple(workers_raw), pairing=Pairing(float(tol)), seed=seed, dtype=dtype,

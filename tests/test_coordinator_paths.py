@@ -117,6 +117,7 @@ def run(endpoints, job_list, **kw):
 
     opts = {**FAST, **{k: kw.pop(k) for k in ("max_crashes",) if k in kw}}
     with Coordinator(endpoints, **opts) as c:
+        c.hello(timeout_s=5)  # as harness run does: every worker answers before the first dispatch
         summary = c.run(job_list, on_result, deadline_s=kw.pop("deadline_s", DEADLINE_S), **kw)
     return summary, outcomes
 
@@ -196,9 +197,12 @@ def test_a_late_reply_from_a_worker_that_woke_up_is_dropped_and_counted(endpoint
     peers += [Peer(endpoints[0], freeze_then_answer), Peer(endpoints[1], echo)]
     outcomes = {}
     with Coordinator(endpoints[:2], **FAST) as c:
+        c.hello(timeout_s=5)
         summary = c.run(jobs("a", "b"), lambda j, o: outcomes.setdefault(j.key, o), deadline_s=DEADLINE_S)
-        # the woken worker sends its stale reply first, then answers hello again
-        assert "error" not in c.hello(timeout_s=5)[0]
+        # the woken worker sends its stale reply once its freeze is over: listen until it came
+        deadline = time.monotonic() + 5
+        while summary.late_replies == 0 and time.monotonic() < deadline:
+            c.hello(timeout_s=0.2)
     assert outcomes[woke[0]]["result"] == {"n": woke[0]}  # the redone result, never the stale one
     assert summary.late_replies == 1 and summary.ok == 2
 
@@ -241,9 +245,13 @@ def test_all_workers_lost_fails_the_rest_naming_each(endpoints, peers):
 
 def test_a_job_needing_a_checkpoint_goes_to_the_worker_that_holds_it(endpoints, peers):
     peers += [Peer(endpoints[0], echo), Peer(endpoints[1], echo, holds_trained=["ckpt-1"])]
-    summary, outcomes = run(endpoints[:2], [Job(f"e{i}", {"kind": "evaluate", "n": i}, needs="ckpt-1")
-                                            for i in range(3)])
-    assert summary.ok == 3 and {o["worker"] for o in outcomes.values()} == {endpoints[1]}
+    outcomes = {}
+    with Coordinator(endpoints[:2], **FAST) as c:
+        c.hello(timeout_s=5)  # as harness run does: every worker has said what it holds before the first job
+        summary = c.run([Job(f"e{i}", {"kind": "evaluate", "n": i}, needs="ckpt-1") for i in range(3)]
+                        + [Job("free", {"kind": "probe", "n": "free"})],
+                        lambda j, o: outcomes.setdefault(j.key, o), deadline_s=DEADLINE_S)
+    assert summary.ok == 4 and {outcomes[f"e{i}"]["worker"] for i in range(3)} == {endpoints[1]}
 
 
 @pytest.mark.parametrize("deadline_s", [0, -1.0])
