@@ -7,13 +7,16 @@ checked, and the score. The score counts a timeout as caught (the tests noticed:
 mutmut deadline stopped them) and everything else not killed as missed.
 
     python benchmarks/mutation_scores.py [--survivors] [--fail-under 85] [--mutants mutants]
+    python benchmarks/mutation_scores.py --sample 40 > sample.txt   # names to run when time is short
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -39,10 +42,20 @@ def load(mutants: Path) -> dict[str, dict[str, int | None]]:
     """``{module path: {mutant name: exit code}}`` for every mutated file mutmut has results for."""
     out = {}
     for meta in sorted(mutants.rglob("*.py.meta")):
-        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        codes = _read_meta(meta)["exit_code_by_key"]
         if codes:
             out[str(meta.relative_to(mutants))[: -len(".meta")]] = codes
     return out
+
+
+def _read_meta(meta: Path) -> dict:
+    """One .meta file; read again if mutmut is rewriting it right now (a run in progress)."""
+    for attempt in range(20):
+        try:
+            return json.loads(meta.read_text())
+        except ValueError:
+            time.sleep(0.1)
+    raise SystemExit(f"{meta}: not valid JSON")
 
 
 def score(counts: Counter) -> float:
@@ -54,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mutants", type=Path, default=Path("mutants"), help="mutmut's folder (default: mutants)")
     ap.add_argument("--survivors", action="store_true", help="also list every mutant not killed, by name")
+    ap.add_argument("--only", type=Path, default=None, metavar="FILE",
+                    help="count only the mutants named in FILE, one a line (a sample: see --sample)")
+    ap.add_argument("--sample", type=int, default=None, metavar="N",
+                    help="print N mutant names per module, drawn at random (seed 0), and exit: a quick "
+                         "estimate is `mutmut run $(cat FILE)` then --only FILE")
     ap.add_argument("--fail-under", type=float, default=None, metavar="PCT",
                     help="exit 1 when the total score is below PCT")
     args = ap.parse_args(argv)
@@ -62,6 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     if not results:
         print(f"no mutmut results under {args.mutants}/ (run `mutmut run` first)", file=sys.stderr)
         return 2
+    if args.sample is not None:
+        rng = random.Random(0)
+        for codes in results.values():
+            for name in rng.sample(sorted(codes), min(args.sample, len(codes))):
+                print(name)
+        return 0
+    if args.only is not None:
+        wanted = set(args.only.read_text().split())
+        results = {m: {k: c for k, c in codes.items() if k in wanted} for m, codes in results.items()}
+        results = {m: codes for m, codes in results.items() if codes}
     width = max(len(m) for m in results) + 2
     print(f"{'module':<{width}}" + "".join(f"{c:>12}" for c in COLUMNS) + f"{'score':>9}")
     total = Counter()
