@@ -57,3 +57,14 @@ def test_server_keys_name_the_missing_client_keys_then_load(tmp_path):
     public, secret, authorized = p.server_keys(tmp_path)
     assert (public, secret) == zmq.auth.load_certificate(tmp_path / "server.key_secret")
     assert authorized == str(tmp_path / "authorized")
+
+
+def test_without_the_shared_cache_the_run_folder_alone_says_what_is_done(tmp_path):
+    store = Store(tmp_path / "run", cache_dir=tmp_path / "cache", use_cache=False)
+    store.put("ok", {"key": "ok", "status": "ok"})
+    store.put("bad", {"key": "bad", "status": "failed"})
+    assert store.done("ok") == {"key": "ok", "status": "ok"} and store.done("bad") is None
+    assert not (tmp_path / "cache").exists()  # --no-cache writes nothing shared
+    nested = Store(tmp_path / "a" / "b" / "run", cache_dir=tmp_path / "c" / "d", use_cache=True)
+    nested.put("k", {"key": "k", "status": "ok"})  # folders made as needed, temporary files beside the target
+    assert (tmp_path / "c" / "d" / "k.json").is_file() and not list((tmp_path / "c" / "d").glob(".*"))
