@@ -36,6 +36,10 @@ reliability logic, in the spirit of the ZeroMQ guide's Paranoid Pirate, is this 
 - **All lost.** When every worker has been lost for ``timeout_s`` (or its process is known dead)
   and none came back, the remaining jobs fail with the reason; what finished was already handed to
   ``on_result``.
+- **Deadline.** ``run(..., deadline_s=N)``: after N seconds every job not finished fails with
+  the reason (the running ones are cancelled on their workers), and ``run`` returns. Off by
+  default (a training run may take hours); tests pass one, so a lost job fails in seconds with a
+  message instead of hanging.
 
 Torch-free: this module imports only pyzmq, attrs and moe_schema.protocol.
 """
@@ -190,9 +194,12 @@ class Coordinator:
 
     def run(self, jobs: list[Job], on_result: Callable[[Job, dict], None],
             on_progress: Callable | None = None, stop: threading.Event | None = None,
-            cancel: threading.Event | None = None) -> Summary:
+            cancel: threading.Event | None = None, deadline_s: float | None = None) -> Summary:
         """Run every job; call ``on_result(job, outcome)`` once per finished job and
-        ``on_progress(job, done, total, note)`` as workers report. Returns a Summary."""
+        ``on_progress(job, done, total, note)`` as workers report. Returns a Summary.
+        With ``deadline_s``, jobs still unfinished that many seconds in fail with the reason."""
+        if deadline_s is not None and not deadline_s > 0:
+            raise ValueError(f"Coordinator.run: deadline_s must be > 0, got {deadline_s}")
         keys = [j.key for j in jobs]
         if len(set(keys)) != len(keys):
             raise ValueError("Coordinator.run: job keys must be unique")
@@ -218,6 +225,9 @@ class Coordinator:
                 for w in self.workers:
                     if w.state == "busy":
                         self._send(w, "cancel", {"id": w.task.request})
+            if deadline_s is not None and now - t0 > deadline_s:
+                self._miss_deadline(tasks, deadline_s)
+                break
             self._check_workers(now)
             if cancel_sent_at is not None and now - cancel_sent_at > self.timeout_s:
                 for w in self.workers:  # the daemon never confirmed: give up on the job
@@ -242,6 +252,22 @@ class Coordinator:
         self._summary.not_run = [t.job.key for t in tasks if not t.done]
         self._summary.elapsed_s = round(time.monotonic() - t0, 3)
         return self._summary
+
+    def _miss_deadline(self, tasks: list[_Task], deadline_s: float) -> None:
+        """Fail every unfinished job, naming where it was; cancel the running ones."""
+        now = time.monotonic()
+        for w in self.workers:
+            if w.state == "busy":
+                self._send(w, "cancel", {"id": w.task.request})
+                self._finish(w.task, w, "failed", error=f"run deadline of {deadline_s:g} s passed "
+                                                        f"while the job ran on {w.endpoint}")
+                self._set(w, "idle", now)
+        for task in tasks:
+            if not task.done:
+                self._finish(task, None, "failed",
+                             error=f"run deadline of {deadline_s:g} s passed before the job ran"
+                                   f" (workers: {', '.join(f'{w.endpoint} {w.state}' for w in self.workers)})")
+        self._queue.clear()
 
     # --- sending and receiving -----------------------------------------------------------------
     def _send(self, w: _Worker, method: str, params: dict) -> str | None:

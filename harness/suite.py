@@ -381,6 +381,8 @@ def _parse_scale(data: dict, override: str | None) -> tuple[str | None, dict]:
     _known(f"scales.{name}", chosen, SCALE_KEYS)
     for key in SCALE_KEYS:
         _expect(f"scales.{name}.{key}", chosen.get(key, {}) or {}, dict)
+    # each family takes the keys it knows; one that no family knows is a typo, never silently dropped
+    _known(f"scales.{name}.config", chosen.get("config") or {}, sorted(set().union(*(f.keys for f in FAMILIES.values()))))
     return name, chosen
 
 

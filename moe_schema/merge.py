@@ -129,7 +129,8 @@ def merge_shards(results: list[dict]) -> dict:
         samples = sorted((s for r in results for s in r["samples"][task]), key=lambda s: s["doc_id"])
         merged_samples[task] = samples
         metrics[task] = task_metrics(samples, results[0]["aggregations"][task], where=f"merge_shards: {task}")
-    merged = {k: v for k, v in results[0].items() if k not in ("samples", "metrics", "routing", "shard")}
+    # Not mutated: each of these keys is set again just below, and the shards share every other field.
+    merged = {k: v for k, v in results[0].items() if k not in ("samples", "metrics", "routing", "shard")}  # pragma: no mutate
     merged.update(
         metrics=metrics,
         samples=merged_samples,

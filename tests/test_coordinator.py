@@ -11,6 +11,10 @@ import pytest
 from fault_jobs import RawClient, probe_spec
 from harness.coordinator import Coordinator, Job, _Task
 
+# A run with a deadline of its own: a lost job fails with the reason in two minutes at most (contended
+# machine), not at pytest's 600 s timeout.
+RUN_DEADLINE_S = 120
+
 
 def _collect():
     outcomes: dict[str, list] = {}
@@ -42,7 +46,8 @@ def test_run_reports_every_job_exactly_once_with_its_status(coord):
     jobs += [Job("fails", probe_spec("test-fail")), Job("oom", probe_spec("test-oom"))]
     outcomes, on_result = _collect()
     progress = []
-    summary = coord.run(jobs, on_result, on_progress=lambda job, done, total, note: progress.append(job.key))
+    summary = coord.run(jobs, on_result, on_progress=lambda job, done, total, note: progress.append(job.key),
+                        deadline_s=RUN_DEADLINE_S)
     assert sorted(outcomes) == sorted(j.key for j in jobs) and all(len(v) == 1 for v in outcomes.values())
     for i in range(6):
         (o,) = outcomes[f"ok{i}"]
@@ -62,7 +67,7 @@ def test_busy_worker_gets_its_jobs_requeued_not_failed(coord, daemon_pool):
     time.sleep(0.2)
     outcomes, on_result = _collect()
     jobs = [Job(f"j{i}", probe_spec("test-stall", seconds=0.2)) for i in range(4)]
-    summary = coord.run(jobs, on_result)
+    summary = coord.run(jobs, on_result, deadline_s=RUN_DEADLINE_S)
     assert summary.ok == 4 and all(v[0]["status"] == "ok" for v in outcomes.values())
     assert all(v[0]["attempts"] == 1 for v in outcomes.values())
     assert {v[0]["worker"] for v in outcomes.values()} == {daemon_pool.endpoints[1]}
@@ -79,7 +84,7 @@ def test_stop_lets_running_jobs_finish_and_dispatches_nothing_new(coord):
         stop.set()  # first Ctrl-C arrives after the first result
 
     jobs = [Job(f"j{i}", probe_spec("test-stall", seconds=0.6)) for i in range(8)]
-    summary = coord.run(jobs, on_result_then_stop, stop=stop)
+    summary = coord.run(jobs, on_result_then_stop, stop=stop, deadline_s=RUN_DEADLINE_S)
     finished = sorted(outcomes)
     assert 2 <= len(finished) <= 4 and all(v[0]["status"] == "ok" for v in outcomes.values())
     assert sorted(summary.not_run + finished) == sorted(j.key for j in jobs)
@@ -91,7 +96,7 @@ def test_cancel_cancels_running_jobs(coord):
     outcomes, on_result = _collect()
     t0 = time.monotonic()
     summary = coord.run([Job(f"j{i}", probe_spec("test-stall", seconds=60)) for i in range(3)], on_result,
-                        stop=threading.Event(), cancel=cancel)
+                        stop=threading.Event(), cancel=cancel, deadline_s=RUN_DEADLINE_S)
     assert time.monotonic() - t0 < 5
     assert len(outcomes) == 2 and all(v[0] == {"status": "failed", "error": "cancelled by the user",
                                                "worker": v[0]["worker"], "attempts": 1}
@@ -110,7 +115,8 @@ def test_interrupt_escalates(daemon_pool):
 def test_no_worker_left_fails_the_rest_with_the_reason(tmp_path):
     with Coordinator([f"ipc://{tmp_path}/a.sock"], heartbeat_s=0.1, timeout_s=0.3, connect_timeout_s=0.3) as c:
         outcomes, on_result = _collect()
-        summary = c.run([Job("a", probe_spec("test-fail")), Job("b", probe_spec("test-fail"))], on_result)
+        summary = c.run([Job("a", probe_spec("test-fail")), Job("b", probe_spec("test-fail"))], on_result,
+                        deadline_s=RUN_DEADLINE_S)
     assert summary.failed == 2 and summary.not_run == []
     assert outcomes["a"][0]["error"].startswith("no worker left: all 1 lost (ipc://")
     assert "no reply to hello within 0.3 s" in outcomes["a"][0]["error"]

@@ -12,6 +12,10 @@ from fault_jobs import env, probe_spec
 from harness.coordinator import Coordinator, Job
 from harness.local import start_local_workers
 
+# A run with a deadline of its own: a lost job fails with the reason in two minutes at most (contended
+# machine), not at pytest's 600 s timeout.
+RUN_DEADLINE_S = 120
+
 FAST = dict(heartbeat_s=0.25, timeout_s=2.0)
 
 
@@ -49,7 +53,8 @@ def test_sigkill_mid_job_every_result_exactly_once(workers3):
     outcomes, on_result = _collect()
     fired: list = []
     with Coordinator(workers3.endpoints, **FAST) as coord:
-        summary = coord.run(jobs, on_result, on_progress=_kill_when_busy(workers3, 0, signal.SIGKILL, coord, fired))
+        summary = coord.run(jobs, on_result, on_progress=_kill_when_busy(workers3, 0, signal.SIGKILL, coord, fired),
+                            deadline_s=RUN_DEADLINE_S)
     assert fired, "the kill never happened"
     assert sorted(outcomes) == sorted(j.key for j in jobs)
     assert all(len(v) == 1 and v[0][1]["status"] == "ok" for v in outcomes.values())
@@ -65,7 +70,8 @@ def test_sigstop_worker_is_lost_in_time_and_its_late_reply_ignored(workers3):
     outcomes, on_result = _collect()
     fired: list = []
     with Coordinator(workers3.endpoints, **FAST) as coord:
-        summary = coord.run(jobs, on_result, on_progress=_kill_when_busy(workers3, 1, signal.SIGSTOP, coord, fired))
+        summary = coord.run(jobs, on_result, on_progress=_kill_when_busy(workers3, 1, signal.SIGSTOP, coord, fired),
+                            deadline_s=RUN_DEADLINE_S)
         assert fired and all(len(v) == 1 and v[0][1]["status"] == "ok" for v in outcomes.values())
         assert sorted(outcomes) == sorted(j.key for j in jobs)
         frozen_at, frozen_job = fired[0]
@@ -78,7 +84,8 @@ def test_sigstop_worker_is_lost_in_time_and_its_late_reply_ignored(workers3):
         # wake it up: it finishes (or is told to cancel) the abandoned job; that reply is dropped
         workers3.procs[1].send_signal(signal.SIGCONT)
         more, on_more = _collect()
-        second = coord.run([Job(f"k{i}", probe_spec("test-stall", seconds=1.5)) for i in range(6)], on_more)
+        second = coord.run([Job(f"k{i}", probe_spec("test-stall", seconds=1.5)) for i in range(6)], on_more,
+                           deadline_s=RUN_DEADLINE_S)
         assert second.late_replies >= 1 and sorted(more) == [f"k{i}" for i in range(6)]
         assert all(len(v) == 1 for v in outcomes.values())  # nothing of the first run reported again
         assert workers3.endpoints[1] in {v[0][1]["worker"] for v in more.values()}  # back in service
@@ -99,7 +106,7 @@ def test_worker_restarted_under_a_job_before_the_timeout(workers3):
                 restart.start()
 
         t0 = time.monotonic()
-        summary = coord.run(jobs, on_result, on_progress=on_progress)
+        summary = coord.run(jobs, on_result, on_progress=on_progress, deadline_s=RUN_DEADLINE_S)
     restart.join()
     assert fired and time.monotonic() - t0 < 20 and summary.lost == []
     assert all(len(v) == 1 and v[0][1]["status"] == "ok" for v in outcomes.values()) and len(outcomes) == 6
@@ -111,7 +118,7 @@ def test_a_job_that_crashes_workers_is_quarantined_and_the_run_finishes(workers3
         Job(f"j{i}", probe_spec("test-stall", seconds=0.3)) for i in range(5)]
     outcomes, on_result = _collect()
     with Coordinator(workers3.endpoints, max_crashes=2, **FAST) as coord:
-        summary = coord.run(jobs, on_result)
+        summary = coord.run(jobs, on_result, deadline_s=RUN_DEADLINE_S)
     assert all(len(v) == 1 for v in outcomes.values()) and len(outcomes) == 6
     (_, crash), = outcomes["crasher"]
     assert crash["status"] == "failed" and crash["attempts"] == 2
@@ -125,7 +132,7 @@ def test_all_workers_lost_fails_the_rest_and_keeps_what_finished():
             Job("crasher", probe_spec("test-crash"))] + [Job(f"k{i}", probe_spec("test-stall")) for i in range(2)]
         outcomes, on_result = _collect()
         with Coordinator(workers.endpoints, max_crashes=3, **FAST) as coord:
-            summary = coord.run(jobs, on_result)
+            summary = coord.run(jobs, on_result, deadline_s=RUN_DEADLINE_S)
     assert [outcomes[f"j{i}"][0][1]["status"] for i in range(3)] == ["ok"] * 3
     for key in ("crasher", "k0", "k1"):
         (_, o), = outcomes[key]

@@ -115,7 +115,7 @@ def test_a_worker_without_the_path_evaluates_from_the_shipped_files(daemon_pool,
     outcomes = {}
     with Coordinator(daemon_pool.endpoints, heartbeat_s=0.25, timeout_s=30.0) as coord:
         coord.run([Job("local", spec), Job("shipped", elsewhere), Job("missing", missing)],
-                  lambda job, outcome: outcomes.__setitem__(job.key, outcome))
+                  lambda job, outcome: outcomes.__setitem__(job.key, outcome), deadline_s=300)
     assert outcomes["local"]["status"] == "ok", outcomes["local"]
     assert outcomes["shipped"]["status"] == "ok", outcomes["shipped"]
     assert outcomes["shipped"]["result"]["metrics"] == outcomes["local"]["result"]["metrics"]

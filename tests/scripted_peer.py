@@ -1,0 +1,81 @@
+"""A scripted worker for coordinator tests: a real ZeroMQ ROUTER socket speaking workers.protocol on
+its own thread, answering hello and heartbeats like a daemon and doing with each job what the test says.
+No model, no torch: the coordinator's reliability rules and the run's rerun rules in milliseconds."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import zmq
+
+from workers import protocol
+
+
+class Peer(threading.Thread):
+    """A worker that answers hello and heartbeats, and handles each job with ``on_job(params)``:
+    return ``("result", value)``, ``("error", code, message)``, ``("freeze", seconds, reply)``
+    (say nothing at all for that long, then send ``reply`` if not None), or ``("forget",)`` (keep
+    answering heartbeats as if restarted, and never reply to the job)."""
+
+    def __init__(self, endpoint: str, on_job, holds_trained=()):
+        super().__init__(daemon=True)
+        self.endpoint, self.on_job, self.holds_trained = endpoint, on_job, list(holds_trained)
+        self.jobs: list[dict] = []
+        self.cancels: list[str] = []
+        self._quit = threading.Event()
+        self._ready = threading.Event()
+        self.start()
+        assert self._ready.wait(5), f"peer {endpoint} did not bind"
+
+    def run(self):
+        ctx = zmq.Context.instance()
+        sock = ctx.socket(zmq.ROUTER)
+        sock.bind(self.endpoint)
+        self._ready.set()
+        silent_until, pending, running = 0.0, [], None
+        try:
+            while not self._quit.is_set():
+                if pending and time.monotonic() >= silent_until:
+                    for ident, frame in pending:
+                        sock.send_multipart([ident, frame])
+                    pending = []
+                if not sock.poll(20):
+                    continue
+                ident, frame = sock.recv_multipart()
+                if time.monotonic() < silent_until:
+                    continue  # frozen: everything sent to it is lost
+                msg = protocol.parse_request(frame)
+                method, params, rid = msg["method"], msg.get("params", {}), msg.get("id")
+                if method == "hello":
+                    reply = protocol.result(rid, {"busy": None, "holds": {"trained": self.holds_trained}})
+                elif method == "heartbeat":
+                    reply = protocol.result(rid, {"busy": running})
+                elif method == "cancel":
+                    self.cancels.append(params.get("id"))
+                    reply = protocol.result(rid, {"cancelled": True})
+                else:
+                    self.jobs.append(params)
+                    action = self.on_job(params)
+                    if action[0] == "result":
+                        reply = protocol.result(rid, action[1])
+                    elif action[0] == "error":
+                        reply = protocol.error(rid, action[1], action[2])
+                    elif action[0] == "freeze":
+                        silent_until = time.monotonic() + action[1]
+                        if action[2] is not None:
+                            pending.append((ident, protocol.pack(protocol.result(rid, action[2]))))
+                        continue
+                    elif action[0] == "hang":
+                        running = rid  # says it runs the job, and never finishes it
+                        continue
+                    else:  # "forget": the daemon restarted under the job
+                        running = None
+                        continue
+                sock.send_multipart([ident, protocol.pack(reply)])
+        finally:
+            sock.close(linger=0)
+
+    def stop(self):
+        self._quit.set()
+        self.join(5)
