@@ -1,4 +1,4 @@
-"""A scripted worker for coordinator tests: a real ZeroMQ ROUTER socket speaking workers.protocol on
+"""A scripted worker for coordinator tests: a real ZeroMQ ROUTER socket speaking moe_schema.protocol on
 its own thread, answering hello and heartbeats like a daemon and doing with each job what the test says.
 No model, no torch: the coordinator's reliability rules and the run's rerun rules in milliseconds."""
 
@@ -9,7 +9,7 @@ import time
 
 import zmq
 
-from workers import protocol
+from moe_schema import protocol
 
 
 class Peer(threading.Thread):

@@ -3,7 +3,7 @@
 The daemon tests (test_coordinator.py, test_faults.py) show the coordinator works with real
 daemons; these pin each rule of its docstring (requeue, quarantine, BUSY, late replies, a
 restarted worker, the run deadline) in well under a second each, with no model anywhere. A
-scripted peer is a ROUTER socket on its own thread speaking workers.protocol; what it does with
+scripted peer is a ROUTER socket on its own thread speaking moe_schema.protocol; what it does with
 a job is the test's choice.
 """
 
@@ -15,7 +15,7 @@ import pytest
 from scripted_peer import Peer
 
 from harness.coordinator import Coordinator, Job
-from workers import protocol
+from moe_schema import protocol
 
 FAST = dict(heartbeat_s=0.05, timeout_s=0.4)
 DEADLINE_S = 20.0  # every run here finishes in about a second; a hang fails with a message instead

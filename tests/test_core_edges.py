@@ -10,7 +10,7 @@ import pytest
 
 from harness.report.pairdiff import pair_diffs
 from harness.store import Store
-from workers import protocol as p
+from moe_schema import protocol as p
 from workers.evaluation.batching import window
 
 

@@ -1,5 +1,5 @@
 """Two pieces of the report's inputs, unit by unit: the merge of sharded evaluate results
-(workers.evaluation.merge) and the seed bookkeeping (harness.report.seeds) with the pair rows it feeds
+(moe_schema.merge) and the seed bookkeeping (harness.report.seeds) with the pair rows it feeds
 (harness.report.pairdiff.pair_diffs). Torch-free, no run needed."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from harness.report.bootstrap import Diff
 from harness.report.pairdiff import pair_diffs
 from harness.report.run import Run
 from harness.report.seeds import fmt_mean_sd, has_seeds, mean_sd, model_pairs, seed_groups, split_seed
-from workers.evaluation.merge import merge_shards, task_metrics
+from moe_schema.merge import merge_shards, task_metrics
 
 AGG = {"acc": "mean", "bpb": "bits_per_byte", "ppl": "weighted_perplexity", "nm": "nanmean", "med": "median",
        "lp": "perplexity"}

@@ -14,7 +14,7 @@ from harness import plan as planner
 from harness.run import execute
 from harness.store import Store
 from harness.suite import parse
-from workers import protocol
+from moe_schema import protocol
 
 SUITE = {
     "name": "rerun",

@@ -1,7 +1,7 @@
 """The wire's limits at their boundary: a frame of exactly the cap is read, one byte more is refused;
 an array or map of exactly its cap of items is read, one more is refused, however small its items.
 
-The caps are read from workers.protocol itself, so the tests follow a change of the numbers and fail
+The caps are read from moe_schema.protocol itself, so the tests follow a change of the numbers and fail
 when a limit stops being enforced where it is stated (an off-by-one, or a limit dropped)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import msgpack
 import pytest
 import zmq
 
-from workers import protocol as p
+from moe_schema import protocol as p
 
 
 def framed(n_bytes: int) -> bytes:
