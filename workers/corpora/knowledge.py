@@ -48,25 +48,35 @@ _SYLLABLES = ("ka", "lo", "mir", "ten", "vos", "dra", "bel", "quo", "ran", "sel"
               "hal", "jin", "ke", "lum", "nor", "pel", "rik", "sta", "vin", "wes")
 
 
+def _name(i: int) -> str:
+    """The name of entity index ``i``: "First Surname", the surname spelling a base-24 number of ``i // 26``,
+    so distinct indices give distinct names."""
+    first, j = _FIRST[i % len(_FIRST)], i // len(_FIRST)
+    base = len(_SYLLABLES) ** 3
+    if j < base:  # a bijection on 0..base-1 (7919 is prime to 24^3) spreads the syllables
+        j = (j * 7919 + 1234) % base
+    parts = []
+    for _ in range(3):
+        parts.append(_SYLLABLES[j % len(_SYLLABLES)])
+        j //= len(_SYLLABLES)
+    while j:
+        parts.append(_SYLLABLES[j % len(_SYLLABLES)])
+        j //= len(_SYLLABLES)
+    return f"{first} {''.join(parts).capitalize()}"
+
+
 def entity_names(n: int, seed: int) -> list[str]:
-    """``n`` distinct names "First Surname"; the surname spells a base-24 number, so all are unique."""
+    """``n`` distinct names (indices ``0..n-1`` in a seeded order, so popularity rank is not alphabetical)."""
     rng = np.random.default_rng([seed, 1])
-    order = rng.permutation(n)  # decouple popularity rank from alphabetical order
-    names = []
-    for i in order:
-        first, j = _FIRST[i % len(_FIRST)], i // len(_FIRST)
-        base = len(_SYLLABLES) ** 3
-        if j < base:  # a bijection on 0..base-1 (7919 is prime to 24^3) spreads the syllables
-            j = (j * 7919 + 1234) % base
-        parts = []
-        for _ in range(3):
-            parts.append(_SYLLABLES[j % len(_SYLLABLES)])
-            j //= len(_SYLLABLES)
-        while j:
-            parts.append(_SYLLABLES[j % len(_SYLLABLES)])
-            j //= len(_SYLLABLES)
-        names.append(f"{first} {''.join(parts).capitalize()}")
-    return names
+    return [_name(int(i)) for i in rng.permutation(n)]
+
+
+def unseen_entities(n: int, count: int, attributes: list[str], seed: int) -> dict:
+    """``count`` entities the corpus never mentions: names of indices ``n..n+count-1`` (none of the
+    ``n`` trained names) with their own random facts, for held-out text of language alone."""
+    rng = np.random.default_rng([seed, 5])
+    values = {a: rng.integers(len(ATTRIBUTES[a][0]), size=count) for a in attributes}
+    return {"names": [_name(i) for i in range(n, n + count)], "values": values}
 
 
 def make_entities(n: int, attributes: list[str], seed: int) -> dict:

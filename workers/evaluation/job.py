@@ -207,4 +207,16 @@ def run(job: dict, loaded, progress, cancelled) -> dict:
         "shard": shard,
         "eval": {"max_batch_tokens": lm.max_batch_tokens, "prefix_sharing": lm.prefix_sharing, **lm.stats},
         "routing": session.telemetry() if session is not None else None,
+        "task_regime": _regimes(res.get("configs") or {}, tasks),
     }
+
+
+def _regimes(configs: dict, tasks: dict) -> dict:
+    """``{task: metadata.regime}`` for tasks whose YAML states one (the knowledge corpus's), so a
+    result carries the regime it was measured in."""
+    out = {}
+    for name in tasks:
+        meta = (configs.get(name) or {}).get("metadata") or {}
+        if isinstance(meta, dict) and isinstance(meta.get("regime"), dict):
+            out[name] = _plain(meta["regime"])
+    return out
