@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness import plan as planner
@@ -154,7 +155,7 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
                               f"({(info.get('device_info') or {}).get('name', '?')}), {held} build(s) loaded")
         with _Interrupts() as interrupts, Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[note]}"), console=console, transient=False,
+            TextColumn("{task.fields[note]}", markup=False), console=console, transient=False,
         ) as progress:
             bar = progress.add_task("jobs", total=len(todo), note="")
 
@@ -165,7 +166,7 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
                 counts["ok" if outcome["status"] == "ok" else "failed"] += 1
                 note = f"{planned.kind} {planned.variant}"
                 if outcome["status"] != "ok":
-                    progress.console.print(f"[red]failed[/] {note}: {outcome.get('error')}")
+                    progress.console.print(f"[red]failed[/] {escape(note)}: {escape(str(outcome.get('error')))}")
                 progress.update(bar, advance=1, note=note)
 
             def on_progress(job, done, total, note=""):
