@@ -34,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                      "(default: the suite's, else start local daemons)")
     p.add_argument("--local-workers", type=int, help="how many local daemons to start (default: the suite's)")
     p.add_argument("--device", default="cpu", help="device for local daemons (default cpu)")
-    p.add_argument("--threads", type=int, help="CPU threads per local daemon (default: torch's own)")
+    p.add_argument("--threads", type=int, help="CPU threads per local daemon (default: torch's own for one "
+                                               "CPU daemon, the cores shared out among several)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds of silence before a worker is lost")
     p.add_argument("--keys", type=Path, help="CURVE key folder (from `harness keys`) for tcp workers")
     p.add_argument("--no-cache", action="store_true", help="ignore the shared result cache")
@@ -137,6 +138,10 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
     if not endpoints:
         n = min(local_workers, len(todo))
         console.print(f"starting {n} local worker daemon(s) on {device} ...")
+        if not threads and device == "cpu" and n > 1:  # several CPU daemons share the cores, not oversubscribe
+            import os
+
+            threads = max(1, (os.cpu_count() or 1) // n)
         extra = ("--threads", str(threads)) if threads else ()
         started = start_local_workers(n, device=device, extra_args=extra)
         endpoints = list(started.endpoints)

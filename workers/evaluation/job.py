@@ -158,6 +158,30 @@ def _metrics(results: dict) -> dict:
     return out
 
 
+_ENV_INFO: dict = {}
+
+
+def _env_info_once() -> None:
+    """lm-eval adds environment info to every result by running torch's ``collect_env`` (pip and
+    nvidia-smi subprocesses): ~2 s per evaluate job on a small CPU, more than a small task's own
+    work. It cannot change within a daemon's life, so it is collected once per process."""
+    import lm_eval.evaluator as evaluator
+
+    if getattr(evaluator.add_env_info, "_once", False):
+        return
+    original = evaluator.add_env_info
+
+    def add_env_info(storage: dict) -> None:
+        if not _ENV_INFO:
+            fresh: dict = {}
+            original(fresh)
+            _ENV_INFO.update(fresh)
+        storage.update(_ENV_INFO)
+
+    add_env_info._once = True
+    evaluator.add_env_info = add_env_info
+
+
 def run(job: dict, loaded, progress, cancelled) -> dict:
     """Evaluate ``loaded`` (model, tokenizer, routing_session) on ``job["task"]``; see the module doc."""
     task, seed, options, shard = check_job(job)
@@ -165,6 +189,8 @@ def run(job: dict, loaded, progress, cancelled) -> dict:
 
     import lm_eval
     import torch
+
+    _env_info_once()
 
     from workers.evaluation.lm import HarnessLM
 
