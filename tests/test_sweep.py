@@ -169,3 +169,20 @@ def test_plan_prints_the_points(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "sweep: 4 point(s) over train.tokens, experts" in proc.stdout
     assert "[train.tokens=8192,experts=16]: moe[train.tokens=8192,experts=16]" in proc.stdout.replace("\n  ", " ")
+
+
+@pytest.mark.parametrize("family,experts_key", [("olmoe", "num_experts"), ("mixtral", "num_local_experts"),
+                                                ("qwen3_moe", "num_experts")])
+def test_regranulate_keeps_active_parameters(family, experts_key):
+    from harness.derive import DeriveError, regranulate
+
+    base = {"model_type": family, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+            experts_key: 8, "num_experts_per_tok": 2,
+            ("moe_intermediate_size" if family == "qwen3_moe" else "intermediate_size"): 64}
+    for e, k in ((4, 1), (16, 4), (32, 8)):
+        cfg = regranulate(base, e)
+        assert (cfg[experts_key], cfg["num_experts_per_tok"]) == (e, k)
+        assert abs(count(cfg)["active"] / count(base)["active"] - 1) < 0.01
+        assert abs(count(cfg)["total"] / count(base)["total"] - 1) < 0.05  # E x width stays about fixed
+    with pytest.raises(DeriveError, match="top-0.5 per token"):
+        regranulate(base, 2)
