@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from workers.corpora import capacity
-from workers.corpora.knowledge import ATTRIBUTES, EOS_ID
+from workers.corpora.knowledge import ATTRIBUTES, BOS_ID, EOS_ID
 from workers.corpora.load import prepare
 from workers.corpora.spec import CorpusError, check_corpus
 
@@ -80,9 +80,11 @@ def test_files_corpus_text_and_jsonl(tmp_path):
     j = tmp_path / "b.jsonl"
     j.write_text(json.dumps({"text": "one"}) + "\n\n" + json.dumps({"text": "two é"}) + "\n")
     c = prepare({"kind": "files", "paths": [str(a)]}, tmp_path)
-    assert bytes(np.asarray(c.tokens[:-1], dtype=np.uint8)) == b"hello world" and c.tokens[-1] == EOS_ID
+    assert bytes(np.asarray(c.tokens[1:-1], dtype=np.uint8)) == b"hello world"
+    assert (c.tokens[0], c.tokens[-1]) == (BOS_ID, EOS_ID)  # every document: BOS bytes EOS
     c2 = prepare({"kind": "files", "paths": [str(j)], "format": "jsonl"}, tmp_path)
-    assert len(c2.tokens) == len("one".encode()) + len("two é".encode()) + 2
+    assert len(c2.tokens) == len("one".encode()) + len("two é".encode()) + 4
+    assert list(np.flatnonzero(np.asarray(c2.tokens) == BOS_ID)) == [0, 5]
     a.write_text("changed")  # a changed file makes a new cache entry
     assert prepare({"kind": "files", "paths": [str(a)]}, tmp_path).path != c.path
     j.write_text('{"text": "ok"}\n{"body": "x"}\n')

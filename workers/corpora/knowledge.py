@@ -4,14 +4,17 @@ Entity ``i`` has popularity rank ``i``: a biography mentions it with probability
 Each biography states every attribute of one entity once, in a random order, each sentence drawn
 from several paraphrase templates (Allen-Zhu & Li's "bioS multi+permute"), so a fact is seen in
 several forms. Sampling is vectorised with numpy; the text is encoded to bytes (the byte tokenizer's
-ids) in one go, documents separated by the EOS token.
+ids) in one go, each document as ``BOS bytes EOS``: lm-eval scores a held-out document after the
+tokenizer's BOS, so training shows the model that token before every document (``FORMAT`` 2;
+format 1 had no BOS, and the model met an untrained token at the start of every held-out text).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-EOS_ID = 258  # workers.builds.tokenizer.EOS_ID (not imported: that module loads `tokenizers`)
+BOS_ID, EOS_ID = 257, 258  # workers.builds.tokenizer's (not imported: that module loads `tokenizers`)
+FORMAT = 2  # the token layout of a corpus (BOS doc EOS); part of corpus cache keys and train keys
 
 _CITIES = ("Arlen", "Brisport", "Calder", "Dunmore", "Eastwick", "Falkirk", "Glenrow", "Harwich", "Ilford",
            "Jarrow", "Kelso", "Lanark", "Marlow", "Newbury", "Oban", "Penrith", "Quarry Bay", "Redhill",
@@ -111,15 +114,17 @@ def render(entities: dict, entity_ids: np.ndarray, attributes: list[str], rng: n
 
 
 def encode(docs: list[str]) -> np.ndarray:
-    """Byte-tokenize documents into one uint16 array, each followed by EOS."""
+    """Byte-tokenize documents into one uint16 array, each as ``BOS bytes EOS``."""
     if not docs:
         return np.zeros(0, dtype=np.uint16)
     raw = ("\x00".join(docs) + "\x00").encode("utf-8")
     if raw.count(0) != len(docs):
         raise ValueError("a document holds a NUL character")
     tokens = np.frombuffer(raw, dtype=np.uint8).astype(np.uint16)
-    tokens[tokens == 0] = EOS_ID
-    return tokens
+    ends = np.flatnonzero(tokens == 0)
+    tokens[ends] = EOS_ID
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    return np.insert(tokens, starts, BOS_ID)
 
 
 def generate(spec: dict) -> tuple[np.ndarray, dict, dict]:
@@ -132,7 +137,7 @@ def generate(spec: dict) -> tuple[np.ndarray, dict, dict]:
     entities = make_entities(n, attributes, spec["seed"])
     rng = np.random.default_rng([spec["seed"], 3])
     sample = render(entities, rng.integers(n, size=64), attributes, rng)
-    mean_len = np.mean([len(s.encode()) + 1 for s in sample])
+    mean_len = np.mean([len(s.encode()) + 2 for s in sample])  # + BOS and EOS
     num_docs = max(1, int(np.ceil(spec["tokens"] / mean_len)))
     entity_ids = rng.choice(n, size=num_docs, p=popularity(n, spec["zipf"]))
     tokens = encode(render(entities, entity_ids, attributes, rng))

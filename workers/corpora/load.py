@@ -19,6 +19,7 @@ import attrs
 import numpy as np
 
 from workers.corpora import capacity, files, knowledge, tasks
+from workers.corpora.knowledge import FORMAT
 from workers.corpora.spec import check_corpus, corpus_hash
 from workers.home import harness_home
 
@@ -33,8 +34,8 @@ class Corpus:
 def cache_key(spec: dict) -> str:
     if spec["kind"] == "files":  # a changed file makes a new corpus
         stats = [(os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in spec["paths"]]
-        return corpus_hash({**spec, "stats": stats})
-    return corpus_hash(spec)
+        return corpus_hash({**spec, "stats": stats, "format": FORMAT})
+    return corpus_hash({**spec, "format": FORMAT})
 
 
 def corpus_dir(spec: dict, home=None) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workers.corpora.knowledge import EOS_ID, encode
+from workers.corpora.knowledge import EOS_ID
 
 KINDS = ("seen", "unseen")
 
@@ -54,7 +54,8 @@ def make_batch(texts: list[str], max_len: int, prefix_id: int = EOS_ID) -> tuple
     """``(ids, mask)``: each row the prefix token + the document's bytes, right-padded (causal
     attention: padding on the right changes no earlier position); ``mask`` marks the predicted
     positions (every byte, none of the padding), all cut to ``max_len`` tokens."""
-    rows = [np.concatenate([[prefix_id], encode([t])[:-1]])[:max_len].astype(np.int64) for t in texts]
+    rows = [np.concatenate([[prefix_id], np.frombuffer(t.encode("utf-8"), dtype=np.uint8)])[:max_len]
+            .astype(np.int64) for t in texts]
     width = max(len(r) for r in rows)
     ids = np.full((len(rows), width), EOS_ID, dtype=np.int64)
     mask = np.zeros((len(rows), width - 1), dtype=bool)

@@ -30,6 +30,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from workers.corpora.knowledge import FORMAT as CORPUS_FORMAT
 from workers.corpora.spec import CorpusError, check_corpus
 from workers.home import harness_home
 
@@ -95,7 +96,8 @@ def train_key(job: dict) -> str:
     train, corpus, seed = check_train_job(job)
     v = job["variant"]
     what = {"build": v["build"], "routing": v.get("routing"), "experts_implementation":
-            v.get("experts_implementation"), "corpus": corpus, "train": train, "seed": seed}
+            v.get("experts_implementation"), "corpus": corpus, "corpus_format": CORPUS_FORMAT, "train": train,
+            "seed": seed}
     text = json.dumps(what, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
