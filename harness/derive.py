@@ -140,3 +140,33 @@ def derive_twin(config: dict, match: str, *, family: str | None = None, num_expe
 def relative_gap(a: int, b: int) -> float:
     """|a - b| / b: how far a derived count is from its target."""
     return abs(a - b) / b
+
+
+def regranulate(config: dict, num_experts: int, where: str = "config", multiple_of: int = 1) -> dict:
+    """The MoE ``config`` with ``num_experts`` experts at the same active parameters (granularity,
+    claim 6): ``E`` experts take ``k * E / E0`` per token, and the expert width is solved (active
+    parameters are linear in it) so the active count equals the original's; total parameters stay
+    about the same, since ``E * width`` does. Raises ``DeriveError`` when the top-k is not whole."""
+    fam = _family(config, where)
+    if not fam.moe:
+        raise DeriveError(f"{where}: {fam.model_type} is a dense family; experts apply to MoE builds")
+    if not isinstance(num_experts, int) or isinstance(num_experts, bool) or num_experts < 1:
+        raise DeriveError(f"{where}: num_experts must be an int >= 1, got {num_experts!r}")
+    c = resolved(config, where)
+    e0, k0 = c["num_experts"], c["num_experts_per_tok"]
+    if (k0 * num_experts) % e0:
+        raise DeriveError(f"{where}: {num_experts} experts at the granularity of {e0} experts x top-{k0} need "
+                          f"top-{k0 * num_experts / e0:g} per token, not a whole number")
+    k = k0 * num_experts // e0
+    target = count(config, where)["active"]
+    wkey = fam.expert_width_key
+    probe = {**config, fam.num_experts_key: num_experts, "num_experts_per_tok": k, wkey: 1}
+    a1 = count(probe, where)["active"]
+    slope = count({**probe, wkey: 2}, where)["active"] - a1
+    width = 1 + (target - a1) / slope
+    if width < 1:
+        raise DeriveError(f"{where}: no expert width gives {num_experts} experts {target} active parameters")
+    out = {**probe, wkey: _round(width, multiple_of)}
+    if fam.model_type in ("qwen2_moe", "qwen3_moe") and "intermediate_size" not in config:
+        out.pop("intermediate_size", None)
+    return out

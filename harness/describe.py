@@ -17,18 +17,21 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness import plan as planner
 from harness.count import CountError, count_variant
 from harness.derive import DeriveError
 from harness.run import compute_pairs
+from harness.plan_cmd import print_sweep
 from harness.suite import load
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("suite", type=Path)
     p.add_argument("--json", action="store_true", help="print the counts and pairs as JSON")
+    p.add_argument("--scale", help="pick one entry of the suite's `scales:`")
 
 
 def _m(n) -> str:
@@ -37,13 +40,13 @@ def _m(n) -> str:
 
 def untrained(describe: list[planner.PlannedJob], jobs: list[planner.PlannedJob]) -> list[planner.PlannedJob]:
     """The describe jobs, those of trained variants pointed at the build their train job starts from."""
-    start = {j.spec["variant"]["name"]: j.spec["variant"]["build"] for j in jobs if j.kind == "train"}
-    out = []
+    start = {j.key: j.spec["variant"]["build"] for j in jobs if j.kind == "train"}  # by train job key:
+    out = []  # an eval_routing variant is described on the build its checkpoint's train job starts from
     for j in describe:
         if j.after is None:
             out.append(j)
             continue
-        variant = {**j.spec["variant"], "build": start[j.spec["variant"]["name"]]}
+        variant = {**j.spec["variant"], "build": start[j.after]}
         spec = {**j.spec, "variant": variant}
         out.append(planner.PlannedJob(planner.job_key(spec), spec, planner.build_id(variant)))
     return out
@@ -73,7 +76,7 @@ def print_failures(console: Console, records: list[dict]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    suite = load(args.suite)
+    suite = load(args.suite, getattr(args, "scale", None))
     records = count_records(suite)
     pairs = compute_pairs(suite, records)
     failed = sum(r["status"] != "ok" for r in records)
@@ -84,24 +87,26 @@ def main(args: argparse.Namespace) -> int:
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0 if failed == 0 else 1
+    console = Console()
+    print_sweep(console, suite)
     table = Table(title=f"{suite.name}: parameters per variant")
     for col in ("variant", "family", "experts", "experts/token", "total", "active", "total (no emb)",
                 "active (no emb)"):
         table.add_column(col, justify="left" if col in ("variant", "family") else "right")
     for r in records:
         if r["status"] != "ok":
-            table.add_row(r["variant"], "[red]failed[/]", "", "", "", "", "", "")
+            table.add_row(escape(r["variant"]), "[red]failed[/]", "", "", "", "", "", "")
             continue
         p, b = r["params"], r.get("build", {})
         ept = p.get("experts_per_token")
-        table.add_row(r["variant"], b.get("family", "?"), str(p.get("num_experts") or "-"),
+        table.add_row(escape(r["variant"]), b.get("family", "?"), str(p.get("num_experts") or "-"),
                       "-" if ept is None else f"{ept:g}", _m(p["total"]), _m(p["active"]),
                       _m(p["total_no_embed"]), _m(p["active_no_embed"]))
-    console = Console()
     console.print(table)
     print_failures(console, records)
     for kind in ("active", "total"):
         found = [p for p in pairs if p["kind"] == kind]
         text = ", ".join(f"{p['moe']} ~ {p['dense']} (x{p['ratio']:.3f})" for p in found) or "none within tolerance"
-        console.print(f"equal-{kind} pairs (±{suite.pairing.tolerance:.0%}): {text}")
+        console.print(escape(f"equal-{kind} pairs (±{suite.pairing.tolerance:.0%}, within one sweep point and seed): "
+                      f"{text}"))
     return 0 if failed == 0 else 1

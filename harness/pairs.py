@@ -1,8 +1,26 @@
-"""Match each MoE variant with its dense twins: equal active and equal total parameters."""
+"""Match each MoE variant with its dense twins: equal active and equal total parameters.
+
+Pairs form only between variants of the same sweep point and the same training seed: a variant
+named ``moe[train.tokens=1000]@topk(k=1)#s2`` pairs with ``dense-active[train.tokens=1000]#s2``,
+never with another point's or seed's twin (equal counts there would be a coincidence of shape,
+not a comparison the suite set up). ``pair_group`` reads both from the name.
+"""
 
 from __future__ import annotations
 
+import re
+
 import attrs
+
+_POINT = re.compile(r"^[^\[@#]*(\[[^\]]*\])?")
+_SEED = re.compile(r"#s(-?\d+)$")
+
+
+def pair_group(variant: str) -> tuple[str, str]:
+    """``(sweep point label, seed suffix)`` of a variant name; ``("", "")`` for neither."""
+    point = _POINT.match(variant).group(1) or ""
+    seed = _SEED.search(variant)
+    return point, seed.group(0) if seed else ""
 
 
 @attrs.frozen
@@ -25,6 +43,7 @@ def match_pairs(params: dict[str, dict], is_moe: dict[str, bool], tolerance: flo
     False the counts without embedding parameters are matched.
     """
     suffix = "" if embeddings else "_no_embed"
+    group = {n: pair_group(n) for n in params}
     moes = [n for n in params if is_moe.get(n)]
     denses = [n for n in params if is_moe.get(n) is False]
     out: list[Pair] = []
@@ -35,6 +54,8 @@ def match_pairs(params: dict[str, dict], is_moe: dict[str, bool], tolerance: flo
                 continue
             found = []
             for d in denses:
+                if group[d] != group[m]:
+                    continue
                 count = params[d].get("total" + suffix)
                 if not count:
                     continue

@@ -14,7 +14,7 @@ import attrs
 from moe_schema.hashing import content_hash, model_key
 
 from harness import __version__
-from harness.suite import ModelSpec, RoutingSpec, Suite
+from harness.suite import ModelSpec, RoutingSpec, Suite, sweep_points
 
 # Bump when the result layout or the way a job is computed changes: old results stop matching.
 RESULT_SCHEMA = 1
@@ -47,6 +47,7 @@ def variant_spec(model: ModelSpec, routing: RoutingSpec | None) -> dict:
         "dtype": model.dtype,
         "trust_remote_code": model.trust_remote_code,
         "experts_implementation": model.experts_implementation,
+        "sweep": dict(model.sweep),
     }
 
 
@@ -86,10 +87,18 @@ def job_key(spec: dict, versions: dict | None = None) -> str:
 
 
 def variants(suite: Suite) -> list[dict]:
+    """Every model under each of its ``routing`` strategies, then its ``eval_routing`` ones. With a
+    ``train:`` section an eval-routing variant is not trained: :func:`train_jobs` points it at the
+    checkpoint of the model's first routing (``_eval_of`` marks it until then)."""
     out = []
     for model in suite.models:
         for routing in model.routing or (None,):
             out.append(variant_spec(model, routing))
+        for routing in model.eval_routing:
+            v = variant_spec(model, routing)
+            if suite.train is not None and "config" in model.build:
+                v["_eval_of"] = variant_name(model, model.routing[0])
+            out.append(v)
     return out
 
 
@@ -104,18 +113,33 @@ def train_jobs(suite: Suite, vs: list[dict]) -> tuple[list[dict], list[dict], di
 
     models = {m.name: m for m in suite.models}
     out, specs, by_variant = [], [], {}
+    trained_as: dict[tuple[str, int], dict] = {}  # (variant name, seed) -> its trained variant
+
+    def seeded(name: str, seed: int) -> str:
+        return name if len(suite.train_seeds) == 1 else f"{name}#s{seed}"
+
     for v in vs:
         if "config" not in v["build"]:
             out.append(v)
             continue
+        if "_eval_of" in v:  # evaluated on another variant's checkpoint: no training of its own
+            base = v["_eval_of"]
+            rest = {k: x for k, x in v.items() if k != "_eval_of"}
+            for seed in suite.train_seeds:
+                name = seeded(v["name"], seed)
+                out.append({**trained_as[(base, seed)], "name": name, "routing": rest["routing"]})
+                by_variant[name] = by_variant[seeded(base, seed)]
+            continue
+        model = models[v["model"]]
         for seed in suite.train_seeds:
-            name = v["name"] if len(suite.train_seeds) == 1 else f"{v['name']}#s{seed}"
+            name = seeded(v["name"], seed)
             untrained = {**v, "name": name, "build": {**v["build"], "seed": seed}}
-            spec = {"kind": "train", "variant": untrained, "train": {**suite.train, **models[v["model"]].train},
-                    "corpus": suite.corpus, "seed": seed}
+            spec = {"kind": "train", "variant": untrained, "train": {**suite.train, **model.train},
+                    "corpus": model.corpus or suite.corpus, "seed": seed}
             specs.append(spec)
             trained = {**untrained, "build": trained_build(spec), "train_seed": seed}
             out.append(trained)
+            trained_as[(v["name"], seed)] = trained
             by_variant[name] = spec
     return out, specs, by_variant
 
@@ -136,12 +160,16 @@ def expand(suite: Suite) -> tuple[list[dict], list[PlannedJob]]:
     evaluate and probe jobs."""
     versions = package_versions()
     vs, train_specs, trained_by = train_jobs(suite, variants(suite))
+    vs = [{k: x for k, x in v.items() if k != "_eval_of"} for v in vs]  # untrained suites keep them as is
+    corpus_of = {m.name: m.corpus for m in suite.models if m.corpus is not None}
     specs: list[dict] = list(train_specs)
     for v in vs:
         specs.append({"kind": "describe", "variant": v})
     task_dicts = [task_dict(task) for task in suite.tasks]
     for v in vs:
         for task, td in zip(suite.tasks, task_dicts):
+            if task.corpus is not None and v["model"] in corpus_of:  # a sweep point with its own corpus
+                td = {**td, "corpus": corpus_of[v["model"]]}
             spec = {"kind": "evaluate", "variant": v, "task": td, "seed": suite.seed, "eval": dict(suite.eval)}
             if task.shards == 1:
                 specs.append(spec)
@@ -197,6 +225,7 @@ def plan_document(suite: Suite, vs: list[dict], jobs: list[PlannedJob], pairs: l
         "suite": suite.name,
         "versions": package_versions(),
         "pairing": {"tolerance": suite.pairing.tolerance},
+        "sweep": {"settings": dict(suite.sweep), "points": sweep_points(suite.sweep) if suite.sweep else []},
         "variants": vs,
         "jobs": [j.summary() for j in jobs],
         "pairs": pairs or [],

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness import plan as planner
@@ -30,6 +31,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="model FLOP utilisation assumed for evaluation and training (default 0.4)")
     p.add_argument("--task-tokens", default="", help="tokens per evaluation, NAME=N[,NAME=N...]")
     p.add_argument("--json", action="store_true", help="print the estimates as JSON")
+    p.add_argument("--scale", help="pick one entry of the suite's `scales:`")
+
+
+def print_sweep(console: Console, suite) -> None:
+    """One line per sweep point with the models it holds (nothing without a ``sweep:``)."""
+    if not suite.sweep:
+        return
+    from harness.sweep import point_label, points
+
+    grid = points(suite.sweep)
+    console.print(f"sweep: {len(grid)} point(s) over {', '.join(suite.sweep)}")
+    for point in grid:
+        names = [m.name for m in suite.models if m.sweep == point]
+        console.print(f"  {point_label(point)}: {', '.join(names)}", markup=False)
 
 
 def _gb(n) -> str:
@@ -93,7 +108,7 @@ def estimates(suite, jobs, args) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
-    suite = load(args.suite)
+    suite = load(args.suite, getattr(args, "scale", None))
     vs, jobs = planner.expand(suite)
     costed = args.device is not None or args.peaks is not None
     doc = estimates(suite, jobs, args) if costed else None
@@ -102,6 +117,7 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     console = Console()
+    print_sweep(console, suite)
     cache = harness_home() / "results"
     table = Table(title=f"{suite.name}: {len(vs)} variants, {len(jobs)} jobs")
     for col in ("key", "kind", "variant", "what", "cached") + (("est.", ) if costed else ()):
@@ -111,7 +127,7 @@ def main(args: argparse.Namespace) -> int:
         s = j.summary()
         cached = "yes" if (cache / f"{j.key}.json").exists() else ""
         extra = (_s(seconds.get(j.key)),) if costed else ()
-        table.add_row(j.key[:12], j.kind, j.variant, s.get("task") or s.get("probe") or "", cached, *extra)
+        table.add_row(j.key[:12], j.kind, escape(j.variant), s.get("task") or s.get("probe") or "", cached, *extra)
     console.print(table)
     if not costed:
         return 0

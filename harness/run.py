@@ -17,6 +17,7 @@ from pathlib import Path
 import attrs
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness import plan as planner
@@ -36,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how long to wait for a --workers @FILE that is not there yet (default 600)")
     p.add_argument("--local-workers", type=int, help="how many local daemons to start (default: the suite's)")
     p.add_argument("--device", default="cpu", help="device for local daemons (default cpu)")
-    p.add_argument("--threads", type=int, help="CPU threads per local daemon (default: torch's own)")
+    p.add_argument("--threads", type=int, help="CPU threads per local daemon (default: torch's own for one "
+                                               "CPU daemon, the cores shared out among several)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds of silence before a worker is lost")
     p.add_argument("--keys", type=Path, help="CURVE key folder (from `harness keys`) for tcp workers "
                                              "(local ipc daemons never use it)")
@@ -158,6 +160,10 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
     if not endpoints:
         n = min(local_workers, len(todo))
         console.print(f"starting {n} local worker daemon(s) on {device} ...")
+        if not threads and device == "cpu" and n > 1:  # several CPU daemons share the cores, not oversubscribe
+            import os
+
+            threads = max(1, (os.cpu_count() or 1) // n)
         extra = ("--threads", str(threads)) if threads else ()
         if keys is not None:
             console.print("--keys: no tcp workers; local daemons listen on ipc sockets, without CURVE")
@@ -179,7 +185,7 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
                               f"({(info.get('device_info') or {}).get('name', '?')}), {held} build(s) loaded")
         with _Interrupts() as interrupts, Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[note]}"), console=console, transient=False,
+            TextColumn("{task.fields[note]}", markup=False), console=console, transient=False,
         ) as progress:
             bar = progress.add_task("jobs", total=len(todo), note="")
             coord.on_lost = lambda endpoint, reason: progress.console.print(f"[red]lost[/] {endpoint}: {reason}")
@@ -191,7 +197,7 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
                 counts["ok" if outcome["status"] == "ok" else "failed"] += 1
                 note = f"{planned.kind} {planned.variant}"
                 if outcome["status"] != "ok":
-                    progress.console.print(f"[red]failed[/] {note}: {outcome.get('error')}")
+                    progress.console.print(f"[red]failed[/] {escape(note)}: {escape(str(outcome.get('error')))}")
                 progress.update(bar, advance=1, note=note)
 
             def on_progress(job, done, total, note=""):

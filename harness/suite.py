@@ -55,6 +55,11 @@ class ModelSpec:
     experts_implementation: str | None = None
     derive: dict | None = None  # {from, match, ...}: how this build's config was derived
     train: dict = attrs.field(factory=dict)  # per-model overrides of the suite's train settings
+    # Strategies applied only at evaluation: on a trained build, to the checkpoint trained under the
+    # model's first `routing` (claim 5: the same weights, several routers); untrained, like `routing`.
+    eval_routing: tuple[RoutingSpec, ...] = ()
+    sweep: dict = attrs.field(factory=dict)  # {setting: value} of this copy's sweep point ({} without)
+    corpus: dict | None = None  # the point's corpus where the sweep changes it; None: the suite's
 
 
 @attrs.frozen
@@ -104,6 +109,7 @@ class Suite:
     corpus: dict | None = None  # checked corpus spec (moe_schema.corpus)
     train: dict | None = None  # suite-wide train settings; None: nothing is trained
     train_seeds: tuple[int, ...] = ()
+    sweep: dict = attrs.field(factory=dict)  # checked `sweep:` ({setting: [values]}); models hold every point
     raw: dict = attrs.field(factory=dict, repr=False)  # the YAML as read, kept for the run folder
 
 
@@ -226,8 +232,8 @@ def _parse_build(path: str, m: dict, base: Path, seed: int) -> tuple[dict, str |
     return {"config": dict(cfg), "seed": build_seed}, mt, fam.moe
 
 
-MODEL_KEYS = ["name", "checkpoint", "config", "derive", "seed", "routing", "dtype", "trust_remote_code",
-              "experts_implementation", "train"]
+MODEL_KEYS = ["name", "checkpoint", "config", "derive", "seed", "routing", "eval_routing", "dtype",
+              "trust_remote_code", "experts_implementation", "train"]
 DERIVE_KEYS = ["from", "match", "family", "multiple_of", "num_experts", "top_k", "shared_experts", "granularity"]
 
 
@@ -278,24 +284,13 @@ def _parse_model(path: str, m: Any, base: Path, seed: int, dtype: str, scale_con
     elif "config" in m:
         m = {**m, "config": _scaled_config(path, m, scale_config or {})}
     build, family, moe = _parse_build(path, m, base, seed)
-    routing_items = m.get("routing")
-    routes: list[RoutingSpec] = []
-    if routing_items is not None:
-        if moe is False:
-            raise SuiteError(f"{path}.routing", f"{name!r} is a dense build ({family}); routing applies to MoE builds")
-        if isinstance(routing_items, (str, dict)):
-            routing_items = [routing_items]
-        _expect(f"{path}.routing", routing_items, list)
-        routing_registry = _routing_registry()
-        for j, item in enumerate(routing_items):
-            rname, params, cfg = plugin(routing_registry, item, f"{path}.routing[{j}]")
-            routes.append(RoutingSpec(rname, params, cfg.label()))
-        labels = [r.label for r in routes]
-        dup = next((lab for lab in labels if labels.count(lab) > 1), None)
-        if dup:
-            raise SuiteError(f"{path}.routing", f"strategy {dup} listed twice")
-    elif moe is not False:
+    routes = _parse_routes(path, "routing", m.get("routing"), name, family, moe)
+    if not routes and moe is not False:
         routes.append(RoutingSpec("native", {}, "native"))
+    eval_routes = _parse_routes(path, "eval_routing", m.get("eval_routing"), name, family, moe)
+    dup = next((r.label for r in eval_routes if r.label in {x.label for x in routes}), None)
+    if dup:
+        raise SuiteError(f"{path}.eval_routing", f"strategy {dup} is already in routing")
     mdtype = m.get("dtype", dtype)
     if mdtype not in DTYPES:
         raise SuiteError(f"{path}.dtype", f"expected one of {', '.join(DTYPES)}, got {_got(mdtype)}")
@@ -306,7 +301,29 @@ def _parse_model(path: str, m: Any, base: Path, seed: int, dtype: str, scale_con
     train_over = _expect(f"{path}.train", m.get("train", {}) or {}, dict)
     if train_over and "config" not in build:
         raise SuiteError(f"{path}.train", "only config builds are trained; this one is a checkpoint")
-    return ModelSpec(name, build, family, moe, tuple(routes), mdtype, trc, impl, m.get("derive"), dict(train_over))
+    return ModelSpec(name, build, family, moe, tuple(routes), mdtype, trc, impl, m.get("derive"), dict(train_over),
+                     tuple(eval_routes))
+
+
+def _parse_routes(path: str, key: str, items, name: str, family, moe) -> list[RoutingSpec]:
+    """A model's ``routing`` or ``eval_routing`` list (a single name or map is a list of one)."""
+    if items is None:
+        return []
+    if moe is False:
+        raise SuiteError(f"{path}.{key}", f"{name!r} is a dense build ({family}); routing applies to MoE builds")
+    if isinstance(items, (str, dict)):
+        items = [items]
+    _expect(f"{path}.{key}", items, list)
+    registry = _routing_registry()
+    routes = []
+    for j, item in enumerate(items):
+        rname, params, cfg = plugin(registry, item, f"{path}.{key}[{j}]")
+        routes.append(RoutingSpec(rname, params, cfg.label()))
+    labels = [r.label for r in routes]
+    dup = next((lab for lab in labels if labels.count(lab) > 1), None)
+    if dup:
+        raise SuiteError(f"{path}.{key}", f"strategy {dup} listed twice")
+    return routes
 
 
 def _task_name_from_yaml(path: str, file: Path) -> str:
@@ -330,9 +347,7 @@ def _parse_task(path: str, t: Any, base: Path, corpus: dict | None = None) -> Ta
     _known(path, t, ["name", "path", "corpus", "limit", "num_fewshot", "shards"])
     task_corpus = None
     if "corpus" in t:
-        from moe_schema.knowledge import BUCKETS, GROUP
-
-        TASK_NAMES = [GROUP] + [f"{GROUP}_{b}" for b in BUCKETS]
+        from moe_schema.knowledge import TASK_NAMES
 
         name = _expect(f"{path}.corpus", t["corpus"], str)
         if corpus is None or corpus.get("kind") != "knowledge":
@@ -363,8 +378,8 @@ def _parse_task(path: str, t: Any, base: Path, corpus: dict | None = None) -> Ta
 
 
 TOP_KEYS = ["name", "description", "seed", "dtype", "models", "tasks", "probes", "workers", "pairing",
-            "local_workers", "eval", "scale", "scales", "corpus", "train"]
-SCALE_KEYS = ["config", "corpus", "train"]
+            "local_workers", "eval", "scale", "scales", "corpus", "train", "sweep"]
+SCALE_KEYS = ["config", "corpus", "train", "sweep"]
 
 
 def _parse_scale(data: dict, override: str | None) -> tuple[str | None, dict]:
@@ -432,23 +447,32 @@ def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suit
         raise SuiteError("models", "empty: a suite needs at least one model")
     scale_name, scale_cfg = _parse_scale(data, scale)
     corpus, train, seeds = _parse_training(data, scale_cfg, seed)
+    sweep = _parse_sweep(data, scale_cfg, corpus, train)
     models: list[ModelSpec] = []
-    configs: dict[str, dict] = {}  # config builds so far, for `derive: {from: ...}`
-    seen: dict[str, int] = {}
-    for i, m in enumerate(models_raw):
-        spec = _parse_model(f"models[{i}]", m, base, seed, dtype, scale_cfg.get("config"), configs)
-        if spec.name in seen:
-            raise SuiteError(f"models[{i}].name", f"{spec.name!r} already used by models[{seen[spec.name]}]")
-        seen[spec.name] = i
-        if spec.train and train is None:
-            raise SuiteError(f"models[{i}].train", "per-model train settings need a suite-level 'train'")
-        if spec.train:
-            from moe_schema.train import check_train
+    for point in sweep_points(sweep):
+        configs: dict[str, dict] = {}  # this point's config builds so far, for `derive: {from: ...}`
+        seen: dict[str, int] = {}
+        for i, m in enumerate(models_raw):
+            spec = _parse_model(f"models[{i}]", m, base, seed, dtype, scale_cfg.get("config"), configs)
+            if spec.name in seen:
+                raise SuiteError(f"models[{i}].name", f"{spec.name!r} already used by models[{seen[spec.name]}]")
+            seen[spec.name] = i
+            if spec.train and train is None:
+                raise SuiteError(f"models[{i}].train", "per-model train settings need a suite-level 'train'")
+            if spec.eval_routing and train is not None and "config" in spec.build and not spec.routing:
+                raise SuiteError(f"models[{i}].eval_routing", "needs a routing to train the checkpoint under")
+            spec = _at_point(spec, point, sweep, f"models[{i}]", corpus)
+            if spec.train:
+                from moe_schema.train import check_train
 
-            check_train({**train, **spec.train}, where=f"models[{i}].train")
-        if "config" in spec.build:
-            configs[spec.name] = spec.build["config"]
-        models.append(spec)
+                check_train({**train, **spec.train}, where=f"models[{i}].train")
+            if "config" in spec.build:
+                configs[spec.name] = spec.build["config"]
+            models.append(attrs.evolve(spec, name=spec.name + point_label(point)) if point else spec)
+    moe_settings = [k for k in sweep if k in _MOE_SETTINGS]
+    if moe_settings and not any(m.moe is True and "config" in m.build and m.derive is None for m in models):
+        raise SuiteError(f"sweep.{moe_settings[0]}", "no config MoE build to apply it to (derived and "
+                                                     "checkpoint builds keep their own)")
 
     tasks_raw = _expect("tasks", data.get("tasks", []) or [], list)
     tasks = [_parse_task(f"tasks[{i}]", t, base, corpus) for i, t in enumerate(tasks_raw)]
@@ -486,7 +510,80 @@ def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suit
     return Suite(name=name, path=path, models=tuple(models), tasks=tuple(tasks), probes=tuple(probes),
                  workers=tuple(workers_raw), pairing=Pairing(float(tol)), seed=seed, dtype=dtype,
                  local_workers=local, eval=dict(eval_opts), scale=scale_name, corpus=corpus, train=train,
-                 train_seeds=seeds, raw=data)
+                 train_seeds=seeds, sweep=sweep, raw=data)
+
+
+_MOE_SETTINGS = ("top_k", "experts")
+
+
+def _parse_sweep(data: dict, scale: dict, corpus: dict | None, train: dict | None) -> dict:
+    """The checked ``sweep:`` (a scale's ``sweep`` replaces the suite's values setting by setting)."""
+    from harness.sweep import SweepError, check_sweep
+
+    raw = data.get("sweep")
+    if scale.get("sweep"):
+        raw = {**(raw if isinstance(raw, dict) else {}), **scale["sweep"]}
+    try:
+        sweep = check_sweep(raw)
+    except SweepError as exc:
+        raise SuiteError(exc.path, exc.message) from None
+    for setting in sweep:
+        if setting.startswith("train.") and train is None:
+            raise SuiteError(f"sweep.{setting}", "sweeps a train setting, but the suite has no 'train'")
+        if setting.startswith("corpus.") and (corpus is None or corpus.get("kind") != "knowledge" or train is None):
+            raise SuiteError(f"sweep.{setting}", "needs a trained suite with a 'corpus' of kind knowledge")
+    return sweep
+
+
+def sweep_points(sweep: dict) -> list[dict]:
+    from harness.sweep import points
+
+    return points(sweep)
+
+
+def point_label(point: dict) -> str:
+    from harness.sweep import point_label as label
+
+    return label(point)
+
+
+def _at_point(spec: ModelSpec, point: dict, sweep: dict, path: str, corpus: dict | None) -> ModelSpec:
+    """``spec`` at one sweep point: its config (top-k, experts), train and corpus settings changed.
+    Derived twins are parsed after their source at the same point, so they follow its config."""
+    if not point:
+        return spec
+    from harness import derive as deriver
+    from harness.sweep import index_of
+
+    build, train, spec_corpus = spec.build, dict(spec.train), spec.corpus
+    own_moe = spec.moe is True and "config" in build and spec.derive is None
+    for setting, value in point.items():
+        where = f"sweep.{setting}[{index_of(sweep, setting, value)}]"
+        if setting in _MOE_SETTINGS and own_moe:
+            cfg = dict(build["config"])
+            try:
+                if setting == "top_k":
+                    experts = deriver.resolved(cfg)["num_experts"]
+                    if value > experts:
+                        raise SuiteError(where, f"{value} experts per token, but {path} {spec.name!r} has "
+                                                f"{experts} experts")
+                    cfg["num_experts_per_tok"] = value
+                else:
+                    cfg = deriver.regranulate(cfg, value, where=where)
+            except deriver.DeriveError as exc:
+                raise SuiteError(*str(exc).split(": ", 1)) from None
+            build = {**build, "config": cfg}
+        elif setting.startswith("train.") and "config" in build:
+            train[setting.split(".", 1)[1]] = value
+        elif setting == "corpus.entities" and "config" in build:
+            spec_corpus = {**corpus, "entities": value}
+            from moe_schema.corpus import CorpusError, check_corpus
+
+            try:
+                spec_corpus = check_corpus(spec_corpus, where=where)
+            except CorpusError as exc:
+                raise SuiteError(*str(exc).split(": ", 1)) from None
+    return attrs.evolve(spec, build=build, train=train, corpus=spec_corpus, sweep=dict(point))
 
 
 def load(path: str | Path, scale: str | None = None) -> Suite:

@@ -5,7 +5,8 @@ Built-in synthetic knowledge corpus::
     {"kind": "knowledge", "entities": 2000, "tokens": 2_000_000, "zipf": 1.0, "seed": 0,
      "attributes": ["birth_year", "city", "employer", "university", "field"],   # any subset, in order
      "buckets": {"head": 0.1, "torso": 0.3},   # fractions of entities by popularity; tail: the rest
-     "eval_per_bucket": 100}                   # entities per bucket asked about in the lm-eval tasks
+     "eval_per_bucket": 100,                   # entities per bucket asked about in the lm-eval tasks
+     "heldout_docs": 100}                      # held-out biographies of each kind (seen / unseen entities)
 
 Local files (each text file is one document; each jsonl line's ``field`` is one)::
 
@@ -22,7 +23,7 @@ from moe_schema.knowledge import ATTRIBUTES
 
 KNOWLEDGE_DEFAULTS = {"entities": 2000, "tokens": 2_000_000, "zipf": 1.0, "seed": 0,
                       "attributes": list(ATTRIBUTES), "buckets": {"head": 0.1, "torso": 0.3},
-                      "eval_per_bucket": 100}
+                      "eval_per_bucket": 100, "heldout_docs": 100}
 FILES_DEFAULTS = {"format": "text", "field": "text"}
 
 
@@ -50,7 +51,8 @@ def check_corpus(spec, where: str = "job.corpus") -> dict:
         unknown = sorted(set(out) - set(KNOWLEDGE_DEFAULTS) - {"kind"})
         if unknown:
             raise CorpusError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(KNOWLEDGE_DEFAULTS)}")
-        for key, low in (("entities", 10), ("tokens", 1000), ("seed", 0), ("eval_per_bucket", 1)):
+        for key, low in (("entities", 10), ("tokens", 1000), ("seed", 0), ("eval_per_bucket", 1),
+                         ("heldout_docs", 1)):
             _int(out, key, where, low)
         if not isinstance(out["zipf"], (int, float)) or isinstance(out["zipf"], bool) or out["zipf"] < 0:
             raise CorpusError(f"{where}.zipf: expected a number >= 0, got {out['zipf']!r}")

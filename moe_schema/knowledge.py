@@ -39,3 +39,9 @@ ATTRIBUTES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 BUCKETS = ("head", "torso", "tail")  # popularity buckets, most mentioned first
 GROUP = "longtail"  # the lm-eval group holding one task per bucket
+HELDOUT = ("seen", "unseen")  # held-out biographies: of trained entities, of entities never seen
+# Every task or group name a suite may ask for with `tasks: [{corpus: <name>}]`.
+TASK_NAMES = ([GROUP] + [f"{GROUP}_{b}" for b in BUCKETS] + [f"{GROUP}_values"]
+              + [f"{GROUP}_values_{b}" for b in BUCKETS] + [f"{GROUP}_heldout"]
+              + [f"{GROUP}_heldout_{k}" for k in HELDOUT])
+FORMAT = 2  # the token layout of a corpus (BOS doc EOS); part of corpus cache keys and train keys

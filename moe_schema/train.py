@@ -11,6 +11,8 @@ Torch-free, so the planner can import it. A train job::
                "weight_decay": 0.1, "betas": [0.9, 0.95], "grad_clip": 1.0,
                "aux_loss_coef": 0.01, "z_loss_coef": 0.001,          # MoE builds only
                "checkpoint_every": 100, "log_every": 10,             # steps
+               "heldout_points": 8, "heldout_docs": 32,  # held-out loss at 8 log-spaced token counts on
+                                                          # 32 held-out bios of each kind (0 points: off)
                "autocast": "bfloat16"},                               # on CUDA; None: full fp32
      "seed": 0}                           # data order; the weights' seed is the build's own
 
@@ -30,14 +32,16 @@ from moe_schema.check import SchemaError
 from moe_schema.hashing import content_hash
 from moe_schema.corpus import CorpusError, check_corpus
 from moe_schema.home import harness_home
+from moe_schema.knowledge import FORMAT as CORPUS_FORMAT
 
 TRAIN_DEFAULTS = {
     "tokens": 1_000_000, "batch_size": 16, "seq_len": 128, "lr": 3e-3, "min_lr_ratio": 0.1,
     "warmup_steps": 20, "weight_decay": 0.1, "betas": [0.9, 0.95], "grad_clip": 1.0,
     "aux_loss_coef": 0.01, "z_loss_coef": 0.001, "checkpoint_every": 100, "log_every": 10,
-    "autocast": "bfloat16",
+    "autocast": "bfloat16", "heldout_points": 8, "heldout_docs": 32,
 }
-_INTS = {"tokens": 1, "batch_size": 1, "seq_len": 2, "warmup_steps": 0, "checkpoint_every": 1, "log_every": 1}
+_INTS = {"tokens": 1, "batch_size": 1, "seq_len": 2, "warmup_steps": 0, "checkpoint_every": 1, "log_every": 1,
+         "heldout_points": 0, "heldout_docs": 1}
 _FLOATS = ("lr", "min_lr_ratio", "weight_decay", "grad_clip", "aux_loss_coef", "z_loss_coef")
 
 
@@ -92,7 +96,8 @@ def train_key(job: dict) -> str:
     train, corpus, seed = check_train_job(job)
     v = job["variant"]
     what = {"build": v["build"], "routing": v.get("routing"), "experts_implementation":
-            v.get("experts_implementation"), "corpus": corpus, "train": train, "seed": seed}
+            v.get("experts_implementation"), "corpus": corpus, "corpus_format": CORPUS_FORMAT, "train": train,
+            "seed": seed}
     return content_hash(what)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from moe_schema import capacity
-from workers.corpora.knowledge import ATTRIBUTES, EOS_ID
+from workers.corpora.knowledge import ATTRIBUTES, BOS_ID, EOS_ID
 from workers.corpora.load import prepare
 from moe_schema.corpus import CorpusError, check_corpus
 
@@ -51,7 +51,7 @@ def test_same_spec_same_tokens_and_cache_reused(corpus, tmp_path):
 
 def test_tasks_are_4_way_with_distractors_from_the_same_attribute(corpus):
     tasks = corpus.meta["tasks"]
-    assert set(tasks) == {"longtail", "longtail_head", "longtail_torso", "longtail_tail"}
+    assert {"longtail", "longtail_head", "longtail_torso", "longtail_tail"} <= set(tasks)
     for bucket in ("head", "torso", "tail"):
         rows = [json.loads(x) for x in open(tasks[f"longtail_{bucket}"].replace(".yaml", ".jsonl"))]
         assert len(rows) == 20 * len(ATTRIBUTES)
@@ -80,9 +80,11 @@ def test_files_corpus_text_and_jsonl(tmp_path):
     j = tmp_path / "b.jsonl"
     j.write_text(json.dumps({"text": "one"}) + "\n\n" + json.dumps({"text": "two é"}) + "\n")
     c = prepare({"kind": "files", "paths": [str(a)]}, tmp_path)
-    assert bytes(np.asarray(c.tokens[:-1], dtype=np.uint8)) == b"hello world" and c.tokens[-1] == EOS_ID
+    assert bytes(np.asarray(c.tokens[1:-1], dtype=np.uint8)) == b"hello world"
+    assert (c.tokens[0], c.tokens[-1]) == (BOS_ID, EOS_ID)  # every document: BOS bytes EOS
     c2 = prepare({"kind": "files", "paths": [str(j)], "format": "jsonl"}, tmp_path)
-    assert len(c2.tokens) == len("one".encode()) + len("two é".encode()) + 2
+    assert len(c2.tokens) == len("one".encode()) + len("two é".encode()) + 4
+    assert list(np.flatnonzero(np.asarray(c2.tokens) == BOS_ID)) == [0, 5]
     a.write_text("changed")  # a changed file makes a new cache entry
     assert prepare({"kind": "files", "paths": [str(a)]}, tmp_path).path != c.path
     j.write_text('{"text": "ok"}\n{"body": "x"}\n')
@@ -123,3 +125,65 @@ def test_capacity_estimate(corpus):
     acc = capacity.accuracy_by_attribute(rows, [{"doc_id": 0, "acc": 1.0}, {"doc_id": 1, "acc": 0.0},
                                                 {"doc_id": 2, "acc": 1.0}])
     assert acc == {"city": 0.5, "field": 1.0}
+
+
+def _rows(corpus, task):
+    return [json.loads(x) for x in open(corpus.meta["tasks"][task].replace(".yaml", ".jsonl"))]
+
+
+def test_every_corpus_task_is_written(corpus):
+    from workers.corpora.tasks import TASK_NAMES
+
+    assert set(corpus.meta["tasks"]) == set(TASK_NAMES)
+
+
+def test_value_tasks_ask_over_every_value_with_the_true_one_labelled(corpus):
+    for bucket in ("head", "torso", "tail"):
+        four_way, exact = _rows(corpus, f"longtail_{bucket}"), _rows(corpus, f"longtail_values_{bucket}")
+        assert [(r["entity"], r["attribute"]) for r in exact] == [(r["entity"], r["attribute"]) for r in four_way]
+        for r4, r in zip(four_way, exact):
+            assert r["choices"] == list(ATTRIBUTES[r["attribute"]][0])  # chance 1/V
+            assert r["choices"][r["label"]] == r4["choices"][r4["label"]]  # the same true value
+    text = open(corpus.meta["tasks"]["longtail_values_head"]).read()
+    assert "metric: bits" in text and '"fact_bits"' in text  # the regime travels in the task's metadata
+
+
+def test_value_bits_follow_allen_zhu_li():
+    """bits = log2 V + log2 p(true) over the V values, floored at 0; acc is the argmax."""
+    import importlib.util
+    import math
+
+    from workers.corpora.tasks import _VALUES_UTILS
+
+    spec = importlib.util.spec_from_loader("values_utils", loader=None)
+    module = importlib.util.module_from_spec(spec)
+    exec(_VALUES_UTILS, module.__dict__)
+    sure = module.process_results({"label": 2}, [(-50.0, False)] * 2 + [(0.0, True)] + [(-50.0, False)] * 5)
+    assert sure["acc"] == 1.0 and sure["bits"] == pytest.approx(3.0, abs=1e-9)  # knows it: all log2 8 bits
+    flat = module.process_results({"label": 0}, [(-1.0, False)] * 8)
+    assert flat["bits"] == pytest.approx(0.0, abs=1e-12)  # uniform over V: nothing stored
+    half = module.process_results({"label": 1}, [(math.log(0.5), False), (math.log(0.5), False)]
+                                  + [(-80.0, False)] * 2)
+    assert half["bits"] == pytest.approx(1.0, abs=1e-9)  # p = 1/2 of 4 values: 2 - 1 bits
+    wrong = module.process_results({"label": 3}, [(0.0, True)] + [(-9.0, False)] * 3)
+    assert wrong["acc"] == 0.0 and wrong["bits"] == 0.0  # floored
+
+
+def test_heldout_documents_are_outside_the_training_text(corpus):
+    from workers.corpora.knowledge import make_entities
+
+    full = bytes(np.asarray(corpus.tokens, dtype=np.uint8)).decode("utf-8", errors="replace")
+    seen, unseen = _rows(corpus, "longtail_heldout_seen"), _rows(corpus, "longtail_heldout_unseen")
+    assert len(seen) == len(unseen) == 100
+    names = set(make_entities(SPEC["entities"], list(ATTRIBUTES), SPEC["seed"])["names"])
+    for doc in seen:
+        assert doc["text"].split(" ")[0] in full and doc["bucket"] in ("head", "torso", "tail")
+        assert any(name in doc["text"] for name in names)
+    assert {d["bucket"] for d in seen} == {"head", "torso", "tail"}  # every popularity, drawn uniformly
+    for doc in unseen:
+        first_sentence = doc["text"].split(".")[0]
+        assert not any(name in doc["text"] for name in names)  # an entity the corpus never mentions
+        name = " ".join(first_sentence.split(" ")[:2]) if "'" not in first_sentence else None
+        if name and name[0].isupper() and not name.startswith("The "):
+            assert name not in full
+    assert sum(d["text"] in full for d in seen) <= 2  # freshly rendered, not copies of training bios

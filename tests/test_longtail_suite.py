@@ -1,4 +1,4 @@
-"""Issue 9, as a user runs it: `harness run suites/longtail.yaml` at its tiny scale trains an MoE
+"""Issue 9, as a user runs it: `harness run suites/longtail.yaml` at its ci scale trains an MoE
 build and its two derived dense twins identically, evaluates them per popularity bucket through
 lm-eval, and reports accuracy per bucket, the training regime and the loss curves."""
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def longtail_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("longtail") / "run"
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(REPO / "suites" / "longtail.yaml"),
-                           "--out", str(out), "--scale", "tiny"], capture_output=True, text=True, timeout=900,
+                           "--out", str(out), "--scale", "ci"], capture_output=True, text=True, timeout=900,
                           cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
@@ -45,12 +45,16 @@ def test_builds_train_identically_and_learn(longtail_run):
 
 def test_per_bucket_accuracy_for_every_build(longtail_run):
     recs = [json.loads(line) for line in (longtail_run / "results.jsonl").read_text().splitlines()]
-    evals = {r["variant"]: r for r in recs if r["kind"] == "evaluate"}
-    assert set(evals) == {"moe", "dense-active", "dense-total"}
-    for r in evals.values():
+    evals = {(r["variant"], r["task"]): r for r in recs if r["kind"] == "evaluate"}
+    assert set(evals) == {(v, t) for v in ("moe", "dense-active", "dense-total")
+                          for t in ("longtail", "longtail_values")}
+    for (variant, task), r in evals.items():
         assert r["status"] == "ok"
         for bucket in ("head", "torso", "tail"):
-            assert 0 <= r["metrics"][f"longtail_{bucket}"]["acc"] <= 1
+            m = r["metrics"][f"{task}_{bucket}"]
+            assert 0 <= m["acc"] <= 1
+            if task == "longtail_values":
+                assert m["bits"] >= 0
     report = (longtail_run / "report.md").read_text()
     section = report.split("## Long-tail buckets", 1)[1].split("\n## ", 1)[0]
     assert "No per-bucket" not in section

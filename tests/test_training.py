@@ -67,6 +67,69 @@ def test_loss_drops_and_result_shape(trained):
     json.dumps(result)  # JSON-safe (and so msgpack-safe)
 
 
+def test_heldout_curve_is_log_spaced_and_ends_at_the_end(trained):
+    """train.heldout_curve (the contract with the report): held-out loss on seen and unseen entities'
+    biographies at log-spaced token counts, the last at the end, seconds excluding the evaluation."""
+    import numpy as np
+
+    from workers.training.heldout import curve_steps
+
+    home, result = trained
+    t = result["train"]
+    curve = t["heldout_curve"]
+    tokens = [p["tokens"] for p in curve]
+    assert tokens == [s * 8 * 64 for s in curve_steps(60, 8)] and tokens[-1] == t["tokens"]
+    assert len(curve) >= 6 and tokens == sorted(set(tokens))
+    ratios = np.diff(np.log(tokens))
+    assert ratios.max() < 3 * ratios[1:].min() + 1e-9  # evenly spaced in log tokens, up to rounding
+    seconds = [p["seconds"] for p in curve]
+    assert seconds == sorted(seconds) and 0 < seconds[-1] <= t["train_s"] + 1e-6
+    for p in curve:
+        assert set(p["loss"]) == {"seen", "unseen"} and all(0 < v < 10 for v in p["loss"].values())
+    assert curve[-1]["loss"]["seen"] < curve[0]["loss"]["seen"] - 1  # it learns the language of bios
+    assert curve_steps(1000, 8)[0] == 10 and curve_steps(1000, 8)[-1] == 1000 and curve_steps(5, 0) == []
+    corpus = result["corpus"]
+    assert corpus["fact_bits"] > 0 and corpus["capacity_bits"] == 2 * result["params"]["total"]
+    assert corpus["tokens_per_param"] == pytest.approx(t["tokens"] / result["params"]["total"])
+
+
+def test_measuring_heldout_loss_changes_no_training(tmp_path):
+    """The held-out forwards (MoE router outputs included) leave the training itself untouched."""
+    short = {**JOB["train"], "tokens": 6 * 8 * 64, "log_every": 1}
+    on = _run({**JOB, "train": {**short, "heldout_points": 6}}, tmp_path / "on")["train"]
+    off = _run({**JOB, "train": {**short, "heldout_points": 0}}, tmp_path / "off")["train"]
+    assert len(on["heldout_curve"]) >= 4 and off["heldout_curve"] == []
+    assert [p["loss"] for p in on["curve"]] == [p["loss"] for p in off["curve"]]
+    assert [p["balance_loss"] for p in on["curve"]] == [p["balance_loss"] for p in off["curve"]]
+
+
+def test_heldout_loss_is_lm_evals_rolling_loglikelihood(trained):
+    """The curve scores its documents like lm-eval's loglikelihood_rolling (the prefix token, BOS
+    for the byte tokenizer, then every byte): nats per byte on the batch match the harness LM's."""
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from workers.evaluation.lm import HarnessLM
+    from workers.training.heldout import HeldoutEval, heldout_documents
+
+    home, result = trained
+    path = result["build"]["checkpoint"]
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    meta = {"tasks": result["corpus"]["tasks"]}
+    docs = heldout_documents(meta, 5)
+    ours = HeldoutEval.create(meta, 5, 1 << 30, "cpu", prefix_id=257).loss(model, {"device_type": "cpu", "enabled": False})
+    lm = HarnessLM(model, AutoTokenizer.from_pretrained(path))
+    from lm_eval.api.instance import Instance
+
+    for kind, texts in docs.items():
+        reqs = [Instance("loglikelihood_rolling", {}, (t,), i) for i, t in enumerate(texts)]
+        ll = lm.loglikelihood_rolling(reqs)
+        nats = -sum(ll) / sum(len(t.encode()) for t in texts)
+        assert math.isclose(ours[kind], nats, rel_tol=1e-4), (kind, ours[kind], nats)
+
+
 def test_checkpoint_is_ordinary_hf_dir_and_rerun_is_reused(trained):
     home, result = trained
     final = trained_dir(JOB, home)
@@ -147,6 +210,13 @@ def test_resumes_after_sigkill_and_ends_with_the_same_weights(trained, tmp_path)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
     assert result["train"]["curve"][-1]["loss"] == pytest.approx(reference["train"]["curve"][-1]["loss"], rel=1e-4)
+    # the held-out curve measured before the kill came back with the resume state
+    got, want = result["train"]["heldout_curve"], reference["train"]["heldout_curve"]
+    assert [p["tokens"] for p in got] == [p["tokens"] for p in want]
+    assert any(p["tokens"] <= saved * 8 * 64 for p in got)
+    for a_, b_ in zip(got, want):
+        for kind in ("seen", "unseen"):
+            assert a_["loss"][kind] == pytest.approx(b_["loss"][kind], rel=1e-4)
 
 
 def test_cancel_saves_state_and_raises(tmp_path):

@@ -2,7 +2,8 @@
 
 Cache folder ``$MOE_HARNESS_HOME/corpora/<hash of the checked spec (+ file sizes and mtimes)>``:
 ``tokens.npy`` (uint16 byte-tokenizer ids, EOS-separated documents), ``meta.json``, and for the
-knowledge corpus ``tasks/`` (lm-eval YAMLs + jsonl, see ``workers.corpora.tasks``). The folder
+knowledge corpus ``tasks/`` (lm-eval YAMLs + jsonl, see ``workers.corpora.tasks``; the held-out
+biographies there also feed the held-out loss measured along training). The folder
 appears atomically (written beside, then renamed), so concurrent workers never see half of it.
 """
 
@@ -17,9 +18,11 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from workers.corpora import files, knowledge, tasks
+from moe_schema import capacity
 from moe_schema.corpus import check_corpus, corpus_hash
 from moe_schema.home import harness_home
+from moe_schema.knowledge import FORMAT
+from workers.corpora import files, knowledge, tasks
 
 
 @attrs.frozen
@@ -32,8 +35,8 @@ class Corpus:
 def cache_key(spec: dict) -> str:
     if spec["kind"] == "files":  # a changed file makes a new corpus
         stats = [(os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in spec["paths"]]
-        return corpus_hash({**spec, "stats": stats})
-    return corpus_hash(spec)
+        return corpus_hash({**spec, "stats": stats, "format": FORMAT})
+    return corpus_hash({**spec, "format": FORMAT})
 
 
 def corpus_dir(spec: dict, home=None) -> Path:
@@ -77,15 +80,20 @@ def _write(spec: dict, tmp: Path, final: Path) -> dict:
         buckets[b] = {"entities": stop - start, "ranks": [start, stop], "exposures_mean": float(e.mean()),
                       "exposures_median": float(np.median(e)), "exposures_min": int(e.min()),
                       "exposures_max": int(e.max())}
+    value_counts = {a: len(knowledge.ATTRIBUTES[a][0]) for a in spec["attributes"]}
+    regime = {"entities": spec["entities"], "corpus_tokens": int(len(tokens)), "zipf": spec["zipf"],
+              "value_counts": value_counts, "chance": {a: 1 / v for a, v in value_counts.items()},
+              "exposures_per_fact": {b: stats_["exposures_mean"] for b, stats_ in buckets.items()},
+              "fact_bits": capacity.fact_bits({"entities": spec["entities"], "value_counts": value_counts})}
     rows = tasks.questions(entities, exposures, spec)
-    written = tasks.write_tasks(tmp / "tasks", rows)
+    written = tasks.write_tasks(tmp / "tasks", rows, tasks.value_questions(entities, rows, spec),
+                                tasks.heldout_documents(entities, exposures, spec), regime)
     # Paths inside the YAMLs must name the final folder, not the temporary one.
     for path in (tmp / "tasks").glob("*.yaml"):
         path.write_text(path.read_text().replace(str(tmp.resolve()), str(final.resolve())))
     return {
         "kind": "knowledge", "spec": spec, "tokens": int(len(tokens)), "documents": stats["documents"],
         "entities": spec["entities"],
-        "value_counts": {a: len(knowledge.ATTRIBUTES[a][0]) for a in spec["attributes"]},
-        "buckets": buckets,
+        "value_counts": value_counts, "buckets": buckets, "fact_bits": regime["fact_bits"],
         "tasks": {name: p.replace(str(tmp.resolve()), str(final.resolve())) for name, p in written.items()},
     }

@@ -153,6 +153,30 @@ def _metrics(results: dict) -> dict:
     return out
 
 
+_ENV_INFO: dict = {}
+
+
+def _env_info_once() -> None:
+    """lm-eval adds environment info to every result by running torch's ``collect_env`` (pip and
+    nvidia-smi subprocesses): ~2 s per evaluate job on a small CPU, more than a small task's own
+    work. It cannot change within a daemon's life, so it is collected once per process."""
+    import lm_eval.evaluator as evaluator
+
+    original = getattr(evaluator, "add_env_info", None)
+    if original is None or getattr(original, "_once", False):  # another lm-eval, or done already
+        return
+
+    def add_env_info(storage: dict) -> None:
+        if not _ENV_INFO:
+            fresh: dict = {}
+            original(fresh)
+            _ENV_INFO.update(fresh)
+        storage.update(_ENV_INFO)
+
+    add_env_info._once = True
+    evaluator.add_env_info = add_env_info
+
+
 def run(job: dict, loaded, progress, cancelled) -> dict:
     """Evaluate ``loaded`` (model, tokenizer, routing_session) on ``job["task"]``; see the module doc."""
     task, seed, options, shard = check_job(job)
@@ -162,6 +186,8 @@ def run(job: dict, loaded, progress, cancelled) -> dict:
     import torch
 
     from workers.evaluation import quiet_git
+    _env_info_once()
+
     from workers.evaluation.lm import HarnessLM
 
     quiet_git.install()
@@ -205,4 +231,16 @@ def run(job: dict, loaded, progress, cancelled) -> dict:
         "shard": shard,
         "eval": {"max_batch_tokens": lm.max_batch_tokens, "prefix_sharing": lm.prefix_sharing, **lm.stats},
         "routing": session.telemetry() if session is not None else None,
+        "task_regime": _regimes(res.get("configs") or {}, tasks),
     }
+
+
+def _regimes(configs: dict, tasks: dict) -> dict:
+    """``{task: metadata.regime}`` for tasks whose YAML states one (the knowledge corpus's), so a
+    result carries the regime it was measured in."""
+    out = {}
+    for name in tasks:
+        meta = (configs.get(name) or {}).get("metadata") or {}
+        if isinstance(meta, dict) and isinstance(meta.get("regime"), dict):
+            out[name] = _plain(meta["regime"])
+    return out

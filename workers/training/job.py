@@ -4,7 +4,9 @@ Load the variant's build in float32 on the host's device, install its routing st
 choice = ``None``/``native``/``topk``, ``expert_choice``, ``aux_free``, ...) with workers.routing,
 and train with AdamW (no decay on norms and biases), warm-up then cosine, gradient clipping,
 bf16 autocast on CUDA, and for MoE builds the balance and z losses of ``workers.training.losses``.
-Every ``checkpoint_every`` steps the resume state is saved (``workers.training.checkpoint``); a
+At a handful of log-spaced token counts the held-out loss is measured on a fixed small batch of
+the knowledge corpus's held-out biographies (``workers.training.heldout``), outside the training
+clock, and kept as ``train.heldout_curve``. Every ``checkpoint_every`` steps the resume state is saved (``workers.training.checkpoint``); a
 rerun of the same job after its worker died continues from it. On completion the weights and the
 tokenizer are saved as an ordinary Hugging Face checkpoint in ``trained_dir(job)`` together with
 ``train.json`` (this job's result), and a rerun returns that result at once.
@@ -34,6 +36,7 @@ from moe_schema.corpus import CorpusError
 from workers.errors import JobCancelled, JobError
 from workers.training import checkpoint
 from workers.training.data import Batches
+from workers.training.heldout import HeldoutEval, curve_steps
 from workers.training.losses import RouterLosses, lm_loss
 from workers.training.schedule import lr_at
 from moe_schema.devices import table_peaks
@@ -94,7 +97,14 @@ def run(job: dict, host, progress, cancelled) -> dict:
         session = apply_routing(model, variant["routing"])
     params = count_params(model)
     strategy = session.strategy if session is not None else None
-    result = _train(job, model, batches, train, seed, params, device, progress, cancelled, home, strategy)
+    heldout = None
+    if train["heldout_points"] and corpus.meta.get("kind") == "knowledge":
+        prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        heldout = HeldoutEval.create(corpus.meta, train["heldout_docs"],
+                                     int(getattr(model.config, "max_position_embeddings", 0) or 1 << 30), device,
+                                     prefix)
+    result = _train(job, model, batches, train, seed, params, device, progress, cancelled, home, strategy,
+                    heldout)
     routing_state = {}
     if session is not None:
         result["routing"] = session.telemetry()
@@ -105,10 +115,13 @@ def run(job: dict, host, progress, cancelled) -> dict:
                        "checkpoint": str(final), "source": "trained", "train_key": train_key(job),
                        "num_layers": model.config.num_hidden_layers, "hidden_size": model.config.hidden_size,
                        "num_experts": params["num_experts"], "dtype": "float32"}
+    reg = regime(corpus.meta, result["train"]["tokens"], params)
     result["corpus"] = {"path": str(corpus.path), "kind": corpus.meta["kind"], "tokens": corpus.meta["tokens"],
                         "tasks": corpus.meta.get("tasks"), "buckets": corpus.meta.get("buckets"),
                         "value_counts": corpus.meta.get("value_counts"), "entities": corpus.meta.get("entities"),
-                        "regime": regime(corpus.meta, result["train"]["tokens"], params)}
+                        "regime": reg, "tokens_per_param": reg["tokens_per_param"],
+                        "exposures_per_fact": reg.get("exposures_per_fact"), "fact_bits": reg.get("fact_bits"),
+                        "capacity_bits": reg.get("capacity_bits_at_2_per_param")}
     _save_final(final, model, tokenizer, result, routing_state, variant.get("routing"))
     shutil.rmtree(resume_dir(job, home), ignore_errors=True)
     return result
@@ -120,19 +133,22 @@ def _param_groups(model, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
-def _train(job, model, batches, train, seed, params, device, progress, cancelled, home, strategy) -> dict:
+def _train(job, model, batches, train, seed, params, device, progress, cancelled, home, strategy,
+           heldout: HeldoutEval | None = None) -> dict:
     torch.manual_seed(seed)
     steps = math.ceil(train["tokens"] / (train["batch_size"] * train["seq_len"]))
     tokens_per_step = train["batch_size"] * train["seq_len"]
     optimizer = torch.optim.AdamW(_param_groups(model, train["weight_decay"]), lr=train["lr"],
                                   betas=tuple(train["betas"]))
     rdir = resume_dir(job, home)
-    state = {"curve": [], "elapsed_s": 0.0, "tokens_timed": 0}
+    state = {"curve": [], "heldout_curve": [], "elapsed_s": 0.0, "tokens_timed": 0}
     start, resumed_from = 0, None
     saved = checkpoint.latest(rdir)
     if saved is not None:
         state = checkpoint.load(saved, model, optimizer, strategy)
+        state.setdefault("heldout_curve", [])
         start = resumed_from = state["step"]
+    measure_at = set(curve_steps(steps, train["heldout_points"])) if heldout is not None else set()
     router = RouterLosses(model)
     use_autocast = device.type == "cuda" and train["autocast"] is not None
     amp_dtype = getattr(torch, train["autocast"]) if use_autocast else None
@@ -171,6 +187,10 @@ def _train(job, model, batches, train, seed, params, device, progress, cancelled
                     point["z_loss"] = sum(b for _, b in aux_window) / len(aux_window)
                 state["curve"].append(point)
                 window, aux_window = [], []
+            if done in measure_at:
+                t_start += _measure(heldout, model, state, done, tokens_per_step, t_start,
+                                    dict(device_type=device.type, dtype=amp_dtype, enabled=use_autocast), device)
+                router.captured = []  # the held-out forward's router outputs are no training signal
             progress(done, steps, f"loss {loss.item():.4f}")
             if done % train["checkpoint_every"] == 0 and done < steps:
                 _checkpoint(rdir, done, model, optimizer, state, t_start, timed_tokens, device, strategy)
@@ -186,7 +206,7 @@ def _train(job, model, batches, train, seed, params, device, progress, cancelled
     peak, note = peak_flops(device)
     achieved = fpt * tokens_per_s if tokens_per_s else None
     return {"train": {
-        "curve": state["curve"], "steps": steps, "tokens": steps * tokens_per_step,
+        "curve": state["curve"], "heldout_curve": state["heldout_curve"], "steps": steps, "tokens": steps * tokens_per_step,
         "final_loss": state["curve"][-1]["loss"] if state["curve"] else None,
         "initial_loss": state["curve"][0]["loss"] if state["curve"] else None,
         "tokens_per_s": tokens_per_s, "train_s": elapsed, "flops_per_token": fpt,
@@ -198,6 +218,20 @@ def _train(job, model, batches, train, seed, params, device, progress, cancelled
         "autocast": train["autocast"] if use_autocast else None, "device": str(device),
         "settings": train, "seed": seed,
     }}
+
+
+def _measure(heldout, model, state, done, tokens_per_step, t_start, autocast, device) -> float:
+    """Append the held-out loss after ``done`` steps to ``state["heldout_curve"]``; return the seconds
+    it took, which the caller takes out of the training clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    began = time.perf_counter()
+    seconds = state["elapsed_s"] + began - t_start
+    state["heldout_curve"].append({"tokens": done * tokens_per_step, "seconds": seconds,
+                                   "loss": heldout.loss(model, autocast)})
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - began
 
 
 def _checkpoint(rdir, step, model, optimizer, state, t_start, timed_tokens, device, strategy):
