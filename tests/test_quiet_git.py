@@ -17,7 +17,9 @@ def test_lm_eval_git_look_up_is_quiet_outside_a_repository(tmp_path, monkeypatch
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # tmp_path is in no checkout
-    monkeypatch.setattr(lm_eval.evaluator, "get_git_commit_hash", lm_eval.evaluator.get_git_commit_hash)
+    from lm_eval.loggers.utils import get_git_commit_hash as lm_evals_own  # whatever an earlier test installed
+
+    monkeypatch.setattr(lm_eval.evaluator, "get_git_commit_hash", lm_evals_own)
     lm_eval.evaluator.get_git_commit_hash()
     assert "not a git repository" in capfd.readouterr().err  # what a daemon logged once per evaluation
     quiet_git.install()
