@@ -153,3 +153,21 @@ def test_unreadable_run_folders_are_named(tmp_path):
         f.write("{not json\n")
     with pytest.raises(ReportError, match=r"results\.jsonl:33: not valid JSON"):
         write_report(bad)
+
+
+def test_latency_and_throughput_tables_carry_the_sparsity_aware_utilisation(tmp_path):
+    """S-MBU / S-MFU (MoE-CAP) stand beside each probe's measured figures, as the probe computed them."""
+    run = tmp_path / "r"
+    shutil.copytree(FIXTURE, run)
+    row = {"phase": "decode", "batch_size": 1, "context": 64, "ms_p50": 2.0, "tokens_per_s": 500.0,
+           "s_mbu": 0.4125, "s_mfu": 0.0031}
+    recs = [{"key": f"u{i}", "kind": "probe", "variant": "moe-8x2", "status": "ok",
+             "probe": {"name": name, "rows": [row]}} for i, name in enumerate(("latency", "throughput"))]
+    with open(run / "results.jsonl", "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in recs))
+    from harness.report.probes import latency_table, throughput_table
+
+    for table in (latency_table(Run.load(run)), throughput_table(Run.load(run))):
+        mbu, mfu = table.columns.index("S-MBU"), table.columns.index("S-MFU")
+        mine = [r for r in table.rows if r[mbu] != "-"]
+        assert [(r[mbu], r[mfu]) for r in mine] == [("0.412", "0.0031")], table.title

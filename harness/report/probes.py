@@ -72,7 +72,7 @@ def _device_notes(run: Run, name: str) -> list[str]:
 
 def latency_table(run: Run) -> Table:
     cols = ["variant", "phase", "batch", "prompt / context", "ms p50", "ms p90", "ms p99", "mean ± std",
-            "tokens/s", "roofline ms", "bound", "measured / roofline", "experts touched"]
+            "tokens/s", "roofline ms", "bound", "measured / roofline", "experts touched", "S-MBU", "S-MFU"]
     table = Table("Latency", cols, empty="No latency probe in this run.")
     for v, _, r in probe_rows(run, "latency"):
         ms = f"{fmt_num(r.get('ms_mean'), 3)} ± {fmt_num(r.get('ms_std'), 2)}" if _num(r.get("ms_mean")) else "-"
@@ -80,24 +80,28 @@ def latency_table(run: Run) -> Table:
                            fmt_num(r.get("ms_p50"), 3), fmt_num(r.get("ms_p90"), 3), fmt_num(r.get("ms_p99"), 3), ms,
                            fmt_num(r.get("tokens_per_s")), fmt_num(r.get("roofline_ms"), 3),
                            str(r.get("roofline_bound") or "-"), fmt_num(r.get("measured_over_roofline"), 3),
-                           fmt_num(r.get("experts_touched"), 3)])
+                           fmt_num(r.get("experts_touched"), 3), fmt_num(r.get("s_mbu"), 3),
+                           fmt_num(r.get("s_mfu"), 3)])
     table.notes = _device_notes(run, "latency")
     if table.rows:
         table.notes.append("Prefill: one prompt of the given length per sequence; decode: ms per step (one token "
                            "per sequence) at the given context. measured / roofline: how many times slower than "
-                           "the roofline the measurement is.")
+                           "the roofline the measurement is. S-MBU / S-MFU: bandwidth and FLOP utilisation "
+                           "counting only the experts the step activated, as MoE-CAP (arXiv 2412.07067) "
+                           "defines them, against the device peaks above.")
     return table
 
 
 def throughput_table(run: Run) -> Table:
     cols = ["variant", "phase", "batch", "prompt / context", "tokens/s", "roofline tokens/s", "measured / roofline",
-            "ms p50", "experts touched"]
+            "ms p50", "experts touched", "S-MBU", "S-MFU"]
     table = Table("Throughput", cols, empty="No throughput probe in this run.")
     for v, _, r in probe_rows(run, "throughput"):
         table.rows.append([v, str(r.get("phase", "-")), fmt_num(r.get("batch_size")), _tokens_in(r),
                            fmt_num(r.get("tokens_per_s")), fmt_num(roofline_tokens_per_s(r)),
                            fmt_num(r.get("measured_over_roofline"), 3), fmt_num(r.get("ms_p50"), 3),
-                           fmt_num(r.get("experts_touched"), 3)])
+                           fmt_num(r.get("experts_touched"), 3), fmt_num(r.get("s_mbu"), 3),
+                           fmt_num(r.get("s_mfu"), 3)])
     table.notes = _device_notes(run, "throughput")
     return table
 
