@@ -9,6 +9,8 @@
 # 2. roofline.py --shape 1b: issue 5 (dense 1B within 1.5x of its roofline; the MoE/dense crossover)
 # 3. eval_speed.py on cuda: issue 7 (harness backend vs lm-eval's hf, requests/s and loglikelihood parity)
 # 4. suites/longtail.yaml --scale gpu: issue 9 (training tokens/s and MFU, per-bucket accuracy)
+# 5. suites/claims.yaml --scale gpu: issue 20 (the verdicts for claims 1, 2, 3 and 5 at the GPU scale,
+#    MoE vs equal-active training tokens/s in its training table)
 #
 # Each step's output is kept in OUT_DIR/<step>.txt; a failing step is reported and the next one runs.
 # Where the machine lacks pyzmq or lm-eval, put their wheels in .whl/ first
@@ -35,6 +37,7 @@ step moe_decode python3 benchmarks/moe_decode.py --shape 1b --device cuda --dtyp
 step roofline python3 benchmarks/roofline.py --shape 1b --device cuda --dtype bfloat16
 step eval_speed python3 benchmarks/eval_speed.py --device cuda --hidden 1024 --layers 8
 step longtail python3 -m harness.cli run suites/longtail.yaml --scale gpu --device cuda --out "$out/longtail"
+step claims python3 -m harness.cli run suites/claims.yaml --scale gpu --device cuda --out "$out/claims"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "failed steps: ${failed[*]} (see $out/<step>.txt)"
   exit 1

@@ -1,0 +1,66 @@
+"""Match each MoE variant with its dense twins: equal active and equal total parameters.
+
+Pairs form only between variants of the same sweep point and the same training seed: a variant
+named ``moe[train.tokens=1000]@topk(k=1)#s2`` pairs with ``dense-active[train.tokens=1000]#s2``,
+never with another point's or seed's twin (equal counts there would be a coincidence of shape,
+not a comparison the suite set up). ``pair_group`` reads both from the name.
+"""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+
+_POINT = re.compile(r"^[^\[@#]*(\[[^\]]*\])?")
+_SEED = re.compile(r"#s(-?\d+)$")
+
+
+def pair_group(variant: str) -> tuple[str, str]:
+    """``(sweep point label, seed suffix)`` of a variant name; ``("", "")`` for neither."""
+    point = _POINT.match(variant).group(1) or ""
+    seed = _SEED.search(variant)
+    return point, seed.group(0) if seed else ""
+
+
+@attrs.frozen
+class Pair:
+    kind: str  # "active" or "total"
+    moe: str
+    dense: str
+    ratio: float  # dense count / MoE count on the matched basis
+
+    def to_dict(self) -> dict:
+        return attrs.asdict(self)
+
+
+def match_pairs(params: dict[str, dict], is_moe: dict[str, bool], tolerance: float = 0.10,
+                embeddings: bool = True) -> list[Pair]:
+    """Pairs within ``tolerance`` (relative), closest first for each MoE variant.
+
+    ``params`` maps variant name to its parameter counts ({total, active, total_no_embed,
+    active_no_embed}); a dense variant's active count equals its total. With ``embeddings``
+    False the counts without embedding parameters are matched.
+    """
+    suffix = "" if embeddings else "_no_embed"
+    group = {n: pair_group(n) for n in params}
+    moes = [n for n in params if is_moe.get(n)]
+    denses = [n for n in params if is_moe.get(n) is False]
+    out: list[Pair] = []
+    for kind in ("active", "total"):
+        for m in moes:
+            target = params[m].get(kind + suffix)
+            if not target:
+                continue
+            found = []
+            for d in denses:
+                if group[d] != group[m]:
+                    continue
+                count = params[d].get("total" + suffix)
+                if not count:
+                    continue
+                ratio = count / target
+                if abs(ratio - 1) <= tolerance + 1e-12:
+                    found.append(Pair(kind, m, d, ratio))
+            out.extend(sorted(found, key=lambda p: abs(p.ratio - 1)))
+    return out

@@ -1,0 +1,80 @@
+"""One way to check what crosses between the two sides, and one way to say what is wrong.
+
+Every schema check (suite sections, corpus and train specs, routing and probe parameters, build
+configs, task fields) raises a :class:`SchemaError` that carries the path of the bad value and a
+one-line message: ``models[2].routing[0]: unknown routing strategy 'topq' (did you mean 'topk'?);
+known: ...``. The suite parser runs the checks with YAML paths (``models[2].config``); a worker runs
+the same checks on the job it received with the job's paths (``variant.build.config``), so the two
+sides cannot drift apart. The CLI prints the error on one line and exits 2; a worker answers
+INVALID_PARAMS with the same text.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Iterable
+
+
+class SchemaError(ValueError):
+    """A bad value at ``path`` (``""``: the document itself). ``str(exc)`` is ``"path: message"``.
+
+    ``SchemaError("train.lr: must be > 0")`` (one string) splits at the first ``": "``, so checks
+    written as one formatted string keep working; new code passes path and message apart."""
+
+    def __init__(self, path: str, message: str | None = None):
+        if message is None:
+            path, sep, message = path.partition(": ")
+            if not sep:
+                path, message = "", path
+        self.path, self.message = path, message
+        super().__init__(f"{path}: {message}" if path else message)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+def did_you_mean(name: Any, known: Iterable[str]) -> str:
+    """``" (did you mean 'topk'?)"`` for the closest of ``known``, or ``""``: the one did-you-mean."""
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown(what: str, name: Any, known: Iterable[str]) -> str:
+    """``"unknown routing strategy 'topq' (did you mean 'topk'?); known: native, topk, ..."``."""
+    known = list(known)
+    return f"unknown {what} {name!r}{did_you_mean(name, known)}; known: {', '.join(known) or '(none)'}"
+
+
+def known_keys(path: str, data: dict, allowed: Iterable[str]) -> None:
+    """Refuse the first key of ``data`` that is not ``allowed``, naming its path."""
+    allowed = list(allowed)
+    for key in data:
+        if key not in allowed:
+            raise SchemaError(f"{path}.{key}" if path else str(key),
+                              f"unknown key{did_you_mean(key, allowed)}; known: {', '.join(allowed)}")
+
+
+def got(value: Any) -> str:
+    """How a bad value is shown: strings quoted, anything else with its type (``int 3``)."""
+    return repr(value) if isinstance(value, str) else f"{type(value).__name__} {value!r}"
+
+
+def type_name(t: type) -> str:
+    return {int: "int", float: "float", bool: "bool", str: "str", list: "list", dict: "map"}.get(t, t.__name__)
+
+
+def is_type(t: type, value: Any) -> bool:
+    """Is a YAML / msgpack ``value`` acceptable as python type ``t``? (bool is not an int; an int is a float)."""
+    if t is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if t is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, t)
+
+
+def expect(path: str, value: Any, t: type | tuple, what: str | None = None) -> Any:
+    """``value`` if it is of type ``t`` (one type or a tuple of them), else a SchemaError at ``path``."""
+    types = t if isinstance(t, tuple) else (t,)
+    if not any(is_type(x, value) for x in types):
+        raise SchemaError(path, f"expected {what or ' or '.join(type_name(x) for x in types)}, got {got(value)}")
+    return value

@@ -1,0 +1,78 @@
+"""Accelerator peaks: one table for the roofline, MFU in training and `harness plan`. Torch-free.
+
+The probes' roofline, the training job's MFU and the planner used to keep two tables that
+disagreed (training called an H100 PCIe a 989 TFLOP/s SXM part). This is now the only table;
+``harness`` imports it too, so it must stay free of torch.
+
+Figures are vendor datasheet peaks, dense (no structured sparsity): memory bandwidth in GB/s
+(1e9 bytes), bf16/fp16 tensor-core TFLOP/s, fp32 TFLOP/s without tensor cores, and memory in GB
+(1e9 bytes, as the datasheets state it). MoE-CAP (arXiv 2412.07067) uses the same bandwidths
+(H100 3.35 TB/s, H200 4.8 TB/s), so S-MBU figures compare with it.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class Device:
+    key: str             # what `harness plan --device` accepts, lower case
+    fragment: str        # matched (case-insensitively) inside torch.cuda.get_device_name()
+    bandwidth_gbs: float
+    tflops_half: float   # bf16 / fp16 dense tensor-core
+    tflops_fp32: float
+    memory_gb: float
+
+    def tflops(self, dtype: str) -> float:
+        return self.tflops_fp32 if dtype == "float32" else self.tflops_half
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(self.memory_gb * 1e9)
+
+
+# Most specific fragment first: "H100 PCIe" before "H100", "A100" before "A10", "L40S" before "L4".
+DEVICES: tuple[Device, ...] = (
+    Device("h100-pcie", "H100 PCIe", 2000.0, 756.0, 51.0, 80.0),
+    Device("h100", "H100", 3350.0, 989.0, 67.0, 80.0),  # SXM
+    Device("h200", "H200", 4800.0, 989.0, 67.0, 141.0),
+    Device("a100", "A100", 2039.0, 312.0, 19.5, 80.0),  # 80GB SXM
+    Device("a100-40gb", "A100-SXM4-40GB", 1555.0, 312.0, 19.5, 40.0),
+    Device("l40s", "L40S", 864.0, 362.0, 91.6, 48.0),
+    Device("l4", "L4", 300.0, 121.0, 30.3, 24.0),
+    Device("a10", "A10", 600.0, 125.0, 31.2, 24.0),
+)
+DEVICES = tuple(sorted(DEVICES, key=lambda d: -len(d.fragment)))  # longest (most specific) match wins
+BY_KEY = {d.key: d for d in DEVICES}
+
+
+@attrs.frozen(kw_only=True)
+class Peaks:
+    """The peaks a roofline uses for one device and dtype, and where they came from."""
+    name: str
+    bandwidth_gbs: float  # memory bandwidth, GB/s (1e9 bytes)
+    tflops: float  # peak dense FLOP/s for the dtype in use, 1e12
+    source: str  # "table", "measured" or "suite"
+
+    def as_dict(self) -> dict:
+        return attrs.asdict(self)
+
+
+def table_peaks(device_name: str, dtype: str = "bfloat16") -> Peaks | None:
+    """Peaks of a known accelerator (by a fragment of its name), or None."""
+    device = by_name(device_name)
+    if device is None:
+        return None
+    return Peaks(name=device_name, bandwidth_gbs=device.bandwidth_gbs, tflops=device.tflops(dtype), source="table")
+
+
+def by_name(device_name: str) -> Device | None:
+    """The table entry whose fragment is in ``device_name`` (a CUDA device name), or None."""
+    name = device_name.lower()
+    return next((d for d in DEVICES if d.fragment.lower() in name), None)
+
+
+def by_key(key: str) -> Device | None:
+    """The entry `harness plan --device KEY` names (``h100``, ``h200``, ``a100``...), or None."""
+    return BY_KEY.get(key.lower())

@@ -1,0 +1,29 @@
+"""Content hashes: the names of everything the harness caches, written once.
+
+A job key, a build's folder, a corpus's folder and a train key are each the first hex digits of the
+sha256 of canonical JSON (sorted keys, no spaces, ASCII): equal content, equal name, on any host and
+either side of the wire. Changing anything here renames every cached result, build and corpus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+
+def canonical_json(obj) -> str:
+    """The one serialisation hashed (anything JSON cannot hold is hashed as its ``str``)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+
+
+def content_hash(obj, n: int = 16) -> str:
+    """The first ``n`` hex digits of the sha256 of ``canonical_json(obj)``."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:n]
+
+
+def model_key(variant: dict) -> str:
+    """What a loaded model is cached by: the build and how it is loaded, not its routing, so every
+    routing of one build shares one model. The coordinator's affinity and a worker's model cache
+    both use it."""
+    return content_hash([variant["build"], variant["dtype"], variant["trust_remote_code"],
+                         variant["experts_implementation"]])

@@ -1,0 +1,48 @@
+"""An evaluate job's task fields, checked the same way where the suite is read and on the worker.
+
+``limit`` is a whole number of documents: lm-eval also reads a float below 1 as a fraction of the
+task, but the evaluate job samples, shards and merges by document ids, so a fraction is refused
+where the suite is read (``tasks[0].limit``) instead of failing every evaluate job on the workers.
+"""
+
+from __future__ import annotations
+
+from moe_schema.check import SchemaError, did_you_mean, expect, got, is_type, type_name
+
+#: the task fields on the wire (``job["task"]``)
+TASK_KEYS = ("name", "path", "limit", "num_fewshot")
+#: the suite's ``eval:`` options, sent with every evaluate job (``job["eval"]``)
+EVAL_OPTIONS = {"max_batch_tokens": int, "prefix_sharing": bool, "bootstrap_iters": int, "generate_batch_size": int}
+
+
+def check_limit(limit, where: str = "job.task.limit"):
+    """None (every document) or a positive int."""
+    if limit is None:
+        return None
+    if is_type(float, limit) and not is_type(int, limit):
+        raise SchemaError(where, f"expected a whole number of documents, got {limit!r} (a fraction of a task "
+                                 f"is not supported: evaluate jobs sample, shard and merge whole documents)")
+    if not is_type(int, limit) or limit < 1:
+        raise SchemaError(where, f"expected a positive number of documents, got {got(limit)}")
+    return limit
+
+
+def check_num_fewshot(shots, where: str = "job.task.num_fewshot"):
+    """None (the task's own default) or an int >= 0."""
+    if shots is None:
+        return None
+    if not is_type(int, shots) or shots < 0:
+        raise SchemaError(where, f"expected an int >= 0, got {got(shots)}")
+    return shots
+
+
+def check_eval_options(options, where: str = "job.eval") -> dict:
+    """The evaluate batching options: known names, each of its type."""
+    options = expect(where, {} if options is None else options, dict, "a map")
+    for key, value in options.items():
+        if key not in EVAL_OPTIONS:
+            raise SchemaError(f"{where}.{key}", f"unknown option{did_you_mean(key, EVAL_OPTIONS)} "
+                                                f"(known: {', '.join(EVAL_OPTIONS)})")
+        if not is_type(EVAL_OPTIONS[key], value):
+            raise SchemaError(f"{where}.{key}", f"expected {type_name(EVAL_OPTIONS[key])}, got {got(value)}")
+    return options

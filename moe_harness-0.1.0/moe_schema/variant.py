@@ -1,0 +1,73 @@
+"""The variant spec a job carries (docs/internals.md, "Variant spec"), checked: its build (checkpoint,
+config or trained), routing, dtype and loading options.
+
+The worker checks every job's variant with it (``workers.builds.spec`` turns a ``SchemaError``
+into INVALID_PARAMS); the harness's tests check every variant the planner makes from the example
+suites with it, so the two sides cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+
+from moe_schema import families
+from moe_schema.check import SchemaError, is_type
+
+DTYPES = ("float32", "float16", "bfloat16", "auto")  # auto: the checkpoint's own dtype
+
+
+def check_build(build, where: str = "variant.build") -> dict:
+    """Validate ``{"checkpoint": str}``, ``{"config": {...}, "seed": int}`` or ``{"trained": key}``
+    (a train job's result, see moe_schema.train); return it."""
+    if not isinstance(build, dict):
+        raise SchemaError(where, f"expected a map, got {type(build).__name__}")
+    if sum(k in build for k in ("checkpoint", "config", "trained")) != 1:
+        raise SchemaError(where, "give exactly one of 'checkpoint', 'config' and 'trained'")
+    if "trained" in build:
+        if set(build) != {"trained"}:
+            raise SchemaError(where, f"unknown key(s) {', '.join(sorted(set(build) - {'trained'}))} next to 'trained'")
+        if not isinstance(build["trained"], str) or not re.fullmatch(r"[0-9a-f]{16}", build["trained"]):
+            raise SchemaError(f"{where}.trained", f"expected a train key (16 hex digits), got {build['trained']!r}")
+        return build
+    if "checkpoint" in build:
+        extra = sorted(set(build) - {"checkpoint"})
+        if extra:
+            raise SchemaError(where, f"unknown key(s) {', '.join(extra)} next to 'checkpoint'")
+        if not isinstance(build["checkpoint"], str) or not build["checkpoint"].strip():
+            raise SchemaError(f"{where}.checkpoint", "expected a non-empty string (a directory or a hub id)")
+        return build
+    extra = sorted(set(build) - {"config", "seed"})
+    if extra:
+        raise SchemaError(where, f"unknown key(s) {', '.join(extra)} next to 'config' (known: config, seed)")
+    seed = build.get("seed", 0)
+    if not is_type(int, seed):
+        raise SchemaError(f"{where}.seed", f"expected int, got {seed!r}")
+    families.check_config(build["config"], f"{where}.config")
+    return build
+
+
+def check_variant(variant) -> dict:
+    """Validate a variant spec (docs/internals.md); return it with defaults filled in (a copy)."""
+    if not isinstance(variant, dict):
+        raise SchemaError("variant", f"expected a map, got {type(variant).__name__}")
+    v = {"routing": None, "dtype": "float32", "trust_remote_code": False, "experts_implementation": None,
+         **variant}
+    if "build" not in v:
+        raise SchemaError("variant", "missing 'build'")
+    check_build(v["build"])
+    if not isinstance(v.get("name", ""), str):
+        raise SchemaError("variant.name", f"expected a string, got {v['name']!r}")
+    routing = v["routing"]
+    if routing is not None:
+        if not isinstance(routing, dict) or not isinstance(routing.get("name"), str):
+            raise SchemaError("variant.routing", f"expected null or a map with a string 'name', got {routing!r}")
+        if not isinstance(routing.get("params", {}), dict):
+            raise SchemaError("variant.routing.params", f"expected a map, got {routing['params']!r}")
+    if v["dtype"] not in DTYPES:
+        raise SchemaError("variant.dtype", f"unknown dtype {v['dtype']!r}; known: {', '.join(DTYPES)}")
+    if not isinstance(v["trust_remote_code"], bool):
+        raise SchemaError("variant.trust_remote_code", f"expected a bool, got {v['trust_remote_code']!r}")
+    impl = v["experts_implementation"]
+    if impl is not None and not isinstance(impl, str):
+        raise SchemaError("variant.experts_implementation", f"expected null or a string, got {impl!r}")
+    return v

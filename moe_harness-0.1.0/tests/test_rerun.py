@@ -1,0 +1,104 @@
+"""A rerun after a failure: `harness run`'s execute() redoes exactly the jobs that failed, reuses the
+rest, and a job whose train job failed fails with that reason and runs again next time.
+
+The jobs go to a scripted worker (tests/scripted_peer.py: real ZeroMQ, the daemon's protocol) that
+fails what the test injects, so the store's and the run's rules are tested without a model.
+"""
+
+from __future__ import annotations
+
+import pytest
+from scripted_peer import Peer
+
+from harness import plan as planner
+from harness.run import execute
+from harness.store import Store
+from harness.suite import parse
+from moe_schema import protocol
+
+SUITE = {
+    "name": "rerun",
+    "models": [{"name": "moe", "config": {"model_type": "olmoe", "hidden_size": 32}},
+               {"name": "dense", "config": {"model_type": "llama", "hidden_size": 32}}],
+    "tasks": [{"name": "task_a"}, {"name": "task_b"}],
+}
+
+
+def worker(fail=lambda spec: False):
+    """A job handler: an error reply where ``fail(spec)``, else a result naming what ran."""
+    def on_job(spec):
+        if fail(spec):
+            return ("error", protocol.JOB_FAILED, "injected failure")
+        return ("result", {"ran": spec["kind"], "variant": spec["variant"]["name"]})
+    return on_job
+
+
+def ran(peer) -> list[tuple[str, str, str | None]]:
+    return sorted((s["kind"], s["variant"]["name"], (s.get("task") or {}).get("name")) for s in peer.jobs)
+
+
+@pytest.fixture
+def run_twice(tmp_path):
+    peers = []
+
+    def go(suite_data, on_job, n=0):
+        endpoint = f"ipc://{tmp_path}/w{n}.sock"
+        peer = Peer(endpoint, on_job)
+        peers.append(peer)
+        suite = parse(suite_data)
+        _, jobs = planner.expand(suite)
+        store = Store(tmp_path / "run", cache_dir=tmp_path / "cache")
+        counts = execute(suite, jobs, store, [endpoint], local_workers=1, device="cpu", timeout=5.0, keys=None)
+        return counts, jobs, store, peer
+
+    yield go
+    for p in peers:
+        p.stop()
+
+
+def test_a_rerun_redoes_only_the_failed_job(run_twice):
+    is_bad = lambda s: s["kind"] == "evaluate" and s["variant"]["name"] == "dense" and s["task"]["name"] == "task_b"  # noqa: E731
+    counts, jobs, store, first = run_twice(SUITE, worker(is_bad), 0)
+    assert counts == {"reused": 0, "ok": 5, "failed": 1, "not run": 0}
+    bad = next(j for j in jobs if is_bad(j.spec))
+    record = store.get(bad.key)
+    assert record["status"] == "failed" and "injected failure" in record["error"]
+    assert len(first.jobs) == 6
+
+    counts, jobs, store, second = run_twice(SUITE, worker(), 1)
+    assert counts == {"reused": 5, "ok": 1, "failed": 0, "not run": 0}
+    assert ran(second) == [("evaluate", "dense", "task_b")]  # the failed job only, nothing done twice
+    assert store.done(bad.key)["status"] == "ok"
+
+    counts, _, _, third = run_twice(SUITE, worker(), 2)
+    assert counts == {"reused": 6, "ok": 0, "failed": 0, "not run": 0} and third.jobs == []
+
+
+TRAINED = {
+    "name": "rerun-trained",
+    "scales": {"tiny": {"config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+                                   "num_key_value_heads": 4, "num_experts": 4, "num_experts_per_tok": 2,
+                                   "intermediate_size": 32}}},
+    "scale": "tiny",
+    "corpus": {"kind": "knowledge", "entities": 50, "tokens": 5000},
+    "train": {"batch_size": 4, "seq_len": 32, "tokens": 5000},
+    "models": [{"name": "moe", "config": {"model_type": "olmoe"}},
+               {"name": "dense", "derive": {"from": "moe", "match": "active"}}],
+    "tasks": [{"corpus": "longtail"}],
+}
+
+
+def test_jobs_of_a_failed_train_job_fail_with_that_reason_and_all_rerun(run_twice):
+    moe_train = lambda s: s["kind"] == "train" and s["variant"]["name"] == "moe"  # noqa: E731
+    counts, jobs, store, first = run_twice(TRAINED, worker(moe_train), 0)
+    train = next(j for j in jobs if moe_train(j.spec))
+    after = [j for j in jobs if j.after == train.key]
+    assert [j.kind for j in after] == ["describe", "evaluate"]
+    for j in after:
+        assert store.get(j.key)["error"] == f"its train job {train.key[:12]} did not finish"
+    assert all(s["variant"]["name"] != "moe" or s["kind"] == "train" for s in first.jobs)  # never sent
+    assert counts == {"reused": 0, "ok": 3, "failed": 3, "not run": 0}
+
+    counts, _, store, second = run_twice(TRAINED, worker(), 1)
+    assert counts == {"reused": 3, "ok": 3, "failed": 0, "not run": 0}
+    assert ran(second) == [("describe", "moe", None), ("evaluate", "moe", "longtail"), ("train", "moe", None)]

@@ -1,0 +1,1 @@
+"""Worker side of moe-harness: the daemon and everything that touches a model."""

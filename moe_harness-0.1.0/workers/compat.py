@@ -1,0 +1,61 @@
+"""transformers' renames across the supported range, detected once, here and nowhere else.
+
+The KV cache reaches a model's ``forward`` as ``past_key_values`` up to transformers 5.23 and as
+``cache`` from 5.24 on (``past_key_values`` still works there, with a FutureWarning, until 5.40).
+Which name the installed version wants is read from a model class's ``forward`` signature, not
+from the version number, so a backport or a rename of the rename is followed too.
+
+- ``CACHE_KWARG``: the name to pass the cache under (``model(**cache_kwargs(cache), ...)``).
+- ``call_cache(forward, args, kwargs)``: the cache a call carries, whichever name or position the
+  caller used (a forward pre-hook sees the call as the caller wrote it).
+"""
+
+from __future__ import annotations
+
+import inspect
+from functools import lru_cache
+
+CACHE_NAMES = ("cache", "past_key_values")  # the new name first
+
+
+def _forward_cache_name() -> str:
+    from transformers.models.llama.modeling_llama import LlamaForCausalLM
+
+    params = inspect.signature(LlamaForCausalLM.forward).parameters
+    for name in CACHE_NAMES:
+        if name in params:
+            return name
+    raise RuntimeError("transformers' LlamaForCausalLM.forward takes neither `cache` nor "
+                       "`past_key_values`: a rename workers/compat.py does not know yet")
+
+
+CACHE_KWARG: str = _forward_cache_name()
+
+
+def cache_kwargs(cache) -> dict:
+    """``{CACHE_KWARG: cache}``: the cache under the name the installed transformers wants."""
+    return {CACHE_KWARG: cache}
+
+
+@lru_cache(maxsize=64)
+def _positions(forward) -> dict[str, int]:
+    """{cache parameter name: its position among the positional arguments after self}."""
+    try:
+        params = list(inspect.signature(forward).parameters.values())
+    except (TypeError, ValueError):
+        return {}
+    positional = [p.name for p in params
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"]
+    return {name: positional.index(name) for name in CACHE_NAMES if name in positional}
+
+
+def call_cache(forward, args: tuple, kwargs: dict):
+    """The KV cache one call to ``forward`` carries (None if it carries none): by either keyword,
+    or by position. ``forward`` is the bound or unbound method the call goes to."""
+    for name in CACHE_NAMES:
+        if kwargs.get(name) is not None:
+            return kwargs[name]
+    for name, index in _positions(getattr(forward, "__func__", forward)).items():
+        if index < len(args) and args[index] is not None:
+            return args[index]
+    return None

@@ -1,0 +1,31 @@
+"""``topp``: per token, the fewest experts whose probabilities reach ``p`` (arXiv 2403.07652),
+never fewer than ``min_k`` nor more than ``max_k``."""
+
+from __future__ import annotations
+
+import torch
+
+from workers.routing.base import Routed, Strategy, check_k, gate_weights, probabilities
+
+
+class TopP(Strategy):
+    def setup(self, session):
+        for gate in session.gates:
+            check_k(gate, self.config.min_k, "'topp' (min_k)")
+
+    def route(self, gate, hidden):
+        cfg = self.config
+        logits = gate.router_logits(hidden)
+        probs = probabilities(logits)
+        width = min(cfg.max_k or gate.num_experts, gate.num_experts)
+        sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
+        sorted_probs, order = sorted_probs[:, :width], order[:, :width]
+        rank = torch.arange(width, device=probs.device)
+        if cfg.p >= 1:
+            keep = torch.ones_like(sorted_probs, dtype=torch.bool)
+        else:  # keep an expert while the mass before it is still short of p
+            before = sorted_probs.cumsum(dim=-1) - sorted_probs
+            keep = before < cfg.p
+        keep |= rank < cfg.min_k
+        index = order.masked_fill(~keep, gate.num_experts)
+        return Routed(logits, gate_weights(gate, probs, index, cfg.renormalize, logits), index, padded=True)
