@@ -1,1 +1,0 @@
-"""Worker side of moe-harness: the daemon and everything that touches a model."""
