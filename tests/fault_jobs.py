@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -22,6 +23,19 @@ from workers.errors import JobCancelled, JobError
 REPO = Path(__file__).resolve().parent.parent
 VARIANT = {"name": "tiny", "model": "tiny", "build": {"checkpoint": "/nonexistent"}, "routing": None,
            "dtype": "float32", "trust_remote_code": False, "experts_implementation": None}
+
+
+def collect_outcomes():
+    """``(outcomes, on_result)``: each job key's outcomes with the monotonic time they arrived, for
+    Coordinator.run(on_result=...) from the coordinator's threads."""
+    outcomes: dict[str, list] = {}
+    lock = threading.Lock()
+
+    def on_result(job, outcome):
+        with lock:
+            outcomes.setdefault(job.key, []).append((time.monotonic(), outcome))
+
+    return outcomes, on_result
 
 
 def env() -> dict:

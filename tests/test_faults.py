@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from fault_jobs import env, probe_spec
+from fault_jobs import collect_outcomes, env, probe_spec
 from harness.coordinator import Coordinator, Job
 from harness.local import start_local_workers
 
@@ -25,17 +25,6 @@ def workers3():
         yield w
 
 
-def _collect():
-    outcomes: dict[str, list] = {}
-    lock = threading.Lock()
-
-    def on_result(job, outcome):
-        with lock:
-            outcomes.setdefault(job.key, []).append((time.monotonic(), outcome))
-
-    return outcomes, on_result
-
-
 def _kill_when_busy(workers, i: int, sig: int, coord: Coordinator, fired: list):
     """on_progress hook: the first time worker i reports progress, send it ``sig``."""
 
@@ -50,7 +39,7 @@ def _kill_when_busy(workers, i: int, sig: int, coord: Coordinator, fired: list):
 
 def test_sigkill_mid_job_every_result_exactly_once(workers3):
     jobs = [Job(f"j{i}", probe_spec("test-stall", seconds=1.0, tag=i)) for i in range(9)]
-    outcomes, on_result = _collect()
+    outcomes, on_result = collect_outcomes()
     fired: list = []
     with Coordinator(workers3.endpoints, **FAST) as coord:
         summary = coord.run(jobs, on_result, on_progress=_kill_when_busy(workers3, 0, signal.SIGKILL, coord, fired),
@@ -67,7 +56,7 @@ def test_sigkill_mid_job_every_result_exactly_once(workers3):
 
 def test_sigstop_worker_is_lost_in_time_and_its_late_reply_ignored(workers3):
     jobs = [Job(f"j{i}", probe_spec("test-stall", seconds=1.0, tag=i)) for i in range(6)]
-    outcomes, on_result = _collect()
+    outcomes, on_result = collect_outcomes()
     fired: list = []
     with Coordinator(workers3.endpoints, **FAST) as coord:
         summary = coord.run(jobs, on_result, on_progress=_kill_when_busy(workers3, 1, signal.SIGSTOP, coord, fired),
@@ -83,7 +72,7 @@ def test_sigstop_worker_is_lost_in_time_and_its_late_reply_ignored(workers3):
         assert len(summary.lost) == 1 and summary.lost[0].startswith(f"{workers3.endpoints[1]}: silent for 2.")
         # wake it up: it finishes (or is told to cancel) the abandoned job; that reply is dropped
         workers3.procs[1].send_signal(signal.SIGCONT)
-        more, on_more = _collect()
+        more, on_more = collect_outcomes()
         second = coord.run([Job(f"k{i}", probe_spec("test-stall", seconds=1.5)) for i in range(6)], on_more,
                            deadline_s=RUN_DEADLINE_S)
         assert second.late_replies >= 1 and sorted(more) == [f"k{i}" for i in range(6)]
@@ -95,7 +84,7 @@ def test_worker_restarted_under_a_job_before_the_timeout(workers3):
     """Killed and back on its endpoint within timeout_s: never silent long enough to be lost, but
     its heartbeat replies say it runs nothing of ours, so the job is rerun."""
     jobs = [Job(f"j{i}", probe_spec("test-stall", seconds=1.0, tag=i)) for i in range(6)]
-    outcomes, on_result = _collect()
+    outcomes, on_result = collect_outcomes()
     fired: list = []
     restart = threading.Thread(target=lambda: (workers3.kill(2), workers3.restart(2)))
     with Coordinator(workers3.endpoints, heartbeat_s=0.25, timeout_s=30.0) as coord:
@@ -116,7 +105,7 @@ def test_worker_restarted_under_a_job_before_the_timeout(workers3):
 def test_a_job_that_crashes_workers_is_quarantined_and_the_run_finishes(workers3):
     jobs = [Job("crasher", probe_spec("test-crash"))] + [
         Job(f"j{i}", probe_spec("test-stall", seconds=0.3)) for i in range(5)]
-    outcomes, on_result = _collect()
+    outcomes, on_result = collect_outcomes()
     with Coordinator(workers3.endpoints, max_crashes=2, **FAST) as coord:
         summary = coord.run(jobs, on_result, deadline_s=RUN_DEADLINE_S)
     assert all(len(v) == 1 for v in outcomes.values()) and len(outcomes) == 6
@@ -130,7 +119,7 @@ def test_all_workers_lost_fails_the_rest_and_keeps_what_finished():
     with start_local_workers(1, env=env()) as workers:
         jobs = [Job(f"j{i}", probe_spec("test-stall", seconds=0.5)) for i in range(3)] + [
             Job("crasher", probe_spec("test-crash"))] + [Job(f"k{i}", probe_spec("test-stall")) for i in range(2)]
-        outcomes, on_result = _collect()
+        outcomes, on_result = collect_outcomes()
         with Coordinator(workers.endpoints, max_crashes=3, **FAST) as coord:
             summary = coord.run(jobs, on_result, deadline_s=RUN_DEADLINE_S)
     assert [outcomes[f"j{i}"][0][1]["status"] for i in range(3)] == ["ok"] * 3

@@ -4,10 +4,9 @@ before anything is built, and a SIGKILLed local daemon is reported with its sign
 from __future__ import annotations
 
 import signal
-import threading
 import time
 
-from fault_jobs import env, probe_spec
+from fault_jobs import collect_outcomes, env, probe_spec
 from harness import derive
 from harness.coordinator import Coordinator, Job
 from harness.local import start_local_workers
@@ -17,21 +16,10 @@ OLMOE_1B_7B = {"model_type": "olmoe", "vocab_size": 50304, "hidden_size": 2048, 
                "num_hidden_layers": 16, "num_attention_heads": 16, "num_experts": 64, "num_experts_per_tok": 8}
 
 
-def _collect():
-    outcomes: dict[str, list] = {}
-    lock = threading.Lock()
-
-    def on_result(job, outcome):
-        with lock:
-            outcomes.setdefault(job.key, []).append((time.monotonic(), outcome))
-
-    return outcomes, on_result
-
-
 def test_a_build_over_the_workers_memory_limit_fails_at_once_with_the_admission_error(_isolated_home):
     variant = {"name": "olmoe-1b-7b", "model": "olmoe-1b-7b", "build": {"config": OLMOE_1B_7B, "seed": 0},
                "routing": None, "dtype": "bfloat16", "trust_remote_code": False, "experts_implementation": None}
-    outcomes, on_result = _collect()
+    outcomes, on_result = collect_outcomes()
     with start_local_workers(1, extra_args=("--memory-limit", "1GB")) as workers:
         with Coordinator(workers.endpoints, heartbeat_s=0.25, timeout_s=30.0) as coord:
             t0 = time.monotonic()
@@ -50,7 +38,7 @@ def test_a_build_over_the_workers_memory_limit_fails_at_once_with_the_admission_
 
 
 def test_a_sigkilled_local_daemon_is_reported_with_its_signal_within_2_s():
-    outcomes, on_result = _collect()
+    outcomes, on_result = collect_outcomes()
     lost, fired = [], []
     with start_local_workers(1, env=env(), extra_args=("--heartbeat-s", "0.25")) as workers:
         # a 30 s heartbeat timeout: only the process watch can report this in time
