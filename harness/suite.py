@@ -131,7 +131,7 @@ def _type_ok(value: Any, tp: Any) -> bool:
         return value is None
     if origin is typing.Literal:
         return value in typing.get_args(tp)
-    if origin in (list, tuple):
+    if origin in (list, tuple) or tp in (list, tuple):  # YAML has lists only: a tuple field takes one
         args = typing.get_args(tp)
         inner = args[0] if args else Any
         return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
@@ -150,7 +150,7 @@ def _type_str(tp: Any) -> str:
         return "null"
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (list, tuple):
+    if origin in (list, tuple) or tp in (list, tuple):
         args = typing.get_args(tp)
         return f"list of {_type_str(args[0])}" if args else "list"
     return type_name(tp) if isinstance(tp, type) else str(tp)
