@@ -105,3 +105,12 @@ def smoke_run(tmp_path_factory, _isolated_home) -> Path:
                            "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests mutation testing runs (tests/mutation_selection.py says which and why)."""
+    from mutation_selection import selected
+
+    for item in items:
+        if selected(item.path.name, item.name):
+            item.add_marker(pytest.mark.mutation_core)

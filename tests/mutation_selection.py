@@ -1,0 +1,51 @@
+"""Which tests mutation testing runs (`tox -e mutation`): the fast unit tests of the core modules.
+
+mutmut runs, for each mutant, the selected tests that call the mutated function, so a selected test
+must be quick and start no daemon, subprocess or model: it may run thousands of times. The selection
+is a marker (``-m mutation_core`` in pyproject's [tool.mutmut]) that tests/conftest.py puts on the
+tests listed here, so that adding a test file here keeps mutmut's cached verdicts: mutmut resets
+every cached result when its own test-selection setting changes, but only re-tests what changed
+when tests are added. (Taking a file out of this list leaves verdicts it made; start afresh then:
+``MUTATION_FRESH=1 tox -e mutation``.)
+"""
+
+from __future__ import annotations
+
+FILES = {
+    # the report's statistics
+    "test_bootstrap.py", "test_report_stats.py", "test_interval_widths.py", "test_merge_seeds.py",
+    # twin derivation and parameter counting
+    "test_derive.py", "test_params.py", "test_twin_widths.py",
+    # suite parsing and validation
+    "test_suite.py", "test_suite_keys.py", "test_suite_errors.py", "test_sweep.py", "test_schema.py",
+    # planning, job keys and the store's reuse rules
+    "test_plan_store.py", "test_plan_expand.py", "test_rerun.py",
+    # the coordinator
+    "test_coordinator.py", "test_coordinator_paths.py",
+    # request packing, shard merging
+    "test_evaluation.py",
+    # the routing strategies
+    "test_routing.py",
+    # the protocol
+    "test_protocol.py", "test_wire_caps.py",
+    "test_core_edges.py",
+}
+
+# Tests in those files that load a model or start processes (a test name containing one of these).
+SKIP = (
+    "cli_prints", "torch_free", "imports_no_torch", "shards_merge_to_the_unsplit", "hello_lists", "run_reports",
+    "busy_worker", "stop_lets", "cancel_cancels", "interrupt_escalates", "test_cli_exit_2",
+)
+
+# test_evaluation.py: only these (the rest load a model, a session fixture rebuilt in every mutant's fork)
+ONLY = {
+    "test_evaluation.py": ("test_window_cuts_like_lm_eval", "test_grouping_and_budgeted_batches",
+                           "test_merge_errors_and_aggregations"),
+}
+
+
+def selected(file_name: str, test_name: str) -> bool:
+    if file_name not in FILES or any(s in test_name for s in SKIP):
+        return False
+    only = ONLY.get(file_name)
+    return only is None or test_name.split("[")[0] in only
