@@ -19,7 +19,7 @@ FILES = {
     # suite parsing and validation
     "test_suite.py", "test_suite_keys.py", "test_suite_errors.py", "test_sweep.py", "test_schema.py",
     # planning, job keys and the store's reuse rules
-    "test_plan_store.py", "test_plan_expand.py", "test_rerun.py",
+    "test_plan_store.py", "test_plan_expand.py", "test_rerun.py", "test_store_files.py",
     # the coordinator
     "test_coordinator.py", "test_coordinator_paths.py",
     # request packing, shard merging
