@@ -21,7 +21,7 @@ FILES = {
     # planning, job keys and the store's reuse rules
     "test_plan_store.py", "test_plan_expand.py", "test_rerun.py", "test_store_files.py",
     # the coordinator
-    "test_coordinator.py", "test_coordinator_paths.py",
+    "test_coordinator.py", "test_coordinator_paths.py", "test_coordinator_rules.py",
     # request packing, shard merging
     "test_evaluation.py",
     # the routing strategies

@@ -15,12 +15,19 @@ from moe_schema import protocol
 class Peer(threading.Thread):
     """A worker that answers hello and heartbeats, and handles each job with ``on_job(params)``:
     return ``("result", value)``, ``("error", code, message)``, ``("freeze", seconds, reply)``
-    (say nothing at all for that long, then send ``reply`` if not None), or ``("forget",)`` (keep
-    answering heartbeats as if restarted, and never reply to the job)."""
+    (say nothing at all for that long, then send ``reply`` if not None), ``("forget",)`` (keep
+    answering heartbeats as if restarted, and never reply to the job), ``("hang",)`` (say it runs
+    the job and never finish it; with ``confirm_cancel`` a cancel of it is answered, as a daemon
+    does, with a JOB_CANCELLED error for the job), or ``("progress", [params, ...], value)`` (send a
+    progress notification with each params, the job's request id added where they have no ``id``,
+    then the result). ``hello_busy``: what hello says the worker runs (a daemon serving someone
+    else), until ``hello_busy`` is set to None."""
 
-    def __init__(self, endpoint: str, on_job, holds_trained=()):
+    def __init__(self, endpoint: str, on_job, holds_trained=(), hello_busy=None, confirm_cancel=False):
         super().__init__(daemon=True)
         self.endpoint, self.on_job, self.holds_trained = endpoint, on_job, list(holds_trained)
+        self.hello_busy, self.confirm_cancel = hello_busy, confirm_cancel
+        self.hellos = 0
         self.jobs: list[dict] = []
         self.cancels: list[str] = []
         self._quit = threading.Event()
@@ -39,7 +46,7 @@ class Peer(threading.Thread):
                 if pending and time.monotonic() >= silent_until:
                     for ident, frame in pending:
                         sock.send_multipart([ident, frame])
-                    pending = []
+                    pending, running = [], None
                 if not sock.poll(20):
                     continue
                 ident, frame = sock.recv_multipart()
@@ -48,12 +55,17 @@ class Peer(threading.Thread):
                 msg = protocol.parse_request(frame)
                 method, params, rid = msg["method"], msg.get("params", {}), msg.get("id")
                 if method == "hello":
-                    reply = protocol.result(rid, {"busy": None, "holds": {"trained": self.holds_trained}})
+                    self.hellos += 1
+                    reply = protocol.result(rid, {"busy": self.hello_busy, "holds": {"trained": self.holds_trained}})
                 elif method == "heartbeat":
                     reply = protocol.result(rid, {"busy": running})
                 elif method == "cancel":
                     self.cancels.append(params.get("id"))
                     reply = protocol.result(rid, {"cancelled": True})
+                    if self.confirm_cancel and running is not None and params.get("id") == running:
+                        sock.send_multipart([ident, protocol.pack(
+                            protocol.error(running, protocol.JOB_CANCELLED, "cancelled"))])
+                        running = None
                 else:
                     self.jobs.append(params)
                     action = self.on_job(params)
@@ -63,9 +75,15 @@ class Peer(threading.Thread):
                         reply = protocol.error(rid, action[1], action[2])
                     elif action[0] == "freeze":
                         silent_until = time.monotonic() + action[1]
-                        if action[2] is not None:
+                        if action[2] is not None:  # it still runs the job until it replies
                             pending.append((ident, protocol.pack(protocol.result(rid, action[2]))))
+                            running = rid
                         continue
+                    elif action[0] == "progress":
+                        for note in action[1]:
+                            sock.send_multipart([ident, protocol.pack(protocol.notification(
+                                protocol.NOTIFY_PROGRESS, {"id": rid, **note}))])
+                        reply = protocol.result(rid, action[2])
                     elif action[0] == "hang":
                         running = rid  # says it runs the job, and never finishes it
                         continue
