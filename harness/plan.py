@@ -26,7 +26,7 @@ def package_versions() -> dict[str, str]:
     out = {"moe-harness": __version__, "result_schema": str(RESULT_SCHEMA)}
     for name in _VERSION_PACKAGES:
         try:
-            out[name] = metadata.version(name.replace("_", "-"))
+            out[name] = metadata.version(name.replace("_", "-"))  # pragma: no mutate (equivalent: metadata normalises _ and -)
         except metadata.PackageNotFoundError:
             out[name] = "absent"
     return out
@@ -83,7 +83,9 @@ class PlannedJob:
 
 
 def job_key(spec: dict, versions: dict | None = None) -> str:
-    return content_hash({"spec": spec, "versions": versions or package_versions()}, n=24)
+    """The key of a job's result. ``versions``: :func:`package_versions`, read once by a caller that
+    keys many jobs (reading package metadata is the slow part of planning)."""
+    return content_hash({"spec": spec, "versions": package_versions() if versions is None else versions}, n=24)
 
 
 def variants(suite: Suite) -> list[dict]:
@@ -124,10 +126,9 @@ def train_jobs(suite: Suite, vs: list[dict]) -> tuple[list[dict], list[dict], di
             continue
         if "_eval_of" in v:  # evaluated on another variant's checkpoint: no training of its own
             base = v["_eval_of"]
-            rest = {k: x for k, x in v.items() if k != "_eval_of"}
             for seed in suite.train_seeds:
                 name = seeded(v["name"], seed)
-                out.append({**trained_as[(base, seed)], "name": name, "routing": rest["routing"]})
+                out.append({**trained_as[(base, seed)], "name": name, "routing": v["routing"]})
                 by_variant[name] = by_variant[seeded(base, seed)]
             continue
         model = models[v["model"]]
@@ -155,12 +156,12 @@ def task_dict(task) -> dict:
     return out
 
 
-def expand(suite: Suite) -> tuple[list[dict], list[PlannedJob]]:
+def expand(suite: Suite, versions: dict | None = None) -> tuple[list[dict], list[PlannedJob]]:
     """Suite → (variant specs, jobs): train jobs (if any), a describe job per variant, then
-    evaluate and probe jobs."""
-    versions = package_versions()
-    vs, train_specs, trained_by = train_jobs(suite, variants(suite))
-    vs = [{k: x for k, x in v.items() if k != "_eval_of"} for v in vs]  # untrained suites keep them as is
+    evaluate and probe jobs. ``versions``: what the keys are made under (default: the installed
+    :func:`package_versions`)."""
+    versions = package_versions() if versions is None else versions
+    vs, train_specs, trained_by = train_jobs(suite, variants(suite))  # no "_eval_of" left
     corpus_of = {m.name: m.corpus for m in suite.models if m.corpus is not None}
     specs: list[dict] = list(train_specs)
     for v in vs:
@@ -190,10 +191,11 @@ def expand(suite: Suite) -> tuple[list[dict], list[PlannedJob]]:
     return vs, jobs
 
 
-def shard_groups(jobs: list[PlannedJob]) -> dict[str, list[PlannedJob]]:
-    """Sharded evaluate jobs grouped by the key their merged result takes (the unsplit spec's)."""
+def shard_groups(jobs: list[PlannedJob], versions: dict | None = None) -> dict[str, list[PlannedJob]]:
+    """Sharded evaluate jobs grouped by the key their merged result takes (the unsplit spec's),
+    made under the same ``versions`` as :func:`expand`'s."""
     groups: dict[str, list[PlannedJob]] = {}
-    versions = package_versions()
+    versions = package_versions() if versions is None else versions
     for j in jobs:
         if "shard" in j.spec:
             whole = {k: v for k, v in j.spec.items() if k != "shard"}

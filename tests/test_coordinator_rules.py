@@ -255,3 +255,23 @@ def test_a_worker_that_never_answers_hello_is_lost_after_the_connect_timeout(end
         assert c.workers[1].reason == "no reply to hello within 0.6 s"
     assert outcomes["a"]["status"] == "ok"
     assert summary.lost == [f"{endpoints[1]}: no reply to hello within 0.6 s"]
+
+
+def test_at_the_deadline_the_running_job_is_cancelled_by_its_id_and_the_queued_ones_name_the_workers(endpoints,
+                                                                                                      peers):
+    stuck = Peer(endpoints[0], lambda params: ("hang",))
+    peers += [stuck, Peer(endpoints[1], lambda params: ("hang",))]
+    with Coordinator(endpoints[:2], **FAST) as c:
+        c.hello(timeout_s=5)
+        summary, outcomes, _ = collect(c, [probe("a"), probe("b"), probe("c")], deadline_s=0.5)
+        assert [w.state for w in c.workers] == ["idle", "idle"]
+        assert all(w.task is None for w in c.workers)
+    assert outcomes["a"] == {"status": "failed", "worker": endpoints[0], "attempts": 1,
+                             "error": f"run deadline of 0.5 s passed while the job ran on {endpoints[0]}"}
+    assert outcomes["b"]["worker"] == endpoints[1]
+    assert outcomes["c"] == {"status": "failed", "worker": None, "attempts": 0,
+                             "error": f"run deadline of 0.5 s passed before the job ran (workers: "
+                                      f"{endpoints[0]} idle, {endpoints[1]} idle)"}
+    time.sleep(0.2)
+    assert len(stuck.cancels) == 1 and stuck.cancels[0].startswith(f"{c._prefix}:probe:")
+    assert summary.failed == 3 and summary.not_run == []

@@ -53,18 +53,17 @@ def fixed_versions(monkeypatch):
 
 
 def _expansion() -> dict:
-    vs, jobs = planner.expand(parse(copy.deepcopy(SUITE)))
+    vs, jobs = planner.expand(parse(copy.deepcopy(SUITE)), VERSIONS)
     return {"variants": vs,
             "jobs": [{"key": j.key, "after": j.after, "affinity": j.affinity, "summary": j.summary(), "spec": j.spec}
                      for j in jobs]}
 
 
 def write_golden() -> None:
-    planner.package_versions = lambda: dict(VERSIONS)
     GOLDEN.write_text(json.dumps(_expansion(), indent=1, sort_keys=True) + "\n")
 
 
-def test_the_whole_expansion_matches_the_golden_file(fixed_versions):
+def test_the_whole_expansion_matches_the_golden_file():
     got = json.loads(json.dumps(_expansion()))  # tuples as lists, as the file has them
     want = json.loads(GOLDEN.read_text())
     assert got["variants"] == want["variants"]
@@ -111,7 +110,8 @@ def test_a_sharded_task_gives_one_job_per_shard_grouped_under_the_unsplit_key(fi
     assert len(shards) == 6 * 2  # six variants, two shards each
     assert {(j.spec["shard"]["index"], j.spec["shard"]["count"]) for j in shards} == {(0, 2), (1, 2)}
     assert all(j.summary()["shard"] == j.spec["shard"] for j in shards)
-    groups = planner.shard_groups(jobs)
+    groups = planner.shard_groups(jobs, VERSIONS)
+    assert planner.shard_groups(jobs) == groups  # fixed_versions: the installed versions are VERSIONS here
     assert len(groups) == 6 and all(len(g) == 2 for g in groups.values())
     for key, group in groups.items():
         whole = {k: v for k, v in group[0].spec.items() if k != "shard"}
@@ -121,6 +121,21 @@ def test_a_sharded_task_gives_one_job_per_shard_grouped_under_the_unsplit_key(fi
     unsplit = [j for j in jobs if j.kind == "evaluate" and "shard" not in j.spec]
     assert not ({j.key for j in unsplit} & set(groups))
     assert planner.shard_groups([j for j in jobs if "shard" not in j.spec]) == {}
+
+
+def test_keys_are_made_under_the_versions_given_and_else_the_installed_ones():
+    suite = parse(copy.deepcopy(SUITE))
+    _, given = planner.expand(suite, VERSIONS)
+    _, installed = planner.expand(suite)
+    assert not ({j.key for j in given} & {j.key for j in installed})
+    assert [j.key for j in installed] == [planner.job_key(j.spec, planner.package_versions()) for j in installed]
+    assert [j.key for j in given] == [planner.job_key(j.spec, VERSIONS) for j in given]
+    # a job waits for its train job's key under the same versions
+    trains = {j.key for j in given if j.kind == "train"}
+    assert {j.after for j in given if j.kind != "train"} == trains
+    whole = {k: v for k, v in next(j for j in given if "shard" in j.spec).spec.items() if k != "shard"}
+    assert planner.job_key(whole, VERSIONS) in planner.shard_groups(given, VERSIONS)
+    assert planner.job_key(whole, VERSIONS) not in planner.shard_groups(given)
 
 
 def test_a_dense_build_gets_no_routing_probe_but_every_other_probe(fixed_versions):
@@ -296,3 +311,54 @@ def test_a_task_folder_too_big_to_ship_is_named_with_its_size(tmp_path, monkeypa
                                      (512, "0.5 KiB")])
 def test_sizes_read_in_kib_below_a_mib_and_mib_above(n, text):
     assert planner._size(n) == text
+
+
+def test_eval_routing_uses_the_checkpoint_trained_under_the_first_routing_whatever_it_is():
+    data = copy.deepcopy(SUITE)
+    data["models"][0]["routing"] = [{"name": "topk", "k": 1}, "native"]
+    data["models"][0]["eval_routing"] = ["random"]
+    data["probes"] = []
+    _, jobs = planner.expand(parse(data), VERSIONS)
+    trains = {j.variant: j for j in jobs if j.kind == "train"}
+    assert sorted(trains) == ["dense#s1", "dense#s2", "moe#s1", "moe#s2", "moe@topk(k=1)#s1", "moe@topk(k=1)#s2"]
+    random = next(j for j in jobs if j.kind == "describe" and j.variant == "moe@random#s2")
+    assert random.after == trains["moe@topk(k=1)#s2"].key
+    assert random.spec["variant"]["build"] == trained_build(trains["moe@topk(k=1)#s2"].spec)
+
+
+def test_a_checkpoint_listed_first_does_not_stop_the_others_training(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    data = copy.deepcopy(SUITE)
+    data["models"].insert(0, {"name": "local", "checkpoint": str(ckpt)})
+    data["probes"] = []
+    vs, jobs = planner.expand(parse(data), VERSIONS)
+    assert [v["name"] for v in vs] == ["local", "moe#s1", "moe#s2", "moe@topk(k=1)#s1", "moe@topk(k=1)#s2",
+                                       "dense#s1", "dense#s2"]
+    assert sorted(j.variant for j in jobs if j.kind == "train") == ["dense#s1", "dense#s2", "moe#s1", "moe#s2"]
+
+
+def test_a_local_tasks_key_changes_with_its_content_not_only_its_size(tmp_path):
+    folder = tmp_path / "task"
+    folder.mkdir()
+    (folder / "t.yaml").write_text("task: t\n")
+    (folder / "data.jsonl").write_text('{"x": 1}\n')
+    task = parse({"name": "l", "models": [{"name": "m", "config": MOE}], "tasks": [{"path": str(folder / "t.yaml")}]}).tasks[0]
+    before = planner.task_dict(task)
+    (folder / "data.jsonl").write_text('{"x": 2}\n')  # same size
+    after = planner.task_dict(task)
+    assert before["digest"] != after["digest"] and isinstance(before["digest"], str) and len(before["digest"]) >= 16
+
+
+def test_a_task_folder_exactly_at_the_limit_still_ships(tmp_path, monkeypatch):
+    import moe_schema.taskfiles as taskfiles
+
+    folder = tmp_path / "t"
+    folder.mkdir()
+    (folder / "t.yaml").write_text("task: t\n")
+    monkeypatch.setattr(taskfiles, "SHIP_LIMIT", taskfiles.folder_bytes(str(folder / "t.yaml")))
+    data = {"name": "s", "models": [{"name": "m", "config": MOE}], "tasks": [{"path": str(folder / "t.yaml")}]}
+    assert planner.unshippable_tasks(parse(data)) == []
+    monkeypatch.setattr(taskfiles, "SHIP_LIMIT", taskfiles.SHIP_LIMIT - 1)
+    assert len(planner.unshippable_tasks(parse(data))) == 1
