@@ -7,6 +7,11 @@ checked, and the score. The score counts a timeout as caught (the tests noticed:
 mutmut deadline stopped them) and everything else not killed as missed.
 
     python benchmarks/mutation_scores.py [--survivors] [--fail-under 85] [--mutants mutants]
+    python benchmarks/mutation_scores.py --rerun-survivors   # re-test survivors against today's tests
+
+mutmut keeps a verdict until the mutated function changes, so a test added since the last run kills
+nothing until the survivors are run again: ``tox -e mutation`` does that after ``mutmut run``. The
+last column counts the module's lines marked ``# pragma: no mutate`` (each says why it is equivalent).
     python benchmarks/mutation_scores.py --sample 40 > sample.txt   # names to run when time is short
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -27,6 +33,7 @@ SURVIVED = {0}
 NO_TESTS = {5, 33}
 NOT_CHECKED = {None}
 COLUMNS = ("killed", "timeout", "survived", "no tests", "not checked", "other")
+RERUN = ("survived", "no tests")  # what a test added since the last run may now kill or cover
 
 
 def status(exit_code: int | None) -> str:
@@ -58,6 +65,24 @@ def _read_meta(meta: Path) -> dict:
     raise SystemExit(f"{meta}: not valid JSON")
 
 
+def pragma_lines(module: str) -> int:
+    """Lines of ``module`` (a path from the repository root) excluded by ``# pragma: no mutate``."""
+    path = Path(module)
+    return sum("pragma: no mutate" in line for line in path.read_text().splitlines()) if path.is_file() else 0
+
+
+def rerun(results: dict[str, dict[str, int | None]], max_children: int) -> int:
+    """``mutmut run`` the mutants that survived or had no test, in chunks (argv has a limit)."""
+    names = sorted(n for codes in results.values() for n, c in codes.items() if status(c) in RERUN)
+    print(f"re-testing {len(names)} surviving mutants against the current tests", flush=True)
+    for i in range(0, len(names), 400):
+        cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names[i:i + 400]]
+        if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode != 0:
+            print("mutmut run failed while re-testing survivors", file=sys.stderr)
+            return 1
+    return 0
+
+
 def score(counts: Counter) -> float:
     total = sum(counts.values())
     return 100.0 * (counts["killed"] + counts["timeout"]) / total if total else 100.0
@@ -72,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample", type=int, default=None, metavar="N",
                     help="print N mutant names per module, drawn at random (seed 0), and exit: a quick "
                          "estimate is `mutmut run $(cat FILE)` then --only FILE")
+    ap.add_argument("--rerun-survivors", action="store_true",
+                    help="run mutmut again on every mutant that survived or had no test, then exit")
+    ap.add_argument("--max-children", type=int, default=2, help="mutmut's parallelism for --rerun-survivors")
     ap.add_argument("--fail-under", type=float, default=None, metavar="PCT",
                     help="exit 1 when the total score is below PCT")
     args = ap.parse_args(argv)
@@ -80,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     if not results:
         print(f"no mutmut results under {args.mutants}/ (run `mutmut run` first)", file=sys.stderr)
         return 2
+    if args.rerun_survivors:
+        return rerun(results, args.max_children)
     if args.sample is not None:
         rng = random.Random(0)
         for codes in results.values():
@@ -91,13 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         results = {m: {k: c for k, c in codes.items() if k in wanted} for m, codes in results.items()}
         results = {m: codes for m, codes in results.items() if codes}
     width = max(len(m) for m in results) + 2
-    print(f"{'module':<{width}}" + "".join(f"{c:>12}" for c in COLUMNS) + f"{'score':>9}")
-    total = Counter()
+    print(f"{'module':<{width}}" + "".join(f"{c:>12}" for c in COLUMNS) + f"{'score':>9}{'pragma lines':>14}")
+    total, pragmas = Counter(), 0
     for module, codes in results.items():
         counts = Counter(status(c) for c in codes.values())
         total += counts
-        print(f"{module:<{width}}" + "".join(f"{counts[c]:>12}" for c in COLUMNS) + f"{score(counts):>8.1f}%")
-    print(f"{'TOTAL':<{width}}" + "".join(f"{total[c]:>12}" for c in COLUMNS) + f"{score(total):>8.1f}%")
+        pragmas += (n := pragma_lines(module))
+        print(f"{module:<{width}}" + "".join(f"{counts[c]:>12}" for c in COLUMNS) + f"{score(counts):>8.1f}%{n:>14}")
+    print(f"{'TOTAL':<{width}}" + "".join(f"{total[c]:>12}" for c in COLUMNS) + f"{score(total):>8.1f}%{pragmas:>14}")
     if args.survivors:
         for module, codes in results.items():
             for name, code in codes.items():
