@@ -258,12 +258,9 @@ def _derived_config(path: str, m: dict, configs: dict[str, dict]) -> dict:
     if source not in configs:
         known = ", ".join(configs) or "none"
         raise SuiteError(f"{path}.derive.from", f"no config build named {source!r} before this model; known: {known}")
-    kwargs = {k: v for k, v in d.items() if k not in ("from", "match")}
-    try:  # a DeriveError is a SchemaError at its own path under models[i].derive
-        return {"model_type": None, **deriver.derive_twin(configs[source], d["match"], where=f"{path}.derive",
-                                                          **kwargs)}
-    except TypeError as exc:
-        raise SuiteError(f"{path}.derive", str(exc)) from None
+    kwargs = {k: v for k, v in d.items() if k not in ("from", "match")}  # derive_twin's keywords: DERIVE_KEYS
+    # a DeriveError is a SchemaError (a SuiteError) at its own path under models[i].derive
+    return {"model_type": None, **deriver.derive_twin(configs[source], d["match"], where=f"{path}.derive", **kwargs)}
 
 
 def _parse_model(path: str, m: Any, base: Path, seed: int, dtype: str, scale_config: dict | None = None,
@@ -560,29 +557,22 @@ def _at_point(spec: ModelSpec, point: dict, sweep: dict, path: str, corpus: dict
     for setting, value in point.items():
         where = f"sweep.{setting}[{index_of(sweep, setting, value)}]"
         if setting in _MOE_SETTINGS and own_moe:
-            cfg = dict(build["config"])
-            try:
-                if setting == "top_k":
-                    experts = deriver.resolved(cfg)["num_experts"]
-                    if value > experts:
-                        raise SuiteError(where, f"{value} experts per token, but {path} {spec.name!r} has "
-                                                f"{experts} experts")
-                    cfg["num_experts_per_tok"] = value
-                else:
-                    cfg = deriver.regranulate(cfg, value, where=where)
-            except deriver.DeriveError as exc:
-                raise SuiteError(*str(exc).split(": ", 1)) from None
+            cfg = dict(build["config"])  # a DeriveError is a SuiteError at ``where`` already
+            if setting == "top_k":
+                experts = deriver.resolved(cfg)["num_experts"]
+                if value > experts:
+                    raise SuiteError(where, f"{value} experts per token, but {path} {spec.name!r} has "
+                                            f"{experts} experts")
+                cfg["num_experts_per_tok"] = value
+            else:
+                cfg = deriver.regranulate(cfg, value, where=where)
             build = {**build, "config": cfg}
         elif setting.startswith("train.") and "config" in build:
             train[setting.split(".", 1)[1]] = value
         elif setting == "corpus.entities" and "config" in build:
-            spec_corpus = {**corpus, "entities": value}
-            from moe_schema.corpus import CorpusError, check_corpus
+            from moe_schema.corpus import check_corpus
 
-            try:
-                spec_corpus = check_corpus(spec_corpus, where=where)
-            except CorpusError as exc:
-                raise SuiteError(*str(exc).split(": ", 1)) from None
+            spec_corpus = check_corpus({**corpus, "entities": value}, where=where)  # a SuiteError at its path
     return attrs.evolve(spec, build=build, train=train, corpus=spec_corpus, sweep=dict(point))
 
 
@@ -595,5 +585,6 @@ def load(path: str | Path, scale: str | None = None) -> Suite:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise SuiteError("", f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]  # one line, whatever the error
+        raise SuiteError("", f"{path} is not valid YAML{where}: {problem}") from None
     return parse(data, path, scale)

@@ -85,3 +85,11 @@ def test_a_run_folder_result_wins_over_the_cache_and_a_failed_one_does_not(tmp_p
     (cache / "m.json").write_text(json.dumps({"key": "m", "status": "ok", "from": "cache"}))
     assert store.done("m")["from"] == "run"
     assert store.records(["m", "absent", "k"]) == [store.get("m"), store.get("k")]
+
+
+def test_results_jsonl_is_written_whole_under_its_name(tmp_path):
+    store = Store(tmp_path / "run", cache_dir=tmp_path / "cache")
+    store.put("a", {"key": "a", "status": "ok"})
+    out = store.write_results_jsonl(["a"])
+    assert out == tmp_path / "run" / "results.jsonl"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["jobs", "results.jsonl"]

@@ -388,3 +388,56 @@ def test_plugin_parameters_of_the_right_type_are_accepted_as_given():
         (3, "slow", [1, 2], [1, "a"], {"a": 1}, 2, False, "y", thing)
     assert structure(_Params, {"k": None, "sizes": []}, "p").k is None
     assert structure(_Params, {}, "p") == _Params()
+
+
+def test_an_annotation_the_check_does_not_know_accepts_any_value():
+    @attrs.frozen
+    class WithHook:
+        hook: typing.Callable = None  # noqa: F821 (resolved by attrs from this module)
+
+    assert structure(WithHook, {"hook": "any text"}, "p").hook == "any text"
+
+
+def test_derive_options_reach_the_twin_and_a_bad_one_is_named():
+    plain = parse(copy.deepcopy(BASE)).models[1].build["config"]
+    rounded = parse(_with(BASE, models__1__derive={"from": "moe", "match": "active", "multiple_of": 8})).models[1]
+    assert rounded.build["config"]["intermediate_size"] % 8 == 0
+    assert rounded.build["config"]["intermediate_size"] != plain["intermediate_size"]
+    assert _err(_with(BASE, models__1__derive={"from": "moe", "match": "active", "multiple_of": "8"})) == \
+        "models[1].derive: multiple_of must be a positive int, got '8'"
+    two = {**BASE, "models": [BASE["models"][0], {"name": "other", "config": MOE},
+                              {"name": "d", "derive": {"from": "nope", "match": "active"}}]}
+    assert _err(two) == "models[2].derive.from: no config build named 'nope' before this model; known: moe, other"
+
+
+def test_a_sweep_sets_top_k_up_to_the_number_of_experts_and_names_a_bad_width():
+    suite = parse(_with(BASE, sweep={"top_k": [1, 4]}))
+    moes = [m for m in suite.models if m.moe]
+    assert [m.build["config"]["num_experts_per_tok"] for m in moes] == [1, 4]
+    assert [m.name for m in moes] == ["moe[top_k=1]", "moe[top_k=4]"]
+    assert _err(_with(BASE, sweep={"experts": [3]})) == \
+        "sweep.experts[0]: 3 experts at the granularity of 4 experts x top-2 need top-1.5 per token, not a whole number"
+    assert _err(_with(TRAINED, sweep={"corpus.entities": [10, -1]})) == \
+        "sweep.corpus.entities[1]: expected int >= 10, got int -1"
+
+
+def test_a_task_file_that_is_not_yaml_gives_the_parsers_first_line(tmp_path):
+    import yaml
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: [unclosed\n")
+    with pytest.raises(yaml.YAMLError) as info:
+        yaml.safe_load(bad.read_text())
+    first = str(info.value).splitlines()[0]
+    assert _err(_with(BASE, tasks=[str(bad)])) == f"tasks[0].path: {bad} is not valid YAML: {first}"
+
+
+def test_a_suite_with_characters_yaml_refuses_names_the_problem_without_a_position(tmp_path):
+    bad = tmp_path / "ctrl.yaml"
+    bad.write_text("name: a\x07b\n")
+    with pytest.raises(SuiteError) as info:
+        load(bad)
+    # a reader error has no line and column (and a second line of its own, left out: errors are one line)
+    assert str(info.value) == (f"{bad} is not valid YAML: unacceptable character #x0007: special characters are "
+                               "not allowed")
+
