@@ -12,6 +12,7 @@ from harness.coordinator import Coordinator, Job
 from harness.local import start_local_workers
 from workers.builds.spec import build_hash
 
+RUN_DEADLINE_S = 120  # a lost job fails the run in this long with the reason, never hangs the suite
 OLMOE_1B_7B = {"model_type": "olmoe", "vocab_size": 50304, "hidden_size": 2048, "intermediate_size": 1024,
                "num_hidden_layers": 16, "num_attention_heads": 16, "num_experts": 64, "num_experts_per_tok": 8}
 
@@ -23,7 +24,8 @@ def test_a_build_over_the_workers_memory_limit_fails_at_once_with_the_admission_
     with start_local_workers(1, extra_args=("--memory-limit", "1GB")) as workers:
         with Coordinator(workers.endpoints, heartbeat_s=0.25, timeout_s=30.0) as coord:
             t0 = time.monotonic()
-            summary = coord.run([Job("big", {"kind": "describe", "variant": variant})], on_result)
+            summary = coord.run([Job("big", {"kind": "describe", "variant": variant})], on_result,
+                                deadline_s=RUN_DEADLINE_S)
             took = time.monotonic() - t0
     (_, o), = outcomes["big"]
     # a config build is made in float32 on the CPU before it is loaded in bfloat16: that is what must fit
@@ -51,7 +53,7 @@ def test_a_sigkilled_local_daemon_is_reported_with_its_signal_within_2_s():
                     fired.append(time.monotonic())
 
             summary = coord.run([Job("j", probe_spec("test-stall", seconds=20.0))], on_result,
-                                on_progress=on_progress)
+                                on_progress=on_progress, deadline_s=RUN_DEADLINE_S)
     assert fired, "the kill never happened"
     (lost_at, reason), = lost
     assert lost_at - fired[0] < 2.0
