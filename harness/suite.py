@@ -162,6 +162,9 @@ def structure(cls: type, data: dict, path: str) -> Any:
     attrs.resolve_types(cls)
     fields = {f.name: f for f in attrs.fields(cls) if f.init}
     _known(path, data, fields)
+    missing = [name for name, f in fields.items() if f.default is attrs.NOTHING and name not in data]
+    if missing:
+        raise SuiteError(path, f"missing {missing[0]!r}")
     for key, value in data.items():
         tp = fields[key].type
         if tp is not None and not _type_ok(value, tp):
@@ -568,7 +571,7 @@ def _at_point(spec: ModelSpec, point: dict, sweep: dict, path: str, corpus: dict
                 cfg = deriver.regranulate(cfg, value, where=where)
             build = {**build, "config": cfg}
         elif setting.startswith("train.") and "config" in build:
-            train[setting.split(".", 1)[1]] = value
+            train[setting.removeprefix("train.")] = value
         elif setting == "corpus.entities" and "config" in build:
             from moe_schema.corpus import check_corpus
 

@@ -118,6 +118,12 @@ CASES = [
      "models[0].checkpoint: expected str, got int 5"),
     ("checkpoint-not-hub-id", {**BASE, "models": [{"name": "c", "checkpoint": "a b/c"}]},
      "models[0].checkpoint: not a local directory nor a hub id: 'a b/c'"),
+    ("config-not-map", _with(BASE, models__0__config=3), "models[0].config: expected map, got int 3"),
+    ("checkpoint-home", {**BASE, "models": [{"name": "c", "checkpoint": "~/no-such-moe-harness-dir"}]},
+     f"models[0].checkpoint: no such checkpoint directory: {Path('~/no-such-moe-harness-dir').expanduser()}"),
+    ("scaled-unknown-family", _with(BASE, scales={"s": {"config": {"hidden_size": 8}}}, scale="s",
+                                    models=[{"name": "m", "config": {"model_type": "gpt9"}}]),
+     "models[0].config.model_type: unknown"),
     ("derive-with-config", _with(BASE, models__1__config=MOE),
      "models[1].derive: a derived build takes no 'checkpoint' or 'config' of its own"),
     ("derive-not-map", _with(BASE, models__1__derive="moe"), "models[1].derive: expected map, got 'moe'"),
@@ -190,7 +196,7 @@ CASES = [
 @pytest.mark.parametrize("data, message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_a_bad_suite_is_refused_with_the_path_and_what_is_wrong(data, message):
     got = _err(data)
-    if message.endswith(("known: ", "unknown option")):  # a long list follows: its start is enough
+    if message.endswith(("known: ", "unknown option", "unknown")):  # a long list follows: its start is enough
         assert got.startswith(message), got
     else:
         assert got == message
@@ -248,6 +254,15 @@ def test_checkpoint_builds_local_and_hub(tmp_path):
     assert load(suite_file).models[0].build == {"checkpoint": str(tmp_path / "olmoe")}
     assert _err(_with(TRAINED, models=[{"name": "c", "checkpoint": str(tmp_path / "olmoe"), "train": {"lr": 1e-3}}])) \
         == "models[0].train: only config builds are trained; this one is a checkpoint"
+
+
+def test_a_single_routing_is_a_list_of_one():
+    assert _err(_with(BASE, models__0__routing="topk")) == "models[0].routing[0]: missing 'k'"
+    for routing in ({"name": "topk", "k": 1}, "random"):
+        spec = parse(_with(BASE, models__0__routing=routing)).models[0]
+        assert [r.name for r in spec.routing] == [routing["name"] if isinstance(routing, dict) else routing]
+    train_sweep = parse(_with(TRAINED, sweep={"train.tokens": [512, 2048]}))
+    assert [m.train for m in train_sweep.models] == [{"tokens": 512}] * 2 + [{"tokens": 2048}] * 2
 
 
 def test_a_models_seed_and_dtype_override_the_suites():
@@ -355,6 +370,7 @@ class _Params:
     anything: typing.Any = None
     thing: _Thing | None = None
     fraction: float = attrs.field(default=0.5, validator=attrs.validators.lt(1.0))
+    need: int = attrs.field(default=attrs.NOTHING, kw_only=True)
 
 
 @pytest.mark.parametrize("params, message", [
@@ -372,22 +388,23 @@ class _Params:
     ({"thing": 3}, "p.thing: expected _Thing or null, got int 3"),
     ({"kk": 1}, "p.kk: unknown key (did you mean 'k'?); known: "),
     ({"fraction": 2.0}, "p: 'fraction' must be < 1.0: 2.0"),
+    ({}, "p: missing 'need'"),
 ])
 def test_plugin_parameters_of_the_wrong_type_are_refused_at_their_path(params, message):
     with pytest.raises(SuiteError) as info:
-        structure(_Params, params, "p")
+        structure(_Params, {"need": 1, **params} if params else {}, "p")
     assert str(info.value).startswith(message) if message.endswith("known: ") else str(info.value) == message
 
 
 def test_plugin_parameters_of_the_right_type_are_accepted_as_given():
     thing = _Thing()
-    got = structure(_Params, {"k": 3, "mode": "slow", "sizes": [1, 2], "pair": [1, "a"], "table": {"a": 1},
+    got = structure(_Params, {"need": 1, "k": 3, "mode": "slow", "sizes": [1, 2], "pair": [1, "a"], "table": {"a": 1},
                               "opts": {"a": 1}, "ratio": 2, "on": False, "label": "y", "anything": [object],
                               "thing": thing, "fraction": 0.25}, "p")
     assert (got.k, got.mode, got.sizes, got.pair, got.table, got.ratio, got.on, got.label, got.thing) == \
         (3, "slow", [1, 2], [1, "a"], {"a": 1}, 2, False, "y", thing)
-    assert structure(_Params, {"k": None, "sizes": []}, "p").k is None
-    assert structure(_Params, {}, "p") == _Params()
+    assert structure(_Params, {"k": None, "sizes": [], "need": 1}, "p").k is None
+    assert structure(_Params, {"need": 2}, "p") == _Params(need=2)
 
 
 def test_an_annotation_the_check_does_not_know_accepts_any_value():
