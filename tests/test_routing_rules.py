@@ -8,7 +8,6 @@ loads a checkpoint.
 
 from __future__ import annotations
 
-import math
 import re
 from types import SimpleNamespace
 

@@ -20,7 +20,8 @@ def within_capacity(index: torch.Tensor, num_experts: int, capacity: int,
     """(tokens, k) bool: which assignments fit, serving rank 0 of all tokens first."""
     tokens, k = index.shape
     by_rank = index.t().reshape(-1)  # rank-major order
-    onehot = torch.nn.functional.one_hot(by_rank, num_experts).to(torch.int32)  # pragma: no mutate (equivalent: int32 only saves memory; an inferred width counts the same seats)
+    # int32 only saves memory, and one_hot's inferred width would count the same seats
+    onehot = torch.nn.functional.one_hot(by_rank, num_experts).to(torch.int32)  # pragma: no mutate (equivalent)
     if counted is not None:  # padding takes no seat
         onehot = onehot * counted.repeat(k)[:, None]  # bool x int32 stays int32
     seat = (onehot.cumsum(dim=0) * onehot).sum(dim=1)  # 1-based place in its expert's queue

@@ -107,7 +107,8 @@ class RoutedGate(nn.Module):
     def _fit_experts(self, weights: torch.Tensor, index: torch.Tensor):
         """Make empty slots exact for the experts implementation in use (see the module docstring)."""
         empty = index >= self.num_experts
-        order = empty.to(torch.int8).argsort(dim=1, stable=True)  # pragma: no mutate (equivalent on CPU, where torch sorts stably either way): used slots first, in order
+        # used slots first, in order (dim 1 is the last axis; torch on CPU sorts stably even unasked)
+        order = empty.to(torch.int8).argsort(dim=1, stable=True)  # pragma: no mutate (equivalent on CPU)
         index, weights, empty = index.gather(1, order), weights.gather(1, order), empty.gather(1, order)
         width = max(1, int((~empty).sum(dim=1).max())) if index.numel() else index.shape[1]
         index, weights, empty = index[:, :width], weights[:, :width], empty[:, :width]
@@ -129,8 +130,10 @@ def _returns_float32_weights(router: nn.Module, order) -> bool:
     if weight.device.type == "meta" or weight.dtype == torch.float32:
         return weight.dtype == torch.float32
     with torch.no_grad():
-        out = router.forward(torch.zeros(1, weight.shape[1], dtype=weight.dtype, device=weight.device))  # pragma: no mutate (equivalent: any probe shape gives the dtype; on CPU, any device)
-        weights = split_router_output(out, order)[1]  # pragma: no mutate (equivalent: the weights sit in the middle in every router order)
+        # a probe of the weight's dtype and device; any shape gives the answer
+        probe = weight.new_zeros(1, weight.shape[1])  # pragma: no mutate (equivalent: any probe shape)
+        out = router.forward(probe)
+        _, weights, _ = split_router_output(out, order)  # pragma: no mutate (equivalent: weights sit mid-output in every order)
     return weights.dtype == torch.float32
 
 
@@ -141,5 +144,6 @@ def gate_class(router_class: type) -> type:
     """``Routed<RouterClass>``: a RoutedGate that is also an instance of the original router class."""
     if router_class not in _CLASSES:
         name, bases = f"Routed{router_class.__name__}", (RoutedGate, router_class)
-        _CLASSES[router_class] = type(name, bases, {"__module__": __name__})  # pragma: no mutate (equivalent: type() takes __module__ from the calling module anyway)
+        # type() would take __module__ from the calling module anyway; said for the reader
+        _CLASSES[router_class] = type(name, bases, {"__module__": __name__})  # pragma: no mutate (equivalent)
     return _CLASSES[router_class]

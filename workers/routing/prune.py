@@ -47,7 +47,7 @@ class Prune(Strategy):
             counts = self._calibrate(session)
             for gate in gates:
                 n_keep = cfg.kept(gate.num_experts)
-                least_used_first = torch.argsort(counts[gate.position], stable=True)  # pragma: no mutate (equivalent on CPU, where torch sorts stably either way; ties go to the lowest id on CUDA too)
+                least_used_first = torch.argsort(counts[gate.position], stable=True)  # pragma: no mutate (CPU sorts stably anyway)
                 removed = torch.zeros(gate.num_experts, dtype=torch.bool)
                 removed[least_used_first[: gate.num_experts - n_keep]] = True
                 self._removed[gate.position] = removed
