@@ -127,3 +127,21 @@ def test_moe_active_is_less_than_total_and_dense_equal(models):
 def test_all_experts_active_equals_total(models):
     got = count_params(models["qwen2_moe"], experts_per_token=6)
     assert got["active"] == got["total"]
+
+
+def test_a_model_without_an_output_head_counts_its_input_embeddings_only():
+    """A headless model (``get_output_embeddings()`` is None) still counts; only its input
+    embeddings are embedding parameters."""
+    import torch
+    from transformers import LlamaConfig, LlamaModel
+
+    torch.manual_seed(0)
+    model = LlamaModel(LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=40, num_hidden_layers=1,
+                                   num_attention_heads=4, num_key_value_heads=2, head_dim=8))
+    assert model.get_output_embeddings() is None
+    got = count_params(model)
+    total = sum(p.numel() for p in model.parameters())
+    assert got["total"] == got["active"] == total
+    assert got["total_no_embed"] == got["active_no_embed"] == total - V * 32
+    assert got["num_experts"] is None and got["experts_per_token"] is None
+

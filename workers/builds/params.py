@@ -17,19 +17,20 @@ def count_params(model, experts_per_token: float | None = None) -> dict:
     unique = {id(p): p for p in model.parameters()}  # tied weights once
     total = sum(p.numel() for p in unique.values())
     embed_ids = set()
-    for emb in (model.get_input_embeddings(), model.get_output_embeddings()):
-        if emb is not None and getattr(emb, "weight", None) is not None:
-            embed_ids.add(id(emb.weight))
+    for emb in (model.get_input_embeddings(), model.get_output_embeddings()):  # either may be None
+        weight = getattr(emb, "weight", None)
+        if weight is not None:
+            embed_ids.add(id(weight))
     embed = sum(unique[i].numel() for i in embed_ids if i in unique)
 
-    routed_total, routed_active, num_experts, ks = 0, 0.0, None, []
+    routed_total, routed_active, ns, ks = 0, 0.0, [], []
     for block in find_moe_blocks(model):
         size = sum(p.numel() for p in block.experts.parameters())
         n = block.num_experts
         k = block.top_k if experts_per_token is None else experts_per_token
         routed_total += size
         routed_active += size * min(k, n) / n
-        num_experts = max(num_experts or 0, n)
+        ns.append(n)
         ks.append(k)
 
     active = round(total - routed_total + routed_active)
@@ -38,7 +39,7 @@ def count_params(model, experts_per_token: float | None = None) -> dict:
         "active": active,
         "total_no_embed": total - embed,
         "active_no_embed": active - embed,
-        "num_experts": num_experts,
+        "num_experts": max(ns) if ns else None,
         "experts_per_token": float(max(ks)) if ks else None,
         "active_measured": False,
     }

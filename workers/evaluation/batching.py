@@ -63,13 +63,14 @@ def group_requests(requests: list[tuple[tuple[int, ...], tuple[int, ...]]], shar
     """Group windowed requests by context (``share``), else one group per request.
 
     Sharing pays when the context is long next to what a continuation adds, so a request whose
-    continuation is longer than its context (e.g. a rolling-perplexity window) stays alone, and a
-    packed row grows to at most ``max_row`` tokens (then the context opens another row).
+    continuation adds more tokens to the row than its context has (e.g. a rolling-perplexity
+    window) stays alone, and a packed row grows to at most ``max_row`` tokens (then the context
+    opens another row).
     """
     open_rows: dict[tuple, Group] = {}
     out: list[Group] = []
     for i, (ctx, cont) in enumerate(requests):
-        g = open_rows.get(ctx) if share else None
+        g = open_rows.get(ctx)  # always None without share: nothing is left open then
         alone = not share or len(cont) - 1 > len(ctx)
         if g is None or alone or (max_row is not None and g.row_len() + len(cont) - 1 > max_row):
             g = Group(ctx)

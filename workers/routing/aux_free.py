@@ -41,7 +41,7 @@ class AuxFree(Strategy):
         bias = self._bias[gate.position]
         if bias.device != probs.device:
             bias = self._bias[gate.position] = bias.to(probs.device)
-        index = torch.topk(probs + bias, self.config.k or gate.top_k, dim=-1).indices
+        index = torch.topk(probs + bias, self.config.k or gate.top_k).indices
         if gate.training:
             self._update(gate, index)
         return Routed(logits, gate_weights(gate, probs, index, self.config.renormalize, logits), index)

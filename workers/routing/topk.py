@@ -15,5 +15,5 @@ class TopK(Strategy):
     def route(self, gate, hidden):
         logits = gate.router_logits(hidden)
         probs = probabilities(logits)
-        index = torch.topk(probs, self.config.k, dim=-1).indices
+        index = torch.topk(probs, self.config.k).indices  # over the experts (last) axis
         return Routed(logits, gate_weights(gate, probs, index, self.config.renormalize, logits), index)

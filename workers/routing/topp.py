@@ -18,13 +18,13 @@ class TopP(Strategy):
         logits = gate.router_logits(hidden)
         probs = probabilities(logits)
         width = min(cfg.max_k or gate.num_experts, gate.num_experts)
-        sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
+        sorted_probs, order = probs.sort(descending=True)  # over the experts (last) axis
         sorted_probs, order = sorted_probs[:, :width], order[:, :width]
         rank = torch.arange(width, device=probs.device)
         if cfg.p >= 1:
             keep = torch.ones_like(sorted_probs, dtype=torch.bool)
         else:  # keep an expert while the mass before it is still short of p
-            before = sorted_probs.cumsum(dim=-1) - sorted_probs
+            before = sorted_probs.cumsum(dim=1) - sorted_probs
             keep = before < cfg.p
         keep |= rank < cfg.min_k
         index = order.masked_fill(~keep, gate.num_experts)
