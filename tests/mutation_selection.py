@@ -25,7 +25,7 @@ FILES = {
     # request packing, shard merging
     "test_evaluation.py",
     # the routing strategies
-    "test_routing.py",
+    "test_routing.py", "test_routing_rules.py", "test_request_packing.py",
     # the protocol
     "test_protocol.py", "test_wire_caps.py",
     "test_core_edges.py",
