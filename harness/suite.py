@@ -263,7 +263,7 @@ def _derived_config(path: str, m: dict, configs: dict[str, dict]) -> dict:
         raise SuiteError(f"{path}.derive.from", f"no config build named {source!r} before this model; known: {known}")
     kwargs = {k: v for k, v in d.items() if k not in ("from", "match")}  # derive_twin's keywords: DERIVE_KEYS
     # a DeriveError is a SchemaError (a SuiteError) at its own path under models[i].derive
-    return {"model_type": None, **deriver.derive_twin(configs[source], d["match"], where=f"{path}.derive", **kwargs)}
+    return deriver.derive_twin(configs[source], d["match"], where=f"{path}.derive", **kwargs)
 
 
 def _parse_model(path: str, m: Any, base: Path, seed: int, dtype: str, scale_config: dict | None = None,
@@ -278,9 +278,7 @@ def _parse_model(path: str, m: Any, base: Path, seed: int, dtype: str, scale_con
     if "derive" in m:
         if "checkpoint" in m or "config" in m:
             raise SuiteError(f"{path}.derive", "a derived build takes no 'checkpoint' or 'config' of its own")
-        derived = _derived_config(path, m, configs or {})
-        derived.pop("model_type") if derived["model_type"] is None else None
-        m = {**m, "config": derived}
+        m = {**m, "config": _derived_config(path, m, configs or {})}
     elif "config" in m:
         m = {**m, "config": _scaled_config(path, m, scale_config or {})}
     build, family, moe = _parse_build(path, m, base, seed)
@@ -298,7 +296,7 @@ def _parse_model(path: str, m: Any, base: Path, seed: int, dtype: str, scale_con
     impl = m.get("experts_implementation")
     if impl is not None:
         _expect(f"{path}.experts_implementation", impl, str)
-    train_over = _expect(f"{path}.train", m.get("train", {}) or {}, dict)
+    train_over = _expect(f"{path}.train", m.get("train") or {}, dict)
     if train_over and "config" not in build:
         raise SuiteError(f"{path}.train", "only config builds are trained; this one is a checkpoint")
     return ModelSpec(name, build, family, moe, tuple(routes), mdtype, trc, impl, m.get("derive"), dict(train_over),
@@ -384,7 +382,7 @@ SCALE_KEYS = ["config", "corpus", "train", "sweep"]
 
 def _parse_scale(data: dict, override: str | None) -> tuple[str | None, dict]:
     """The chosen entry of ``scales`` (``scale:``, or ``--scale`` on the command line)."""
-    scales = _expect("scales", data.get("scales", {}) or {}, dict)
+    scales = _expect("scales", data.get("scales") or {}, dict)
     name = override if override is not None else data.get("scale")
     if name is None:
         return None, {}
@@ -395,7 +393,7 @@ def _parse_scale(data: dict, override: str | None) -> tuple[str | None, dict]:
     chosen = _expect(f"scales.{name}", scales[name], dict)
     _known(f"scales.{name}", chosen, SCALE_KEYS)
     for key in SCALE_KEYS:
-        _expect(f"scales.{name}.{key}", chosen.get(key, {}) or {}, dict)
+        _expect(f"scales.{name}.{key}", chosen.get(key) or {}, dict)
     # each family takes the keys it knows; one that no family knows is a typo, never silently dropped
     _known(f"scales.{name}.config", chosen.get("config") or {}, sorted(set().union(*(f.keys for f in FAMILIES.values()))))
     return name, chosen
@@ -407,12 +405,12 @@ def _parse_training(data: dict, scale: dict, seed: int) -> tuple[dict | None, di
 
     corpus = None
     if "corpus" in data or scale.get("corpus"):
-        raw = {**(_expect("corpus", data.get("corpus", {}) or {}, dict)), **(scale.get("corpus") or {})}
+        raw = {**(_expect("corpus", data.get("corpus") or {}, dict)), **(scale.get("corpus") or {})}
         corpus = check_corpus(raw, where="corpus")  # a CorpusError is a SchemaError at its path
     train = None
     seeds: tuple[int, ...] = ()
     if "train" in data or scale.get("train"):
-        raw = {**(_expect("train", data.get("train", {}) or {}, dict)), **(scale.get("train") or {})}
+        raw = {**(_expect("train", data.get("train") or {}, dict)), **(scale.get("train") or {})}
         seeds_raw = raw.pop("seeds", [seed])
         _expect("train.seeds", seeds_raw, list, "a list of ints")
         for i, s_ in enumerate(seeds_raw):
@@ -459,8 +457,6 @@ def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suit
             seen[spec.name] = i
             if spec.train and train is None:
                 raise SuiteError(f"models[{i}].train", "per-model train settings need a suite-level 'train'")
-            if spec.eval_routing and train is not None and "config" in spec.build and not spec.routing:
-                raise SuiteError(f"models[{i}].eval_routing", "needs a routing to train the checkpoint under")
             spec = _at_point(spec, point, sweep, f"models[{i}]", corpus)
             if spec.train:
                 from moe_schema.train import check_train
@@ -468,16 +464,16 @@ def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suit
                 check_train({**train, **spec.train}, where=f"models[{i}].train")
             if "config" in spec.build:
                 configs[spec.name] = spec.build["config"]
-            models.append(attrs.evolve(spec, name=spec.name + point_label(point)) if point else spec)
+            models.append(attrs.evolve(spec, name=spec.name + point_label(point)))  # "" without a sweep
     moe_settings = [k for k in sweep if k in _MOE_SETTINGS]
     if moe_settings and not any(m.moe is True and "config" in m.build and m.derive is None for m in models):
         raise SuiteError(f"sweep.{moe_settings[0]}", "no config MoE build to apply it to (derived and "
                                                      "checkpoint builds keep their own)")
 
-    tasks_raw = _expect("tasks", data.get("tasks", []) or [], list)
+    tasks_raw = _expect("tasks", data.get("tasks") or [], list)
     tasks = [_parse_task(f"tasks[{i}]", t, base, corpus) for i, t in enumerate(tasks_raw)]
 
-    probes_raw = _expect("probes", data.get("probes", []) or [], list)
+    probes_raw = _expect("probes", data.get("probes") or [], list)
     probes = []
     if probes_raw:
         from moe_schema.probes import parse_probe  # the check the worker runs on a probe job
@@ -487,7 +483,7 @@ def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suit
             parse_probe(pname, params, f"probes[{i}]")
             probes.append(ProbeSpec(pname, params))
 
-    workers_raw = data.get("workers", []) or []
+    workers_raw = data.get("workers") or []
     if isinstance(workers_raw, str):
         workers_raw = [w for w in workers_raw.split(",") if w]
     _expect("workers", workers_raw, list)
@@ -496,7 +492,7 @@ def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suit
         if not re.match(r"^(tcp|ipc)://\S+$", ep) and not ep.startswith("@"):
             raise SuiteError(f"workers[{i}]", f"expected an endpoint like tcp://host:5555 or ipc:///path, got {ep!r}")
 
-    pairing_raw = _expect("pairing", data.get("pairing", {}) or {}, dict)
+    pairing_raw = _expect("pairing", data.get("pairing") or {}, dict)
     _known("pairing", pairing_raw, ["tolerance"])
     tol = _expect("pairing.tolerance", pairing_raw.get("tolerance", 0.10), (int, float))
     if not 0 <= tol < 1:
@@ -505,7 +501,7 @@ def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suit
     local = _expect("local_workers", data.get("local_workers", 1), int)
     if local < 1:
         raise SuiteError("local_workers", f"must be >= 1, got {local}")
-    eval_opts = check_eval_options(data.get("eval", {}) or {}, "eval")  # the worker's check of job.eval
+    eval_opts = check_eval_options(data.get("eval") or {}, "eval")  # the worker's check of job.eval
 
     return Suite(name=name, path=path, models=tuple(models), tasks=tuple(tasks), probes=tuple(probes),
                  workers=tuple(workers_raw), pairing=Pairing(float(tol)), seed=seed, dtype=dtype,

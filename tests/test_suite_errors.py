@@ -52,6 +52,7 @@ _DELETE = object()
 def _err(data, **kw) -> str:
     with pytest.raises(SuiteError) as info:
         parse(data, **kw)
+    assert isinstance(info.value.path, str)  # "" for the document itself, never None
     return str(info.value)
 
 
@@ -124,6 +125,19 @@ CASES = [
     ("scaled-unknown-family", _with(BASE, scales={"s": {"config": {"hidden_size": 8}}}, scale="s",
                                     models=[{"name": "m", "config": {"model_type": "gpt9"}}]),
      "models[0].config.model_type: unknown"),
+    ("derive-with-checkpoint", _with(BASE, models__1__checkpoint="org/m"),
+     "models[1].derive: a derived build takes no 'checkpoint' or 'config' of its own"),
+    ("eval-routing-implicit-native", _with(BASE, models__0__eval_routing=["native"]),
+     "models[0].eval_routing: strategy native is already in routing"),
+    ("eval-routing-on-dense", _with(BASE, models__1__eval_routing=["random"]),
+     "models[1].eval_routing: 'dense' is a dense build (olmo); routing applies to MoE builds"),
+    ("eval-routing-unknown", _with(BASE, models__0__eval_routing=[{"name": "topq"}]),
+     "models[0].eval_routing[0]: unknown routing strategy 'topq' (did you mean 'topp'?); known: aux_free, capacity, expert_choice, hash, native, prune, random, topk, topp"),
+    ("scale-unknown-of-two", _with(BASE, scales={"tiny": {}, "big": {}}, scale="huge"),
+     "scale: unknown scale 'huge'; known: tiny, big"),
+    ("sweep-corpus-no-train", _with(BASE, corpus={"kind": "knowledge", "entities": 20},
+                                    sweep={"corpus.entities": [10, 20]}),
+     "sweep.corpus.entities: needs a trained suite with a 'corpus' of kind knowledge"),
     ("derive-with-config", _with(BASE, models__1__config=MOE),
      "models[1].derive: a derived build takes no 'checkpoint' or 'config' of its own"),
     ("derive-not-map", _with(BASE, models__1__derive="moe"), "models[1].derive: expected map, got 'moe'"),
@@ -263,6 +277,22 @@ def test_a_single_routing_is_a_list_of_one():
         assert [r.name for r in spec.routing] == [routing["name"] if isinstance(routing, dict) else routing]
     train_sweep = parse(_with(TRAINED, sweep={"train.tokens": [512, 2048]}))
     assert [m.train for m in train_sweep.models] == [{"tokens": 512}] * 2 + [{"tokens": 2048}] * 2
+
+
+def test_a_scale_can_bring_the_corpus_train_and_sweep_a_suite_leaves_out():
+    data = _with(BASE, scales={"t": {"corpus": {"kind": "knowledge", "entities": 20, "tokens": 2000},
+                                     "train": {"tokens": 1024, "batch_size": 2, "seq_len": 16},
+                                     "sweep": {"train.tokens": [512, 1024]}}}, scale="t")
+    suite = parse(data)
+    assert suite.corpus["entities"] == 20 and suite.train["tokens"] == 1024 and suite.train_seeds == (1234,)
+    assert suite.sweep == {"train.tokens": [512, 1024]}
+    both = _with(TRAINED, sweep={"train.tokens": [1, 2], "top_k": [1, 2]},
+                 scales={"t": {"sweep": {"train.tokens": [512, 1024]}}}, scale="t")
+    assert parse(both).sweep == {"train.tokens": [512, 1024], "top_k": [1, 2]}  # setting by setting
+    untrained = parse(copy.deepcopy(BASE))
+    assert (untrained.corpus, untrained.train, untrained.train_seeds, untrained.sweep) == (None, None, (), {})
+    assert (untrained.local_workers, untrained.workers, untrained.probes, untrained.eval) == (1, (), (), {})
+    assert untrained.pairing.tolerance == 0.10 and untrained.scale is None
 
 
 def test_a_models_seed_and_dtype_override_the_suites():
