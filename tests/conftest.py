@@ -109,8 +109,11 @@ def smoke_run(tmp_path_factory, _isolated_home) -> Path:
 
 def pytest_collection_modifyitems(config, items):
     """Mark the tests mutation testing runs (tests/mutation_selection.py says which and why)."""
-    from mutation_selection import selected
+    from mutation_selection import MUTANT_TIMEOUT_S, selected
 
+    under_mutmut = "MUTANT_UNDER_TEST" in os.environ  # mutmut sets it in every process it runs tests in
     for item in items:
         if selected(item.path.name, item.name):
             item.add_marker(pytest.mark.mutation_core)
+            if under_mutmut:  # a mutant that makes a run hang fails in seconds, not at the 600 s default
+                item.add_marker(pytest.mark.timeout(MUTANT_TIMEOUT_S))
