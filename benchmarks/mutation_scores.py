@@ -83,6 +83,27 @@ def rerun(results: dict[str, dict[str, int | None]], max_children: int) -> int:
     return 0
 
 
+def changed_line(name: str) -> str:
+    """The line a mutant changes, as mutated (from ``mutmut show``)."""
+    out = subprocess.run([sys.executable, "-m", "mutmut", "show", name], capture_output=True, text=True).stdout
+    plus = [line[1:].strip() for line in out.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    return plus[0] if plus else "(no diff shown)"
+
+
+def write_survivors(results: dict[str, dict[str, int | None]], path: Path) -> None:
+    """A markdown list of every mutant not killed, by module, each with the line as mutated."""
+    lines = ["# Mutants not killed by the last `tox -e mutation` run", "",
+             "Written by `python benchmarks/mutation_scores.py --write-survivors docs/mutation_survivors.md`.",
+             "Each line: the mutant, its status, and the line as mutated. Why each is left: docs/mutation.md.", ""]
+    for module, codes in results.items():
+        left = [(n, status(c)) for n, c in codes.items() if status(c) not in ("killed", "timeout")]
+        if left:
+            lines += [f"## {module} ({len(left)})", ""]
+            lines += [f"- `{n}` ({st}): `{changed_line(n)}`" for n, st in sorted(left)]
+            lines.append("")
+    path.write_text("\n".join(lines))
+
+
 def score(counts: Counter) -> float:
     total = sum(counts.values())
     return 100.0 * (counts["killed"] + counts["timeout"]) / total if total else 100.0
@@ -99,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                          "estimate is `mutmut run $(cat FILE)` then --only FILE")
     ap.add_argument("--rerun-survivors", action="store_true",
                     help="run mutmut again on every mutant that survived or had no test, then exit")
+    ap.add_argument("--write-survivors", type=Path, default=None, metavar="FILE",
+                    help="write every mutant not killed, with its mutated line, to FILE (markdown)")
     ap.add_argument("--max-children", type=int, default=2, help="mutmut's parallelism for --rerun-survivors")
     ap.add_argument("--fail-under", type=float, default=None, metavar="PCT",
                     help="exit 1 when the total score is below PCT")
@@ -120,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         wanted = set(args.only.read_text().split())
         results = {m: {k: c for k, c in codes.items() if k in wanted} for m, codes in results.items()}
         results = {m: codes for m, codes in results.items() if codes}
+        if not results:
+            print(f"none of the mutants named in {args.only} has a result", file=sys.stderr)
+            return 2
     width = max(len(m) for m in results) + 2
     print(f"{'module':<{width}}" + "".join(f"{c:>12}" for c in COLUMNS) + f"{'score':>9}{'pragma lines':>14}")
     total, pragmas = Counter(), 0
@@ -134,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             for name, code in codes.items():
                 if status(code) not in ("killed", "timeout"):
                     print(f"{status(code):>12}  {name}")
+    if args.write_survivors is not None:
+        write_survivors(results, args.write_survivors)
     if args.fail_under is not None and score(total) < args.fail_under:
         print(f"total score {score(total):.1f}% is under {args.fail_under}%", file=sys.stderr)
         return 1
