@@ -57,12 +57,10 @@ def check_variant(variant) -> dict:
     check_build(v["build"])
     if not isinstance(v.get("name", ""), str):
         raise SchemaError("variant.name", f"expected a string, got {v['name']!r}")
-    routing = v["routing"]
-    if routing is not None:
-        if not isinstance(routing, dict) or not isinstance(routing.get("name"), str):
-            raise SchemaError("variant.routing", f"expected null or a map with a string 'name', got {routing!r}")
-        if not isinstance(routing.get("params", {}), dict):
-            raise SchemaError("variant.routing.params", f"expected a map, got {routing['params']!r}")
+    if v["routing"] is not None:  # the strategy and its parameters, as the suite parser checked them
+        from moe_schema.routing import config_from_spec
+
+        config_from_spec(v["routing"], "variant.routing")
     if v["dtype"] not in DTYPES:
         raise SchemaError("variant.dtype", f"unknown dtype {v['dtype']!r}; known: {', '.join(DTYPES)}")
     if not isinstance(v["trust_remote_code"], bool):

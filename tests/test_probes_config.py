@@ -73,7 +73,8 @@ def test_cpu_step_timer_times_the_call():
 
 @pytest.mark.parametrize("name", ["latency", "throughput", "memory", "routing"])
 def test_the_suite_parser_accepts_yaml_lists(name):
-    from harness.suite import SuiteError, structure
+    from harness.suite import SuiteError
+    from moe_schema.check import structure
 
     config = structure(PROBES.get(name), {"batch_sizes": [1, 2]}, "probes[0]")
     assert config.batch_sizes == (1, 2)

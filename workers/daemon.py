@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import os
 import re
 import signal
@@ -50,6 +49,7 @@ from typing import Any, Callable
 import zmq
 
 from moe_schema import protocol
+from moe_schema.registry import PluginError, resolve
 from workers.errors import JobError
 
 RUN_JOB_ENV = "MOE_HARNESS_RUN_JOB"
@@ -130,9 +130,9 @@ def load_run_job() -> Callable:
 
         return run_job
     module, _, name = spec.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name or "run_job")
-    except (ImportError, AttributeError) as exc:
+    try:  # the one place a module:object reference is imported (moe_schema.registry)
+        return resolve(f"{module}:{name or 'run_job'}", what=RUN_JOB_ENV)
+    except PluginError as exc:
         raise StartupError(f"{RUN_JOB_ENV}={spec!r}: {exc}") from None
 
 
