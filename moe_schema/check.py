@@ -49,13 +49,14 @@ def unknown(what: str, name: Any, known: Iterable[str]) -> str:
     return f"unknown {what} {name!r}{did_you_mean(name, known)}; known: {', '.join(known) or '(none)'}"
 
 
-def known_keys(path: str, data: dict, allowed: Iterable[str]) -> None:
-    """Refuse the first key of ``data`` that is not ``allowed``, naming its path."""
+def known_keys(path: str, data: dict, allowed: Iterable[str], error: type[SchemaError] | None = None) -> None:
+    """Refuse the first key of ``data`` that is not ``allowed``, naming its path; ``error``: the
+    SchemaError subclass a caller's callers catch (``TrainSpecError``, ``CorpusError``)."""
     allowed = list(allowed)
     for key in data:
         if key not in allowed:
-            raise SchemaError(f"{path}.{key}" if path else str(key),
-                              f"unknown key{did_you_mean(key, allowed)}; known: {', '.join(allowed)}")
+            raise (error or SchemaError)(f"{path}.{key}" if path else str(key),
+                                         f"unknown key{did_you_mean(key, allowed)}; known: {', '.join(allowed)}")
 
 
 def got(value: Any) -> str:

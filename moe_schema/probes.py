@@ -57,14 +57,18 @@ def _opt_str(inst, attr, value):
         raise ProbeConfigError(f"{attr.name}: must be a name (e.g. eager, grouped_mm) or null, got {value!r}")
 
 
+_PEAK_KEYS = ("bandwidth_gbs", "tflops")
+
+
 def _peaks(inst, attr, value):
     if value is None:
         return
     if not isinstance(value, dict):
         raise ProbeConfigError(f"{attr.name}: must be a mapping {{bandwidth_gbs: ..., tflops: ...}}, got {value!r}")
     for key in value:
-        if key not in ("bandwidth_gbs", "tflops"):
-            raise ProbeConfigError(f"{attr.name}.{key}: unknown key; known: bandwidth_gbs, tflops")
+        if key not in _PEAK_KEYS:
+            raise ProbeConfigError(f"{attr.name}.{key}: unknown key{did_you_mean(key, _PEAK_KEYS)}; "
+                                   f"known: {', '.join(_PEAK_KEYS)}")
     for key, v in value.items():
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
             raise ProbeConfigError(f"{attr.name}.{key}: must be a positive number, got {v!r}")

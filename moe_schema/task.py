@@ -7,7 +7,7 @@ where the suite is read (``tasks[0].limit``) instead of failing every evaluate j
 
 from __future__ import annotations
 
-from moe_schema.check import SchemaError, did_you_mean, expect, got, is_type, type_name
+from moe_schema.check import SchemaError, expect, got, is_type, known_keys, type_name
 
 #: the task fields on the wire (``job["task"]``)
 TASK_KEYS = ("name", "path", "limit", "num_fewshot")
@@ -39,10 +39,8 @@ def check_num_fewshot(shots, where: str = "job.task.num_fewshot"):
 def check_eval_options(options, where: str = "job.eval") -> dict:
     """The evaluate batching options: known names, each of its type."""
     options = expect(where, {} if options is None else options, dict, "a map")
+    known_keys(where, options, EVAL_OPTIONS)
     for key, value in options.items():
-        if key not in EVAL_OPTIONS:
-            raise SchemaError(f"{where}.{key}", f"unknown option{did_you_mean(key, EVAL_OPTIONS)} "
-                                                f"(known: {', '.join(EVAL_OPTIONS)})")
         if not is_type(EVAL_OPTIONS[key], value):
             raise SchemaError(f"{where}.{key}", f"expected {type_name(EVAL_OPTIONS[key])}, got {got(value)}")
     return options

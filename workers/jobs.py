@@ -18,7 +18,7 @@ from importlib import metadata
 from typing import Callable
 
 from moe_schema import protocol
-from moe_schema.check import SchemaError
+from moe_schema.check import SchemaError, unknown
 from moe_schema.registry import PluginError, resolve
 from workers.builds.params import count_params
 from workers.builds.spec import bad, check_variant
@@ -49,7 +49,7 @@ def check_job(job) -> str:
         raise JobError(protocol.INVALID_PARAMS, f"job: expected a map, got {type(job).__name__}")
     kind = job.get("kind")
     if kind not in protocol.JOB_METHODS:
-        raise bad("job.kind", f"unknown job kind {kind!r}; known: {', '.join(protocol.JOB_METHODS)}")
+        raise bad("job.kind", unknown("job kind", kind, protocol.JOB_METHODS))
     if "variant" not in job:
         raise bad("job", "missing 'variant'")
     check_variant(job["variant"])

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from moe_schema import protocol
-from moe_schema.check import SchemaError, did_you_mean
+from moe_schema.check import SchemaError, did_you_mean, known_keys
 from moe_schema.merge import task_metrics
 from moe_schema.task import TASK_KEYS, check_eval_options, check_limit, check_num_fewshot
 from workers.errors import JobError
@@ -48,9 +48,10 @@ def check_job(job: dict) -> tuple[dict, int, dict, dict | None]:
     task = job.get("task")
     if not isinstance(task, dict):
         raise bad("job.task", f"expected a map with name, path, limit, num_fewshot, got {type(task).__name__}")
-    unknown = sorted(set(task) - set(TASK_KEYS))
-    if unknown:
-        raise bad("job.task", f"unknown key(s) {', '.join(unknown)} (known: {', '.join(TASK_KEYS)})")
+    try:
+        known_keys("job.task", task, TASK_KEYS)
+    except SchemaError as exc:
+        raise bad(exc.path, exc.message) from None
     if not isinstance(task.get("name"), str) or not task["name"]:
         raise bad("job.task.name", f"expected a task name, got {task.get('name')!r}")
     path = task.get("path")
