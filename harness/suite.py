@@ -17,9 +17,10 @@ import yaml
 
 from moe_schema.check import SchemaError, expect, got, known_keys
 from moe_schema.families import FAMILIES, check_config
+from moe_schema.variant import SUITE_DTYPES
 from moe_schema.task import check_eval_options, check_limit, check_num_fewshot
 
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = SUITE_DTYPES
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 

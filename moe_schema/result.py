@@ -23,6 +23,7 @@ from typing import Any
 
 from moe_schema.check import SchemaError, expect, got, is_type, known_keys, unknown
 from moe_schema.protocol import JOB_METHODS
+from moe_schema.task import check_shard
 
 #: what ``workers.jobs.finish`` adds to every kind's result
 SHARED = ("params", "build", "routing", "timings", "env")
@@ -127,16 +128,6 @@ def _sample(where: str, s: Any) -> None:
     expect(f"{where}.doc_id", s["doc_id"], int)
 
 
-def _shard(where: str, s: Any) -> None:
-    if s is None:
-        return
-    expect(where, s, dict, "null or a map {index, count}")
-    known_keys(where, s, ("index", "count"))
-    i, n = s.get("index"), s.get("count")
-    if not (is_type(int, i) and is_type(int, n) and 0 <= i < n):
-        raise SchemaError(where, f"expected 0 <= index < count, got index={i!r} count={n!r}")
-
-
 def _probe(where: str, p: Any) -> None:
     expect(where, p, dict, "a map")
     expect(f"{where}.name", p.get("name"), str, "the probe's name")
@@ -166,7 +157,7 @@ _CHECKS = {
     "higher_is_better": lambda w, v: _map_of(w, v, _a_map),
     "n_requests": lambda w, v: expect(w, v, int),
     "eval_s": lambda w, v: _number(w, v, at_least=0),
-    "shard": _shard,
+    "shard": lambda w, v: check_shard(v, w),
     "eval": _a_map,
     "task_regime": lambda w, v: _map_of(w, v, _a_map),
     "probe": _probe,

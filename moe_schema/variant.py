@@ -14,6 +14,8 @@ from moe_schema import families
 from moe_schema.check import SchemaError, is_type, known_keys, unknown
 
 DTYPES = ("float32", "float16", "bfloat16", "auto")  # auto: the checkpoint's own dtype
+#: what a suite may ask for (``dtype:``): a run compares variants, so it names one dtype, never "auto"
+SUITE_DTYPES = ("float32", "bfloat16", "float16")
 
 
 def check_build(build, where: str = "variant.build") -> dict:

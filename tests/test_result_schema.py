@@ -47,7 +47,7 @@ MALFORMED = [
     ("evaluate", {"metrics": {"t": {"acc": [1]}}}, "result.metrics.t.acc", "expected a number, string or null"),
     ("evaluate", {"samples": {"t": [{"acc": 1}]}}, "result.samples.t[0]", "missing 'doc_id'"),
     ("evaluate", {"samples": {"t": [{"doc_id": "0"}]}}, "result.samples.t[0].doc_id", "expected int"),
-    ("evaluate", {"shard": {"index": 2, "count": 2}}, "result.shard", "0 <= index < count"),
+    ("evaluate", {"shard": {"index": 2, "count": 2}}, "result.shard", "need 0 <= index < count"),
     ("evaluate", {"metric": {}}, "result.metric", "did you mean 'metrics'"),
     ("evaluate", {"status": "ok"}, "result.status", "unknown key"),     # would overwrite the record's own
     ("evaluate", {"variant": "other"}, "result.variant", "unknown key"),
