@@ -121,6 +121,18 @@ def _type_str(tp: Any) -> str:
     return type_name(tp) if isinstance(tp, type) else str(tp)
 
 
+def _type_error(path: str, value: Any, tp: Any) -> SchemaError:
+    """The bad value named as closely as can be: a list of one item type at its first bad item
+    (``batch_sizes[1]: expected int, got bool True``), anything else as a whole."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (list, tuple) and args and isinstance(value, (list, tuple)):
+        inner = args[0]
+        for i, item in enumerate(value):
+            if not _type_ok(item, inner):
+                return _type_error(f"{path}[{i}]", item, inner)
+    return SchemaError(path, f"expected {_type_str(tp)}, got {got(value)}")
+
+
 def structure(cls: type, data: Any, path: str) -> Any:
     """The one structurer: a plugin's attrs config class (routing strategy, probe) from plain data.
 
@@ -138,7 +150,7 @@ def structure(cls: type, data: Any, path: str) -> Any:
     for key, value in data.items():
         tp = fields[key].type
         if tp is not None and not _type_ok(value, tp):
-            raise SchemaError(f"{path}.{key}" if path else key, f"expected {_type_str(tp)}, got {got(value)}")
+            raise _type_error(f"{path}.{key}" if path else key, value, tp)
     try:
         return cls(**data)
     except SchemaError as exc:
