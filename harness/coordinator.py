@@ -18,6 +18,11 @@ reliability logic, in the spirit of the ZeroMQ guide's Paranoid Pirate, is this 
   in ``Summary.late_replies`` and dropped.
 - **Errors.** An error reply fails the job (no retry), except ``BUSY`` (the daemon is serving
   someone else, or shutting down): the job is requeued and the worker rechecked later.
+- **Malformed results.** A result reply is checked against the job result's schema
+  (``moe_schema.result.check_result``, by the job spec's ``kind``) before ``on_result`` sees it; one
+  that does not pass fails the job (no retry) with the bad value's path, ``malformed result from
+  <worker>: result.metrics: expected a map, got ...``. ``check_result=None`` turns the check off
+  (tests of the dispatch rules whose jobs are not real kinds).
 - **Affinity.** A worker gets, in order: a job for a build it holds; a job for a build no live
   worker holds (spreading builds over workers); any job.
 - **What a worker has.** A job may name what it ``needs`` (a trained checkpoint's key) and what
@@ -41,7 +46,7 @@ reliability logic, in the spirit of the ZeroMQ guide's Paranoid Pirate, is this 
   default (a training run may take hours); tests pass one, so a lost job fails in seconds with a
   message instead of hanging.
 
-Torch-free: this module imports only pyzmq, attrs and moe_schema.protocol.
+Torch-free: this module imports only pyzmq, attrs and moe_schema (the protocol, the result schema).
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ import attrs
 import zmq
 
 from moe_schema import protocol
+from moe_schema.check import SchemaError
+from moe_schema.result import check_result as _check_result
 
 
 @attrs.define
@@ -107,7 +114,8 @@ class _Worker:
 class Coordinator:
     def __init__(self, endpoints: list[str], *, heartbeat_s: float = 1.0, timeout_s: float = 10.0,
                  max_crashes: int = 3, client_keys=None, connect_timeout_s: float | None = None,
-                 exited: Callable[[str], tuple[str, str] | None] | None = None):
+                 exited: Callable[[str], tuple[str, str] | None] | None = None,
+                 check_result: Callable[[dict, str], object] | None = _check_result):
         if not endpoints:
             raise ValueError("Coordinator: no worker endpoints given")
         if len(set(endpoints)) != len(endpoints):
@@ -121,6 +129,7 @@ class Coordinator:
         self.heartbeat_s, self.timeout_s, self.max_crashes = heartbeat_s, timeout_s, max_crashes
         # endpoint -> (what happened, detail) once that worker's process has ended; None: unknown or alive
         self._exited = exited
+        self._check_result = check_result  # (result, kind) -> raises SchemaError; None: unchecked
         self.on_lost: Callable[[str, str], None] | None = None  # (endpoint, reason), as it happens
         # a daemon just started may still be importing torch: give the first hello longer
         self.connect_timeout_s = connect_timeout_s or max(3 * timeout_s, 30.0)
@@ -345,6 +354,10 @@ class Coordinator:
         task.request = None
         if "result" in msg:
             w.holds.add(task.job.affinity)
+            malformed = self._malformed(task.job, msg["result"])
+            if malformed:
+                self._finish(task, w, "failed", error=f"malformed result from {w.endpoint}: {malformed}")
+                return
             if task.job.provides:
                 w.has.add(task.job.provides)
             self._finish(task, w, "ok", result=msg["result"])
@@ -359,6 +372,16 @@ class Coordinator:
             self._finish(task, w, "failed", error="cancelled by the user")
         else:
             self._finish(task, w, "failed", error=f"{protocol.ERROR_NAMES.get(code, code)}: {text}")
+
+    def _malformed(self, job: Job, result) -> str | None:
+        """Why ``result`` is not a result of ``job``'s kind (one line), or None."""
+        if self._check_result is None:
+            return None
+        try:
+            self._check_result(result, job.spec.get("kind"))
+        except SchemaError as exc:
+            return str(exc)
+        return None
 
     def _finish(self, task: _Task, w: _Worker | None, status: str, **fields) -> None:
         if task.done:

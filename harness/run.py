@@ -24,6 +24,7 @@ from harness import plan as planner
 from harness.pairs import match_pairs
 from harness.store import Store, write_json_atomic
 from harness.suite import Suite, load
+from moe_schema.result import RECORD_KEYS
 
 console = Console(stderr=True)
 
@@ -192,12 +193,12 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
 
             def on_result(job, outcome):
                 planned = by_key[job.key]
-                store.put(planned.key, record_for(planned, outcome))
+                record = store.put(planned.key, record_for(planned, outcome))  # checked: see harness.store
                 finished.add(planned.key)
-                counts["ok" if outcome["status"] == "ok" else "failed"] += 1
+                counts["ok" if record["status"] == "ok" else "failed"] += 1
                 note = f"{planned.kind} {planned.variant}"
-                if outcome["status"] != "ok":
-                    progress.console.print(f"[red]failed[/] {escape(note)}: {escape(str(outcome.get('error')))}")
+                if record["status"] != "ok":
+                    progress.console.print(f"[red]failed[/] {escape(note)}: {escape(str(record.get('error')))}")
                 progress.update(bar, advance=1, note=note)
 
             def on_progress(job, done, total, note=""):
@@ -283,17 +284,13 @@ def merge_sharded(jobs: list[planner.PlannedJob], store: Store) -> dict[str, str
                "spec": {k: v for k, v in first.spec.items() if k != "shard"},
                "attempts": sum(r.get("attempts", 1) for r in recs),
                "worker": sorted({r.get("worker") or "" for r in recs})}
-        result = merge_shards([{k: v for k, v in r.items() if k not in _RECORD_KEYS} for r in recs])
+        result = merge_shards([{k: v for k, v in r.items() if k not in RECORD_KEYS} for r in recs])
         rec.update(result)
         rec.pop("shard", None)
         rec["timings"] = merge_timings([r.get("timings") for r in recs])  # worker time over all shards
         store.put(merged_key, rec)
         replaced.update({j.key: merged_key for j in shards})
     return replaced
-
-
-_RECORD_KEYS = ("key", "kind", "variant", "model", "task", "probe", "status", "error", "attempts", "worker",
-                "spec", "shard")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -4,6 +4,11 @@ A run folder keeps ``jobs/<key>.json`` for every job it ran or reused; successfu
 also kept in a cache shared by all runs (``$MOE_HARNESS_HOME/results``), so running the same
 suite again, into the same or a new folder, skips every job whose key already has a result.
 Failed results stay in the run folder only: they run again next time.
+
+Records are checked against the record schema (``moe_schema.result.check_record``): an ok record
+whose result is malformed is stored as failed, with the bad value's path as its error, never as a
+silent "ok"; a stored ok record that does not pass (written by an older harness, edited by hand)
+is not done, so its job runs again.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import os
 import tempfile
 from pathlib import Path
 
+from moe_schema.check import SchemaError
 from moe_schema.home import harness_home
+from moe_schema.result import RECORD_KEYS, check_record
 
 
 def write_json_atomic(path: Path, obj, indent: int | None = 1) -> None:
@@ -37,6 +44,28 @@ def _read(path: Path) -> dict | None:
         return None  # absent, or torn by a crash before the atomic rename: treat as missing
 
 
+def _ok(rec: dict | None) -> bool:
+    """A successful record that passes the record schema."""
+    if not rec or rec.get("status") != "ok":
+        return False
+    try:
+        check_record(rec)
+    except SchemaError:
+        return False
+    return True
+
+
+def checked(record: dict) -> dict:
+    """``record``, or where it does not pass the record schema, the failed record saying why (its
+    identity kept, the malformed result dropped)."""
+    try:
+        return check_record(record)
+    except SchemaError as exc:
+        own = {k: v for k, v in record.items() if k in RECORD_KEYS} if isinstance(record, dict) else {}
+        return {**own, "status": "failed", "error": f"malformed result: {exc}", "params": None, "metrics": {},
+                "timings": {}}
+
+
 class Store:
     def __init__(self, run_dir: Path, cache_dir: Path | None = None, use_cache: bool = True):
         self.run_dir = Path(run_dir)
@@ -51,19 +80,22 @@ class Store:
     def done(self, key: str) -> dict | None:
         """A successful result for ``key`` from this run or the shared cache (copied into the run)."""
         rec = _read(self.path(key))
-        if rec and rec.get("status") == "ok":
+        if _ok(rec):
             return rec
         if self.use_cache:
             rec = _read(self.cache_dir / f"{key}.json")
-            if rec and rec.get("status") == "ok":
+            if _ok(rec):
                 write_json_atomic(self.path(key), rec)
                 return rec
         return None
 
-    def put(self, key: str, record: dict) -> None:
+    def put(self, key: str, record: dict) -> dict:
+        """Write ``record`` (checked: see the module doc); return what was written."""
+        record = checked(record)
         write_json_atomic(self.path(key), record)
         if self.use_cache and record.get("status") == "ok":
             write_json_atomic(self.cache_dir / f"{key}.json", record)
+        return record
 
     def get(self, key: str) -> dict | None:
         return _read(self.path(key))

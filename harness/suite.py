@@ -9,20 +9,18 @@ here against the torch-free plugin registries, so a typo fails before any worker
 from __future__ import annotations
 
 import re
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
 import attrs
 import yaml
 
-from moe_schema.check import SchemaError, expect, got, is_type, known_keys, type_name
+from moe_schema.check import SchemaError, expect, got, known_keys
 from moe_schema.families import FAMILIES, check_config
-from moe_schema.registry import Registry, UnknownName
+from moe_schema.variant import SUITE_DTYPES
 from moe_schema.task import check_eval_options, check_limit, check_num_fewshot
 
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = SUITE_DTYPES
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -120,61 +118,6 @@ class Suite:
 _known, _expect, _got = known_keys, expect, got
 
 
-def _type_ok(value: Any, tp: Any) -> bool:
-    """Does a YAML value fit a (simple) type annotation of a plugin config field?"""
-    if tp is Any:
-        return True
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return value is None
-    if origin is typing.Literal:
-        return value in typing.get_args(tp)
-    if origin in (list, tuple) or tp in (list, tuple):  # YAML has lists only: a tuple field takes one
-        args = typing.get_args(tp)
-        inner = args[0] if args else Any
-        return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
-    if origin is dict or tp is dict:
-        return isinstance(value, dict)
-    if tp in (int, float, bool, str):
-        return is_type(tp, value)
-    return isinstance(value, tp) if isinstance(tp, type) else True
-
-
-def _type_str(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_str(a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return "null"
-    if origin is typing.Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (list, tuple) or tp in (list, tuple):
-        args = typing.get_args(tp)
-        return f"list of {_type_str(args[0])}" if args else "list"
-    return type_name(tp) if isinstance(tp, type) else str(tp)
-
-
-def structure(cls: type, data: dict, path: str) -> Any:
-    """Build a plugin's attrs config class from suite data: unknown keys, wrong types and
-    failing validators all become SuiteErrors at ``path``."""
-    attrs.resolve_types(cls)
-    fields = {f.name: f for f in attrs.fields(cls) if f.init}
-    _known(path, data, fields)
-    missing = [name for name, f in fields.items() if f.default is attrs.NOTHING and name not in data]
-    if missing:
-        raise SuiteError(path, f"missing {missing[0]!r}")
-    for key, value in data.items():
-        tp = fields[key].type
-        if tp is not None and not _type_ok(value, tp):
-            raise SuiteError(f"{path}.{key}", f"expected {_type_str(tp)}, got {_got(value)}")
-    try:
-        return cls(**data)
-    except (TypeError, ValueError) as exc:
-        raise SuiteError(path, str(exc).splitlines()[0]) from None
-
-
 def plugin_entry(item: Any, path: str) -> tuple[str, dict]:
     """``name`` or ``{name: ..., **params}`` → (name, params)."""
     if isinstance(item, str):
@@ -184,22 +127,6 @@ def plugin_entry(item: Any, path: str) -> tuple[str, dict]:
         raise SuiteError(path, "missing 'name'")
     name = _expect(f"{path}.name", item["name"], str)
     return name, {k: v for k, v in item.items() if k != "name"}
-
-
-def plugin(registry: Registry, item: Any, path: str) -> tuple[str, dict, Any]:
-    """``name`` or ``{name: ..., **params}`` → (name, params, config object)."""
-    name, params = plugin_entry(item, path)
-    try:
-        cls = registry.get(name)
-    except UnknownName as exc:
-        raise SuiteError(f"{path}", str(exc)) from None
-    return name, params, structure(cls, params, path)
-
-
-def _routing_registry() -> Registry:
-    from moe_schema.routing import ROUTING  # torch-free config classes
-
-    return ROUTING
 
 
 # ---------------------------------------------------------------- sections
@@ -312,10 +239,12 @@ def _parse_routes(path: str, key: str, items, name: str, family, moe) -> list[Ro
     if isinstance(items, (str, dict)):
         items = [items]
     _expect(f"{path}.{key}", items, list)
-    registry = _routing_registry()
+    from moe_schema.routing import routing_config  # the worker's check of variant.routing, at YAML paths
+
     routes = []
     for j, item in enumerate(items):
-        rname, params, cfg = plugin(registry, item, f"{path}.{key}[{j}]")
+        rname, params = plugin_entry(item, f"{path}.{key}[{j}]")
+        cfg = routing_config(rname, params, f"{path}.{key}[{j}]")
         routes.append(RoutingSpec(rname, params, cfg.label()))
     labels = [r.label for r in routes]
     dup = next((lab for lab in labels if labels.count(lab) > 1), None)

@@ -12,7 +12,11 @@ INVALID_PARAMS with the same text.
 from __future__ import annotations
 
 import difflib
+import types
+import typing
 from typing import Any, Iterable
+
+import attrs
 
 
 class SchemaError(ValueError):
@@ -45,13 +49,14 @@ def unknown(what: str, name: Any, known: Iterable[str]) -> str:
     return f"unknown {what} {name!r}{did_you_mean(name, known)}; known: {', '.join(known) or '(none)'}"
 
 
-def known_keys(path: str, data: dict, allowed: Iterable[str]) -> None:
-    """Refuse the first key of ``data`` that is not ``allowed``, naming its path."""
+def known_keys(path: str, data: dict, allowed: Iterable[str], error: type[SchemaError] | None = None) -> None:
+    """Refuse the first key of ``data`` that is not ``allowed``, naming its path; ``error``: the
+    SchemaError subclass a caller's callers catch (``TrainSpecError``, ``CorpusError``)."""
     allowed = list(allowed)
     for key in data:
         if key not in allowed:
-            raise SchemaError(f"{path}.{key}" if path else str(key),
-                              f"unknown key{did_you_mean(key, allowed)}; known: {', '.join(allowed)}")
+            raise (error or SchemaError)(f"{path}.{key}" if path else str(key),
+                                         f"unknown key{did_you_mean(key, allowed)}; known: {', '.join(allowed)}")
 
 
 def got(value: Any) -> str:
@@ -78,3 +83,77 @@ def expect(path: str, value: Any, t: type | tuple, what: str | None = None) -> A
     if not any(is_type(x, value) for x in types):
         raise SchemaError(path, f"expected {what or ' or '.join(type_name(x) for x in types)}, got {got(value)}")
     return value
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    """Does a YAML / msgpack value fit a (simple) type annotation of a plugin config field?"""
+    if tp is Any:
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return value in typing.get_args(tp)
+    if origin in (list, tuple) or tp in (list, tuple):  # YAML has lists only: a bare tuple field takes one
+        args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        return isinstance(value, (list, tuple)) and all(_type_ok(v, inner) for v in value)
+    if origin is dict or tp is dict:
+        return isinstance(value, dict)
+    if tp in (int, float, bool, str):
+        return is_type(tp, value)
+    return isinstance(value, tp) if isinstance(tp, type) else True
+
+
+def _type_str(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_str(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (list, tuple) or tp in (list, tuple):
+        args = typing.get_args(tp)
+        return f"list of {_type_str(args[0])}" if args else "list"
+    return type_name(tp) if isinstance(tp, type) else str(tp)
+
+
+def _type_error(path: str, value: Any, tp: Any) -> SchemaError:
+    """The bad value named as closely as can be: a list of one item type at its first bad item
+    (``batch_sizes[1]: expected int, got bool True``), anything else as a whole."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (list, tuple) and args and isinstance(value, (list, tuple)):
+        inner = args[0]
+        for i, item in enumerate(value):
+            if not _type_ok(item, inner):
+                return _type_error(f"{path}[{i}]", item, inner)
+    return SchemaError(path, f"expected {_type_str(tp)}, got {got(value)}")
+
+
+def structure(cls: type, data: Any, path: str) -> Any:
+    """The one structurer: a plugin's attrs config class (routing strategy, probe) from plain data.
+
+    Unknown keys (with did-you-mean), missing ones, values that do not fit the field's annotation and
+    failing validators all become a ``SchemaError`` at ``path`` (a validator's own ``SchemaError``
+    path is joined below it: ``probes[0].batch_sizes[1]``). The suite parser calls it at YAML paths
+    (``models[0].routing[1]``), the worker at the job's (``variant.routing.params``)."""
+    expect(path, data, dict, "a map of parameters")
+    attrs.resolve_types(cls)
+    fields = {f.name: f for f in attrs.fields(cls) if f.init}
+    known_keys(path, data, fields)
+    missing = [n for n, f in fields.items() if f.default is attrs.NOTHING and n not in data]
+    if missing:
+        raise SchemaError(path, f"missing {missing[0]!r}")
+    for key, value in data.items():
+        tp = fields[key].type
+        if tp is not None and not _type_ok(value, tp):
+            raise _type_error(f"{path}.{key}" if path else key, value, tp)
+    try:
+        return cls(**data)
+    except SchemaError as exc:
+        raise SchemaError(".".join(p for p in (path, exc.path) if p), exc.message) from None
+    except (TypeError, ValueError) as exc:
+        raise SchemaError(path, str(exc).splitlines()[0]) from None

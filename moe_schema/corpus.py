@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moe_schema.check import SchemaError
+from moe_schema.check import SchemaError, known_keys, unknown
 from moe_schema.hashing import content_hash
 from moe_schema.knowledge import ATTRIBUTES
 
@@ -48,9 +48,7 @@ def check_corpus(spec, where: str = "job.corpus") -> dict:
     kind = spec.get("kind")
     if kind == "knowledge":
         out = {**KNOWLEDGE_DEFAULTS, **spec}
-        unknown = sorted(set(out) - set(KNOWLEDGE_DEFAULTS) - {"kind"})
-        if unknown:
-            raise CorpusError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(KNOWLEDGE_DEFAULTS)}")
+        known_keys(where, spec, ["kind", *KNOWLEDGE_DEFAULTS], CorpusError)
         for key, low in (("entities", 10), ("tokens", 1000), ("seed", 0), ("eval_per_bucket", 1),
                          ("heldout_docs", 1)):
             _int(out, key, where, low)
@@ -70,9 +68,7 @@ def check_corpus(spec, where: str = "job.corpus") -> dict:
         return out
     if kind == "files":
         out = {**FILES_DEFAULTS, **spec}
-        unknown = sorted(set(out) - {"kind", "paths", "format", "field"})
-        if unknown:
-            raise CorpusError(f"{where}: unknown key(s) {', '.join(unknown)}; known: paths, format, field")
+        known_keys(where, spec, ["kind", "paths", "format", "field"], CorpusError)
         paths = out.get("paths")
         if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
             raise CorpusError(f"{where}.paths: expected a non-empty list of file paths, got {paths!r}")
@@ -86,4 +82,4 @@ def check_corpus(spec, where: str = "job.corpus") -> dict:
         if not isinstance(out["field"], str):
             raise CorpusError(f"{where}.field: expected a string, got {out['field']!r}")
         return out
-    raise CorpusError(f"{where}.kind: unknown corpus kind {kind!r}; known: knowledge, files")
+    raise CorpusError(f"{where}.kind", unknown("corpus kind", kind, ["knowledge", "files"]))

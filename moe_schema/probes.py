@@ -2,7 +2,8 @@
 
 A suite names probes as ``probes: [{name: latency, batch_sizes: [1, 4], ...}, ...]``. Each probe is
 an attrs frozen class registered in ``PROBES``; ``parse_probe(name, params, where)`` checks every
-parameter and fails with one line naming the YAML path, e.g.
+parameter (through ``moe_schema.check.structure``, the structurer routing parameters use too; the
+suite parser and the probe job both call it) and fails with one line naming the YAML path, e.g.
 ``probes[0].batch_sizes[1]: must be a positive int, got 0``. ``config.runner()`` imports the probe's
 worker module lazily and returns its ``run(config, ctx)`` function.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import attrs
 
-from moe_schema.check import SchemaError, did_you_mean
+from moe_schema.check import SchemaError, did_you_mean, structure
 from moe_schema.registry import Registry, resolve
 
 PROBES: Registry = Registry("probe", "moe_harness.probes", base="moe_schema.probes:ProbeConfig")
@@ -57,14 +58,18 @@ def _opt_str(inst, attr, value):
         raise ProbeConfigError(f"{attr.name}: must be a name (e.g. eager, grouped_mm) or null, got {value!r}")
 
 
+_PEAK_KEYS = ("bandwidth_gbs", "tflops")
+
+
 def _peaks(inst, attr, value):
     if value is None:
         return
     if not isinstance(value, dict):
         raise ProbeConfigError(f"{attr.name}: must be a mapping {{bandwidth_gbs: ..., tflops: ...}}, got {value!r}")
     for key in value:
-        if key not in ("bandwidth_gbs", "tflops"):
-            raise ProbeConfigError(f"{attr.name}.{key}: unknown key; known: bandwidth_gbs, tflops")
+        if key not in _PEAK_KEYS:
+            raise ProbeConfigError(f"{attr.name}.{key}: unknown key{did_you_mean(key, _PEAK_KEYS)}; "
+                                   f"known: {', '.join(_PEAK_KEYS)}")
     for key, v in value.items():
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
             raise ProbeConfigError(f"{attr.name}.{key}: must be a positive number, got {v!r}")
@@ -161,12 +166,7 @@ def parse_probe(name, params: dict | None = None, where: str = "probe") -> Probe
     params = {} if params is None else params
     if not isinstance(params, dict):
         raise ProbeConfigError(f"{where}: probe parameters must be a mapping, got {params!r}")
-    known = [a.name for a in attrs.fields(cls)]
-    for key in params:
-        if key not in known:
-            raise ProbeConfigError(f"{where}.{key}: unknown parameter of probe {name!r}{did_you_mean(key, known)}; "
-                                   f"known: {', '.join(known)}")
-    try:
-        return cls(**params)
-    except ProbeConfigError as e:
-        raise ProbeConfigError(f"{where}.{e}") from None
+    try:  # the one structurer, as for routing parameters
+        return structure(cls, params, where)
+    except SchemaError as e:
+        raise ProbeConfigError(e.path, e.message) from None

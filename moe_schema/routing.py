@@ -28,7 +28,10 @@ Writing a strategy (built-in or third party)
        mine = "my_package.config:MyConfig"
 
 ``config_from_spec({"name": "topk", "params": {"k": 2}})`` turns a variant's routing spec into a
-validated config; bad input raises ``ValueError`` / ``TypeError`` naming the strategy and parameter.
+validated config (the worker's check, at ``variant.routing``); the suite parser checks its entries
+with ``routing_config`` at their YAML paths. Both structure the parameters with the one structurer,
+``moe_schema.check.structure``; bad input raises a ``SchemaError`` naming the path of the bad value
+(``variant.routing.params.k: routing strategy 'topk': k must be a positive integer, got 0``).
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from typing import ClassVar
 
 import attrs
 
-from moe_schema.registry import Registry, resolve
+from moe_schema.check import SchemaError, expect, known_keys, structure
+from moe_schema.registry import Registry, UnknownName, resolve
 
 #: what every routing strategy's torch side subclasses (route is its abstract method)
 STRATEGY_BASE = "workers.routing.base:Strategy"
@@ -56,6 +60,8 @@ def strategy(cls):
 # ---------------------------------------------------------------- validators
 
 
+# A validator's SchemaError is at the parameter's name; structure() puts it under the entry's path
+# (``variant.routing.params.k``, ``models[0].routing[1].k``).
 def _where(inst, attribute) -> str:
     return f"routing strategy {getattr(inst, 'name', type(inst).__name__)!r}: {attribute.name}"
 
@@ -66,7 +72,7 @@ def _is_int(value) -> bool:
 
 def positive_int(inst, attribute, value):
     if not _is_int(value) or value < 1:
-        raise ValueError(f"{_where(inst, attribute)} must be a positive integer, got {value!r}")
+        raise SchemaError(attribute.name, f"{_where(inst, attribute)} must be a positive integer, got {value!r}")
 
 
 def optional_positive_int(inst, attribute, value):
@@ -76,22 +82,22 @@ def optional_positive_int(inst, attribute, value):
 
 def int_value(inst, attribute, value):
     if not _is_int(value):
-        raise TypeError(f"{_where(inst, attribute)} must be an integer, got {value!r}")
+        raise SchemaError(attribute.name, f"{_where(inst, attribute)} must be an integer, got {value!r}")
 
 
 def positive_float(inst, attribute, value):
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 or math.isinf(value):
-        raise ValueError(f"{_where(inst, attribute)} must be a positive number, got {value!r}")
+        raise SchemaError(attribute.name, f"{_where(inst, attribute)} must be a positive number, got {value!r}")
 
 
 def non_negative_float(inst, attribute, value):
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0 or math.isinf(value):
-        raise ValueError(f"{_where(inst, attribute)} must be a number >= 0, got {value!r}")
+        raise SchemaError(attribute.name, f"{_where(inst, attribute)} must be a number >= 0, got {value!r}")
 
 
 def optional_bool(inst, attribute, value):
     if value is not None and not isinstance(value, bool):
-        raise TypeError(f"{_where(inst, attribute)} must be true, false or null, got {value!r}")
+        raise SchemaError(attribute.name, f"{_where(inst, attribute)} must be true, false or null, got {value!r}")
 
 
 def _renormalize():
@@ -148,25 +154,29 @@ def _show(value) -> str:
     return str(value)
 
 
-def config_from_spec(spec) -> StrategyConfig:
-    """``{"name": ..., "params": {...}}`` (or a config object) → a validated config object."""
+def routing_config(name, params, where: str, params_where: str | None = None) -> StrategyConfig:
+    """The one check of a routing entry, on both sides: strategy ``name`` (did-you-mean against the
+    registry) with ``params`` structured by ``moe_schema.check.structure``. Errors are ``SchemaError``s:
+    the name's at ``where``, a parameter's under ``params_where`` (default ``where``), so the suite
+    says ``models[0].routing[1].k: ...`` and the worker ``variant.routing.params.k: ...``."""
+    name = expect(f"{where}.name", name, str, "a strategy name")
+    try:
+        cls = ROUTING.get(name)
+    except UnknownName as exc:
+        raise SchemaError(where, str(exc)) from None
+    return structure(cls, {} if params is None else params, where if params_where is None else params_where)
+
+
+def config_from_spec(spec, where: str = "variant.routing") -> StrategyConfig:
+    """A variant's routing spec ``{"name": ..., "params": {...}}`` (or a config object) → a validated
+    config object (see ``routing_config``)."""
     if isinstance(spec, StrategyConfig):
         return spec
-    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-        raise TypeError(f"routing spec must be a dict with a 'name', got {spec!r}")
-    cls = ROUTING.get(spec["name"])
-    params = spec.get("params") or {}
-    if not isinstance(params, dict):
-        raise TypeError(f"routing strategy {spec['name']!r}: params must be a mapping, got {params!r}")
-    known = [f.name for f in attrs.fields(cls) if f.init]
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise TypeError(f"routing strategy {spec['name']!r}: unknown parameter {unknown[0]!r}; "
-                        f"known: {', '.join(known) or '(none)'}")
-    missing = [f.name for f in attrs.fields(cls) if f.init and f.default is attrs.NOTHING and f.name not in params]
-    if missing:
-        raise TypeError(f"routing strategy {spec['name']!r}: missing parameter {missing[0]!r}")
-    return cls(**params)
+    expect(where, spec, dict, "a map with a strategy 'name' and its 'params'")
+    known_keys(where, spec, ("name", "params"))
+    if "name" not in spec:
+        raise SchemaError(where, "missing 'name'")
+    return routing_config(spec["name"], spec.get("params"), where, f"{where}.params")
 
 
 def _to_tuple(value):

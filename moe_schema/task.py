@@ -7,7 +7,7 @@ where the suite is read (``tasks[0].limit``) instead of failing every evaluate j
 
 from __future__ import annotations
 
-from moe_schema.check import SchemaError, did_you_mean, expect, got, is_type, type_name
+from moe_schema.check import SchemaError, expect, got, is_type, known_keys, type_name
 
 #: the task fields on the wire (``job["task"]``)
 TASK_KEYS = ("name", "path", "limit", "num_fewshot")
@@ -36,13 +36,24 @@ def check_num_fewshot(shots, where: str = "job.task.num_fewshot"):
     return shots
 
 
+def check_shard(shard, where: str = "job.shard"):
+    """None (the whole task) or ``{"index": i, "count": n}`` with 0 <= i < n: one slice of the task's
+    documents (those whose id is i modulo n); the evaluate job and its result's schema check it."""
+    if shard is None:
+        return None
+    if not isinstance(shard, dict) or set(shard) != {"index", "count"}:
+        raise SchemaError(where, f"expected {{index, count}}, got {shard!r}")
+    i, n = shard["index"], shard["count"]
+    if not (is_type(int, i) and is_type(int, n) and n >= 1 and 0 <= i < n):
+        raise SchemaError(where, f"need 0 <= index < count, got index={i!r} count={n!r}")
+    return shard
+
+
 def check_eval_options(options, where: str = "job.eval") -> dict:
     """The evaluate batching options: known names, each of its type."""
     options = expect(where, {} if options is None else options, dict, "a map")
+    known_keys(where, options, EVAL_OPTIONS)
     for key, value in options.items():
-        if key not in EVAL_OPTIONS:
-            raise SchemaError(f"{where}.{key}", f"unknown option{did_you_mean(key, EVAL_OPTIONS)} "
-                                                f"(known: {', '.join(EVAL_OPTIONS)})")
         if not is_type(EVAL_OPTIONS[key], value):
             raise SchemaError(f"{where}.{key}", f"expected {type_name(EVAL_OPTIONS[key])}, got {got(value)}")
     return options

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moe_schema.check import SchemaError
+from moe_schema.check import SchemaError, known_keys
 from moe_schema.hashing import content_hash
 from moe_schema.corpus import CorpusError, check_corpus
 from moe_schema.home import harness_home
@@ -53,9 +53,7 @@ def check_train(train, where: str = "job.train") -> dict:
     """Validate the ``train`` map; return a copy with defaults filled in."""
     if not isinstance(train, dict):
         raise TrainSpecError(f"{where}: expected a map, got {type(train).__name__}")
-    unknown = sorted(set(train) - set(TRAIN_DEFAULTS))
-    if unknown:
-        raise TrainSpecError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(TRAIN_DEFAULTS)}")
+    known_keys(where, train, TRAIN_DEFAULTS, TrainSpecError)
     out = {**TRAIN_DEFAULTS, **train}
     for key, low in _INTS.items():
         v = out[key]

@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 
 from moe_schema import families
-from moe_schema.check import SchemaError, is_type
+from moe_schema.check import SchemaError, is_type, known_keys, unknown
 
 DTYPES = ("float32", "float16", "bfloat16", "auto")  # auto: the checkpoint's own dtype
+#: what a suite may ask for (``dtype:``): a run compares variants, so it names one dtype, never "auto"
+SUITE_DTYPES = ("float32", "bfloat16", "float16")
 
 
 def check_build(build, where: str = "variant.build") -> dict:
@@ -24,21 +26,16 @@ def check_build(build, where: str = "variant.build") -> dict:
     if sum(k in build for k in ("checkpoint", "config", "trained")) != 1:
         raise SchemaError(where, "give exactly one of 'checkpoint', 'config' and 'trained'")
     if "trained" in build:
-        if set(build) != {"trained"}:
-            raise SchemaError(where, f"unknown key(s) {', '.join(sorted(set(build) - {'trained'}))} next to 'trained'")
+        known_keys(where, build, ["trained"])
         if not isinstance(build["trained"], str) or not re.fullmatch(r"[0-9a-f]{16}", build["trained"]):
             raise SchemaError(f"{where}.trained", f"expected a train key (16 hex digits), got {build['trained']!r}")
         return build
     if "checkpoint" in build:
-        extra = sorted(set(build) - {"checkpoint"})
-        if extra:
-            raise SchemaError(where, f"unknown key(s) {', '.join(extra)} next to 'checkpoint'")
+        known_keys(where, build, ["checkpoint"])
         if not isinstance(build["checkpoint"], str) or not build["checkpoint"].strip():
             raise SchemaError(f"{where}.checkpoint", "expected a non-empty string (a directory or a hub id)")
         return build
-    extra = sorted(set(build) - {"config", "seed"})
-    if extra:
-        raise SchemaError(where, f"unknown key(s) {', '.join(extra)} next to 'config' (known: config, seed)")
+    known_keys(where, build, ["config", "seed"])
     seed = build.get("seed", 0)
     if not is_type(int, seed):
         raise SchemaError(f"{where}.seed", f"expected int, got {seed!r}")
@@ -57,14 +54,12 @@ def check_variant(variant) -> dict:
     check_build(v["build"])
     if not isinstance(v.get("name", ""), str):
         raise SchemaError("variant.name", f"expected a string, got {v['name']!r}")
-    routing = v["routing"]
-    if routing is not None:
-        if not isinstance(routing, dict) or not isinstance(routing.get("name"), str):
-            raise SchemaError("variant.routing", f"expected null or a map with a string 'name', got {routing!r}")
-        if not isinstance(routing.get("params", {}), dict):
-            raise SchemaError("variant.routing.params", f"expected a map, got {routing['params']!r}")
+    if v["routing"] is not None:  # the strategy and its parameters, as the suite parser checked them
+        from moe_schema.routing import config_from_spec
+
+        config_from_spec(v["routing"], "variant.routing")
     if v["dtype"] not in DTYPES:
-        raise SchemaError("variant.dtype", f"unknown dtype {v['dtype']!r}; known: {', '.join(DTYPES)}")
+        raise SchemaError("variant.dtype", unknown("dtype", v["dtype"], DTYPES))
     if not isinstance(v["trust_remote_code"], bool):
         raise SchemaError("variant.trust_remote_code", f"expected a bool, got {v['trust_remote_code']!r}")
     impl = v["experts_implementation"]

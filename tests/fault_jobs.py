@@ -111,7 +111,8 @@ def run_job(job, host, progress, cancelled):
                 raise JobCancelled()
             if i % 10 == 0:
                 progress(i, steps, "stalling")
-        return {"probe": {"slept_s": round(time.monotonic() - t0, 3), "tag": params.get("tag")},
+        return {"probe": {"name": name, "params": params, "rows": [],  # a probe result's shape (moe_schema.result)
+                          "slept_s": round(time.monotonic() - t0, 3), "tag": params.get("tag")},
                 "env": {"pid": os.getpid()}}
     if name == "test-crash":  # take the whole daemon down, as a segfault or the OOM killer would
         os.kill(os.getpid(), signal.SIGKILL)
@@ -121,6 +122,8 @@ def run_job(job, host, progress, cancelled):
         raise MemoryError("pretend the device is full")
     if name == "test-load-failed":
         raise JobError(protocol.MODEL_LOAD_FAILED, "no such checkpoint /nowhere")
-    if name == "test-unpackable":
-        return {"value": object()}
+    if name == "test-unpackable":  # passes the result schema (rows are the probe's own), fails msgpack
+        return {"probe": {"name": name, "rows": [{"value": object()}]}}
+    if name == "test-malformed":  # a kind's bug: a result the coordinator must never store as ok
+        return {"probe": {"name": name, "rows": "not a list"}, "status": "ok"}
     raise JobError(protocol.INVALID_PARAMS, f"probe.name: unknown test probe {name!r}")

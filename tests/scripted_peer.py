@@ -12,6 +12,19 @@ import zmq
 from moe_schema import protocol
 
 
+def valid_result(spec: dict, **extra) -> dict:
+    """The smallest result of ``spec``'s kind that passes the job result's schema (moe_schema.result),
+    with ``extra`` entries of the kind's own."""
+    kind = spec.get("kind")
+    params = {"total": 100, "active": 100, "total_no_embed": 90, "active_no_embed": 90, "num_experts": None,
+              "experts_per_token": None, "active_measured": False}
+    own = {"describe": {"params": params, "build": {"moe": False}},
+           "evaluate": {"params": params, "metrics": {}, "samples": {}},
+           "probe": {"params": params, "probe": {"name": (spec.get("probe") or {}).get("name", "probe"), "rows": []}},
+           "train": {"train": {"curve": []}}}[kind]
+    return {**own, **extra, "timings": {"load_s": 0.0, "run_s": 0.0, "model_cached": False}}
+
+
 class Peer(threading.Thread):
     """A worker that answers hello and heartbeats, and handles each job with ``on_job(params)``:
     return ``("result", value)``, ``("error", code, message)``, ``("freeze", seconds, reply)``

@@ -285,13 +285,16 @@ def test_hub_id_offline_is_a_clear_load_failure(monkeypatch):
     ({"build": {"config": {"model_type": "llama", "hidden_size": "big"}}}, r"variant\.build\.config\.hidden_size: expected int, got 'big'"),
     ({"build": {"config": {"model_type": "llama", "num_experts": 4}}}, r"variant\.build\.config\.num_experts: not a llama config key"),
     ({"build": {"config": {"model_type": "llama"}, "seed": 1.5}}, r"variant\.build\.seed: expected int"),
-    ({"build": {"config": {"model_type": "llama"}, "sed": 1}}, r"variant\.build: unknown key\(s\) sed"),
+    ({"build": {"config": {"model_type": "llama"}, "sed": 1}},
+     r"variant\.build\.sed: unknown key \(did you mean 'seed'\?\); known: config, seed"),
     ({"build": {"checkpoint": ""}}, r"variant\.build\.checkpoint: expected a non-empty string"),
     ({"build": {"checkpoint": "a/b"}, "dtype": "fp8"}, r"variant\.dtype: unknown dtype 'fp8'"),
-    ({"build": {"checkpoint": "a/b"}, "routing": "topk"}, r"variant\.routing: expected null or a map"),
+    ({"build": {"checkpoint": "a/b"}, "routing": "topk"}, r"variant\.routing: expected a map with a strategy 'name'"),
+    ({"build": {"checkpoint": "a/b"}, "routing": {"name": "topk", "params": {"k": 0}}},
+     r"variant\.routing\.params\.k: routing strategy 'topk': k must be a positive integer"),
     ({"build": {"checkpoint": "a/b"}, "trust_remote_code": "yes"}, r"variant\.trust_remote_code: expected a bool"),
     ({"build": {"trained": "../../etc"}}, r"variant\.build\.trained: expected a train key \(16 hex digits\)"),
-    ({"build": {"trained": "0123456789abcdef", "seed": 1}}, r"variant\.build: unknown key\(s\) seed next to 'trained'"),
+    ({"build": {"trained": "0123456789abcdef", "seed": 1}}, r"variant\.build\.seed: unknown key; known: trained"),
 ])
 def test_bad_variants_name_the_field(variant, message):
     with pytest.raises(JobError, match=message) as err:

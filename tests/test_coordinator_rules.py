@@ -16,7 +16,8 @@ from scripted_peer import Peer
 from harness.coordinator import Coordinator, Job
 from moe_schema import protocol
 
-FAST = dict(heartbeat_s=0.05, timeout_s=0.4)
+# these jobs are not real kinds' jobs: the result schema's check is tests/test_result_schema.py's
+FAST = dict(heartbeat_s=0.05, timeout_s=0.4, check_result=None)
 DEADLINE_S = 20.0
 
 
@@ -144,7 +145,7 @@ def test_stop_lets_the_running_job_finish_and_dispatches_nothing_new(endpoints, 
         return ("freeze", 0.3, {"n": params["n"]})  # still running when the stop comes
 
     peers.append(Peer(endpoints[0], on_job))
-    with Coordinator(endpoints[:1], heartbeat_s=0.05, timeout_s=2.0) as c:
+    with Coordinator(endpoints[:1], heartbeat_s=0.05, timeout_s=2.0, check_result=None) as c:
         c.hello(timeout_s=5)
         summary, outcomes, _ = collect(c, [probe("a"), probe("b"), probe("c")], stop=stop)
     assert list(outcomes) == ["a"] and outcomes["a"]["status"] == "ok", outcomes
@@ -185,7 +186,7 @@ def test_a_dead_process_is_lost_at_once_with_what_it_was_running(endpoints, peer
     def exited(endpoint):
         return ("exited with status 9", "log: oom") if endpoint == endpoints[0] and dead.is_set() else None
 
-    with Coordinator(endpoints[:2], heartbeat_s=0.05, timeout_s=30.0, exited=exited) as c:
+    with Coordinator(endpoints[:2], heartbeat_s=0.05, timeout_s=30.0, check_result=None, exited=exited) as c:
         c.on_lost = lambda ep, reason: lost.append((ep, reason))
         c.hello(timeout_s=5)
         threading.Timer(0.3, lambda: (doomed.stop(), dead.set())).start()  # the process ends
@@ -250,7 +251,7 @@ def test_hello_names_the_worker_that_did_not_answer(endpoints, peers):
 
 def test_a_worker_that_never_answers_hello_is_lost_after_the_connect_timeout(endpoints, peers):
     peers.append(Peer(endpoints[0], lambda params: ("freeze", 1.0, {"n": params["n"]})))  # outlasts 0.6 s
-    with Coordinator(endpoints[:2], heartbeat_s=0.05, timeout_s=2.0, connect_timeout_s=0.6) as c:
+    with Coordinator(endpoints[:2], heartbeat_s=0.05, timeout_s=2.0, check_result=None, connect_timeout_s=0.6) as c:
         summary, outcomes, _ = collect(c, [probe("a")])
         assert c.workers[1].reason == "no reply to hello within 0.6 s"
     assert outcomes["a"]["status"] == "ok"

@@ -35,9 +35,9 @@ def test_the_same_run_gives_the_same_intervals_every_time():
 
 def test_results_jsonl_writes_values_json_has_no_type_for(tmp_path):
     store = Store(tmp_path / "run", cache_dir=tmp_path / "cache")
-    store.put("k", {"key": "k", "status": "ok", "where": Path("/x/y")})
+    store.put("k", {"key": "k", "kind": "train", "status": "ok", "train": {}, "env": {"where": Path("/x/y")}})
     out = store.write_results_jsonl(["k", "absent"])
-    assert out.read_text() == '{"key": "k", "status": "ok", "where": "/x/y"}\n'
+    assert out.read_text() == '{"key": "k", "kind": "train", "status": "ok", "train": {}, "env": {"where": "/x/y"}}\n'
 
 
 def test_an_error_reply_without_a_message_raises_with_an_empty_one():
@@ -59,12 +59,16 @@ def test_server_keys_name_the_missing_client_keys_then_load(tmp_path):
     assert authorized == str(tmp_path / "authorized")
 
 
+def OK_RECORD(key: str) -> dict:  # the smallest ok record the store takes (moe_schema.result.check_record)
+    return {"key": key, "kind": "train", "status": "ok", "train": {}}
+
+
 def test_without_the_shared_cache_the_run_folder_alone_says_what_is_done(tmp_path):
     store = Store(tmp_path / "run", cache_dir=tmp_path / "cache", use_cache=False)
-    store.put("ok", {"key": "ok", "status": "ok"})
-    store.put("bad", {"key": "bad", "status": "failed"})
-    assert store.done("ok") == {"key": "ok", "status": "ok"} and store.done("bad") is None
+    store.put("ok", OK_RECORD("ok"))
+    store.put("bad", {"key": "bad", "kind": "train", "status": "failed", "error": "boom"})
+    assert store.done("ok") == OK_RECORD("ok") and store.done("bad") is None
     assert not (tmp_path / "cache").exists()  # --no-cache writes nothing shared
     nested = Store(tmp_path / "a" / "b" / "run", cache_dir=tmp_path / "c" / "d", use_cache=True)
-    nested.put("k", {"key": "k", "status": "ok"})  # folders made as needed, temporary files beside the target
+    nested.put("k", OK_RECORD("k"))  # folders made as needed, temporary files beside the target
     assert (tmp_path / "c" / "d" / "k.json").is_file() and not list((tmp_path / "c" / "d").glob(".*"))

@@ -94,7 +94,7 @@ def test_files_corpus_text_and_jsonl(tmp_path):
 
 @pytest.mark.parametrize("spec,needle", [
     ({"kind": "wiki"}, "job.corpus.kind: unknown corpus kind 'wiki'"),
-    ({"kind": "knowledge", "entites": 5}, "unknown key(s) entites"),
+    ({"kind": "knowledge", "entites": 5}, "job.corpus.entites: unknown key (did you mean 'entities'?)"),
     ({"kind": "knowledge", "entities": 3}, "job.corpus.entities: expected an int >= 10"),
     ({"kind": "knowledge", "zipf": "steep"}, "job.corpus.zipf"),
     ({"kind": "knowledge", "attributes": ["shoe_size"]}, "job.corpus.attributes"),

@@ -60,7 +60,8 @@ def test_a_job_runs_while_control_methods_answer(client):
             beats.append(msg["params"])
         elif msg.get("id") == job["id"]:
             break
-    assert msg["result"]["probe"] == {"slept_s": pytest.approx(1.5, abs=1.0), "tag": "x"}
+    assert msg["result"]["probe"] == {"name": "test-stall", "params": {"seconds": 1.5, "tag": "x"}, "rows": [],
+                                      "slept_s": pytest.approx(1.5, abs=1.0), "tag": "x"}
     assert progress and all(pr["id"] == job["id"] and pr["total"] > 0 for pr in progress)
     assert any(b["busy"] and b["id"] == job["id"] for b in beats)  # a long job never looks dead
 
@@ -81,6 +82,8 @@ def test_cancel_stops_a_running_job(client):
     ("test-oom", p.OUT_OF_MEMORY, "MemoryError"),
     ("test-load-failed", p.MODEL_LOAD_FAILED, "no such checkpoint /nowhere"),
     ("test-unpackable", p.JOB_FAILED, "serialize"),
+    # checked before it is sent (moe_schema.result): the bad value's path, not a stored "ok"
+    ("test-malformed", p.JOB_FAILED, "the job's result is malformed: result.status: unknown key"),
 ])
 def test_job_errors_become_error_replies(client, probe, code, text):
     reply = client.call("probe", probe_spec(probe))

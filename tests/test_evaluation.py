@@ -189,9 +189,10 @@ def _job(name, limit=None, **extra):
     ({"task": {"name": "smoke_mc", "path": "/nonexistent/x.yaml", "limit": 1, "num_fewshot": 0}},
      "job.task.path: no such file"),
     ({"task": {"name": "smoke_mc", "path": None, "limit": -1, "num_fewshot": 0}}, "job.task.limit"),
-    ({"task": {"name": "smoke_mc", "path": None, "limit": 1, "fewshot": 0}}, "job.task: unknown key"),
+    ({"task": {"name": "smoke_mc", "path": None, "limit": 1, "fewshot": 0}},
+     r"job\.task\.fewshot: unknown key \(did you mean 'num_fewshot'\?\)"),
     ({"eval": {"max_batch_tokens": "big"}}, "job.eval.max_batch_tokens: expected int"),
-    ({"eval": {"batch": 3}}, "job.eval.batch: unknown option"),
+    ({"eval": {"batch": 3}}, "job.eval.batch: unknown key"),
     ({"shard": {"index": 3, "count": 3}}, "job.shard: need 0 <= index < count"),
     ({"seed": "zero"}, "job.seed"),
 ])

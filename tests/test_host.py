@@ -183,7 +183,8 @@ def test_dynamic_routing_params_follow_the_measured_experts_per_token():
 
 @pytest.mark.parametrize("config, routing, error, message", [
     (TINY_MOE, {"name": "topq", "params": {}}, JobError, r"variant\.routing: .*'topq'.*did you mean 'top"),
-    (TINY_MOE, {"name": "topk", "params": {"k": 0}}, JobError, r"variant\.routing: .*k"),
+    (TINY_MOE, {"name": "topk", "params": {"k": 0}}, JobError,
+     r"variant\.routing\.params\.k: routing strategy 'topk': k must be a positive integer"),
     (TINY_DENSE, {"name": "topk", "params": {"k": 1}}, Unsupported, "has no MoE layers"),
 ])
 def test_bad_routing_is_a_clear_error(config, routing, error, message):

@@ -63,9 +63,9 @@ def test_pairs_match_within_tolerance_closest_first():
 def test_store_writes_atomically_and_caches_only_successes(tmp_path):
     cache = tmp_path / "cache"
     store = Store(tmp_path / "run", cache_dir=cache)
-    store.put("k1", {"key": "k1", "status": "ok", "metrics": {"x": 1}})
-    store.put("k2", {"key": "k2", "status": "failed", "error": "boom"})
-    assert store.done("k1")["metrics"] == {"x": 1}
+    store.put("k1", {"key": "k1", "kind": "evaluate", "status": "ok", "metrics": {"t": {"x": 1}}, "samples": {}})
+    store.put("k2", {"key": "k2", "kind": "evaluate", "status": "failed", "error": "boom"})
+    assert store.done("k1")["metrics"] == {"t": {"x": 1}}
     assert store.done("k2") is None  # failed jobs run again
     assert (cache / "k1.json").exists() and not (cache / "k2.json").exists()
     assert not list((tmp_path / "run" / "jobs").glob(".*.tmp"))

@@ -26,15 +26,15 @@ def test_suite_entry_parses_with_defaults_and_lists_become_tuples():
 @pytest.mark.parametrize("name, params, message", [
     ("latency", {"batch_sizes": [1, 0]}, "probes[3].batch_sizes[1]: must be a positive int, got 0"),
     ("latency", {"batch_sizes": []}, "probes[3].batch_sizes: must be a non-empty list"),
-    ("latency", {"batch_sizes": [1, True]}, "probes[3].batch_sizes[1]: must be a positive int, got True"),
-    ("latency", {"batchsizes": [1]}, "probes[3].batchsizes: unknown parameter of probe 'latency' "
-                                     "(did you mean 'batch_sizes'?)"),
+    ("latency", {"batch_sizes": [1, True]}, "probes[3].batch_sizes[1]: expected int, got bool True"),
+    ("latency", {"batchsizes": [1]}, "probes[3].batchsizes: unknown key (did you mean 'batch_sizes'?); known: "),
     ("throughput", {"compile": "graph"}, "probes[3].compile: must be one of none, graphs, compile "
                                          "(did you mean 'graphs'?), got 'graph'"),
     ("throughput", {"repeats": 0}, "probes[3].repeats: must be an int >= 1, got 0"),
     ("throughput", {"device_peaks": {"tflops": -1}}, "probes[3].device_peaks.tflops: must be a positive number"),
     ("throughput", {"device_peaks": {"tbs": 1}}, "probes[3].device_peaks.tbs: unknown key"),
-    ("memory", {"warmup": 1}, "probes[3].warmup: unknown parameter of probe 'memory'"),
+    ("memory", {"warmup": 1}, "probes[3].warmup: unknown key; known: experts_implementation, seed, batch_sizes"),
+    ("throughput", {"prompt_length": "long"}, "probes[3].prompt_length: expected int, got 'long'"),
     ("routing", {"experts_implementation": ""}, "probes[3].experts_implementation: must be a name"),
     ("latncy", {}, "probes[3].name: unknown probe 'latncy' (did you mean 'latency'?); known: latency, memory"),
     ("latency", [1], "probes[3]: probe parameters must be a mapping"),
@@ -73,7 +73,8 @@ def test_cpu_step_timer_times_the_call():
 
 @pytest.mark.parametrize("name", ["latency", "throughput", "memory", "routing"])
 def test_the_suite_parser_accepts_yaml_lists(name):
-    from harness.suite import SuiteError, structure
+    from harness.suite import SuiteError
+    from moe_schema.check import structure
 
     config = structure(PROBES.get(name), {"batch_sizes": [1, 2]}, "probes[0]")
     assert config.batch_sizes == (1, 2)

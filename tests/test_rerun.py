@@ -8,7 +8,7 @@ fails what the test injects, so the store's and the run's rules are tested witho
 from __future__ import annotations
 
 import pytest
-from scripted_peer import Peer
+from scripted_peer import Peer, valid_result
 
 from harness import plan as planner
 from harness.run import execute
@@ -29,7 +29,7 @@ def worker(fail=lambda spec: False):
     def on_job(spec):
         if fail(spec):
             return ("error", protocol.JOB_FAILED, "injected failure")
-        return ("result", {"ran": spec["kind"], "variant": spec["variant"]["name"]})
+        return ("result", valid_result(spec))
     return on_job
 
 

@@ -530,7 +530,10 @@ def test_a_router_that_returns_the_index_first_is_read_and_answered_in_its_own_o
 
 
 def test_unknown_strategy_name_lists_the_known_ones(olmoe):
-    with pytest.raises(KeyError, match=r"unknown routing strategy 'topq' \(did you mean 'topp'\?\); known: .*native"):
+    from moe_schema.check import SchemaError
+
+    with pytest.raises(SchemaError, match=r"^variant\.routing: unknown routing strategy 'topq' \(did you mean 'topp'\?\); "
+                                          r"known: .*native"):
         apply(olmoe, {"name": "topq"})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from moe_schema.check import SchemaError
 from moe_schema.registry import UnknownName
 from moe_schema.routing import ROUTING, StrategyConfig, config_from_spec
 
@@ -70,29 +72,61 @@ def test_labels_and_experts_per_token(spec, label, ept):
     hash(config)  # frozen, usable as a cache key
 
 
-@pytest.mark.parametrize("spec, error, message", [
-    ({"name": "topk", "params": {"k": 0}}, ValueError, "'topk': k must be a positive integer, got 0"),
-    ({"name": "topk", "params": {"k": True}}, ValueError, "'topk': k must be a positive integer, got True"),
-    ({"name": "topk"}, TypeError, "'topk': missing parameter 'k'"),
-    ({"name": "topk", "params": {"k": 1, "kk": 2}}, TypeError, "'topk': unknown parameter 'kk'; known: k, renormalize"),
-    ({"name": "topk", "params": {"k": 1, "renormalize": "yes"}}, TypeError, "renormalize must be true, false or null"),
-    ({"name": "topp", "params": {"p": 0}}, ValueError, "'topp': p must be a positive number, got 0"),
-    ({"name": "topp", "params": {"p": 1.5}}, ValueError, r"'topp': p must be in \(0, 1\], got 1.5"),
-    ({"name": "topp", "params": {"p": 0.5, "min_k": 3, "max_k": 2}}, ValueError, r"max_k \(2\) is below min_k \(3\)"),
-    ({"name": "random", "params": {"seed": 1.5}}, TypeError, "'random': seed must be an integer, got 1.5"),
-    ({"name": "capacity", "params": {"capacity_factor": -1}}, ValueError, "capacity_factor must be a positive number"),
-    ({"name": "prune", "params": {}}, ValueError, "give exactly one of experts, fraction, keep"),
-    ({"name": "prune", "params": {"fraction": 0.5, "keep": 2}}, ValueError, r"\(got fraction, keep\)"),
-    ({"name": "prune", "params": {"fraction": 1.0}}, ValueError, r"fraction must be a number in \[0, 1\)"),
-    ({"name": "prune", "params": {"experts": [1, -2]}}, ValueError, "expert ids"),
-    ({"name": "prune", "params": {"experts": [1, 1]}}, ValueError, "lists an expert twice"),
-    ({"name": "aux_free", "params": {"gamma": -0.1}}, ValueError, "gamma must be a number >= 0"),
-    ({"name": "topk", "params": [1]}, TypeError, "params must be a mapping"),
-    ({"params": {}}, TypeError, "routing spec must be a dict with a 'name'"),
+@pytest.mark.parametrize("spec, path, message", [
+    ({"name": "topk", "params": {"k": 0}}, "params.k", "'topk': k must be a positive integer, got 0"),
+    ({"name": "topk", "params": {"k": True}}, "params.k", "expected int, got bool True"),
+    ({"name": "topk"}, "params", "missing 'k'"),
+    ({"name": "topk", "params": {"k": 1, "kk": 2}}, "params.kk",
+     r"unknown key \(did you mean 'k'\?\); known: k, renormalize"),
+    ({"name": "topk", "params": {"k": 1, "renormalize": "yes"}}, "params.renormalize", "expected bool or null"),
+    ({"name": "topp", "params": {"p": 0}}, "params.p", "'topp': p must be a positive number, got 0"),
+    ({"name": "topp", "params": {"p": 1.5}}, "params", r"'topp': p must be in \(0, 1\], got 1.5"),
+    ({"name": "topp", "params": {"p": 0.5, "min_k": 3, "max_k": 2}}, "params", r"max_k \(2\) is below min_k \(3\)"),
+    ({"name": "random", "params": {"seed": 1.5}}, "params.seed", "expected int, got float 1.5"),
+    ({"name": "capacity", "params": {"capacity_factor": -1}}, "params.capacity_factor",
+     "capacity_factor must be a positive number"),
+    ({"name": "prune", "params": {}}, "params", "give exactly one of experts, fraction, keep"),
+    ({"name": "prune", "params": {"fraction": 0.5, "keep": 2}}, "params", r"\(got fraction, keep\)"),
+    ({"name": "prune", "params": {"fraction": 1.0}}, "params", r"fraction must be a number in \[0, 1\)"),
+    ({"name": "prune", "params": {"experts": [1, -2]}}, "params", "expert ids"),
+    ({"name": "prune", "params": {"experts": [1, 1]}}, "params", "lists an expert twice"),
+    ({"name": "aux_free", "params": {"gamma": -0.1}}, "params.gamma", "gamma must be a number >= 0"),
+    ({"name": "topk", "params": [1]}, "params", "expected a map of parameters, got list"),
+    ({"params": {}}, "", "missing 'name'"),
+    ({"name": "topk", "k": 1}, "k", "unknown key; known: name, params"),
+    ({"name": "topq"}, "", r"unknown routing strategy 'topq' \(did you mean 'top[kp]'\?\)"),
 ])
-def test_bad_parameters_name_the_strategy_and_parameter(spec, error, message):
-    with pytest.raises(error, match=message):
+def test_bad_parameters_name_the_path_of_the_bad_value(spec, path, message):
+    with pytest.raises(SchemaError) as info:
         config_from_spec(spec)
+    assert info.value.path == ".".join(p for p in ("variant.routing", path) if p)
+    assert re.search(message, info.value.message), info.value.message
+
+
+@pytest.mark.parametrize("entry, param", [({"name": "topk", "k": "four"}, "k"), ({"name": "topk", "k": 0}, "k"),
+                                          ({"name": "topk", "kk": 1}, "kk"), ({"name": "topk"}, None),
+                                          ({"name": "topp", "p": 2.0}, None), ({"name": "topq"}, None)])
+def test_suite_and_worker_say_the_same_about_a_routing_entry(entry, param):
+    """One structurer (moe_schema.check.structure) on both sides: the suite's error at the entry's YAML
+    path, the worker's at variant.routing, with the same message."""
+    from harness.suite import SuiteError, parse
+    from workers.builds.spec import check_variant
+    from workers.errors import JobError
+
+    suite = {"name": "t", "tasks": [], "models": [{"name": "moe", "routing": [entry],
+                                                   "config": {"model_type": "olmoe", "hidden_size": 32}}]}
+    with pytest.raises(SuiteError) as suite_info:
+        parse(suite)
+    params = {k: v for k, v in entry.items() if k != "name"}
+    with pytest.raises(JobError) as worker_info:
+        check_variant({"build": {"checkpoint": "/x"}, "routing": {"name": entry["name"], "params": params}})
+    worker_path, _, worker_message = worker_info.value.message.partition(": ")
+    in_suite = "models[0].routing[0]"
+    assert suite_info.value.path == (in_suite + f".{param}" if param else in_suite)
+    is_name_error = entry["name"] not in ROUTING.names()
+    assert worker_path == ("variant.routing" if is_name_error else
+                           "variant.routing.params" + (f".{param}" if param else ""))
+    assert suite_info.value.message == worker_message
 
 
 def test_unknown_name_gives_known_list_and_did_you_mean():

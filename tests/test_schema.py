@@ -153,3 +153,48 @@ def test_every_variant_the_planner_makes_passes_the_workers_variant_check(suite_
     for job in jobs:
         check_variant(job.spec["variant"])
     assert variants and jobs
+
+
+@pytest.mark.parametrize("section, typo, worker_check", [
+    ("tasks", {"name": "x", "fewshot": 1}, "evaluate"),
+    ("train", {"batch_sise": 4}, "train"),
+    ("corpus", {"kind": "knowledge", "entites": 50}, "corpus"),
+])
+def test_the_worker_names_an_unknown_key_as_the_suite_parser_does(section, typo, worker_check):
+    """Both sides refuse an unknown key through moe_schema.check.known_keys: at the key's own path,
+    with did-you-mean (the worker's checks once said ``job.task: unknown key(s) fewshot``)."""
+    from moe_schema.corpus import check_corpus
+    from moe_schema.train import check_train
+    from workers.errors import JobError
+    from workers.evaluation.job import check_job
+
+    corpus = {"kind": "knowledge", "entities": 50, "tokens": 5000}
+    changes = {"tasks": {"tasks": [typo]}, "train": {"train": typo, "corpus": corpus},
+               "corpus": {"corpus": typo, "train": {"tokens": 5000}}}[section]
+    suite_error = _suite_error(**changes)
+    key = next(k for k in typo if k not in ("name", "kind"))
+    if worker_check == "evaluate":
+        with pytest.raises(JobError) as info:
+            check_job({"task": {"path": None, "limit": None, "num_fewshot": None, **typo}})
+        worker_path, _, worker_message = info.value.message.partition(": ")
+    else:
+        check = check_train if worker_check == "train" else check_corpus
+        with pytest.raises(SchemaError) as info:
+            check(typo, where=f"job.{worker_check}")
+        worker_path, worker_message = info.value.path, info.value.message
+    assert suite_error.path.endswith(f".{key}") and worker_path.endswith(f".{key}")
+    assert "(did you mean" in suite_error.message
+    # the same words up to the list of known keys (a suite's task map has more: corpus, shards)
+    assert worker_message.split("; known:")[0] == suite_error.message.split("; known:")[0]
+
+
+def test_one_structurer_for_plugin_parameters():
+    """harness/suite.py keeps no structurer of its own: routing entries go through moe_schema's."""
+    import harness.suite as suite
+
+    assert not hasattr(suite, "structure") and not hasattr(suite, "_type_ok")
+    from moe_schema.routing import routing_config
+
+    with pytest.raises(SchemaError) as info:
+        routing_config("topk", {"k": "four"}, "models[0].routing[0]")
+    assert str(info.value) == "models[0].routing[0].k: expected int, got 'four'"

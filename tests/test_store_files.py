@@ -17,6 +17,15 @@ from harness import store as store_mod
 from harness.store import Store, write_json_atomic
 
 
+def ok(key: str, **extra) -> dict:
+    """The smallest ok record the store takes (moe_schema.result.check_record)."""
+    return {"key": key, "kind": "train", "status": "ok", "train": {}, **extra}
+
+
+def failed(key: str) -> dict:
+    return {"key": key, "kind": "train", "status": "failed", "error": "boom"}
+
+
 def test_a_result_is_written_to_a_hidden_temporary_beside_it_then_renamed(tmp_path, monkeypatch):
     renames = []
     real = os.replace
@@ -65,7 +74,7 @@ def test_the_shared_cache_lives_under_the_harness_home(tmp_path, monkeypatch):
     store = Store(tmp_path / "run")
     assert store.cache_dir == tmp_path / "home" / "results"
     assert store.jobs_dir == tmp_path / "run" / "jobs" and store.jobs_dir.is_dir()
-    store.put("k", {"key": "k", "status": "ok"})
+    store.put("k", ok("k"))
     assert (tmp_path / "home" / "results" / "k.json").is_file()
     assert store.path("k") == tmp_path / "run" / "jobs" / "k.json"
 
@@ -73,23 +82,23 @@ def test_the_shared_cache_lives_under_the_harness_home(tmp_path, monkeypatch):
 def test_a_run_folder_result_wins_over_the_cache_and_a_failed_one_does_not(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
-    (cache / "k.json").write_text(json.dumps({"key": "k", "status": "ok", "from": "cache"}))
+    (cache / "k.json").write_text(json.dumps(ok("k", worker="cache")))
     store = Store(tmp_path / "run", cache_dir=cache)
-    store.put("k", {"key": "k", "status": "failed", "error": "boom"})
+    store.put("k", failed("k"))
     # the failed run-folder result does not count; the cached success does, and is copied in
-    assert store.done("k") == {"key": "k", "status": "ok", "from": "cache"}
-    assert store.get("k")["from"] == "cache"
-    (cache / "j.json").write_text(json.dumps({"key": "j", "status": "failed"}))
+    assert store.done("k") == ok("k", worker="cache")
+    assert store.get("k")["worker"] == "cache"
+    (cache / "j.json").write_text(json.dumps(failed("j")))
     assert store.done("j") is None and store.get("j") is None  # a cached failure is not copied
-    store.put("m", {"key": "m", "status": "ok", "from": "run"})
-    (cache / "m.json").write_text(json.dumps({"key": "m", "status": "ok", "from": "cache"}))
-    assert store.done("m")["from"] == "run"
+    store.put("m", ok("m", worker="run"))
+    (cache / "m.json").write_text(json.dumps(ok("m", worker="cache")))
+    assert store.done("m")["worker"] == "run"
     assert store.records(["m", "absent", "k"]) == [store.get("m"), store.get("k")]
 
 
 def test_results_jsonl_is_written_whole_under_its_name(tmp_path):
     store = Store(tmp_path / "run", cache_dir=tmp_path / "cache")
-    store.put("a", {"key": "a", "status": "ok"})
+    store.put("a", ok("a"))
     out = store.write_results_jsonl(["a"])
     assert out == tmp_path / "run" / "results.jsonl"
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["jobs", "results.jsonl"]

@@ -65,16 +65,16 @@ CASES = [
     (["models", 1, "derive"], "multiple_of", "multiple_off", "models[1].derive.multiple_off",
      "did you mean 'multiple_of'"),
     (["models", 0, "routing", 0], "k", "kk", "models[0].routing[0].kk", "unknown key"),
-    (["models", 0, "train"], "lr", "lrr", "models[0].train", "lrr"),
+    (["models", 0, "train"], "lr", "lrr", "models[0].train.lrr", "did you mean 'lr'"),
     (["tasks", 1], "limit", "limt", "tasks[1].limt", "did you mean 'limit'"),
     (["probes", 0], "batch_sizes", "batch_size", "probes[0].batch_size", "did you mean 'batch_sizes'"),
     (["pairing"], "tolerance", "tolerence", "pairing.tolerence", "did you mean 'tolerance'"),
     (["eval"], "max_batch_tokens", "max_batch_token", "eval.max_batch_token", "did you mean 'max_batch_tokens'"),
     (["scales", "tiny"], "corpus", "corpsu", "scales.tiny.corpsu", "did you mean 'corpus'"),
-    (["scales", "tiny", "corpus"], "entities", "entites", "corpus", "entites"),
-    (["scales", "tiny", "train"], "tokens", "tokns", "train", "tokns"),
-    (["corpus"], "tokens", "tokes", "corpus", "tokes"),
-    (["train"], "batch_size", "batch_sise", "train", "batch_sise"),
+    (["scales", "tiny", "corpus"], "entities", "entites", "corpus.entites", "did you mean 'entities'"),
+    (["scales", "tiny", "train"], "tokens", "tokns", "train.tokns", "did you mean 'tokens'"),
+    (["corpus"], "tokens", "tokes", "corpus.tokes", "did you mean 'tokens'"),
+    (["train"], "batch_size", "batch_sise", "train.batch_sise", "did you mean 'batch_size'"),
 ]
 
 

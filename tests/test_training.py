@@ -331,7 +331,7 @@ def test_schedule_and_data_order():
 
 @pytest.mark.parametrize("train,needle", [
     ({"lr": -1}, "job.train.lr: expected a number >= 0"),
-    ({"batch": 4}, "job.train: unknown key(s) batch"),
+    ({"batch": 4}, "job.train.batch: unknown key (did you mean 'batch_size'?)"),
     ({"seq_len": 1}, "job.train.seq_len: expected an int >= 2"),
     ({"betas": [0.9]}, "job.train.betas"),
     ({"autocast": "fp8"}, "job.train.autocast"),

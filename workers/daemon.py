@@ -10,8 +10,10 @@ One ROUTER socket and one main loop (``Daemon.serve``); at most one job thread a
   ``evaluate``, ``probe``, ``train``; a second one meanwhile gets a ``BUSY`` error), forwards the
   job thread's progress notifications and final reply, and sends a ``heartbeat`` notification
   every ``--heartbeat-s`` to every client heard from lately, so a long job never looks dead;
-- the job thread calls ``workers.jobs.run_job(job, host, progress, cancelled)`` and hands its
-  messages to the main loop over an inproc socket (ZeroMQ sockets never cross threads).
+- the job thread calls ``workers.jobs.run_job(job, host, progress, cancelled)``, checks the result
+  against the job result's schema (``moe_schema.result``; a malformed one is answered JOB_FAILED
+  naming the bad value) and hands its messages to the main loop over an inproc socket (ZeroMQ
+  sockets never cross threads).
 
 A frame may be a JSON-RPC 2.0 batch (an array of requests, any methods): it is answered by one
 array holding a reply per member that has an id, after all of them are done, so a batch that
@@ -36,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import os
 import re
 import signal
@@ -50,6 +51,9 @@ from typing import Any, Callable
 import zmq
 
 from moe_schema import protocol
+from moe_schema.check import SchemaError
+from moe_schema.registry import PluginError, resolve
+from moe_schema.result import check_result
 from workers.errors import JobError
 
 RUN_JOB_ENV = "MOE_HARNESS_RUN_JOB"
@@ -130,9 +134,9 @@ def load_run_job() -> Callable:
 
         return run_job
     module, _, name = spec.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name or "run_job")
-    except (ImportError, AttributeError) as exc:
+    try:  # the one place a module:object reference is imported (moe_schema.registry)
+        return resolve(f"{module}:{name or 'run_job'}", what=RUN_JOB_ENV)
+    except PluginError as exc:
         raise StartupError(f"{RUN_JOB_ENV}={spec!r}: {exc}") from None
 
 
@@ -461,6 +465,10 @@ class Daemon:
 
         try:
             value = self.run_job(job.params, self.host, progress, job.cancelled)
+            try:  # what the coordinator will check too: a malformed result is this job's failure, here
+                check_result(value, job.method)
+            except SchemaError as exc:
+                raise JobError(protocol.JOB_FAILED, f"the job's result is malformed: {exc}") from None
             frame = protocol.pack(protocol.result(job.id, value))
         except JobError as exc:
             frame = self._error_frame(job.id, exc.code, exc.message, exc.data)

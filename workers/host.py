@@ -29,6 +29,7 @@ import attrs
 
 from moe_schema import protocol
 from moe_schema import headers
+from moe_schema.check import SchemaError
 from workers.builds.load import load_model
 from workers.builds.materialize import build_dir
 from workers.builds.spec import check_variant
@@ -285,6 +286,8 @@ def apply_routing(model, routing: dict | None, tokenizer=None):
         return apply(model, routing, tokenizer=tokenizer)
     except JobError:
         raise
+    except SchemaError as exc:  # checked as the suite parser checks it (moe_schema.routing), with its path
+        raise JobError(protocol.INVALID_PARAMS, str(exc)) from None
     except (KeyError, ValueError, TypeError) as exc:
         text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise JobError(protocol.INVALID_PARAMS, f"variant.routing: {text}") from None

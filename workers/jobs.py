@@ -9,7 +9,6 @@ A bad job dict raises ``JobError(INVALID_PARAMS)`` naming the field.
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 import platform
 import socket
@@ -19,6 +18,8 @@ from importlib import metadata
 from typing import Callable
 
 from moe_schema import protocol
+from moe_schema.check import SchemaError, unknown
+from moe_schema.registry import PluginError, resolve
 from workers.builds.params import count_params
 from workers.builds.spec import bad, check_variant
 from workers.errors import JobCancelled, JobError, Unsupported
@@ -48,7 +49,7 @@ def check_job(job) -> str:
         raise JobError(protocol.INVALID_PARAMS, f"job: expected a map, got {type(job).__name__}")
     kind = job.get("kind")
     if kind not in protocol.JOB_METHODS:
-        raise bad("job.kind", f"unknown job kind {kind!r}; known: {', '.join(protocol.JOB_METHODS)}")
+        raise bad("job.kind", unknown("job kind", kind, protocol.JOB_METHODS))
     if "variant" not in job:
         raise bad("job", "missing 'variant'")
     check_variant(job["variant"])
@@ -69,10 +70,14 @@ def describe(job: dict, loaded, progress: Progress, cancelled: threading.Event) 
 
 
 def _lazy(module: str, kind: str) -> Callable:
+    """The kind's ``run``, imported on first use through ``moe_schema.registry.resolve`` (the one
+    place a ``module:object`` reference is imported); a worker installed without that module (no
+    lm-eval, say) answers UNSUPPORTED instead of failing the job with an import error."""
     try:
-        return importlib.import_module(module).run
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
+        return resolve(f"{module}:run", what=f"{kind} job")
+    except PluginError as exc:
+        missing = exc.__cause__
+        if isinstance(missing, ModuleNotFoundError) and missing.name and module.startswith(missing.name):
             raise Unsupported(f"{kind} jobs need {module}, which this worker does not have") from None
         raise
 
@@ -150,14 +155,12 @@ def strategy_config(loaded):
     config = getattr(loaded.routing_session, "strategy_config", None)
     if config is not None:
         return config
+    from moe_schema.routing import config_from_spec
+
     try:
-        from moe_schema.routing import config_from_spec
-    except ModuleNotFoundError:
-        return None
-    try:
-        return config_from_spec(routing)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise bad("variant.routing", str(exc.args[0] if exc.args else exc)) from None
+        return config_from_spec(routing, "variant.routing")
+    except SchemaError as exc:
+        raise bad(exc.path, exc.message) from None
 
 
 def variant_params(loaded, telemetry: dict | None = None) -> dict:

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.report.run import Run, is_stderr, metric_names
+from moe_schema.knowledge import BUCKETS  # the corpus's popularity buckets: one place
 
-BUCKETS = ("head", "torso", "tail")
 ALL = "all"
 
 

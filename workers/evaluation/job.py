@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from moe_schema import protocol
-from moe_schema.check import SchemaError, did_you_mean
+from moe_schema.check import SchemaError, did_you_mean, known_keys
 from moe_schema.merge import task_metrics
-from moe_schema.task import TASK_KEYS, check_eval_options, check_limit, check_num_fewshot
+from moe_schema.task import TASK_KEYS, check_eval_options, check_limit, check_num_fewshot, check_shard
 from workers.errors import JobError
 
 _TASK_MANAGERS: dict = {}
@@ -48,9 +48,10 @@ def check_job(job: dict) -> tuple[dict, int, dict, dict | None]:
     task = job.get("task")
     if not isinstance(task, dict):
         raise bad("job.task", f"expected a map with name, path, limit, num_fewshot, got {type(task).__name__}")
-    unknown = sorted(set(task) - set(TASK_KEYS))
-    if unknown:
-        raise bad("job.task", f"unknown key(s) {', '.join(unknown)} (known: {', '.join(TASK_KEYS)})")
+    try:
+        known_keys("job.task", task, TASK_KEYS)
+    except SchemaError as exc:
+        raise bad(exc.path, exc.message) from None
     if not isinstance(task.get("name"), str) or not task["name"]:
         raise bad("job.task.name", f"expected a task name, got {task.get('name')!r}")
     path = task.get("path")
@@ -71,13 +72,10 @@ def check_job(job: dict) -> tuple[dict, int, dict, dict | None]:
         options = check_eval_options(job.get("eval") or {}, "job.eval")  # the suite's eval: check
     except SchemaError as exc:
         raise bad(exc.path, exc.message) from None
-    shard = job.get("shard")
-    if shard is not None:
-        if not isinstance(shard, dict) or set(shard) != {"index", "count"}:
-            raise bad("job.shard", f"expected {{index, count}}, got {shard!r}")
-        i, n = shard["index"], shard["count"]
-        if not (isinstance(i, int) and isinstance(n, int) and n >= 1 and 0 <= i < n):
-            raise bad("job.shard", f"need 0 <= index < count, got index={i!r} count={n!r}")
+    try:
+        shard = check_shard(job.get("shard"), "job.shard")
+    except SchemaError as exc:
+        raise bad(exc.path, exc.message) from None
     return task, seed, options, shard
 
 
