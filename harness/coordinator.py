@@ -352,8 +352,7 @@ class Coordinator:
         if w.task is task:
             self._set(w, "idle", now)
         task.request = None
-        if "result" in msg:
-            w.holds.add(task.job.affinity)
+        if "result" in msg:  # (the build is in w.holds since the dispatch)
             malformed = self._malformed(task.job, msg["result"])
             if malformed:
                 self._finish(task, w, "failed", error=f"malformed result from {w.endpoint}: {malformed}")

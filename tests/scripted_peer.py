@@ -33,7 +33,8 @@ class Peer(threading.Thread):
     the job and never finish it; with ``confirm_cancel`` a cancel of it is answered, as a daemon
     does, with a JOB_CANCELLED error for the job), or ``("progress", [params, ...], value)`` (send a
     progress notification with each params, the job's request id added where they have no ``id``,
-    then the result). ``hello_busy``: what hello says the worker runs (a daemon serving someone
+    then the result), or ``("later", seconds, value)`` (answer heartbeats as busy with the job, and
+    reply ``value`` after that long). ``hello_busy``: what hello says the worker runs (a daemon serving someone
     else), until ``hello_busy`` is set to None."""
 
     def __init__(self, endpoint: str, on_job, holds_trained=(), hello_busy=None, confirm_cancel=False):
@@ -53,9 +54,13 @@ class Peer(threading.Thread):
         sock = ctx.socket(zmq.ROUTER)
         sock.bind(self.endpoint)
         self._ready.set()
-        silent_until, pending, running = 0.0, [], None
+        silent_until, pending, running, later = 0.0, [], None, []
         try:
             while not self._quit.is_set():
+                for item in [x for x in later if time.monotonic() >= x[0]]:  # ("later", ...) replies now due
+                    sock.send_multipart([item[1], item[2]])
+                    later.remove(item)
+                    running = None
                 if pending and time.monotonic() >= silent_until:
                     for ident, frame in pending:
                         sock.send_multipart([ident, frame])
@@ -85,7 +90,9 @@ class Peer(threading.Thread):
                     if action[0] == "result":
                         reply = protocol.result(rid, action[1])
                     elif action[0] == "error":
-                        reply = protocol.error(rid, action[1], action[2])
+                        reply = protocol.error(rid, action[1], "" if action[2] is ... else action[2])
+                        if action[2] is ...:  # an error with no message at all
+                            del reply["error"]["message"]
                     elif action[0] == "freeze":
                         silent_until = time.monotonic() + action[1]
                         if action[2] is not None:  # it still runs the job until it replies
@@ -97,6 +104,10 @@ class Peer(threading.Thread):
                             sock.send_multipart([ident, protocol.pack(protocol.notification(
                                 protocol.NOTIFY_PROGRESS, {"id": rid, **note}))])
                         reply = protocol.result(rid, action[2])
+                    elif action[0] == "later":  # busy with it (heartbeats say so), replies after a while
+                        later.append((time.monotonic() + action[1], ident, protocol.pack(protocol.result(rid, action[2]))))
+                        running = rid
+                        continue
                     elif action[0] == "hang":
                         running = rid  # says it runs the job, and never finishes it
                         continue

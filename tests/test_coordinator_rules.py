@@ -276,3 +276,127 @@ def test_at_the_deadline_the_running_job_is_cancelled_by_its_id_and_the_queued_o
     time.sleep(0.2)
     assert len(stuck.cancels) == 1 and stuck.cancels[0].startswith(f"{c._prefix}:probe:")
     assert summary.failed == 3 and summary.not_run == []
+
+
+def test_a_reply_from_the_workers_own_dispatch_only_counts(endpoints, peers):
+    """Worker A froze and was given up on; the job went to B. A wakes and replies while B still
+    runs it: A's reply is late and dropped, B's is the job's result."""
+    served = []
+
+    def a(params):
+        served.append("a")
+        return ("freeze", 0.9, {"by": "A"})
+
+    peers += [Peer(endpoints[0], a), Peer(endpoints[1], lambda params: ("later", 1.6, {"by": "B"}))]
+    with Coordinator(endpoints[:2], **FAST) as c:
+        c.hello(timeout_s=5)
+        summary, outcomes, _ = collect(c, [probe("j")])
+    assert served == ["a"]
+    assert outcomes["j"]["result"] == {"by": "B"} and outcomes["j"]["worker"] == endpoints[1]
+    assert outcomes["j"]["attempts"] == 2 and summary.late_replies == 1
+
+
+def test_an_error_without_a_message_and_a_cancel_the_user_did_not_ask_for(endpoints, peers):
+    answers = {"quiet": ("error", protocol.JOB_FAILED, ...), "self": ("error", protocol.JOB_CANCELLED, "shutting down")}
+    peers.append(Peer(endpoints[0], lambda params: answers[params["n"]]))
+    with Coordinator(endpoints[:1], **FAST) as c:
+        c.hello(timeout_s=5)
+        summary, outcomes, _ = collect(c, [probe("quiet"), probe("self")])
+    assert outcomes["quiet"]["error"] == f"{protocol.ERROR_NAMES[protocol.JOB_FAILED]}: "
+    # cancelled by the daemon itself, not by the user: its reason is kept
+    assert outcomes["self"]["error"] == f"{protocol.ERROR_NAMES[protocol.JOB_CANCELLED]}: shutting down"
+
+
+def test_a_busy_worker_is_used_again_once_it_is_free(endpoints, peers):
+    answers = iter([("error", protocol.BUSY, "serving someone else"), ("result", {"n": "a"})])
+    peer = Peer(endpoints[0], lambda params: next(answers))
+    peers.append(peer)
+    with Coordinator(endpoints[:1], **FAST) as c:
+        c.hello(timeout_s=5)
+        summary, outcomes, _ = collect(c, [probe("a")], deadline_s=5)
+    assert outcomes["a"]["status"] == "ok" and outcomes["a"]["attempts"] == 1  # BUSY is not an attempt
+    assert len(peer.jobs) == 2 and peer.hellos >= 2  # rechecked with hello before the second try
+
+
+def test_a_checkpoint_a_job_wrote_draws_the_jobs_that_need_it_to_that_worker(endpoints, peers):
+    peers += [Peer(endpoints[0], lambda params: ("result", {"n": params["n"]})),
+              Peer(endpoints[1], lambda params: ("later", 0.2, {"n": params["n"]}))]
+    with Coordinator(endpoints[:2], **FAST) as c:
+        c.hello(timeout_s=5)
+        collect(c, [probe("train", provides="ckpt")])
+        assert "ckpt" in c.workers[0].has and "ckpt" not in c.workers[1].has
+        # w1 is free first in the worker order only if it does not need the checkpoint
+        summary, outcomes, _ = collect(c, [probe("plain"), probe("eval", needs="ckpt")])
+    assert outcomes["eval"]["worker"] == endpoints[0]
+    assert outcomes["plain"]["worker"] == endpoints[1]
+
+
+def test_the_only_worker_dying_fails_the_rest_at_once_with_its_exit(endpoints, peers):
+    doomed = Peer(endpoints[0], lambda params: ("hang",))
+    peers.append(doomed)
+    dead = threading.Event()
+    with Coordinator(endpoints[:1], heartbeat_s=0.05, timeout_s=30.0, check_result=None, max_crashes=5,
+                     exited=lambda ep: ("exited with status 1", "log: boom") if dead.is_set() else None) as c:
+        c.hello(timeout_s=5)
+        threading.Timer(0.3, lambda: (doomed.stop(), dead.set())).start()
+        t0 = time.monotonic()
+        summary, outcomes, _ = collect(c, [probe("a"), probe("b")])
+    assert time.monotonic() - t0 < 5  # not after the 30 s timeout
+    assert outcomes["b"]["error"] == (f"no worker left: all 1 lost ({endpoints[0]}: exited with status 1 "
+                                      f"while running probe v-a; log: boom)")
+    assert summary.lost == [f"{endpoints[0]}: exited with status 1 while running probe v-a; log: boom"]
+
+
+def test_an_idle_worker_that_dies_or_goes_silent_is_lost_without_a_job(endpoints, peers):
+    quiet = Peer(endpoints[1], lambda params: ("result", {}))
+    peers += [Peer(endpoints[0], lambda params: ("later", 1.2, {"n": params["n"]})), quiet]
+    lost = []
+    with Coordinator(endpoints[:2], heartbeat_s=0.05, timeout_s=0.4, check_result=None,
+                     exited=lambda ep: ("exited with status 2", "log: -") if ep == endpoints[1] and quiet._quit.is_set()
+                     else None) as c:
+        c.on_lost = lambda ep, reason: lost.append((ep, reason))
+        c.hello(timeout_s=5)
+        threading.Timer(0.2, quiet.stop).start()
+        collect(c, [probe("a")])
+    assert (endpoints[1], "exited with status 2; log: -") in lost
+
+
+def test_a_held_worker_that_goes_silent_is_lost(endpoints, peers):
+    held = Peer(endpoints[0], lambda params: ("result", {}), hello_busy="someone-else:probe:1")
+    peers += [held, Peer(endpoints[1], lambda params: ("later", 1.0, {"n": params["n"]}))]
+    with Coordinator(endpoints[:2], **FAST) as c:
+        c.hello(timeout_s=5)
+        threading.Timer(0.2, held.stop).start()
+        summary, outcomes, _ = collect(c, [probe("a")])
+    assert any(x.startswith(f"{endpoints[0]}: silent for ") for x in summary.lost)
+    assert outcomes["a"]["worker"] == endpoints[1]
+
+
+def test_a_quarantined_job_names_the_worker_it_took_down_last(endpoints, peers):
+    peers.append(Peer(endpoints[0], lambda params: ("freeze", 0.6, None)))
+    with Coordinator(endpoints[:1], heartbeat_s=0.05, timeout_s=0.3, check_result=None, max_crashes=1) as c:
+        c.hello(timeout_s=5)
+        summary, outcomes, _ = collect(c, [probe("a")])
+    assert outcomes["a"]["worker"] == endpoints[0]
+    assert outcomes["a"]["error"].startswith(f"quarantined: took down 1 workers (last {endpoints[0]}: silent for ")
+    assert summary.quarantined == ["a"]
+
+
+def test_a_never_answering_worker_behind_curve_keys_gets_a_hint(tmp_path):
+    import zmq.auth
+
+    public, secret = zmq.auth.create_certificates(tmp_path, "client")
+    server_public, _ = zmq.auth.create_certificates(tmp_path, "server")
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for f in tmp_path.glob("*.key*"):
+        f.rename(keys / f.name)
+    try:
+        coord = Coordinator(["tcp://127.0.0.1:1"], heartbeat_s=0.05, timeout_s=0.2, connect_timeout_s=0.3,
+                            client_keys=keys)
+    except (ValueError, OSError, TypeError) as exc:
+        pytest.skip(f"client keys take another layout here: {exc}")
+    with coord as c:
+        summary, outcomes, _ = collect(c, [probe("a")], deadline_s=5)
+    assert summary.lost == ["tcp://127.0.0.1:1: no reply to hello within 0.3 s (not started, wrong endpoint, or "
+                            "keys not accepted?)"]
