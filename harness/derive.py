@@ -76,7 +76,7 @@ def derive_twin(config: dict, match: str, *, family: str | None = None, num_expe
     if not isinstance(multiple_of, int) or multiple_of < 1:
         raise DeriveError(f"{where}: multiple_of must be a positive int, got {multiple_of!r}")
     c = resolved(config, where)
-    target = count(config, where)[match]
+    target = count(config)[match]  # resolved above: the config counts
     if fam.moe:
         twin_family = family or DENSE_TWIN[fam.model_type]
         if twin_family not in DEFAULTS or FAMILIES[twin_family].moe:
@@ -158,11 +158,11 @@ def regranulate(config: dict, num_experts: int, where: str = "config", multiple_
         raise DeriveError(f"{where}: {num_experts} experts at the granularity of {e0} experts x top-{k0} need "
                           f"top-{k0 * num_experts / e0:g} per token, not a whole number")
     k = k0 * num_experts // e0
-    target = count(config, where)["active"]
+    target = count(config)["active"]  # resolved above: the config and its probes (positive ints) count
     wkey = fam.expert_width_key
     probe = {**config, fam.num_experts_key: num_experts, "num_experts_per_tok": k, wkey: 1}
-    a1 = count(probe, where)["active"]
-    slope = count({**probe, wkey: 2}, where)["active"] - a1
+    a1 = count(probe)["active"]
+    slope = count({**probe, wkey: 2})["active"] - a1
     width = 1 + (target - a1) / slope
     if width < 1:
         raise DeriveError(f"{where}: no expert width gives {num_experts} experts {target} active parameters")

@@ -171,7 +171,7 @@ def test_the_reason_reads_the_first_document_of_each_side():
 
 
 def test_pair_diffs_skip_bucket_member_tasks_and_variants_without_the_task():
-    moe_s, dense_s = docs([1, 1, 0, 1] * 10), docs([0, 1, 0, 0] * 10)
+    moe_s, dense_s = docs([0.1 * (i % 7) + 0.01 * i for i in range(40)]), docs([0.05 * (i % 5) for i in range(40)])
     tasks = lambda s, with_extra: {"g_head": (0.5, s), "g_tail": (0.4, s), "t": (0.6, s),  # noqa: E731
                                    **({"only_moe": (0.3, s)} if with_extra else {})}
     run = spec_run([{"name": "moe", "active": 1000, "total": 4000, "is_moe": True},
@@ -183,4 +183,5 @@ def test_pair_diffs_skip_bucket_member_tasks_and_variants_without_the_task():
     assert rows[0].diff == paired_bootstrap([x["acc"] for x in moe_s], [x["acc"] for x in dense_s], seed=0)
     (seeded,) = pair_diffs(run, "active", seed=4)
     assert seeded.diff == paired_bootstrap([x["acc"] for x in moe_s], [x["acc"] for x in dense_s], seed=4)
+    assert seeded.diff != rows[0].diff  # continuous values: another seed, another interval
     assert pair_diffs(run, "total") == []

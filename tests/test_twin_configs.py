@@ -187,6 +187,16 @@ def test_regranulate_keeps_the_active_count():
     assert abs(count(out)["active"] - count(qwen)["active"]) <= 8 * 24 // 2
 
 
+def test_regranulating_to_the_same_experts_gives_the_config_back_and_one_expert_is_allowed():
+    for width in (1, 6):
+        config = {**MIXTRAL, "intermediate_size": width}
+        assert regranulate(config, 4) == config
+    # 4 of 4 experts active (1816) as one expert: the router shrinks to 8 per layer, 616 + 48 w = 1816
+    every = {**MIXTRAL, "num_experts_per_tok": 4}
+    assert regranulate(every, 1) == {**every, "num_local_experts": 1, "num_experts_per_tok": 1,
+                                     "intermediate_size": 25}
+
+
 @pytest.mark.parametrize("config, experts, message", [
     (MIXTRAL, 3, "config: 3 experts at the granularity of 4 experts x top-2 need top-1.5 per token, not a whole number"),
     (MIXTRAL, 64, "config: no expert width gives 64 experts 1240 active parameters"),
@@ -194,6 +204,7 @@ def test_regranulate_keeps_the_active_count():
     (MIXTRAL, True, "config: num_experts must be an int >= 1, got True"),
     (DENSE, 8, "config: llama is a dense family; experts apply to MoE builds"),
     ({"model_type": "gpt9"}, 8, "config.model_type: unknown model family 'gpt9'"),
+    ({**MIXTRAL, "hidden_size": 0}, 8, "config.hidden_size: expected a positive int, got 0"),
 ])
 def test_what_cannot_be_regranulated_is_named(config, experts, message):
     with pytest.raises(DeriveError, match="^" + re.escape(message)):
