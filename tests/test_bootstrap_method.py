@@ -30,10 +30,11 @@ def reference_mean_interval(d: np.ndarray, seed: int, level: float, n_boot: int 
     return percentile_interval(d[idx].mean(axis=1), level)
 
 
-def reference_aggregate_interval(a: np.ndarray, b: np.ndarray, aggregate, seed: int, level: float):
+def reference_aggregate_interval(a: np.ndarray, b: np.ndarray, aggregate, seed: int, level: float,
+                                 n_boot: int = N_BOOT):
     """a, b: (seeds, n, 2). One index draw per resample, shared by both sides and every seed."""
     n = a.shape[1]
-    idx = np.random.default_rng(seed).integers(0, n, size=(N_BOOT, n))
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
     diffs = []
     for row in idx:
         sa, sb = a[:, row].sum(axis=1), b[:, row].sum(axis=1)
@@ -75,6 +76,19 @@ def test_aggregate_interval_is_the_percentile_interval_of_recomputed_aggregates(
     default = paired_aggregate_bootstrap(a, b, agg)
     assert (default.lo, default.hi) == pytest.approx(reference_aggregate_interval(a, b, agg, 0, 0.95), rel=1e-9)
     assert default.level == 0.95
+
+
+def test_every_resample_counts():
+    """Three resamples: each one moves the interval's ends, so none may be skipped or left unset."""
+    rng = np.random.default_rng(15)
+    a, b = rng.normal(0.1, 1.0, 40), rng.normal(0.0, 1.0, 40)
+    d = paired_bootstrap(a, b, n_boot=3, seed=2)
+    assert (d.lo, d.hi) == pytest.approx(reference_mean_interval(a - b, 2, 0.95, n_boot=3), rel=1e-12)
+    pa = np.stack([-rng.uniform(1, 2, 40), np.ones(40)], axis=-1)[None]
+    pb = np.stack([-rng.uniform(1, 2, 40), np.ones(40)], axis=-1)[None]
+    agg = aggregate_of("bits_per_byte")
+    d = paired_aggregate_bootstrap(pa, pb, agg, n_boot=3, seed=2)
+    assert (d.lo, d.hi) == pytest.approx(reference_aggregate_interval(pa, pb, agg, 2, 0.95, n_boot=3), rel=1e-9)
 
 
 def test_every_document_can_be_drawn():

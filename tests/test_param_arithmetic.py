@@ -10,6 +10,8 @@ vocabulary 11 (embedding 88, LM head 88), FFN width 6 (3*8*6 = 144), 4 experts o
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from moe_schema.params import ParamsError, count, parts, resolved, sparse_layers
@@ -179,8 +181,11 @@ def test_defaults_fill_what_a_config_leaves_out():
 ])
 def test_a_config_that_cannot_be_counted_is_named(config, where, message):
     for fn in (resolved, parts, count):
-        with pytest.raises(ParamsError, match="^" + __import__("re").escape(message) + "$"):
+        with pytest.raises(ParamsError, match="^" + re.escape(message) + "$"):
             fn(config, where)
+        if where == "config":  # the same error at the caller's path
+            with pytest.raises(ParamsError, match="^" + re.escape("variant.build." + message) + "$"):
+                fn(config, "variant.build.config")
 
 
 def test_the_default_path_is_config():

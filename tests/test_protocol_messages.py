@@ -163,3 +163,42 @@ def test_a_batch_of_exactly_the_limit_is_parsed_and_one_more_refused():
                                                           f"of {p.MAX_BATCH}")
     err = refused(p.pack([]), p.parse_incoming)
     assert (err.code, err.message) == (p.INVALID_REQUEST, "empty batch: a batch holds at least one request")
+
+
+# ---- endpoints and key folders --------------------------------------------------------------------
+def test_an_ipv6_scope_is_dropped_before_the_address_is_judged(monkeypatch):
+    monkeypatch.setattr(p, "_resolve", lambda host: set())  # nothing resolves: literals must parse
+    assert p.loopback_refusal("tcp://[::1%lo]:5555") is None
+    assert p.loopback_refusal("tcp://[fe80::1%eth0]:5555") == "fe80::1%eth0 is not a loopback address"
+
+
+@pytest.mark.parametrize("addresses, refusal", [
+    ({"::1%lo", "127.0.0.1"}, None),
+    ({"fe80::1%eth0", "127.0.0.1"}, "'box' resolves to fe80::1%eth0, not loopback"),
+    ({"10.0.0.2", "10.0.0.1", "127.0.0.1"}, "'box' resolves to 10.0.0.1, 10.0.0.2, not loopback"),
+])
+def test_a_resolved_name_names_every_address_off_loopback(monkeypatch, addresses, refusal):
+    monkeypatch.setattr(p, "_resolve", lambda host: addresses)
+    assert p.loopback_refusal("tcp://box:5555") == refusal
+
+
+def test_key_folders_load_and_name_what_is_wrong(tmp_path):
+    import shutil
+
+    import zmq.auth
+
+    zmq.auth.create_certificates(tmp_path, "server")
+    zmq.auth.create_certificates(tmp_path, "client")
+    (tmp_path / "authorized").mkdir()
+    with pytest.raises(ValueError, match=rf"^{tmp_path / 'authorized'}: no client public keys \(\*\.key\) to accept$"):
+        p.server_keys(tmp_path)  # the folder is there, with no key in it
+    shutil.copy(tmp_path / "client.key", tmp_path / "authorized" / "client.key")
+    public, secret, server_public = p.client_keys(tmp_path)
+    assert (public, secret) == zmq.auth.load_certificate(tmp_path / "client.key_secret")
+    assert server_public == zmq.auth.load_certificate(tmp_path / "server.key")[0]
+    shutil.copy(tmp_path / "server.key", tmp_path / "server.key_secret")  # a public key where the secret belongs
+    with pytest.raises(ValueError, match=rf"^{tmp_path / 'server.key_secret'}: no secret key in this file$"):
+        p.server_keys(tmp_path)
+    (tmp_path / "server.key").unlink()
+    with pytest.raises(ValueError, match=rf"^{tmp_path / 'server.key'}: missing \(make keys with `harness keys {tmp_path}`\)$"):
+        p.client_keys(tmp_path)
