@@ -120,18 +120,17 @@ def derive_twin(config: dict, match: str, *, family: str | None = None, num_expe
         twin["qkv_bias"] = False
     # Active parameters are linear in the expert width w: base + slope * w.
     wkey, skey = FAMILIES[family].expert_width_key, FAMILIES[family].shared_width_key
-    probe = {**twin, wkey: 1, **({skey: shared_experts} if skey else {})}
-    a1 = count(probe)["active"]
-    probe2 = {**probe, wkey: 2, **({skey: 2 * shared_experts} if skey else {})}
-    slope = count(probe2)["active"] - a1
+
+    def widths(w: int) -> dict:  # the expert width, and the shared expert's (shared_experts widths) if any
+        return {wkey: w, **({skey: shared_experts * w} if skey else {})}
+
+    a1 = count({**twin, **widths(1)})["active"]
+    slope = count({**twin, **widths(2)})["active"] - a1
     width = 1 + (target - a1) / slope
     if width < 1:
         raise DeriveError(f"{where}: no {family} twin with {num_experts} experts fits {target} active parameters")
     w = _round(width, multiple_of)
-    twin.update({k2: v for k2, v in probe.items() if k2 not in (wkey, skey)})
-    twin[wkey] = w
-    if skey:
-        twin[skey] = shared_experts * w
+    twin.update(widths(w))
     if family in ("qwen2_moe", "qwen3_moe", "deepseek_v3"):
         twin["intermediate_size"] = w  # every layer is sparse: the dense width is unused, set to match
     return twin

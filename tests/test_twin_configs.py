@@ -95,6 +95,13 @@ MOE_TWINS = {
 }
 
 
+def test_a_qwen2_moe_shared_expert_is_shared_experts_widths_wide():
+    """Two experts' worth of shared expert: 24 * 2w per layer more, (3480 - 680) / 192 = 14.58."""
+    twin = checked(derive_twin(DENSE, "active", family="qwen2_moe", num_experts=4, granularity=2, shared_experts=2))
+    assert (twin["moe_intermediate_size"], twin["shared_expert_intermediate_size"], twin["intermediate_size"]) == \
+        (15, 30, 15)
+
+
 @pytest.mark.parametrize("family", MOE_TWINS)
 def test_moe_twin_of_a_dense_build(family):
     extra, want = MOE_TWINS[family]
