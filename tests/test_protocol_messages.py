@@ -202,3 +202,9 @@ def test_key_folders_load_and_name_what_is_wrong(tmp_path):
     (tmp_path / "server.key").unlink()
     with pytest.raises(ValueError, match=rf"^{tmp_path / 'server.key'}: missing \(make keys with `harness keys {tmp_path}`\)$"):
         p.client_keys(tmp_path)
+
+
+def test_ipc_and_inproc_endpoints_have_no_host_to_check():
+    assert p.endpoint_parts("inproc://workers") == ("inproc", [])
+    assert p.endpoint_parts("ipc:///tmp/run://1/w.sock") == ("ipc", [])  # a path may hold "://"
+    assert p.is_loopback("inproc://workers") and p.is_loopback("ipc:///tmp/run://1/w.sock")
