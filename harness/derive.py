@@ -20,7 +20,7 @@ shared with the worker's roofline; it is re-exported here. ``derive_twin(config,
   Small per-family differences (OLMo's parameter-free norms, Qwen's qk-norm, biases) are
   absorbed by the solved width, so counts agree to a fraction of a percent.
 - dense → MoE (``match="active"`` only): ``num_experts`` routed experts, ``top_k`` per token
-  (default: ``granularity``), optional ``shared_experts`` (qwen2_moe only). The expert width is
+  (default: ``granularity``), ``shared_experts`` (qwen2_moe: optional; deepseek_v3: at least one). The expert width is
   solved so the MoE's active parameters equal the dense total: with the default top-k that is
   dense width / granularity, less a little for the router.
 
@@ -76,7 +76,7 @@ def derive_twin(config: dict, match: str, *, family: str | None = None, num_expe
     if not isinstance(multiple_of, int) or multiple_of < 1:
         raise DeriveError(f"{where}: multiple_of must be a positive int, got {multiple_of!r}")
     c = resolved(config, where)
-    target = count(config, where)[match]
+    target = count(config)[match]  # resolved above: the config counts
     if fam.moe:
         twin_family = family or DENSE_TWIN[fam.model_type]
         if twin_family not in DEFAULTS or FAMILIES[twin_family].moe:
@@ -105,6 +105,8 @@ def derive_twin(config: dict, match: str, *, family: str | None = None, num_expe
     if shared_experts and family not in ("qwen2_moe", "deepseek_v3"):
         raise DeriveError(f"{where}: shared_experts needs family qwen2_moe or deepseek_v3 ({family} has no "
                           f"shared expert)")
+    if family == "deepseek_v3" and not shared_experts:  # the family's n_shared_experts is a positive int
+        raise DeriveError(f"{where}: a deepseek_v3 twin needs shared_experts >= 1, got {shared_experts!r}")
     twin = _carry(c, config, family)
     if family == "deepseek_v3":  # every layer MoE, one routing group, latent ranks scaled from the head size
         hd = c["head_dim"]
@@ -118,22 +120,19 @@ def derive_twin(config: dict, match: str, *, family: str | None = None, num_expe
         twin["qkv_bias"] = False
     # Active parameters are linear in the expert width w: base + slope * w.
     wkey, skey = FAMILIES[family].expert_width_key, FAMILIES[family].shared_width_key
-    probe = {**twin, wkey: 1, **({skey: shared_experts} if skey else {})}
-    if family in ("qwen2_moe", "qwen3_moe", "deepseek_v3"):
-        probe["intermediate_size"] = 1  # unused by sparse layers
-    a1 = count(probe)["active"]
-    probe2 = {**probe, wkey: 2, **({skey: 2 * shared_experts} if skey else {})}
-    slope = count(probe2)["active"] - a1
+
+    def widths(w: int) -> dict:  # the expert width, and the shared expert's (shared_experts widths) if any
+        return {wkey: w, **({skey: shared_experts * w} if skey else {})}
+
+    a1 = count({**twin, **widths(1)})["active"]
+    slope = count({**twin, **widths(2)})["active"] - a1
     width = 1 + (target - a1) / slope
     if width < 1:
         raise DeriveError(f"{where}: no {family} twin with {num_experts} experts fits {target} active parameters")
     w = _round(width, multiple_of)
-    twin.update({k2: v for k2, v in probe.items() if k2 not in (wkey, skey)})
-    twin[wkey] = w
-    if skey:
-        twin[skey] = shared_experts * w
+    twin.update(widths(w))
     if family in ("qwen2_moe", "qwen3_moe", "deepseek_v3"):
-        twin["intermediate_size"] = w
+        twin["intermediate_size"] = w  # every layer is sparse: the dense width is unused, set to match
     return twin
 
 
@@ -158,15 +157,12 @@ def regranulate(config: dict, num_experts: int, where: str = "config", multiple_
         raise DeriveError(f"{where}: {num_experts} experts at the granularity of {e0} experts x top-{k0} need "
                           f"top-{k0 * num_experts / e0:g} per token, not a whole number")
     k = k0 * num_experts // e0
-    target = count(config, where)["active"]
+    target = count(config)["active"]  # resolved above: the config and its probes (positive ints) count
     wkey = fam.expert_width_key
     probe = {**config, fam.num_experts_key: num_experts, "num_experts_per_tok": k, wkey: 1}
-    a1 = count(probe, where)["active"]
-    slope = count({**probe, wkey: 2}, where)["active"] - a1
+    a1 = count(probe)["active"]
+    slope = count({**probe, wkey: 2})["active"] - a1
     width = 1 + (target - a1) / slope
     if width < 1:
         raise DeriveError(f"{where}: no expert width gives {num_experts} experts {target} active parameters")
-    out = {**probe, wkey: _round(width, multiple_of)}
-    if fam.model_type in ("qwen2_moe", "qwen3_moe") and "intermediate_size" not in config:
-        out.pop("intermediate_size", None)
-    return out
+    return {**probe, wkey: _round(width, multiple_of)}

@@ -70,7 +70,7 @@ def resolved(config: dict, where: str = "config") -> dict:
         c["num_experts"] = c[fam.num_experts_key]
     ints = ["hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size",
             "decoder_sparse_step"]
-    ints += [k for k in ("num_experts", "num_experts_per_tok", fam.expert_width_key) if fam.moe and k]
+    ints += [k for k in (fam.num_experts_key, "num_experts_per_tok", fam.expert_width_key) if fam.moe and k]
     if fam.model_type == "deepseek_v3":  # latent attention: its head sizes are its own keys
         ints += ["n_shared_experts", "kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"]
         ints += ["q_lora_rank"] if c.get("q_lora_rank") is not None else []

@@ -78,11 +78,11 @@ def test_a_request_with_a_container_over_the_cap_gets_a_parse_error_not_a_crash(
 
 def test_every_socket_of_ours_refuses_frames_over_the_cap_before_they_reach_us():
     ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
     try:
-        sock = ctx.socket(zmq.DEALER)
         p.configure_socket(sock)
         assert sock.getsockopt(zmq.MAXMSGSIZE) == p.MAX_MESSAGE_BYTES
         assert sock.getsockopt(zmq.LINGER) == 0
-        sock.close()
-    finally:
+    finally:  # closed whatever failed: a socket left open makes ctx.term() wait forever
+        sock.close(linger=0)
         ctx.term()

@@ -62,11 +62,11 @@ def compare_pair(pair: ModelPair, task: str, metric: str, cell: Cell, seed: int 
             a_vals.append(float(a)), b_vals.append(float(b)), sa.append(a_s), sb.append(b_s), used.append(moe_v)
     if not a_vals:
         return None
-    diff = seeded_paired_diff(sa, sb, metric, seed=seed) if all(sa) and all(sb) else None
+    diff = seeded_paired_diff(sa, sb, metric, seed=seed)  # None where a seed has no samples
     if diff is None:
         diff = no_ci_reason(sa[0], sb[0], metric)
-    sds = [mean_sd(a_vals)[1], mean_sd(b_vals)[1]]
-    spread = max(sds) if sds[0] is not None else None
+    sd_a, sd_b = mean_sd(a_vals)[1], mean_sd(b_vals)[1]
+    spread = None if sd_a is None else max(sd_a, sd_b)  # one seed: no spread (sd_b is None too)
     per_seed = tuple(a - b for a, b in zip(a_vals, b_vals))
     return PairRow(pair, task, metric, mean_sd(a_vals)[0], mean_sd(b_vals)[0], diff, spread, len(a_vals),
                    per_seed, t_interval(per_seed), tuple(used))

@@ -80,7 +80,7 @@ def sweep_label(sweep: dict) -> str:
 
 def base_model(run: Run, variant: str) -> str:
     """The model a variant was made from, without seed, routing label or sweep point."""
-    name = run.spec(variant).get("model") or split_seed(variant)[0].split("@", 1)[0]
+    name = run.spec(variant).get("model") or split_seed(variant)[0].partition("@")[0]
     return SWEEP_SUFFIX.sub("", str(name))
 
 
