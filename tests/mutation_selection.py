@@ -18,8 +18,9 @@ MUTANT_TIMEOUT_S = 20
 FILES = {
     # the report's statistics
     "test_bootstrap.py", "test_report_stats.py", "test_interval_widths.py", "test_merge_seeds.py",
+    "test_bootstrap_method.py", "test_pair_rows.py",
     # twin derivation and parameter counting
-    "test_derive.py", "test_params.py", "test_twin_widths.py",
+    "test_derive.py", "test_params.py", "test_twin_widths.py", "test_param_arithmetic.py", "test_twin_configs.py",
     # suite parsing and validation
     "test_suite.py", "test_suite_keys.py", "test_suite_errors.py", "test_sweep.py", "test_schema.py",
     # planning, job keys and the store's reuse rules
@@ -27,11 +28,13 @@ FILES = {
     # the coordinator
     "test_coordinator.py", "test_coordinator_paths.py", "test_coordinator_rules.py",
     # request packing, shard merging
-    "test_evaluation.py",
+    "test_evaluation.py", "test_shard_merge.py",
     # the routing strategies
     "test_routing.py", "test_routing_rules.py", "test_request_packing.py",
     # the protocol
-    "test_protocol.py", "test_wire_caps.py",
+    "test_protocol.py", "test_wire_caps.py", "test_protocol_messages.py", "test_schema_messages.py",
+    # the result schema (checked by the coordinator and the store)
+    "test_result_schema.py",
     "test_core_edges.py",
 }
 

@@ -137,7 +137,7 @@ def test_a_cancel_the_worker_never_confirms_fails_the_job_after_the_timeout(endp
     assert time.monotonic() - t0 < 5
 
 
-def test_stop_lets_the_running_job_finish_and_dispatches_nothing_new(endpoints, peers):
+def test_stopping_finishes_the_running_job_and_dispatches_nothing_new(endpoints, peers):
     stop = threading.Event()
 
     def on_job(params):
