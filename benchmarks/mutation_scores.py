@@ -71,10 +71,13 @@ def pragma_lines(module: str) -> int:
     return sum("pragma: no mutate" in line for line in path.read_text().splitlines()) if path.is_file() else 0
 
 
-def rerun(results: dict[str, dict[str, int | None]], max_children: int) -> int:
+def rerun(results: dict[str, dict[str, int | None]], max_children: int, mutants: Path = Path("mutants")) -> int:
     """``mutmut run`` the mutants that survived or had no test, in chunks (argv has a limit)."""
     names = sorted(n for codes in results.values() for n, c in codes.items() if status(c) in RERUN)
     print(f"re-testing {len(names)} surviving mutants against the current tests", flush=True)
+    # mutmut records which tests call which function once per test; a function that moved to another
+    # module since would keep the tests of its old place. Record them afresh (one pass of the tests).
+    (mutants / "mutmut-stats.json").unlink(missing_ok=True)
     for i in range(0, len(names), 400):
         cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names[i:i + 400]]
         if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode != 0:
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no mutmut results under {args.mutants}/ (run `mutmut run` first)", file=sys.stderr)
         return 2
     if args.rerun_survivors:
-        return rerun(results, args.max_children)
+        return rerun(results, args.max_children, args.mutants)
     if args.sample is not None:
         rng = random.Random(0)
         for codes in results.values():
