@@ -26,6 +26,21 @@ def _isolated_home(tmp_path_factory):
     yield Path(os.environ["MOE_HARNESS_HOME"])
 
 
+@pytest.fixture
+def endpoints(tmp_path):
+    """Three ipc endpoints in the test's own folder, for scripted peers (tests/scripted_peer.py)."""
+    return [f"ipc://{tmp_path}/w{i}.sock" for i in range(3)]
+
+
+@pytest.fixture
+def peers():
+    """The test appends the scripted Peers it starts; they are stopped after it."""
+    started = []
+    yield started
+    for p in started:
+        p.stop()
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """torch on one thread for a module's tests (stable timings, no oversubscription), then as before.

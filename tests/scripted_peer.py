@@ -11,6 +11,11 @@ import zmq
 
 from moe_schema import protocol
 
+# Coordinator settings for scripted runs: a lost worker shows in under half a second. check_result=None:
+# the jobs here are not real kinds' jobs ({"n": k} in and out); tests/test_result_schema.py checks results.
+FAST = dict(heartbeat_s=0.05, timeout_s=0.4, check_result=None)
+DEADLINE_S = 20.0  # every scripted run finishes in about a second; a hang fails with a message instead
+
 
 def valid_result(spec: dict, **extra) -> dict:
     """The smallest result of ``spec``'s kind that passes the job result's schema (moe_schema.result),

@@ -12,27 +12,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from scripted_peer import Peer
+from scripted_peer import DEADLINE_S, FAST, Peer
 
 from harness.coordinator import Coordinator, Job
 from moe_schema import protocol
 
-# check_result=None: these jobs are not real kinds ({"n": k} in and out); test_result_schema.py checks results
-FAST = dict(heartbeat_s=0.05, timeout_s=0.4, check_result=None)
-DEADLINE_S = 20.0  # every run here finishes in about a second; a hang fails with a message instead
 
-
-@pytest.fixture
-def endpoints(tmp_path):
-    return [f"ipc://{tmp_path}/w{i}.sock" for i in range(3)]
-
-
-@pytest.fixture
-def peers():
-    started = []
-    yield started
-    for p in started:
-        p.stop()
 
 
 def jobs(*keys, **fields):

@@ -11,27 +11,12 @@ import threading
 import time
 
 import pytest
-from scripted_peer import Peer
+from scripted_peer import DEADLINE_S, FAST, Peer
 
 from harness.coordinator import Coordinator, Job
 from moe_schema import protocol
 
-# these jobs are not real kinds' jobs: the result schema's check is tests/test_result_schema.py's
-FAST = dict(heartbeat_s=0.05, timeout_s=0.4, check_result=None)
-DEADLINE_S = 20.0
 
-
-@pytest.fixture
-def endpoints(tmp_path):
-    return [f"ipc://{tmp_path}/w{i}.sock" for i in range(3)]
-
-
-@pytest.fixture
-def peers():
-    started = []
-    yield started
-    for p in started:
-        p.stop()
 
 
 def probe(key, **fields):

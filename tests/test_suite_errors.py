@@ -28,6 +28,9 @@ TRAINED = {**BASE, "corpus": {"kind": "knowledge", "entities": 20, "tokens": 200
            "train": {"tokens": 1024, "batch_size": 2, "seq_len": 16}}
 
 
+_DELETE = object()  # a value for _with: remove the key
+
+
 def _with(base: dict, **changes) -> dict:
     data = copy.deepcopy(base)
     for key, value in changes.items():
@@ -44,9 +47,6 @@ def _with(base: dict, **changes) -> dict:
         else:
             target[last] = value
     return data
-
-
-_DELETE = object()
 
 
 def _err(data, **kw) -> str:
