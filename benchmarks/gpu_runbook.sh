@@ -14,7 +14,7 @@
 #
 # Each step's output is kept in OUT_DIR/<step>.txt; a failing step is reported and the next one runs.
 # Where the machine lacks pyzmq or lm-eval, put their wheels in .whl/ first
-# (../shared/tools/device-wheels.sh); they are installed into /tmp/site from there, offline.
+# (`pip download pyzmq lm-eval -d .whl` on a machine with the same Python); they are installed into /tmp/site from there, offline.
 set -uo pipefail
 out=${1:-${OUT:-reports/gpu-runbook}}
 mkdir -p "$out"

@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     except SuiteError as exc:
         print(f"harness: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # disk full, read-only, no permission: one line naming the file and errno
+        where = f"cannot write {exc.filename}: " if exc.filename else ""
+        print(f"harness: {where}[Errno {exc.errno}] {exc.strerror or exc}; results stored before it are in "
+              "the cache, so a rerun resumes", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130

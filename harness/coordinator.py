@@ -30,6 +30,12 @@ reliability logic, in the spirit of the ZeroMQ guide's Paranoid Pirate, is this 
   its finished jobs provided; a job whose need some live worker has goes only to such a worker,
   so hosts need not share a filesystem. (If no live worker has it, any worker may try and fail
   with the reason.)
+- **Engines.** A job names the engine its variant is hosted in (``Job.engine``, from the spec's
+  ``variant.engine``; transformers when absent). A worker hosts the engines its ``hello`` lists
+  (``engines: {"transformers": "<version>", "vllm": "<version>"}``; a worker whose hello has no
+  ``engines`` hosts transformers only), and gets only jobs of those engines. A job that no worker
+  can run (none lists its engine, or those that do have been lost for ``timeout_s``) fails at once
+  with that reason and the engines each worker has, never waits.
 - **Stopping.** ``stop`` set (first Ctrl-C, or ``interrupt()``): nothing new is dispatched,
   running jobs finish, then ``run`` returns; jobs never finished are in ``Summary.not_run`` and
   get no ``on_result``. ``cancel`` set (second Ctrl-C, ``interrupt()`` again, or
@@ -62,6 +68,7 @@ import zmq
 
 from moe_schema import protocol
 from moe_schema.check import SchemaError
+from moe_schema.engines import TRANSFORMERS, engine_name
 from moe_schema.result import check_result as _check_result
 
 
@@ -72,6 +79,11 @@ class Job:
     affinity: str = ""  # a build id: jobs for a build a worker holds go to that worker first
     needs: str = ""     # something only some workers have (a trained checkpoint's key): go to one of them
     provides: str = ""  # what the worker has once this job succeeds
+    engine: str = ""    # the engine that must host the variant ("": the spec's, transformers when absent)
+
+    def __attrs_post_init__(self):
+        if not self.engine:
+            self.engine = engine_name(self.spec.get("variant") or {}) if isinstance(self.spec, dict) else TRANSFORMERS
 
 
 @attrs.define
@@ -109,6 +121,16 @@ class _Worker:
     info: dict | None = None               # the last hello result
     reason: str = ""                       # why it was lost
     dead: bool = False                     # its process is known to have ended (``exited``)
+
+    @property
+    def engines(self) -> dict | None:
+        """The engines it hosts, name -> version, from its last hello (None: no hello yet)."""
+        if self.info is None:
+            return None
+        listed = self.info.get("engines")
+        if isinstance(listed, dict):
+            return {str(k): str(v) for k, v in listed.items()}
+        return {TRANSFORMERS: "?"}  # a daemon from before engines: transformers only
 
 
 class Coordinator:
@@ -249,6 +271,7 @@ class Coordinator:
                     break
             else:
                 self._dispatch(queue, now)
+                self._fail_unhostable(queue, now)
                 if all(t.done for t in tasks):
                     break
                 if self._all_lost(now):
@@ -449,6 +472,34 @@ class Coordinator:
         else:
             self._queue.appendleft(task)
 
+    def _can_host(self, w: _Worker, engine: str, now: float) -> bool:
+        """Could ``w`` run a job on ``engine``, now or once it answers (not yet known, or lost
+        for less than ``timeout_s`` and listing it)?"""
+        engines = w.engines
+        if w.state == "lost":
+            return engines is not None and engine in engines and not w.dead and now - w.since <= self.timeout_s
+        return engines is None or engine in engines
+
+    def _fail_unhostable(self, queue: deque, now: float) -> None:
+        """Fail each queued job whose engine no worker hosts or may still host, with the reason
+        (when every worker is lost, the all-lost rule says so instead)."""
+        if all(w.state == "lost" for w in self.workers):
+            return
+        engines = {t.job.engine for t in queue}
+        for engine in engines:
+            if any(self._can_host(w, engine, now) for w in self.workers):
+                continue
+            have = "; ".join(f"{w.endpoint}: {', '.join(w.engines) if w.engines is not None else 'no hello'}"
+                             f"{' (lost)' if w.state == 'lost' else ''}" for w in self.workers)
+            listed = any(w.engines is not None and engine in w.engines for w in self.workers)
+            why = (f"every worker listing {engine} was lost" if listed else
+                   f"none of the {len(self.workers)} worker(s) lists {engine} in its hello")
+            for task in [t for t in queue if t.job.engine == engine]:
+                queue.remove(task)
+                variant = task.job.spec["variant"].get("name", "?")
+                self._finish(task, None, "failed", error=f"no worker can run engine {engine} for {variant}: "
+                                                         f"{why} ({have})")
+
     def _all_lost(self, now: float) -> bool:
         return all(w.state == "lost" and (w.dead or now - w.since > self.timeout_s) for w in self.workers)
 
@@ -475,8 +526,10 @@ class Coordinator:
     def _pick(self, w: _Worker, queue: deque) -> _Task | None:
         others = [o for o in self.workers if o is not w and o.state != "lost"]
         had_elsewhere = set().union(*(o.has for o in others))
-        # what this worker may take: no need, a need it has, or a need no other live worker has
-        fits = [t for t in queue if not t.job.needs or t.job.needs in w.has or t.job.needs not in had_elsewhere]
+        engines = w.engines or {TRANSFORMERS: "?"}
+        # what this worker may take: its engine, and no need, a need it has, or a need no other live worker has
+        fits = [t for t in queue if t.job.engine in engines
+                and (not t.job.needs or t.job.needs in w.has or t.job.needs not in had_elsewhere)]
         if not fits:
             return None
         held_elsewhere = set().union(*(o.holds for o in others))

@@ -3,6 +3,9 @@
     harness launch slurm --out slurm/ ... --submit      # the job writes slurm/endpoints.txt once up
     harness run suite.yaml --workers @slurm/endpoints.txt
 
+Only a file owned by you and writable by nobody else is read (``read_trusted``): one another user
+wrote, or could have, is refused in one line.
+
 Written by the job (``harness endpoints collect``, called from the sbatch script) only once its
 daemons are up, and only with the daemons that answered hello; removed by the job when it ends.
 Its first line names the job, so a file left behind by a job that died hard is recognised::
@@ -71,16 +74,24 @@ def ready_endpoint(log: Path, node: str) -> str | None:
 
 
 def answering(endpoints: list[str], keys: Path | None, timeout_s: float) -> list[str]:
-    """The endpoints whose daemon answers hello within ``timeout_s`` (asked all at once), in order."""
+    """The endpoints whose daemon answers within ``timeout_s`` (asked all at once), in order: hello,
+    over CURVE for tcp when ``keys`` holds a client pair; with a server folder only (the job's
+    collector: worker hosts hold no client secret) a CURVE handshake that only a daemon holding the
+    server secret can complete as far as its authenticator's refusal of our throwaway key."""
     import zmq
 
     from harness.local import ask
+    from moe_schema.protocol import CLIENT_KEY, key_folder, server_public_key
 
     if not endpoints:
         return []
+    server_only = keys is not None and not (key_folder(keys, CLIENT_KEY) / f"{CLIENT_KEY}.key_secret").exists()
+    server_public = server_public_key(keys) if server_only else None
     ctx = zmq.Context()
     try:
         def one(ep: str) -> bool:
+            if server_only and ep.startswith("tcp://"):
+                return curve_daemon_answers(ep, server_public, timeout_s, ctx)
             use_keys = keys if keys is not None and ep.startswith("tcp://") else None
             reply = ask(ep, "hello", timeout_s=timeout_s, ctx=ctx, keys=use_keys)
             return reply is not None and "result" in reply
@@ -90,6 +101,59 @@ def answering(endpoints: list[str], keys: Path | None, timeout_s: float) -> list
     finally:
         ctx.term()
     return [ep for ep, up in zip(endpoints, ok) if up]
+
+
+def curve_daemon_answers(endpoint: str, server_public: bytes, timeout_s: float, ctx) -> bool:
+    """True when a CURVE server holding the secret of ``server_public`` listens at ``endpoint``: it
+    decrypts our handshake and its authenticator refuses our throwaway client key (status 400).
+    Anything else (nothing there, plaintext, another key) never gets that far."""
+    import zmq
+    from zmq.utils.monitor import recv_monitor_message
+
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.curve_publickey, sock.curve_secretkey = zmq.curve_keypair()
+    sock.curve_serverkey = server_public
+    monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                      | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    try:
+        sock.connect(endpoint)
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0 and monitor.poll(left * 1000):
+            event = recv_monitor_message(monitor)
+            if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                return event["value"] == 400
+            if event["event"] != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:  # a wrong key: it retries; so do we
+                return False
+        return False
+    finally:
+        sock.disable_monitor()
+        monitor.close(linger=0)
+        sock.close(linger=0)
+
+
+def authenticated(endpoint: str | None, curve: bool) -> bool:
+    """Whether a result from ``endpoint`` came from a daemon that proved who it is, so it may enter
+    the shared cache: tcp over CURVE (``curve``: a coordinator with keys; a plaintext daemon cannot
+    answer a CURVE client), or an ipc socket owned by us in a folder others cannot write to (or
+    one with the sticky bit, where they cannot replace our socket). An --insecure daemon, or a port
+    another process now holds, never qualifies."""
+    import stat
+
+    if not endpoint:
+        return False
+    if endpoint.startswith("tcp://"):
+        return curve
+    if not endpoint.startswith("ipc://"):
+        return False
+    path = Path(endpoint[len("ipc://"):])
+    try:
+        sock, folder = path.stat(), path.parent.stat()
+    except OSError:
+        return False
+    me = os.geteuid()
+    loose = folder.st_mode & 0o022 and not folder.st_mode & stat.S_ISVTX
+    return sock.st_uid == me and folder.st_uid in (me, 0) and not loose
 
 
 # --- the writing side: inside the job ----------------------------------------------------------------
@@ -120,11 +184,15 @@ def collect(logs: Path, job: str, want: int, out: Path, keys: Path | None, timeo
 
 
 def write(path: Path, job: str, endpoints: list[str], want: int) -> None:
-    """Write the file whole and rename it into place: a reader never sees half of it."""
+    """Write the file whole, 0644 whatever the umask (a reader refuses one others could write), and
+    rename it into place: a reader never sees half of it."""
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     text = HEADER.format(job=job, up=len(endpoints), want=want, when=when) + "\n" + "".join(f"{e}\n" for e in endpoints)
     tmp = path.with_name(f".{path.name}.{job}.tmp")
-    tmp.write_text(text)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    os.fchmod(fd, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     os.replace(tmp, path)
 
 
@@ -163,6 +231,23 @@ def slurm_job_state(job: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
+def read_trusted(path: Path, where: str) -> str:
+    """The file's text, only when nobody else could have written it: owned by us, not writable by
+    group or others (an endpoints file decides where jobs go and whose results are stored). Judged
+    on the open file, so what is read is what was checked."""
+    from moe_schema.protocol import file_refusal
+
+    try:
+        with open(path, "rb") as f:
+            refusal = file_refusal(path, ours=True, fd=f.fileno())
+            if refusal:
+                raise EndpointsError(f"{where}: refusing it: {refusal.removeprefix(f'{path}: ')}; anyone who "
+                                     "could write it chooses where your jobs go")
+            return f.read().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise EndpointsError(f"{where}: cannot read it: {exc.strerror or exc}") from None
+
+
 def read_for_run(path: Path, wait_s: float, keys: Path | None, say=lambda msg: None,
                  hello_timeout_s: float | None = None) -> list[str]:
     """The endpoints ``path`` lists, once it exists (waiting up to ``wait_s``), checked live.
@@ -179,10 +264,7 @@ def read_for_run(path: Path, wait_s: float, keys: Path | None, say=lambda msg: N
                 raise EndpointsError(f"{where}: no such file after waiting {wait_s:g} s (is the job running? "
                                      "`squeue --me`; wait longer with --workers-wait SECONDS)")
             time.sleep(0.5)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise EndpointsError(f"{where}: cannot read it: {exc.strerror or exc}") from None
+    text = read_trusted(path, where)
     endpoints = parse(text)
     if not endpoints:
         raise EndpointsError(f"{where}: lists no endpoints (an empty file; refusing to start local daemons instead)")
@@ -209,7 +291,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--job", required=True, help="the Slurm job id")
     p.add_argument("--logs", type=Path, help="folder of the daemons' logs (collect)")
     p.add_argument("--expect", type=int, default=1, help="how many daemons the job starts (collect)")
-    p.add_argument("--keys", type=Path, help="CURVE key folder: hello goes over CURVE (collect)")
+    p.add_argument("--keys", type=Path, help="CURVE key folder (collect): a client folder says hello over CURVE; "
+                   "the server folder alone (what a job holds) checks each daemon by a CURVE handshake")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the daemons (collect)")
     p.add_argument("--pid", type=int, help="stop waiting once this process (srun) has exited (collect)")
 

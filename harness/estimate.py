@@ -25,6 +25,10 @@ Per job:
   tokens`` FLOPs (the training job's own MFU formula) at ``mfu`` of the peak of its autocast dtype;
 - **describe**: counting only, nothing on the device.
 
+Cost: estimated seconds x USD per device-hour x ``devices`` / 3600, the price from
+``moe_schema.devices.PRICES_USD_PER_HOUR`` replaced by the suite's ``prices:`` and ``--price``
+(the report's cost per answer uses the same table).
+
 Torch-free.
 """
 
@@ -78,6 +82,18 @@ def parse_target(device: str | None, peaks: str | None, n: int = 1) -> Target:
         raise ValueError(f"--device {device!r}: unknown device; known: {', '.join(sorted(devices.BY_KEY))} "
                          f"(or give --peaks BANDWIDTH_GBS,TFLOPS,MEMORY_GB)")
     return Target.from_device(entry, n)
+
+
+def price(target: Target, device: str | None, prices: dict[str, float]) -> tuple[str | None, float | None]:
+    """(price key, USD per device-hour) of the plan's device: the table key ``--device`` named (or
+    ``--peaks`` with a named ``--device``), looked up in ``prices`` (defaults, suite, ``--price``)."""
+    key = (device or "").lower() or None
+    return key, (prices.get(key) if key else None)
+
+
+def usd(seconds: float, target: Target, usd_per_hour: float) -> float:
+    """What ``seconds`` on ``target`` cost: every device of the variant is paid for (``devices``)."""
+    return devices.usd(seconds, usd_per_hour) * target.devices
 
 
 def _bytes_per_value(counted: dict, dtype: str) -> float:

@@ -5,6 +5,10 @@ daemons across nodes: one per GPU, or on CPU-only nodes ``--daemons-per-node`` o
     harness launch slurm --out slurm/ --nodes 2 --gpus-per-node 4 --keys ~/moe-keys --submit
     harness run suite.yaml --workers @slurm/endpoints.txt --keys ~/moe-keys
 
+The daemons and the job's collector get the server folder only (``~/moe-keys/server``): the collector
+checks each daemon by a CURVE handshake (harness/endpoints.py), so no client secret is needed there.
+``--keys`` is required whatever ``--bind-host`` says (loopback included), unless ``--insecure``.
+
 What the job does (see ``slurm_script``):
 
 - ``srun`` starts one task per daemon, each ``harness worker`` (the installed entry point, so no
@@ -46,7 +50,7 @@ class SlurmOptions:
     cpus_per_daemon: int = 8
     keys: Path | None = None
     insecure: bool = False
-    bind_host: str = "0.0.0.0"        # 127.0.0.1 on a one-node cluster on loopback
+    bind_host: str = "0.0.0.0"        # 127.0.0.1 on a one-node cluster on loopback (keys all the same)
     time: str = "04:00:00"
     warn_s: int = 120                 # SIGTERM to the daemons this long before the time limit
     grace_s: float = 20.0             # a daemon's time to stop after SIGTERM (< KillWait)
@@ -74,11 +78,22 @@ class SlurmOptions:
             raise ValueError(f"--cpus-per-daemon {self.cpus_per_daemon}: must be >= 1 (torch threads per daemon)")
         if not 0 < self.grace_s < self.warn_s:
             raise ValueError(f"--grace-s {self.grace_s:g}: must be > 0 and below --warn-s {self.warn_s}")
-        if self.keys is None and not self.insecure and not _loopback(self.bind_host):
-            raise ValueError("--keys DIR is required (daemons listen off loopback); make them with "
-                             "`harness keys DIR`, or pass --insecure for plaintext")
-        if self.keys is not None and not (Path(self.keys) / "server.key_secret").is_file():
+        if self.keys is None and not self.insecure:
+            raise ValueError("--keys DIR is required: every tcp daemon authenticates its clients, loopback "
+                             "included (any local user reaches 127.0.0.1, and a job runs code as you); make "
+                             "them with `harness keys DIR`, or pass --insecure for plaintext")
+        if self.keys is not None:
+            self.server_keys()
+
+    def server_keys(self) -> Path:
+        """The daemons' key folder (DIR/server or the server folder given), checked as a daemon will."""
+        from moe_schema.protocol import SERVER_KEY, key_folder, server_keys
+
+        folder = key_folder(self.keys, SERVER_KEY)
+        if not (folder / f"{SERVER_KEY}.key_secret").is_file():
             raise ValueError(f"--keys {self.keys}: no server.key_secret there (run `harness keys {self.keys}`)")
+        server_keys(folder)  # what the daemons would refuse (loose modes), refused before submitting
+        return folder
 
     def check_cluster(self) -> None:
         """What only the cluster knows: CPUs on its nodes, KillWait. Skipped where slurm is absent."""
@@ -94,10 +109,6 @@ class SlurmOptions:
         if kill_wait is not None and self.grace_s >= kill_wait:
             raise ValueError(f"--grace-s {self.grace_s:g}: must be below slurm's KillWait ({kill_wait} s), or "
                              "slurm kills a stopping daemon before it replies")
-
-
-def _loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def node_cpus(partition: str | None) -> int | None:
@@ -155,8 +166,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--daemons-per-node", type=int, default=1, help="daemons per CPU-only node (default 1)")
     p.add_argument("--cpus-per-daemon", "--cpus-per-gpu", dest="cpus_per_daemon", type=int,
                    help="CPUs (torch threads) per daemon, for #SBATCH and srun (default 8 on GPUs, 1 on CPUs)")
-    p.add_argument("--keys", type=Path, help="CURVE key folder from `harness keys` (on a shared filesystem)")
-    p.add_argument("--insecure", action="store_true", help="no CURVE: plaintext on the cluster network")
+    p.add_argument("--keys", type=Path, help="CURVE key folder from `harness keys` (DIR or DIR/server, on a "
+                   "filesystem the nodes share); required unless --insecure, loopback included")
+    p.add_argument("--insecure", action="store_true", help="no CURVE: anyone who reaches a daemon's port runs "
+                   "code as you, and its results stay out of the shared cache")
     p.add_argument("--bind-host", default="0.0.0.0",
                    help="address daemons bind (default all interfaces; 127.0.0.1 for a cluster on loopback)")
     p.add_argument("--time", default="04:00:00", help="sbatch --time (default 04:00:00)")
@@ -203,7 +216,7 @@ def main(args: argparse.Namespace) -> int:
     endpoints = opts.out / "endpoints.txt"
     print(f"wrote {script}")
     print(f"endpoints (written once the daemons are up, removed when the job ends): {endpoints}"
-          f"  → harness run SUITE --workers @{endpoints}" + (f" --keys {opts.keys}" if opts.keys else ""))
+          f"  → harness run SUITE --workers @{endpoints}" + (f" --keys {client_hint(opts.keys)}" if opts.keys else ""))
     if not args.submit:
         print(f"submit with: sbatch {script}")
         return 0
@@ -213,6 +226,11 @@ def main(args: argparse.Namespace) -> int:
     done = subprocess.run(["sbatch", str(script)], capture_output=True, text=True)
     print((done.stdout or done.stderr).strip())
     return done.returncode
+
+
+def client_hint(keys: Path) -> str:
+    """What `harness run --keys` takes: the folder given when it holds client/, else a placeholder."""
+    return str(keys) if (Path(keys) / "client").is_dir() else "CLIENT_KEY_FOLDER"
 
 
 def write_slurm_script(opts: SlurmOptions) -> Path:
@@ -242,11 +260,17 @@ def slurm_script(opts: SlurmOptions) -> str:
     if opts.account:
         lines.append(f"#SBATCH --account={opts.account}")
     lines += [f"#SBATCH {arg}" for arg in opts.sbatch_args]
-    security = f"--keys {q(str(opts.keys))}" if opts.keys else ("--insecure" if opts.insecure else "")
+    server = opts.server_keys() if opts.keys else None  # the job needs no client secret: hosts get none
+    security = f"--keys {q(str(server))}" if server else ("--insecure" if opts.insecure else "")
     device = "cuda:0" if gpu else "cpu"  # slurm sets CUDA_VISIBLE_DEVICES: each task sees its GPU as cuda:0
-    daemon = (f'exec "$HARNESS" worker --device {device} --bind "tcp://{opts.bind_host}:*" '
-              f'--threads "$SLURM_CPUS_PER_TASK" --grace-s {opts.grace_s:g} {security}').rstrip()
-    keys_arg = f" --keys {q(str(opts.keys))}" if opts.keys else ""
+    # the job's memory (slurm's MB are MiB) split over its daemons: admission by the cgroup's limit,
+    # said up front, where reading the cgroup could not (a node's cgroup layout hidden from the task)
+    memory = ('MEM=""; if [ -n "${SLURM_MEM_PER_CPU:-}" ]; then MEM="--memory-limit '
+              '$((SLURM_MEM_PER_CPU * SLURM_CPUS_PER_TASK))MiB"; elif [ -n "${SLURM_MEM_PER_NODE:-}" ]; then '
+              f'MEM="--memory-limit $((SLURM_MEM_PER_NODE / {n}))MiB"; fi; ')
+    daemon = (f'{memory}exec "$HARNESS" worker --device {device} --bind "tcp://{opts.bind_host}:*" '
+              f'--threads "$SLURM_CPUS_PER_TASK" --grace-s {opts.grace_s:g} {security}').rstrip() + " $MEM"
+    keys_arg = f" --keys {q(str(server))}" if server else ""
     srun = (f"srun --ntasks-per-node={n} --cpus-per-task={opts.cpus_per_daemon}"
             + (" --gpus-per-task=1" if gpu else "") + " --kill-on-bad-exit=0 \\")
     lines += [

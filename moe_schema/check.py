@@ -12,6 +12,8 @@ INVALID_PARAMS with the same text.
 from __future__ import annotations
 
 import difflib
+import math
+import reprlib
 import types
 import typing
 from typing import Any, Iterable
@@ -59,9 +61,42 @@ def known_keys(path: str, data: dict, allowed: Iterable[str], error: type[Schema
                                          f"unknown key{did_you_mean(key, allowed)}; known: {', '.join(allowed)}")
 
 
+#: the integers msgpack carries (int64 .. uint64): a larger one passes YAML and breaks the wire
+WIRE_INT_MIN, WIRE_INT_MAX = -(2 ** 63), 2 ** 64 - 1
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlong, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict, _SHORT.maxset, _SHORT.maxlevel = 40, 6, 6, 6, 6, 3
+
+
+def short(value: Any) -> str:
+    """``repr(value)`` cut to at most about 80 characters and 3 levels: an error message never reprs
+    a whole value (an alias-expanded list of 10^9 items, a 100k-digit int)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not WIRE_INT_MIN <= value <= WIRE_INT_MAX:
+        digits = len(str(abs(value))) if abs(value).bit_length() < 40_000 else f"~{int(abs(value).bit_length() * 0.30103)}"
+        return f"<{'-' if value < 0 else ''}{digits}-digit int>"
+    return _SHORT.repr(value)
+
+
 def got(value: Any) -> str:
-    """How a bad value is shown: strings quoted, anything else with its type (``int 3``)."""
-    return repr(value) if isinstance(value, str) else f"{type(value).__name__} {value!r}"
+    """How a bad value is shown: strings quoted, anything else with its type (``int 3``); bounded."""
+    return short(value) if isinstance(value, str) else f"{type(value).__name__} {short(value)}"
+
+
+def value_problem(value: Any) -> str | None:
+    """What a number cannot be anywhere a value is needed: NaN or infinity (``'a finite number'``),
+    an int outside what the wire carries (``'an int within 64 bits'``); None for anything else."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a finite number"
+    if isinstance(value, int) and not isinstance(value, bool) and not WIRE_INT_MIN <= value <= WIRE_INT_MAX:
+        return "an int within 64 bits (what the wire carries)"
+    return None
+
+
+def fits(t: type, value: Any) -> bool:
+    """``is_type`` and a value that can be right: finite floats, ints the wire carries. Every check
+    of a suite or job value uses this (the result schema alone keeps ``is_type``: a metric may be NaN)."""
+    return is_type(t, value) and value_problem(value) is None
 
 
 def type_name(t: type) -> str:
@@ -77,11 +112,14 @@ def is_type(t: type, value: Any) -> bool:
     return isinstance(value, t)
 
 
-def expect(path: str, value: Any, t: type | tuple, what: str | None = None) -> Any:
-    """``value`` if it is of type ``t`` (one type or a tuple of them), else a SchemaError at ``path``."""
+def expect(path: str, value: Any, t: type | tuple, what: str | None = None, *, finite: bool = True) -> Any:
+    """``value`` if it is of type ``t`` (one type or a tuple of them), else a SchemaError at ``path``;
+    ``finite``: NaN, infinity and ints the wire cannot carry are refused too (``value_problem``)."""
     types = t if isinstance(t, tuple) else (t,)
     if not any(is_type(x, value) for x in types):
         raise SchemaError(path, f"expected {what or ' or '.join(type_name(x) for x in types)}, got {got(value)}")
+    if finite and (problem := value_problem(value)):
+        raise SchemaError(path, f"expected {problem}, got {got(value)}")
     return value
 
 
@@ -103,7 +141,7 @@ def _type_ok(value: Any, tp: Any) -> bool:
     if origin is dict or tp is dict:
         return isinstance(value, dict)
     if tp in (int, float, bool, str):
-        return is_type(tp, value)
+        return fits(tp, value)
     return isinstance(value, tp) if isinstance(tp, type) else True
 
 
@@ -130,7 +168,7 @@ def _type_error(path: str, value: Any, tp: Any) -> SchemaError:
         for i, item in enumerate(value):
             if not _type_ok(item, inner):
                 return _type_error(f"{path}[{i}]", item, inner)
-    return SchemaError(path, f"expected {_type_str(tp)}, got {got(value)}")
+    return SchemaError(path, f"expected {value_problem(value) or _type_str(tp)}, got {got(value)}")
 
 
 def structure(cls: type, data: Any, path: str) -> Any:

@@ -1,4 +1,5 @@
-"""Accelerator peaks: one table for the roofline, MFU in training and `harness plan`. Torch-free.
+"""Accelerator peaks and prices: one table for the roofline, MFU in training, `harness plan` and the
+report's cost per answer. Torch-free.
 
 The probes' roofline, the training job's MFU and the planner used to keep two tables that
 disagreed (training called an H100 PCIe a 989 TFLOP/s SXM part). This is now the only table;
@@ -76,3 +77,82 @@ def by_name(device_name: str) -> Device | None:
 def by_key(key: str) -> Device | None:
     """The entry `harness plan --device KEY` names (``h100``, ``h200``, ``a100``...), or None."""
     return BY_KEY.get(key.lower())
+
+
+# ---- prices: what an hour of each device costs (cost per answer, `harness plan --device`) -----------
+#: Default US dollars per device-hour, one device (CPU: one whole host). Round figures of the order of
+#: on-demand cloud list prices for one such GPU in 2025, not quotes: real prices vary several-fold by
+#: provider and commitment, so a suite's ``prices:`` key and ``--price KEY=USD`` replace them.
+PRICES_USD_PER_HOUR: dict[str, float] = {
+    "h100": 3.00, "h100-pcie": 2.50, "h200": 3.80, "a100": 1.80, "a100-40gb": 1.30,
+    "l40s": 1.00, "l4": 0.80, "a10": 0.75, "cpu": 0.10,
+}
+CPU = "cpu"
+
+
+def price_keys() -> tuple[str, ...]:
+    return tuple(PRICES_USD_PER_HOUR)
+
+
+def check_prices(where: str, prices, sep: str = ".") -> dict[str, float]:
+    """A ``prices:`` mapping (suite key or ``--price`` overrides): known device keys to finite USD > 0."""
+    import math
+
+    from moe_schema.check import SchemaError, unknown
+
+    if not isinstance(prices, dict):
+        raise SchemaError(where, f"expected a mapping of device to USD per hour, got {type(prices).__name__}")
+    out = {}
+    for key, value in prices.items():
+        k = str(key).lower()
+        if k not in PRICES_USD_PER_HOUR:
+            raise SchemaError(f"{where}{sep}{key}", unknown("device", key, price_keys()))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise SchemaError(f"{where}{sep}{key}", f"expected a price in USD per hour > 0, got {value!r}")
+        out[k] = float(value)
+    return out
+
+
+def parse_price_args(items) -> dict[str, float]:
+    """``--price h100=2.5`` (repeatable) -> {"h100": 2.5}; a bad item raises SchemaError naming it."""
+    from moe_schema.check import SchemaError
+
+    raw = {}
+    for item in items or ():
+        key, sep, value = str(item).partition("=")
+        if not sep or not key:
+            raise SchemaError("--price", f"expected DEVICE=USD_PER_HOUR (e.g. h100=2.5), got {item!r}")
+        try:
+            raw[key.strip()] = float(value)
+        except ValueError:
+            raise SchemaError(f"--price {key}", f"expected a number of USD per hour, got {value!r}") from None
+    return check_prices("--price", raw, sep=" ")
+
+
+def price_table(*overrides: dict | None) -> dict[str, float]:
+    """The defaults, then each override in turn (suite, then command line)."""
+    table = dict(PRICES_USD_PER_HOUR)
+    for o in overrides:
+        table.update(o or {})
+    return table
+
+
+def price_key(device_name: str | None, device_kind: str | None = None) -> str | None:
+    """The price table's key for a result's device: the accelerator by name, "cpu" for a CPU run."""
+    if device_name:
+        d = by_name(device_name)
+        if d is not None:
+            return d.key
+    if (device_kind or "").lower() == CPU or CPU in (device_name or "").lower():
+        return CPU
+    return None
+
+
+def usd(seconds: float, usd_per_hour: float) -> float:
+    """What ``seconds`` of a device cost at ``usd_per_hour``."""
+    return seconds * usd_per_hour / 3600.0
+
+
+def usd_per_million_tokens(tokens_per_s: float, usd_per_hour: float) -> float:
+    """USD per 1M tokens at a throughput of ``tokens_per_s`` on a device costing ``usd_per_hour``."""
+    return usd_per_hour / 3600.0 / tokens_per_s * 1e6

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import attrs
 
-from moe_schema.check import SchemaError, did_you_mean, expect, got, type_name, unknown
-from moe_schema.check import is_type as check_value  # noqa: F401  (the name callers know)
+from moe_schema.check import SchemaError, did_you_mean, expect, got, type_name, unknown, value_problem
+from moe_schema.check import fits as check_value  # noqa: F401  (the name callers know)
 
 _COMMON = {
     "vocab_size": int,
@@ -127,7 +127,7 @@ def check_config(config, where: str = "config") -> dict:
             raise SchemaError(f"{where}.{key}", f"not a {model_type} config key{did_you_mean(key, keys)}; "
                                                 f"known: {', '.join(sorted(keys))}")
         if not check_value(keys[key], value):
-            raise SchemaError(f"{where}.{key}", f"expected {type_name(keys[key])}, got {got(value)}")
+            raise SchemaError(f"{where}.{key}", f"expected {value_problem(value) or type_name(keys[key])}, got {got(value)}")
         if keys[key] is int and value <= 0 and key not in _MAY_BE_ZERO:
             raise SchemaError(f"{where}.{key}", f"must be positive, got {value}")
     return config

@@ -140,6 +140,9 @@ def merge_shards(results: list[dict]) -> dict:
         shard=None,
         merged_from=len(results),
     )
+    preempted = [r["eval"]["preemptions"] for r in results if isinstance((r.get("eval") or {}).get("preemptions"), int)]
+    if preempted:  # vLLM: requests computed again (their routing counted again), over every shard
+        merged["eval"] = {**results[0]["eval"], "preemptions": sum(preempted)}
     routing = [r.get("routing") for r in results if r.get("routing") is not None]
     if routing:
         merged["routing_shards"] = routing

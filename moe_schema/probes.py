@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import attrs
 
-from moe_schema.check import SchemaError, did_you_mean, structure
+from moe_schema.check import SchemaError, did_you_mean, fits, structure
 from moe_schema.registry import Registry, resolve
 
 PROBES: Registry = Registry("probe", "moe_harness.probes", base="moe_schema.probes:ProbeConfig")
@@ -71,7 +71,7 @@ def _peaks(inst, attr, value):
             raise ProbeConfigError(f"{attr.name}.{key}: unknown key{did_you_mean(key, _PEAK_KEYS)}; "
                                    f"known: {', '.join(_PEAK_KEYS)}")
     for key, v in value.items():
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
+        if not fits(float, v) or v <= 0:
             raise ProbeConfigError(f"{attr.name}.{key}: must be a positive number, got {v!r}")
 
 

@@ -314,10 +314,11 @@ def raise_for_error(reply: dict) -> Any:
 
 
 # --- sockets and keys -----------------------------------------------------------------------------
-# Off loopback, daemons use CURVE. A key folder made by `harness keys DIR` holds:
-#   server.key, server.key_secret   the daemons' pair (every daemon of a deployment shares it)
-#   client.key, client.key_secret   the coordinator's pair
-#   authorized/*.key                client public keys a daemon accepts
+# Every tcp daemon uses CURVE. `harness keys DIR` writes one folder per side, so a worker host holds
+# no client secret and a coordinator's host no server secret:
+#   DIR/server/  server.key, server.key_secret, authorized/*.key   copy to every worker host
+#   DIR/client/  client.key, client.key_secret, server.key          the coordinator's (DIR/NAME/ likewise)
+# `--keys` takes DIR (the side's folder is picked) or the side's folder itself.
 SERVER_KEY = "server"
 CLIENT_KEY = "client"
 AUTHORIZED_DIR = "authorized"
@@ -405,6 +406,46 @@ def is_loopback(endpoint: str) -> bool:
     return loopback_refusal(endpoint) is None
 
 
+def file_refusal(path, *, secret: bool = False, ours: bool = False, fd: int | None = None) -> str | None:
+    """Why ``path`` cannot be trusted, or None: writable by group or others (anyone could replace
+    what it says), readable by them when it is a ``secret``, owned by another user when it must be
+    ``ours``. ``fd``: judge the open file (what is read next) rather than the name."""
+    import os
+    import stat as st
+
+    info = os.fstat(fd) if fd is not None else os.stat(path)
+    mode = st.S_IMODE(info.st_mode)
+    if ours and info.st_uid != os.geteuid():
+        return f"{path}: owned by uid {info.st_uid}, not by you (uid {os.geteuid()})"
+    if mode & 0o022:
+        return f"{path}: writable by group or others (mode {mode:04o}); `chmod go-w {path}`"
+    if secret and mode & 0o077:
+        return f"{path}: a secret readable by others (mode {mode:04o}); `chmod 600 {path}`"
+    return None
+
+
+def _refuse_loose(*checks) -> None:
+    for path, secret in checks:
+        reason = file_refusal(path, secret=secret)
+        if reason:
+            raise ValueError(reason)
+
+
+def key_folder(directory, side: str):
+    """The folder holding ``side``'s keys ("server" or "client"): ``DIR/side`` or ``DIR`` itself.
+    ValueError for the old one-folder layout (both secrets together), naming the way out."""
+    from pathlib import Path
+
+    d = Path(directory)
+    if (d / side).is_dir() and not (d / f"{side}.key_secret").exists():
+        d = d / side
+    if (d / f"{SERVER_KEY}.key_secret").exists() and (d / f"{CLIENT_KEY}.key_secret").exists():
+        raise ValueError(f"{d}: holds both server.key_secret and client.key_secret (the old one-folder layout, "
+                         f"which puts a client secret on every worker host); split it with `harness keys {d} "
+                         "--split`, then copy only its server/ to worker hosts")
+    return d
+
+
 def _load_pair(path) -> tuple[bytes, bytes]:
     import zmq.auth
 
@@ -415,33 +456,50 @@ def _load_pair(path) -> tuple[bytes, bytes]:
 
 
 def server_keys(directory) -> tuple[bytes, bytes, str]:
-    """(public, secret, authorized-clients folder) for a daemon; ValueError naming what is missing."""
-    from pathlib import Path
-
-    d = Path(directory)
+    """(public, secret, authorized-clients folder) for a daemon; ValueError naming what is missing,
+    or what others could read or replace (the secret, the folder, ``authorized/`` and its keys)."""
+    d = key_folder(directory, SERVER_KEY)
     secret_file = d / f"{SERVER_KEY}.key_secret"
     if not secret_file.is_file():
-        raise ValueError(f"{secret_file}: missing (make keys with `harness keys {d}`)")
+        raise ValueError(f"{secret_file}: missing (make keys with `harness keys DIR`; "
+                         "daemons take DIR or DIR/server)")
     authorized = d / AUTHORIZED_DIR
     if not authorized.is_dir() or not any(authorized.glob("*.key")):
         raise ValueError(f"{authorized}: no client public keys (*.key) to accept")
+    _refuse_loose((d, False), (secret_file, True), (authorized, False),
+                  *((f, False) for f in sorted(authorized.glob("*.key"))))
     public, secret = _load_pair(secret_file)
     return public, secret, str(authorized)
 
 
 def client_keys(directory) -> tuple[bytes, bytes, bytes]:
-    """(public, secret, server public) for a coordinator; ValueError naming what is missing."""
+    """(public, secret, server public) for a coordinator; ValueError naming what is missing or loose."""
     import zmq.auth
-    from pathlib import Path
 
-    d = Path(directory)
+    d = key_folder(directory, CLIENT_KEY)
     secret_file, server_file = d / f"{CLIENT_KEY}.key_secret", d / f"{SERVER_KEY}.key"
     for f in (secret_file, server_file):
         if not f.is_file():
-            raise ValueError(f"{f}: missing (make keys with `harness keys {d}`)")
+            raise ValueError(f"{f}: missing (make keys with `harness keys DIR`; "
+                             "coordinators take DIR or DIR/client)")
+    _refuse_loose((d, False), (secret_file, True), (server_file, False))
     public, secret = _load_pair(secret_file)
     server_public, _ = zmq.auth.load_certificate(server_file)
     return public, secret, server_public
+
+
+def server_public_key(directory) -> bytes:
+    """The daemons' public key from either side's folder (what proves a daemon is ours)."""
+    import zmq.auth
+
+    for side in (SERVER_KEY, CLIENT_KEY):
+        try:
+            f = key_folder(directory, side) / f"{SERVER_KEY}.key"
+        except ValueError:
+            continue
+        if f.is_file():
+            return zmq.auth.load_certificate(f)[0]
+    raise ValueError(f"{directory}: no server.key (make keys with `harness keys DIR`)")
 
 
 def configure_socket(sock) -> None:

@@ -22,18 +22,21 @@ from __future__ import annotations
 from typing import Any
 
 from moe_schema.check import SchemaError, expect, got, is_type, known_keys, unknown
+from moe_schema.engines import ENGINES
 from moe_schema.protocol import JOB_METHODS
 from moe_schema.task import check_shard
 
-#: what ``workers.jobs.finish`` adds to every kind's result
-SHARED = ("params", "build", "routing", "timings", "env")
+#: what ``workers.jobs.finish`` adds to every kind's result (``engine``: the engine that ran it,
+#: ``{"name", "version"}``; optional, so records stored before engines existed stay valid: a result
+#: without it ran on transformers)
+SHARED = ("params", "build", "routing", "timings", "env", "engine")
 #: each kind's own entries (docs/internals.md, "Job result")
 OWN = {
     "describe": (),
     "evaluate": ("metrics", "samples", "aggregations", "higher_is_better", "n_requests", "eval_s", "shard",
                  "eval", "task_regime"),
     "probe": ("probe",),
-    "train": ("train", "corpus"),
+    "train": ("train", "corpus", "capacity"),
 }
 #: what a result of each kind must carry (what the harness reads without looking)
 REQUIRED = {"describe": ("params",), "evaluate": ("metrics", "samples"), "probe": ("probe",), "train": ("train",)}
@@ -41,7 +44,7 @@ REQUIRED = {"describe": ("params",), "evaluate": ("metrics", "samples"), "probe"
 MERGED = ("merged_from", "routing_shards")
 #: a stored record's own keys, around the result (``harness.run.record_for``)
 RECORD_KEYS = ("key", "kind", "variant", "model", "task", "probe", "status", "error", "attempts", "worker",
-               "spec", "shard")
+               "authenticated", "spec", "shard")
 STATUSES = ("ok", "failed")
 
 RESULT_KEYS = tuple(dict.fromkeys((*SHARED, *(k for own in OWN.values() for k in own))))
@@ -52,7 +55,7 @@ PARAMS_KEYS = ("total", "active", "total_no_embed", "active_no_embed", "num_expe
 def _number(where: str, value: Any, *, none: bool = False, at_least: float | None = None) -> None:
     if value is None and none:
         return
-    expect(where, value, float, "a number or null" if none else "a number")
+    expect(where, value, float, "a number or null" if none else "a number", finite=False)  # NaN: measured
     if at_least is not None and value < at_least:
         raise SchemaError(where, f"expected a number >= {at_least:g}, got {value!r}")
 
@@ -111,6 +114,17 @@ def _routing(where: str, r: Any) -> None:
         _a_map(f"{where}.summary", r["summary"])
 
 
+def _engine(where: str, e: Any) -> None:
+    expect(where, e, dict, "a map with the engine's 'name' and 'version'")
+    known_keys(where, e, ("name", "version"))
+    for key in ("name", "version"):
+        if key not in e:
+            raise SchemaError(where, f"missing {key!r}")
+    if e["name"] not in ENGINES:
+        raise SchemaError(f"{where}.name", unknown("engine", e["name"], ENGINES))
+    expect(f"{where}.version", e["version"], str, "a version string")
+
+
 def _timing(where: str, value: Any) -> None:
     if not (value is None or is_type(bool, value) or is_type(float, value)):
         raise SchemaError(where, f"expected a number, a bool or null, got {got(value)}")
@@ -151,6 +165,7 @@ _CHECKS = {
     "routing": _routing,
     "timings": lambda w, v: _map_of(w, v, _timing),
     "env": _a_map,
+    "engine": _engine,
     "metrics": lambda w, v: _map_of(w, v, lambda p, m: _map_of(p, m, _metric)),
     "samples": lambda w, v: _map_of(w, v, lambda p, rows: _list_of(p, rows, _sample)),
     "aggregations": lambda w, v: _map_of(w, v, lambda p, m: _map_of(p, m, lambda q, a: expect(q, a, str))),
@@ -163,9 +178,20 @@ _CHECKS = {
     "probe": _probe,
     "train": _train,
     "corpus": lambda w, v: v is None or _a_map(w, v),
+    "capacity": lambda w, v: _capacity(w, v),
     "merged_from": lambda w, v: expect(w, v, int),
     "routing_shards": lambda w, v: _list_of(w, v, _routing),
 }
+
+
+def _capacity(where: str, value: Any) -> None:
+    """A train job's capacity scoring on a bios corpus (``workers.training.capacity``)."""
+    _a_map(where, value)
+    known_keys(where, value, ["persons", "tokenizer", "loss_nats", "value_counts", "name_space",
+                              "tokens_per_biography"])
+    expect(f"{where}.persons", value.get("persons"), int)
+    _map_of(f"{where}.loss_nats", value.get("loss_nats"), lambda p, x: _number(p, x, at_least=0))
+    _map_of(f"{where}.value_counts", value.get("value_counts"), lambda p, x: expect(p, x, int))
 
 
 def _kind(kind: Any, where: str) -> str:

@@ -11,6 +11,8 @@ Writing a strategy (built-in or third party)
        class MyConfig(StrategyConfig):
            name = "mine"                 # the name suites use
            causal = True                 # False if a token's route depends on later tokens
+           engines = ("transformers", "vllm")   # engines it runs on (moe_schema.engines); without
+                                         # "vllm", vllm_refusal says why, and a suite asking is refused
            implementation = "my_package.strategy:Mine"   # the torch side, imported lazily by build()
            k: int = attrs.field(default=1, validator=positive_int)
 
@@ -95,6 +97,11 @@ def non_negative_float(inst, attribute, value):
         raise SchemaError(attribute.name, f"{_where(inst, attribute)} must be a number >= 0, got {value!r}")
 
 
+def bool_value(inst, attribute, value):
+    if not isinstance(value, bool):
+        raise SchemaError(attribute.name, f"{_where(inst, attribute)} must be true or false, got {value!r}")
+
+
 def optional_bool(inst, attribute, value):
     if value is not None and not isinstance(value, bool):
         raise SchemaError(attribute.name, f"{_where(inst, attribute)} must be true, false or null, got {value!r}")
@@ -115,6 +122,11 @@ class StrategyConfig:
     name: ClassVar[str] = ""
     causal: ClassVar[bool] = True
     implementation: ClassVar[str] = ""  # "module:Class" of the torch strategy; build() imports it lazily
+    # The engines (moe_schema.engines.ENGINES) that can run it. vLLM runs a strategy whose rule is a
+    # function of one token's router logits (its `custom_routing_function`), whatever the batch;
+    # without "vllm", `vllm_refusal` says why, and a suite asking for it on vLLM is refused.
+    engines: ClassVar[tuple[str, ...]] = ("transformers",)
+    vllm_refusal: ClassVar[str] = "it does not say it runs on vLLM (its config's `engines` lists only transformers)"
 
     def experts_per_token(self, native_k: int, num_experts: int) -> float | None:
         """Experts a token uses, for active-parameter accounting; None = dynamic (measured)."""
@@ -179,6 +191,15 @@ def config_from_spec(spec, where: str = "variant.routing") -> StrategyConfig:
     return routing_config(spec["name"], spec.get("params"), where, f"{where}.params")
 
 
+def engine_refusal(config: StrategyConfig, engine: str) -> str | None:
+    """Why ``config``'s strategy cannot run on ``engine`` (moe_schema.engines), or None."""
+    if engine in config.engines:
+        return None
+    if engine == "vllm":
+        return config.vllm_refusal or "it does not run on vLLM"
+    return f"it runs on {', '.join(config.engines)} only"
+
+
 def _to_tuple(value):
     if isinstance(value, list):
         return tuple(_to_tuple(v) for v in value)
@@ -195,6 +216,8 @@ class NativeConfig(StrategyConfig):
 
     name: ClassVar[str] = "native"
     implementation: ClassVar[str] = "workers.routing.native:Native"
+    engines: ClassVar[tuple[str, ...]] = ("transformers", "vllm")
+    vllm_refusal: ClassVar[str] = ""
 
 
 @strategy
@@ -204,6 +227,8 @@ class TopKConfig(StrategyConfig):
 
     name: ClassVar[str] = "topk"
     implementation: ClassVar[str] = "workers.routing.topk:TopK"
+    engines: ClassVar[tuple[str, ...]] = ("transformers", "vllm")
+    vllm_refusal: ClassVar[str] = ""
     k: int = attrs.field(validator=positive_int)
     renormalize: bool | None = _renormalize()
 
@@ -218,6 +243,8 @@ class TopPConfig(StrategyConfig):
 
     name: ClassVar[str] = "topp"
     implementation: ClassVar[str] = "workers.routing.topp:TopP"
+    engines: ClassVar[tuple[str, ...]] = ("transformers", "vllm")
+    vllm_refusal: ClassVar[str] = ""
     p: float = attrs.field(validator=positive_float)
     min_k: int = attrs.field(default=1, validator=positive_int)
     max_k: int | None = attrs.field(default=None, validator=optional_positive_int)
@@ -236,13 +263,22 @@ class TopPConfig(StrategyConfig):
 @strategy
 @attrs.frozen(kw_only=True)
 class RandomConfig(StrategyConfig):
-    """Uniformly random experts per token (the floor); ``k`` defaults to the checkpoint's."""
+    """Uniformly random experts per token (the floor); ``k`` defaults to the checkpoint's.
+
+    By default each MoE layer draws from its own seeded stream, so a token's experts depend on the
+    calls before it (how requests were batched). ``keyed: true`` draws them from a hash of (seed,
+    layer, token id, position) instead: the same experts for the same token at the same position
+    whatever the batching, shard or engine, so one build compares document by document on
+    transformers and vLLM."""
 
     name: ClassVar[str] = "random"
     implementation: ClassVar[str] = "workers.routing.random_choice:RandomChoice"
+    engines: ClassVar[tuple[str, ...]] = ("transformers", "vllm")
+    vllm_refusal: ClassVar[str] = ""
     k: int | None = attrs.field(default=None, validator=optional_positive_int)
     seed: int = attrs.field(default=0, validator=int_value)
     renormalize: bool | None = _renormalize()
+    keyed: bool = attrs.field(default=False, validator=bool_value)
 
     def experts_per_token(self, native_k, num_experts):
         return float(min(self.k or native_k, num_experts))
@@ -255,6 +291,8 @@ class HashConfig(StrategyConfig):
 
     name: ClassVar[str] = "hash"
     implementation: ClassVar[str] = "workers.routing.hashing:HashRouting"
+    engines: ClassVar[tuple[str, ...]] = ("transformers", "vllm")
+    vllm_refusal: ClassVar[str] = ""
     k: int = attrs.field(default=1, validator=positive_int)
     seed: int = attrs.field(default=0, validator=int_value)
     renormalize: bool | None = _renormalize()
@@ -271,6 +309,9 @@ class CapacityConfig(StrategyConfig):
 
     name: ClassVar[str] = "capacity"
     implementation: ClassVar[str] = "workers.routing.capacity:Capacity"
+    engines: ClassVar[tuple[str, ...]] = ("transformers",)
+    vllm_refusal: ClassVar[str] = ("its drops depend on every token of the batch (an expert's capacity), "
+                                   "and vLLM schedules its own batches")
     capacity_factor: float = attrs.field(default=1.0, validator=positive_float)
     k: int | None = attrs.field(default=None, validator=optional_positive_int)
     renormalize: bool | None = _renormalize()
@@ -289,6 +330,8 @@ class PruneConfig(StrategyConfig):
 
     name: ClassVar[str] = "prune"
     implementation: ClassVar[str] = "workers.routing.prune:Prune"
+    engines: ClassVar[tuple[str, ...]] = ("transformers", "vllm")
+    vllm_refusal: ClassVar[str] = ""
     experts: tuple[int, ...] | tuple[tuple[int, ...], ...] | None = attrs.field(default=None, converter=_to_tuple)
     fraction: float | None = attrs.field(default=None)
     keep: int | None = attrs.field(default=None, validator=optional_positive_int)
@@ -342,6 +385,9 @@ class ExpertChoiceConfig(StrategyConfig):
 
     name: ClassVar[str] = "expert_choice"
     implementation: ClassVar[str] = "workers.routing.expert_choice:ExpertChoice"
+    engines: ClassVar[tuple[str, ...]] = ("transformers",)
+    vllm_refusal: ClassVar[str] = ("experts choose tokens across the batch, later ones included, and vLLM "
+                                   "routes each token alone in batches it schedules itself")
     causal: ClassVar[bool] = False
     capacity_factor: float = attrs.field(default=1.0, validator=positive_float)
     k: int | None = attrs.field(default=None, validator=optional_positive_int)
@@ -359,6 +405,12 @@ class AuxFreeConfig(StrategyConfig):
 
     name: ClassVar[str] = "aux_free"
     implementation: ClassVar[str] = "workers.routing.aux_free:AuxFree"
+    # At evaluation the bias is only read, so the rule is one over router logits (top-k of probability +
+    # bias); but the bias is learned state (moved in training, saved beside the trained checkpoint), and
+    # the vLLM engine's rules get the router logits alone: refused there until the bias travels with it.
+    engines: ClassVar[tuple[str, ...]] = ("transformers",)
+    vllm_refusal: ClassVar[str] = ("it adds a learned per-expert bias (training state saved beside the checkpoint) "
+                                   "to the router's scores, and the vLLM engine does not load it")
     gamma: float = attrs.field(default=0.001, validator=non_negative_float)
     k: int | None = attrs.field(default=None, validator=optional_positive_int)
     renormalize: bool | None = _renormalize()

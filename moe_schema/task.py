@@ -7,22 +7,26 @@ where the suite is read (``tasks[0].limit``) instead of failing every evaluate j
 
 from __future__ import annotations
 
-from moe_schema.check import SchemaError, expect, got, is_type, known_keys, type_name
+from moe_schema.check import SchemaError, expect, fits, got, is_type, known_keys, short, type_name, value_problem
 
 #: the task fields on the wire (``job["task"]``)
 TASK_KEYS = ("name", "path", "limit", "num_fewshot")
 #: the suite's ``eval:`` options, sent with every evaluate job (``job["eval"]``)
-EVAL_OPTIONS = {"max_batch_tokens": int, "prefix_sharing": bool, "bootstrap_iters": int, "generate_batch_size": int}
+EVAL_OPTIONS = {"max_batch_tokens": int, "prefix_sharing": bool, "bootstrap_iters": int, "generate_batch_size": int,
+                # a local task's data paths may leave its folder (read on each worker: moe_schema.taskfiles)
+                "data_outside_task_folder": bool}
 
 
 def check_limit(limit, where: str = "job.task.limit"):
     """None (every document) or a positive int."""
     if limit is None:
         return None
+    if value_problem(limit):
+        raise SchemaError(where, f"expected {value_problem(limit)}, got {got(limit)}")
     if is_type(float, limit) and not is_type(int, limit):
-        raise SchemaError(where, f"expected a whole number of documents, got {limit!r} (a fraction of a task "
+        raise SchemaError(where, f"expected a whole number of documents, got {short(limit)} (a fraction of a task "
                                  f"is not supported: evaluate jobs sample, shard and merge whole documents)")
-    if not is_type(int, limit) or limit < 1:
+    if not fits(int, limit) or limit < 1:
         raise SchemaError(where, f"expected a positive number of documents, got {got(limit)}")
     return limit
 
@@ -31,7 +35,7 @@ def check_num_fewshot(shots, where: str = "job.task.num_fewshot"):
     """None (the task's own default) or an int >= 0."""
     if shots is None:
         return None
-    if not is_type(int, shots) or shots < 0:
+    if not fits(int, shots) or shots < 0:
         raise SchemaError(where, f"expected an int >= 0, got {got(shots)}")
     return shots
 
@@ -42,9 +46,9 @@ def check_shard(shard, where: str = "job.shard"):
     if shard is None:
         return None
     if not isinstance(shard, dict) or set(shard) != {"index", "count"}:
-        raise SchemaError(where, f"expected {{index, count}}, got {shard!r}")
+        raise SchemaError(where, f"expected {{index, count}}, got {got(shard)}")
     i, n = shard["index"], shard["count"]
-    if not (is_type(int, i) and is_type(int, n) and n >= 1 and 0 <= i < n):
+    if not (fits(int, i) and fits(int, n) and n >= 1 and 0 <= i < n):
         raise SchemaError(where, f"need 0 <= index < count, got index={i!r} count={n!r}")
     return shard
 
@@ -54,6 +58,7 @@ def check_eval_options(options, where: str = "job.eval") -> dict:
     options = expect(where, {} if options is None else options, dict, "a map")
     known_keys(where, options, EVAL_OPTIONS)
     for key, value in options.items():
-        if not is_type(EVAL_OPTIONS[key], value):
-            raise SchemaError(f"{where}.{key}", f"expected {type_name(EVAL_OPTIONS[key])}, got {got(value)}")
+        if not fits(EVAL_OPTIONS[key], value):
+            raise SchemaError(f"{where}.{key}", f"expected {value_problem(value) or type_name(EVAL_OPTIONS[key])}, "
+                                                f"got {got(value)}")
     return options

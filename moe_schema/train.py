@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moe_schema.check import SchemaError, known_keys
+from moe_schema.check import SchemaError, fits, known_keys, short, value_problem
 from moe_schema.hashing import content_hash
 from moe_schema.corpus import CorpusError, check_corpus
 from moe_schema.home import harness_home
@@ -57,20 +57,20 @@ def check_train(train, where: str = "job.train") -> dict:
     out = {**TRAIN_DEFAULTS, **train}
     for key, low in _INTS.items():
         v = out[key]
-        if not isinstance(v, int) or isinstance(v, bool) or v < low:
-            raise TrainSpecError(f"{where}.{key}: expected an int >= {low}, got {v!r}")
+        if not fits(int, v) or v < low:
+            raise TrainSpecError(f"{where}.{key}", f"expected {value_problem(v) or f'an int >= {low}'}, got {short(v)}")
     for key in _FLOATS:
         v = out[key]
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-            raise TrainSpecError(f"{where}.{key}: expected a number >= 0, got {v!r}")
+        if not fits(float, v) or v < 0:
+            raise TrainSpecError(f"{where}.{key}", f"expected {value_problem(v) or 'a number >= 0'}, got {short(v)}")
     if out["lr"] <= 0 or out["min_lr_ratio"] > 1:
         raise TrainSpecError(f"{where}: need lr > 0 and 0 <= min_lr_ratio <= 1, got lr={out['lr']!r} "
                              f"min_lr_ratio={out['min_lr_ratio']!r}")
     b = out["betas"]
-    if not (isinstance(b, list) and len(b) == 2 and all(isinstance(x, (int, float)) and 0 <= x < 1 for x in b)):
-        raise TrainSpecError(f"{where}.betas: expected two numbers in [0, 1), got {b!r}")
+    if not (isinstance(b, list) and len(b) == 2 and all(fits(float, x) and 0 <= x < 1 for x in b)):
+        raise TrainSpecError(f"{where}.betas", f"expected two numbers in [0, 1), got {short(b)}")
     if out["autocast"] not in ("bfloat16", "float16", None):
-        raise TrainSpecError(f"{where}.autocast: expected bfloat16, float16 or null, got {out['autocast']!r}")
+        raise TrainSpecError(f"{where}.autocast", f"expected bfloat16, float16 or null, got {short(out['autocast'])}")
     return out
 
 
@@ -84,8 +84,8 @@ def check_train_job(job: dict) -> tuple[dict, dict, int]:
     except CorpusError as exc:
         raise TrainSpecError(str(exc)) from None
     seed = job.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TrainSpecError(f"job.seed: expected an int, got {seed!r}")
+    if not fits(int, seed):
+        raise TrainSpecError("job.seed", f"expected {value_problem(seed) or 'an int'}, got {short(seed)}")
     return train, corpus, seed
 
 

@@ -1,5 +1,6 @@
 """The variant spec a job carries (docs/internals.md, "Variant spec"), checked: its build (checkpoint,
-config or trained), routing, dtype and loading options.
+config or trained), routing, dtype, loading options and engine (moe_schema.engines: a build vLLM
+cannot host, or a routing strategy it cannot run, is refused here on both sides).
 
 The worker checks every job's variant with it (``workers.builds.spec`` turns a ``SchemaError``
 into INVALID_PARAMS); the harness's tests check every variant the planner makes from the example
@@ -11,7 +12,8 @@ from __future__ import annotations
 import re
 
 from moe_schema import families
-from moe_schema.check import SchemaError, is_type, known_keys, unknown
+from moe_schema.check import SchemaError, expect, known_keys, unknown
+from moe_schema.engines import check_engine, vllm_refusal
 
 DTYPES = ("float32", "float16", "bfloat16", "auto")  # auto: the checkpoint's own dtype
 #: what a suite may ask for (``dtype:``): a run compares variants, so it names one dtype, never "auto"
@@ -37,8 +39,7 @@ def check_build(build, where: str = "variant.build") -> dict:
         return build
     known_keys(where, build, ["config", "seed"])
     seed = build.get("seed", 0)
-    if not is_type(int, seed):
-        raise SchemaError(f"{where}.seed", f"expected int, got {seed!r}")
+    expect(f"{where}.seed", seed, int)
     families.check_config(build["config"], f"{where}.config")
     return build
 
@@ -65,4 +66,16 @@ def check_variant(variant) -> dict:
     impl = v["experts_implementation"]
     if impl is not None and not isinstance(impl, str):
         raise SchemaError("variant.experts_implementation", f"expected null or a string, got {impl!r}")
+    v["engine"] = check_engine("variant.engine", v.get("engine"))  # missing: transformers
+    engine = v["engine"]["name"]
+    if engine != "transformers":
+        why = vllm_refusal(v["build"].get("config"), v["dtype"])
+        if why:
+            raise SchemaError("variant.engine", f"{v.get('name') or 'this variant'} cannot run on engine {engine}: {why}")
+        if v["routing"] is not None:
+            from moe_schema.routing import config_from_spec, engine_refusal
+
+            why = engine_refusal(config_from_spec(v["routing"], "variant.routing"), engine)
+            if why:
+                raise SchemaError("variant.routing", f"{v['routing']['name']} cannot run on engine {engine}: {why}")
     return v

@@ -108,6 +108,18 @@ def daemon_pool(_isolated_home):
         yield workers
 
 
+@pytest.fixture(scope="session")
+def other_user():
+    """A second local user (`nobody` via runuser, as root) for the trust tests; skips saying why not."""
+    from other_user import other_user as make
+
+    user = make()
+    if isinstance(user, str):
+        pytest.skip(user)
+    yield user
+    user.close()
+
+
 # ---- the smoke suite, run once as the README says (tests/test_e2e.py, test_regression.py) ---
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory, _isolated_home) -> Path:

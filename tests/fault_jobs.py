@@ -114,6 +114,9 @@ def run_job(job, host, progress, cancelled):
         return {"probe": {"name": name, "params": params, "rows": [],  # a probe result's shape (moe_schema.result)
                           "slept_s": round(time.monotonic() - t0, 3), "tag": params.get("tag")},
                 "env": {"pid": os.getpid()}}
+    if name == "test-touch":  # code a job runs as the daemon's user (a task's !function): leaves a marker
+        Path(params["path"]).write_text(f"code ran as uid={os.getuid()}\n")
+        return {"probe": {"name": name, "params": params, "rows": []}}
     if name == "test-crash":  # take the whole daemon down, as a segfault or the OOM killer would
         os.kill(os.getpid(), signal.SIGKILL)
     if name == "test-fail":
@@ -122,6 +125,13 @@ def run_job(job, host, progress, cancelled):
         raise MemoryError("pretend the device is full")
     if name == "test-load-failed":
         raise JobError(protocol.MODEL_LOAD_FAILED, "no such checkpoint /nowhere")
+    if name == "test-big":  # a result over the frame limit (params.mib MiB in one row)
+        return {"probe": {"name": name, "rows": [{"blob": "x" * (int(params.get("mib", 65)) << 20)}]}}
+    if name == "test-alloc":  # a real torch allocation that cannot succeed (params.bytes)
+        import torch
+
+        torch.empty(int(params.get("bytes", 10 ** 15)), dtype=torch.uint8)
+        return {"probe": {"name": name, "rows": []}}
     if name == "test-unpackable":  # passes the result schema (rows are the probe's own), fails msgpack
         return {"probe": {"name": name, "rows": [{"value": object()}]}}
     if name == "test-malformed":  # a kind's bug: a result the coordinator must never store as ok

@@ -40,10 +40,13 @@ class Peer(threading.Thread):
     progress notification with each params, the job's request id added where they have no ``id``,
     then the result), or ``("later", seconds, value)`` (answer heartbeats as busy with the job, and
     reply ``value`` after that long). ``hello_busy``: what hello says the worker runs (a daemon serving someone
-    else), until ``hello_busy`` is set to None."""
+    else), until ``hello_busy`` is set to None. ``engines``: what hello lists as the engines it hosts
+    (``{"transformers": "5.19", "vllm": "0.32.0"}``); None: no ``engines`` entry (a daemon from before)."""
 
-    def __init__(self, endpoint: str, on_job, holds_trained=(), hello_busy=None, confirm_cancel=False):
+    def __init__(self, endpoint: str, on_job, holds_trained=(), hello_busy=None, confirm_cancel=False,
+                 engines=None):
         super().__init__(daemon=True)
+        self.engines = engines
         self.endpoint, self.on_job, self.holds_trained = endpoint, on_job, list(holds_trained)
         self.hello_busy, self.confirm_cancel = hello_busy, confirm_cancel
         self.hellos = 0
@@ -79,7 +82,10 @@ class Peer(threading.Thread):
                 method, params, rid = msg["method"], msg.get("params", {}), msg.get("id")
                 if method == "hello":
                     self.hellos += 1
-                    reply = protocol.result(rid, {"busy": self.hello_busy, "holds": {"trained": self.holds_trained}})
+                    info = {"busy": self.hello_busy, "holds": {"trained": self.holds_trained}}
+                    if self.engines is not None:
+                        info["engines"] = dict(self.engines)
+                    reply = protocol.result(rid, info)
                 elif method == "heartbeat":
                     reply = protocol.result(rid, {"busy": running})
                 elif method == "cancel":

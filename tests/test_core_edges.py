@@ -54,6 +54,11 @@ def test_server_keys_name_the_missing_client_keys_then_load(tmp_path):
         p.server_keys(tmp_path)
     (tmp_path / "authorized").mkdir()
     zmq.auth.create_certificates(tmp_path / "authorized", "client")
+    secret_file = tmp_path / "server.key_secret"
+    with pytest.raises(ValueError, match=rf"^{secret_file}: a secret readable by others \(mode 0644\); "
+                                         rf"`chmod 600 {secret_file}`$"):
+        p.server_keys(tmp_path)  # pyzmq writes secrets with the umask's mode: refused
+    secret_file.chmod(0o600)
     public, secret, authorized = p.server_keys(tmp_path)
     assert (public, secret) == zmq.auth.load_certificate(tmp_path / "server.key_secret")
     assert authorized == str(tmp_path / "authorized")

@@ -274,3 +274,26 @@ def test_shutdown_request_and_orphaned_job_and_parent_watch(tmp_path):
         proc.wait()
     orphan = _spawn("--bind", f"ipc://{tmp_path}/e.sock", "--parent", "1")  # 1 is not its parent
     assert orphan.wait(timeout=60) == 0 and "parent process exited" in orphan.communicate()[0]
+
+
+TINY_QWEN3_MOE = {"model_type": "qwen3_moe", "hidden_size": 64, "intermediate_size": 128,
+                  "moe_intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                  "num_key_value_heads": 1, "head_dim": 32, "num_experts": 4, "num_experts_per_tok": 2,
+                  "max_position_embeddings": 256}
+
+
+def test_a_worker_without_vllm_lists_only_transformers_and_refuses_a_vllm_job_in_one_line(client):
+    import importlib.util
+    from importlib import metadata
+
+    # the default test environment has no vLLM (requirements/lock.txt); tox -e vllm tests the engine
+    assert importlib.util.find_spec("vllm") is None
+    assert client.call("hello")["result"]["engines"] == {"transformers": metadata.version("transformers")}
+    variant = {"name": "tiny@vllm", "build": {"config": TINY_QWEN3_MOE, "seed": 0}, "dtype": "float32",
+               "engine": {"name": "vllm", "params": {}}}
+    error = client.call("describe", {"kind": "describe", "variant": variant}, timeout_s=60)["error"]
+    assert error["code"] == p.UNSUPPORTED
+    assert error["message"].startswith("variant tiny@vllm: engine vllm is not installed in this worker (")
+    assert "\n" not in error["message"]
+    ok = client.call("describe", {"kind": "describe", "variant": {**variant, "engine": None}}, timeout_s=120)["result"]
+    assert ok["engine"] == {"name": "transformers", "version": metadata.version("transformers")}

@@ -5,6 +5,7 @@ folder exists, never starting local daemons instead. `--keys` is for tcp workers
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -79,7 +80,7 @@ def run_refused(capsys, tmp_path, *args) -> str:
     err = capsys.readouterr().err
     assert not out.exists() and "starting" not in err
     lines = [line for line in err.strip().splitlines() if not line.startswith("waiting up to")]
-    assert len(lines) == 1 and lines[0].startswith("harness run: --workers"), err
+    assert len(lines) == 1 and lines[0].startswith(("harness run: --workers", "harness run: --keys")), err
     return lines[0]
 
 
@@ -122,6 +123,97 @@ def test_file_whose_daemons_are_gone_is_stale(tmp_path, capsys, squeue, quick_he
     assert "stale: none of slurm job 78's 2 daemon(s) answered hello within 1 s" in line
 
 
+# --- files and workers that could be forged (issue 25, finding 2) ----------------------------------------
+TINY = ("name: one\nmodels:\n  - name: tiny\n    config: {model_type: llama, hidden_size: 32, intermediate_size: 64, "
+        "num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64}\n"
+        "tasks: []\nprobes: []\n")
+
+
+@pytest.fixture(scope="module")
+def fake_daemon(other_user):
+    """`nobody`'s 20-line fake daemon on a loopback port: answers hello, forges every job's result."""
+    from other_user import FAKE_DAEMON
+
+    proc = other_user.popen(FAKE_DAEMON)
+    port = proc.stdout.readline().strip()
+    assert port.isdigit(), proc.stderr.read()
+    yield f"tcp://127.0.0.1:{port}"
+    proc.kill()
+    proc.wait()
+
+
+def tiny_suite(tmp_path) -> tuple[Path, str]:
+    """A one-job suite (describe) and that job's key."""
+    from harness import plan as planner
+    from harness.suite import load
+
+    suite = tmp_path / "one.yaml"
+    suite.write_text(TINY)
+    (job,) = planner.expand(load(suite))[1]
+    return suite, job.key
+
+
+def test_an_endpoints_file_another_user_wrote_is_refused(tmp_path, capsys, other_user, fake_daemon):
+    """`nobody` writes endpoints.txt into a world-writable --out folder, naming a fake daemon: the run
+    refuses the file in one line, before its run folder exists, and nothing reaches the cache."""
+    shared = other_user.home / "shared-out"
+    shared.mkdir(exist_ok=True)
+    shared.chmod(0o1777)
+    forged = shared / "endpoints.txt"
+    wrote = other_user.run(f"open({str(forged)!r}, 'w').write({fake_daemon + chr(10)!r})\n")
+    assert wrote.returncode == 0 and forged.stat().st_uid == other_user.uid, wrote.stderr
+    suite, key = tiny_suite(tmp_path)
+    out = tmp_path / "run"
+    assert harness(["run", str(suite), "--out", str(out), "--workers", f"@{forged}", "--no-report"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"harness run: --workers @{forged}: refusing it: owned by uid {other_user.uid}, not by you "
+                    f"(uid {os.geteuid()}); anyone who could write it chooses where your jobs go")
+    assert not out.exists() and not (Path(os.environ["MOE_HARNESS_HOME"]) / "results" / f"{key}.json").exists()
+
+
+def test_an_endpoints_file_others_could_write_is_refused(tmp_path, capsys):
+    path = tmp_path / "ep.txt"
+    endpoints.write(path, "7", ["tcp://127.0.0.1:1"], 1)
+    path.chmod(0o666)
+    line = run_refused(capsys, tmp_path, "--workers", f"@{path}")
+    assert line == (f"harness run: --workers @{path}: refusing it: writable by group or others (mode 0666); "
+                    f"`chmod go-w {path}`; anyone who could write it chooses where your jobs go")
+
+
+def test_client_keys_others_could_read_are_refused_before_anything_runs(tmp_path, capsys):
+    k = tmp_path / "k"
+    assert harness(["keys", str(k)]) == 0
+    (k / "client" / "client.key_secret").chmod(0o640)
+    line = run_refused(capsys, tmp_path, "--workers", "tcp://127.0.0.1:1", "--keys", str(k))
+    assert line == (f"harness run: --keys: {k}/client/client.key_secret: a secret readable by others (mode 0640); "
+                    f"`chmod 600 {k}/client/client.key_secret`")
+
+
+def test_results_of_a_worker_that_did_not_authenticate_never_reach_the_cache(tmp_path, capsys, other_user,
+                                                                               fake_daemon, keys, quick_hello):
+    """A file of our own naming a port another user's process now holds (a stale file): without keys the
+    run goes on, but the forged result stays in the run folder, marked, and is never reused from the
+    cache; with keys the impostor cannot answer hello at all."""
+    from harness.store import Store
+
+    path = tmp_path / "ep.txt"
+    path.write_text(f"{fake_daemon}\n")
+    suite, key = tiny_suite(tmp_path)
+    out = tmp_path / "run"
+    assert harness(["run", str(suite), "--out", str(out), "--workers", f"@{path}", "--no-report",
+                    "--timeout", "5"]) == 0
+    assert f"worker {fake_daemon} did not authenticate (tcp without --keys, or a socket not ours): its results " \
+           "stay in this run folder, out of the shared cache" in " ".join(capsys.readouterr().err.split())
+    cache = Path(os.environ["MOE_HARNESS_HOME"]) / "results"
+    assert not (cache / f"{key}.json").exists()
+    record = json.loads((out / "jobs" / f"{key}.json").read_text())
+    assert record["params"]["total"] == 123456789 and record["authenticated"] is False
+    assert Store(tmp_path / "later", cache_dir=cache).done(key) is None  # a later run runs it again
+    capsys.readouterr()
+    line = run_refused(capsys, tmp_path / "keyed", "--workers", f"@{path}", "--keys", str(keys))
+    assert "stale: none of its 1 daemon(s) answered hello within 1 s" in line
+
+
 # --- hand-offs that work ------------------------------------------------------------------------------
 def test_a_file_written_while_the_run_waits_is_used(tmp_path, curve_daemon, keys, squeue):
     squeue("RUNNING")
@@ -149,8 +241,8 @@ def test_collect_lists_only_the_daemons_that_answered(tmp_path, curve_daemon, ke
     dead = free_port()
     (logs / "daemon-5-node-b-1.log").write_text(f"worker ready: tcp://0.0.0.0:{dead} device=cpu pid=1\n")
     (logs / "daemon-6-node-a-0.log").write_text(log.read_text())  # another job's daemon: not ours
-    said = []
-    up = endpoints.collect(logs, "5", 3, tmp_path / "ep.txt", keys, timeout_s=1, say=said.append)
+    said = []  # the job holds the server folder only: each daemon is checked by a CURVE handshake
+    up = endpoints.collect(logs, "5", 3, tmp_path / "ep.txt", keys / "server", timeout_s=1, say=said.append)
     assert up == [ep]
     text = (tmp_path / "ep.txt").read_text()
     assert re.match(r"# moe-harness endpoints: slurm job 5, 1 of 3 daemons answered hello at \S+Z\n", text)

@@ -250,3 +250,19 @@ def test_merge_module_imports_no_torch_or_lm_eval():
             "bad = [m for m in ('torch', 'lm_eval', 'transformers') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_a_requests_loglikelihood_is_summed_in_float64():
+    """A long window's per-token log-probs summed in float32 round by ~1e-4 nats, as much as the
+    engine-parity tolerance: the harness sums them in float64, as vLLM's per-token answers are summed."""
+    import torch
+
+    from workers.evaluation.lm import HarnessLM
+
+    g = torch.Generator().manual_seed(0)
+    logp = torch.log_softmax(torch.randn(600, 260, generator=g), dim=-1)  # float32, as a float32 model's
+    cont = torch.randint(0, 260, (600,), generator=g).tolist()
+    exact = math.fsum(float(logp[i, c]) for i, c in enumerate(cont))
+    total, _ = HarnessLM._answer(None, logp, cont)
+    assert abs(total - exact) < 1e-9
+    assert abs(float(logp.gather(1, torch.tensor(cont)[:, None]).sum()) - exact) > 1e-6  # what float32 would do

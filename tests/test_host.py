@@ -84,7 +84,7 @@ def test_a_build_bigger_than_the_budget_still_loads_alone(one_model_bytes):
 
 
 def test_out_of_memory_drops_held_builds_and_retries_once(monkeypatch):
-    import workers.host as host_module
+    import workers.builds.load as host_module  # the transformers engine's loader (workers.engines.hf)
 
     host = Host("cpu")
     host.load(variant(seed=30))

@@ -1,4 +1,4 @@
-"""The import rule (DESIGN.md, "Rules of the house"): the coordinator side never imports torch,
+"""The import rule (docs/internals.md, "Three packages, one rule"): the coordinator side never imports torch,
 transformers or lm-eval (it starts in well under a second on a machine without a GPU), and the one
 package both sides share, ``moe_schema``, is all ``harness`` takes from the worker side."""
 

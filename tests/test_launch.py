@@ -39,10 +39,12 @@ def test_gpu_script(keys, tmp_path):
     assert "srun --ntasks-per-node=4 --cpus-per-task=6 --gpus-per-task=1 " in text
     assert "export HARNESS=/opt/py/bin/harness" in text
     daemon = ('exec "$HARNESS" worker --device cuda:0 --bind "tcp://0.0.0.0:*" --threads "$SLURM_CPUS_PER_TASK" '
-              f"--grace-s 20 --keys {keys}")
+              f"--grace-s 20 --keys {keys}/server")
     assert daemon in text and "-m workers.daemon" not in text and "--insecure" not in text
     assert '--output="$OUT/daemon-%j-%N-%t.log"' in text  # one log per daemon: job, node, task
-    assert f"--expect 8 --timeout 600 --pid \"$SRUN\" --keys {keys}" in text
+    # the job (daemons and collector) gets the server folder only: no client secret on a worker host
+    assert f"--expect 8 --timeout 600 --pid \"$SRUN\" --keys {keys}/server" in text
+    assert f"{keys}/client" not in text and f"--keys {keys} " not in text
 
 
 def test_cpu_script_asks_for_no_gpu(tmp_path):
@@ -82,10 +84,26 @@ def test_bad_options_are_named(tmp_path, capsys, no_cluster, args, text):
     assert not (tmp_path / "w").exists()
 
 
-def test_a_loopback_cluster_needs_no_keys(tmp_path, no_cluster):
-    assert harness(["launch", "slurm", "--out", str(tmp_path / "w"), "--device", "cpu",
-                    "--bind-host", "127.0.0.1"]) == 0
-    assert "--insecure" not in (tmp_path / "w" / "workers.sbatch").read_text()
+def test_a_loopback_cluster_needs_keys_too(tmp_path, keys, no_cluster, capsys):
+    """Finding 1 of issue 25: `--bind-host 127.0.0.1` without keys started daemons any local user could
+    send jobs to. Now refused in one line, nothing written; with keys, the daemons get the server folder."""
+    out = tmp_path / "w"
+    assert harness(["launch", "slurm", "--out", str(out), "--device", "cpu", "--bind-host", "127.0.0.1"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("harness launch: --keys DIR is required: every tcp daemon authenticates its clients, "
+                           "loopback included") and not out.exists()
+    assert harness(["launch", "slurm", "--out", str(out), "--device", "cpu", "--bind-host", "127.0.0.1",
+                    "--keys", str(keys)]) == 0
+    text = (out / "workers.sbatch").read_text()
+    assert f'--bind "tcp://127.0.0.1:*"' in text and f"--keys {keys}/server" in text and "--insecure" not in text
+    assert f"--keys {keys}" in capsys.readouterr().out  # what `harness run` takes: DIR (it picks DIR/client)
+
+
+def test_loose_keys_are_refused_before_anything_is_written(tmp_path, keys, no_cluster, capsys):
+    (keys / "server" / "server.key_secret").chmod(0o644)
+    assert harness(["launch", "slurm", "--out", str(tmp_path / "w"), "--keys", str(keys)]) == 2
+    assert "server.key_secret: a secret readable by others (mode 0644)" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
 
 
 def test_cpus_beyond_the_largest_node_are_refused(tmp_path, capsys, monkeypatch):

@@ -19,6 +19,7 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "requirements" / "lock.txt"
+VLLM_LOCK = ROOT / "requirements" / "vllm-lock.txt"  # tox -e vllm: the [vllm] extra's own lock
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 
 
@@ -31,9 +32,11 @@ def lock_pins(text: str) -> dict[str, Version]:
     return pins
 
 
-def requirements() -> list[Requirement]:
+def requirements(*extras: str) -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     reqs = list(project["dependencies"]) + list(project["optional-dependencies"]["dev"])
+    for extra in extras:
+        reqs += project["optional-dependencies"][extra]
     return [Requirement(r) for r in reqs]
 
 
@@ -60,6 +63,13 @@ def test_every_range_in_pyproject_is_pinned_inside_it_by_the_lock():
     problems = disagreements(requirements(), lock_pins(LOCK.read_text()), LOCK_ENV)
     assert not problems, ("requirements/lock.txt disagrees with pyproject.toml; recompile it with the "
                           "command at its top:\n" + "\n".join(problems))
+
+
+def test_the_vllm_lock_pins_the_vllm_extra_and_the_rest_inside_pyproject():
+    problems = disagreements(requirements("vllm"), lock_pins(VLLM_LOCK.read_text()), LOCK_ENV)
+    assert not problems, ("requirements/vllm-lock.txt disagrees with pyproject.toml; refresh it with the "
+                          "commands at its top:\n" + "\n".join(problems))
+    assert not {"torchvision", "torchaudio", "torchcodec"} & set(lock_pins(VLLM_LOCK.read_text()))
 
 
 def test_the_check_notices_a_range_change_without_a_refreshed_lock():

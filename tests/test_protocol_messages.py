@@ -187,21 +187,36 @@ def test_key_folders_load_and_name_what_is_wrong(tmp_path):
 
     import zmq.auth
 
-    zmq.auth.create_certificates(tmp_path, "server")
-    zmq.auth.create_certificates(tmp_path, "client")
-    (tmp_path / "authorized").mkdir()
-    with pytest.raises(ValueError, match=rf"^{tmp_path / 'authorized'}: no client public keys \(\*\.key\) to accept$"):
+    server, client = tmp_path / "server", tmp_path / "client"
+    for folder, name in ((server, "server"), (client, "client")):
+        folder.mkdir(mode=0o700)
+        zmq.auth.create_certificates(folder, name)
+        (folder / f"{name}.key_secret").chmod(0o600)
+    shutil.copy(server / "server.key", client / "server.key")
+    (server / "authorized").mkdir()
+    with pytest.raises(ValueError, match=rf"^{server / 'authorized'}: no client public keys \(\*\.key\) to accept$"):
         p.server_keys(tmp_path)  # the folder is there, with no key in it
-    shutil.copy(tmp_path / "client.key", tmp_path / "authorized" / "client.key")
-    public, secret, server_public = p.client_keys(tmp_path)
-    assert (public, secret) == zmq.auth.load_certificate(tmp_path / "client.key_secret")
-    assert server_public == zmq.auth.load_certificate(tmp_path / "server.key")[0]
-    shutil.copy(tmp_path / "server.key", tmp_path / "server.key_secret")  # a public key where the secret belongs
-    with pytest.raises(ValueError, match=rf"^{tmp_path / 'server.key_secret'}: no secret key in this file$"):
-        p.server_keys(tmp_path)
-    (tmp_path / "server.key").unlink()
-    with pytest.raises(ValueError, match=rf"^{tmp_path / 'server.key'}: missing \(make keys with `harness keys {tmp_path}`\)$"):
-        p.client_keys(tmp_path)
+    shutil.copy(client / "client.key", server / "authorized" / "client.key")
+    assert p.server_keys(tmp_path)[:2] == p.server_keys(server)[:2] == zmq.auth.load_certificate(server / "server.key_secret")
+    public, secret, server_public = p.client_keys(tmp_path)  # DIR picks DIR/client, as DIR/server above
+    assert (public, secret) == zmq.auth.load_certificate(client / "client.key_secret")
+    assert server_public == zmq.auth.load_certificate(server / "server.key")[0] == p.server_public_key(server)
+    (server / "authorized").chmod(0o777)
+    with pytest.raises(ValueError, match=rf"^{server / 'authorized'}: writable by group or others \(mode 0777\)"):
+        p.server_keys(server)
+    (server / "authorized").chmod(0o755)
+    shutil.copy(server / "server.key", server / "server.key_secret")  # a public key where the secret belongs
+    (server / "server.key_secret").chmod(0o600)
+    with pytest.raises(ValueError, match=rf"^{server / 'server.key_secret'}: no secret key in this file$"):
+        p.server_keys(server)
+    (client / "server.key").unlink()
+    with pytest.raises(ValueError, match=rf"^{client / 'server.key'}: missing \(make keys with `harness keys DIR`; "
+                                         r"coordinators take DIR or DIR/client\)$"):
+        p.client_keys(client)
+    shutil.copy(client / "client.key_secret", server / "client.key_secret")  # the old one-folder layout
+    with pytest.raises(ValueError, match=rf"^{server}: holds both server.key_secret and client.key_secret \(the old "
+                                         rf"one-folder layout.*`harness keys {server} --split`"):
+        p.server_keys(server)
 
 
 def test_ipc_and_inproc_endpoints_have_no_host_to_check():

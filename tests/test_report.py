@@ -30,7 +30,7 @@ def test_markdown_has_every_table_with_the_fixture_numbers(report_fixture_run):
     assert list(variants) == ["moe-a@topk(k=2)", "moe-a@topp(p=0.6)", "dense-s", "dense-l"]
     assert variants["moe-a@topk(k=2)"][3:5] == ["1.2M", "422k"]
     assert variants["moe-a@topp(p=0.6)"][4] == "373k (eff.)" and "1.62 (measured)" in variants["moe-a@topp(p=0.6)"]
-    assert variants["dense-s"][9] == "0.4667 ± 0.0323"  # arith acc
+    assert variants["dense-s"][9] == "0.4667 ± 0.03227"  # arith acc: 4 significant digits (numbers.py)
     active = _rows(md, "Equal-active pairs")
     assert [r[:2] for r in active][:1] == [["moe-a@topk(k=2)", "dense-s"]]
     arith = next(r for r in active if r[0] == "moe-a@topk(k=2)" and r[3] == "arith")
@@ -38,12 +38,12 @@ def test_markdown_has_every_table_with_the_fixture_numbers(report_fixture_run):
     total = _rows(md, "Equal-total pairs")
     assert {r[1] for r in total} == {"dense-l"}
     assert any(r[-1] == "* dense better" for r in total) and any(r[-1] == "" for r in total)
-    prose = next(r for r in total if r[0] == "moe-a@topk(k=2)" and r[4] == "bits_per_byte")
+    prose = next(r for r in total if r[0] == "moe-a@topk(k=2)" and r[4] == "bits_per_byte (bits/byte)")
     assert prose[8].startswith("[") and prose[9] == "40"  # perplexity-type metrics get a paired CI too
     for heading in ("### Latency", "### Throughput", "### MoE decode cost between its dense twins", "### Memory",
                     "### Experts touched", "### Accuracy per bucket", "### Pairs per bucket"):
         assert heading in md, heading
-    assert "dense-s, dense-l: device cpu (float32), roofline peaks 8 GB/s, 0.28 TFLOP/s (measured)" in md
+    assert "dense-s, dense-l: device cpu (float32), roofline peaks 8 GB/s, 0.280 TFLOP/s (measured)" in md
     assert "How obtained, KV cache: measured: StaticCache tensor bytes." in md
     assert "FAILED | probe dense-l memory: -32001 out of memory" in md
     assert "0123456789abcdef" in md  # git sha recorded by the workers, in provenance
@@ -120,8 +120,8 @@ def test_probe_rows_of_any_shape_render_known_columns_first(tmp_path):
 
     table = next(t for t in plain_probe_tables(Run.load(run)) if t.title == "Probe: custom")
     assert table.columns == ["variant", "batch_size", "phase", "weird_col", "peak_mb"]
-    assert table.rows == [["dense-s", "2", "decode", "7", "12.5"]]
-    assert table.notes == ["dense-l: peak_mb = 99, device = cpu"]
+    assert table.rows == [["dense-s", "2", "decode", "7", "12.50"]]
+    assert table.notes == ["dense-l: peak_mb = 99.00, device = cpu"]
 
 
 def test_pairs_come_from_the_matcher_when_there_is_one(monkeypatch):
@@ -168,6 +168,6 @@ def test_latency_and_throughput_tables_carry_the_sparsity_aware_utilisation(tmp_
     from harness.report.probes import latency_table, throughput_table
 
     for table in (latency_table(Run.load(run)), throughput_table(Run.load(run))):
-        mbu, mfu = table.columns.index("S-MBU"), table.columns.index("S-MFU")
+        mbu, mfu = table.columns.index("S-MBU (fraction)"), table.columns.index("S-MFU (fraction)")
         mine = [r for r in table.rows if r[mbu] != "-"]
-        assert [(r[mbu], r[mfu]) for r in mine] == [("0.412", "0.0031")], table.title
+        assert [(r[mbu], r[mfu]) for r in mine] == [("0.412", "0.00310")], table.title

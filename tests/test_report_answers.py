@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from harness.report import write_report
+from harness.report.numbers import fmt
 from harness.report.bootstrap import Diff, paired_bootstrap
 from harness.report.curves import Reach, pair_efficiency, reach
 from harness.report.pairdiff import PairRow
@@ -165,14 +166,14 @@ def answers_run(tmp_path_factory):
 def test_fixture_verdicts_are_the_designed_ones():
     run = Run.load(ANSWERS)
     v = {c: [x for x in vs if not x.sweep] for c, vs in all_verdicts(run).items()}
-    assert [(x.task, x.verdict) for x in v["1"]] == [("kg_heldout_seen", HOLDS), ("kg_heldout_unseen", HOLDS)]
+    assert [(x.task, x.raw_verdict) for x in v["1"]] == [("kg_heldout_seen", HOLDS), ("kg_heldout_unseen", HOLDS)]
     assert all(x.evidence.source == "seeds" and x.evidence.n == 3 for x in v["1"])
-    assert [x.verdict for x in v["2"]] == [HOLDS, HOLDS] and v["2"][0].extra["cost_ratio"] == pytest.approx(
+    assert [x.raw_verdict for x in v["2"]] == [HOLDS, HOLDS] and v["2"][0].extra["cost_ratio"] == pytest.approx(
         264_000 / 116_672)
     tail = {x.extra["kind"]: x for x in v["3"]}
-    assert tail["active"].verdict == INCONCLUSIVE and [s for s, _ in tail["active"].disagree] == ["2"]
+    assert tail["active"].raw_verdict == INCONCLUSIVE and [s for s, _ in tail["active"].disagree] == ["2"]
     assert tail["active"].metric == "bits" and tail["active"].power.more_seeds > 0
-    roles = {x.extra["role"]: x.verdict for x in v["5"]}
+    roles = {x.extra["role"]: x.raw_verdict for x in v["5"]}
     assert roles == {"top-k at half k": HOLDS, "random": HOLDS, "pruned": INCONCLUSIVE}
     reg = v["1"][0].regimes[0]
     assert reg.tokens_per_param == pytest.approx(262144 / 264_128) and reg.facts_exceed is False
@@ -183,18 +184,23 @@ def test_fixture_verdicts_are_the_designed_ones():
 
 def test_rendered_report_leads_with_verdicts_and_has_plots_and_regime(answers_run):
     md = (answers_run / "report.md").read_text()
-    assert md.split("\n## ", 2)[1].startswith("Verdicts")  # the first section
-    verdicts = md.split("## Verdicts", 1)[1].split("\n## ", 1)[0]
-    assert "Claim 1 (equal active) **HOLDS** for moe vs dense-active: the MoE is better by 0.06" in verdicts
-    assert "95% CI over 3 seeds (t-interval of the per-seed differences)" in verdicts
+    assert md.split("\n## ", 2)[1].startswith("The answer")  # the first section
+    verdicts = md.split("## The answer", 1)[1].split("\n## ", 1)[0]
+    # raw 95% CI excludes 0; within claim 1's family of 8 Holm's adjusted one does not
+    assert ("Claim 1 (equal active) **INCONCLUSIVE AT THIS SIZE** for moe vs dense-active: the MoE is better by "
+            "0.06167 bits/byte") in verdicts
+    assert "95% CI over 3 seeds (t-interval of the per-seed differences) [+0.03581, +0.08752]" in verdicts
+    assert "Holm-adjusted (99.38%, family of 8) [-0.0140, +0.1373], raw verdict holds" in verdicts
     assert "Claim 3 (long-tail knowledge) **INCONCLUSIVE AT THIS SIZE** for moe vs dense-active" in verdicts
     assert "Seed 2 disagrees in sign" in verdicts
-    assert re.search(r"smallest difference this run could detect \(α=0\.05 two-sided, power 0\.8\) is 0\.\d{4}; "
-                     r"detecting the observed 0\.\d{4} would take \d+ more seed", verdicts)
-    assert "Claim 2 (equal total) **HOLDS**" in verdicts and "equivalence margin 0.0120 (1% of the twin's value)" in verdicts
+    assert re.search(r"smallest difference this run could detect \(α=0\.05 two-sided, power 0\.8\) is 0\.\d{4,5}; "
+                     r"detecting the observed 0\.\d{4,5} would take \d+ more seed", verdicts)
+    assert "Claim 2 (equal total) **HOLDS**" in verdicts
+    assert "equivalence margin 0.01196 bits/byte (1% of the twin's value)" in verdicts
     assert "Cost: the dense twin takes 2.26× the MoE's FLOPs per token" in verdicts
     assert "Claim 5 (router) **HOLDS** for moe (native) vs random" in verdicts
-    assert "Regime: tokens per (total) parameter: moe#s1 0.992, dense-active#s1 2.24; exposures per fact: head 157" in verdicts
+    assert "Regime R1: tokens per (total) parameter: moe#s1 0.992, dense-active#s1 2.24; exposures per fact: head 157" in verdicts
+    assert verdicts.count("Regime R1:") == 1 and verdicts.count("(Regime R1.)") >= 2  # stated once, named after
     assert "less than the smaller build's ~233,600-bit capacity at 2 bits/param" in verdicts
     assert "### Token efficiency" in md and "not reached in 2 of 2 seeds" in md and "OLMoE ~0.33 tokens" in md
     sweeps = md.split("## Sweeps", 1)[1].split("\n## ", 1)[0]
@@ -207,7 +213,7 @@ def test_rendered_report_leads_with_verdicts_and_has_plots_and_regime(answers_ru
                  "Sweep: kg_heldout_seen bits_per_byte difference vs train.tokens"):
         assert want in alts, want
     assert '<ul class="verdicts">' in html and "<strong>DOES NOT HOLD</strong>" not in html
-    assert "(equal active) <strong>HOLDS</strong> for moe vs dense-active" in html
+    assert "(equal total) <strong>HOLDS</strong> for moe vs dense-total" in html
 
 
 def test_knowledge_bits_follow_the_stated_formula(answers_run):
@@ -219,10 +225,10 @@ def test_knowledge_bits_follow_the_stated_formula(answers_run):
     tail = [run.metrics(f"moe#s{s}")["kg_values_tail"]["bits"] for s in (1, 2, 3)]
     # bits stored in the tail = mean bits per doc × 120 tail entities × 5 attributes, mean over seeds
     want = float(np.mean(tail)) * 120 * 5
-    assert rows["moe"][8] == f"{want:.4f} ± {np.std(tail, ddof=1) * 600:.4f} (3 seeds)"
+    assert rows["moe"][8] == f"{fmt(want)} ± {fmt(np.std(tail, ddof=1) * 600)} (3 seeds)"
     bits = [sum(run.metrics(f"moe#s{s}")[f"kg_values_{b}"]["bits"] * n * 5 for b, n in
                 (("head", 20), ("torso", 60), ("tail", 120))) for s in (1, 2, 3)]
-    assert rows["moe"][11].startswith(f"{np.mean(bits) / 264_128:.4f} ± ")  # bits per total parameter
+    assert rows["moe"][11].startswith(f"{fmt(np.mean(bits) / 264_128)} ± ")  # bits per total parameter
     assert rows["moe"][12] == "2 bits/param" and rows["moe"][14] == f"{np.mean([1/100, 1/36, 1/24, 1/12, 1/16]):.4f}"
 
 
@@ -232,7 +238,7 @@ def test_one_seed_uses_the_within_seed_bootstrap_and_curves_stand_in_for_tasks(t
     shutil.copytree(ANSWERS, one)
     (one / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs if r["variant"].endswith("#s1")))
     v = all_verdicts(Run.load(one))["1"][0]
-    assert v.evidence.source == "bootstrap" and v.evidence.n == 60 and v.verdict == HOLDS
+    assert v.evidence.source == "bootstrap" and v.evidence.n == 60 and v.raw_verdict == HOLDS
     # without held-out tasks, claim 1 reads the final held-out curve points (seeds only)
     curves = tmp_path / "curves-only"
     shutil.copytree(ANSWERS, curves)
@@ -240,14 +246,13 @@ def test_one_seed_uses_the_within_seed_bootstrap_and_curves_stand_in_for_tasks(t
                                                   if r.get("task") != "kg_heldout"))
     c1 = [x for x in all_verdicts(Run.load(curves))["1"] if not x.sweep]
     assert [x.task for x in c1] == ["train.heldout_curve (seen)", "train.heldout_curve (unseen)"]
-    assert c1[0].evidence.source == "seeds" and c1[0].verdict == HOLDS
+    assert c1[0].evidence.source == "seeds" and c1[0].raw_verdict == HOLDS
 
 
 def test_a_run_without_answers_says_so_in_one_line_each(report_fixture_run):
     md = (report_fixture_run / "report.md").read_text()
-    assert md.split("\n## ", 2)[1].startswith("Verdicts")
-    assert "Claim 1 (At equal active parameters the MoE reaches a lower held-out loss at the same tokens): this run " \
-           "cannot speak to it" in md
+    assert md.split("\n## ", 2)[1].startswith("The answer")
+    assert "Claim 1 (equal active): no verdict: no equal-active pair with held-out loss" in md
     assert "_No train result carries train.heldout_curve: no held-out curves and no token efficiency._" in md
     assert "_No variant carries a sweep point: no sweep in this run._" in md
 
@@ -310,6 +315,7 @@ def test_claim5_without_held_out_tasks_reads_the_runs_own_tasks(tmp_path):
     for v in plan["variants"]:
         if v["name"] == "moe-a@topk(k=2)":
             v["routing"] = {"name": "native", "params": {}}
+        v["build"] = {"checkpoint": f"/ckpt/{v['model']}"}  # a checkpoint: judged (a config build is not)
     (run_dir / "plan.json").write_text(json.dumps(plan))
     c5 = all_verdicts(Run.load(run_dir))["5"]
     assert [(v.task, v.metric) for v in c5] == [("arith", "acc"), ("facts", "acc"), ("prose", "bits_per_byte")]
@@ -339,5 +345,25 @@ def test_power_wording_for_zero_spread_both_zero_and_a_margin():
     same = judge("1", _row([0.0, 0.0]), True, 0.0, "m vs d", EMPTY)
     assert "spread 0" in power_text(same)
     near = judge("2", _row([-0.009, -0.012, -0.006]), False, -0.01, "m vs d", EMPTY)
-    assert near.verdict == INCONCLUSIVE and "from the margin (0.0010 away)" in power_text(near)
+    assert near.verdict == INCONCLUSIVE and "from the margin (0.001000 away)" in power_text(near)
     assert "One seed" not in sentence(near) and "Regime: not recorded" in sentence(near)
+
+
+#: text columns (names, labels, words): every other column header states its unit in parentheses
+LABEL_COLUMNS = {"variant", "model", "task", "metric", "phase", "routing", "family", "claim", "comparison",
+                 "verdict (Holm)", "raw verdict", "CI from", "group", "MoE", "dense twin", "MoE variant", "MoE model",
+                 "equal", "held-out", "seed", "seeds", "device", "from", "setting", "value", "role", "variants (model)",
+                 "item", "sig.", "bound", "telemetry from", "facts exceed it", "ceiling", "MoE (or routing)",
+                 "twin (or native)", "equal-active twin", "seeds against (advantage)", "more to detect (seeds or docs)",
+                 "bucket", "p (two-sided)", "status", "what", "sign change", "#", "regime"}
+
+
+@pytest.mark.parametrize("which", ["smoke", "claims"])
+def test_every_numeric_column_header_states_its_unit(which, report_fixture_run, answers_run):
+    md = ((report_fixture_run if which == "smoke" else answers_run) / "report.md").read_text()
+    lines = md.splitlines()
+    headers = [lines[i] for i in range(len(lines) - 1) if lines[i].startswith("| ") and lines[i + 1].startswith("|---")]
+    assert len(headers) >= 8
+    missing = [(h.split(" | ")[0], c) for h in headers for c in (x.strip() for x in h.strip("|").split(" | "))
+               if c not in LABEL_COLUMNS and not re.search(r"\([^)]*\)$", c)]
+    assert not missing, missing

@@ -158,15 +158,15 @@ def test_the_store_writes_a_malformed_ok_record_as_failed(tmp_path):
     assert {k: stored[k] for k in ("key", "kind", "variant")} == {"key": bad["key"], "kind": "evaluate", "variant": "v"}
     assert "samples" not in stored and store.get("a") == stored and store.done("a") is None
     assert not (tmp_path / "cache" / "a.json").exists()  # never cached as a result
-    good = _record()
+    good = _record(key="b")
     assert store.put("b", good) == good and store.done("b") == good
 
 
 def test_a_malformed_stored_record_is_not_done_and_runs_again(tmp_path):
     store = Store(tmp_path / "run", cache_dir=tmp_path / "cache")
     (tmp_path / "cache").mkdir()
-    for where in (store.path("a"), tmp_path / "cache" / "b.json"):  # hand-edited, or by an older harness
-        where.write_text(json.dumps(_record("describe", params=None)))
+    for key, where in (("a", store.path("a")), ("b", tmp_path / "cache" / "b.json")):  # hand-edited, or old
+        where.write_text(json.dumps(_record("describe", key=key, params=None)))
     assert store.done("a") is None and store.done("b") is None
     assert not store.path("b").exists()  # not copied into the run from the cache either
 

@@ -154,16 +154,17 @@ def test_probe_rows_carry_moe_caps_sparsity_aware_utilisation():
     activated (the census), over measured time x the device peaks."""
     import types
 
-    from workers.probes.steps import timed_row
+    from workers.probes.steps import ProbeContext, timed_row
 
     shape = ModelShape.from_config(OLMOE_1B_7B, bytes_per_param=2)
     peaks = roofline.table_peaks("NVIDIA H100 80GB HBM3", "bfloat16")
-    ctx = types.SimpleNamespace(shape=shape, peaks=peaks)
+    ctx = types.SimpleNamespace(shape=shape, peaks=peaks, extra=lambda *a: ProbeContext.extra(None, *a))
     census = {"experts_touched": 20.0, "experts_per_token": 8.0}
     row = timed_row(ctx, "decode", 4, 512, [0.002, 0.002, 0.002], census, new_tokens=1)
     cost = decode_cost(shape, 4, 512, 20.0, 8.0)
     assert row["s_mbu"] == pytest.approx(cost["bytes"] / 2e-3 / 3350e9)
     assert row["s_mfu"] == pytest.approx(cost["flops"] / 2e-3 / 989e12)
+    assert row["tpot_s"] == pytest.approx(0.002) and row["ttft_s"] is None  # a decode step: time per output token
     # fewer experts touched: fewer bytes counted, so a lower S-MBU at the same time
     fewer = timed_row(ctx, "decode", 4, 512, [0.002, 0.002, 0.002], {**census, "experts_touched": 8.0}, new_tokens=1)
     assert fewer["s_mbu"] < row["s_mbu"]

@@ -225,6 +225,32 @@ def test_random_is_seeded_and_ignores_the_router(olmoe, ids):
         assert index.shape[1] == 3 and all(len(set(row.tolist())) == 3 for row in index)
 
 
+def test_keyed_random_gives_a_token_the_same_experts_whatever_the_batch(olmoe, ids):
+    apply(olmoe, {"name": "random", "params": {"seed": 3, "keyed": True}})
+    whole = routes(olmoe, ids)
+    alone = routes(olmoe, ids[1:2])  # the middle row by itself, after other calls: no stream to shift
+    for (index, _), (index1, _) in zip(whole, alone):
+        assert torch.equal(index.reshape(3, 10, -1)[1], index1.reshape(10, -1))
+    # left padding: positions count from the first real token, as the unpadded row's do
+    padded = torch.cat([torch.zeros(1, 2, dtype=torch.long), ids[1:2]], dim=1)
+    mask = torch.tensor([[0, 0] + [1] * 10])
+    seen = {}
+    hooks = [b.module.experts.register_forward_pre_hook(
+        lambda m, args, pos=pos: seen.__setitem__(pos, args[1].clone()))
+        for pos, b in enumerate(find_moe_blocks(olmoe))]
+    try:
+        logits(olmoe, padded, attention_mask=mask)
+    finally:
+        for h in hooks:
+            h.remove()
+    for pos, (index1, _) in enumerate(alone):
+        assert torch.equal(seen[pos].reshape(12, -1)[2:], index1.reshape(10, -1))
+    apply(olmoe, {"name": "random", "params": {"seed": 4, "keyed": True}})
+    assert any(not torch.equal(a[0], b[0]) for a, b in zip(routes(olmoe, ids), whole))
+    with pytest.raises(ValueError, match="keyed: true needs each token's id and position"), torch.no_grad():
+        olmoe(inputs_embeds=torch.zeros(1, 3, 32))
+
+
 def test_hash_picks_the_same_experts_for_the_same_token(olmoe):
     batch = torch.tensor([[5, 7, 5, 9, 7, 5], [9, 9, 5, 1, 7, 2]])
     session = apply(olmoe, {"name": "hash", "params": {"k": 2, "seed": 1}})
@@ -567,3 +593,24 @@ def test_load_balance_numbers():
     assert layer["dropped"] == 1 and layer["drop_rate"] == 0.25
     summary = summarize([layer, empty])
     assert summary["tokens"] == 2 and summary["experts_per_token_mean"] == 1.5 and summary["drop_rate"] == 0.25
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_the_native_rule_engines_without_router_modules_run_is_the_checkpoints_router(models, family, ids):
+    """vLLM runs ``native`` as ``Native.rule`` over the logits; transformers calls the router module.
+    Both must pick the same experts with the same weights in every family."""
+    from workers.routing.base import native_rule
+
+    model = models[family]
+    session = apply(model, None)
+    try:
+        hidden = torch.randn(7, model.config.hidden_size, generator=torch.Generator().manual_seed(1))
+        for gate in session.gates:
+            logits, weights, index = gate.native(hidden)
+            rule_weights, rule_index = native_rule(gate, logits)
+            order, rule_order = index.sort(dim=1), rule_index.sort(dim=1)
+            assert torch.equal(order.values, rule_order.values)
+            assert torch.allclose(weights.gather(1, order.indices).float(),
+                                  rule_weights.gather(1, rule_order.indices).float(), atol=1e-6)
+    finally:
+        session.restore()

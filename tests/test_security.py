@@ -32,73 +32,203 @@ def keys(tmp_path_factory):
     return d
 
 
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
 def test_keys_layout_and_modes(keys, capsys):
-    names = {f.name for f in keys.iterdir()}
-    assert {"server.key", "server.key_secret", "client.key", "client.key_secret", "laptop.key",
-            "laptop.key_secret", "authorized"} <= names
-    assert sorted(f.name for f in (keys / "authorized").iterdir()) == ["client.key", "laptop.key"]
-    for f in keys.glob("*.key_secret"):
-        assert stat.S_IMODE(f.stat().st_mode) == 0o600
-    assert stat.S_IMODE(keys.stat().st_mode) == 0o700
+    """One folder per side (finding 12 of issue 25): server/ for worker hosts holds no client secret,
+    each client's folder no server secret; secrets 0600, folders made here 0700."""
+    assert sorted(f.name for f in keys.iterdir()) == ["client", "laptop", "server"]
+    assert sorted(f.name for f in (keys / "server").iterdir()) == ["authorized", "server.key", "server.key_secret"]
+    assert sorted(f.name for f in (keys / "server" / "authorized").iterdir()) == ["client.key", "laptop.key"]
+    for client in ("client", "laptop"):
+        assert sorted(f.name for f in (keys / client).iterdir()) == ["client.key", "client.key_secret", "server.key"]
+        assert (keys / client / "server.key").read_bytes() == (keys / "server" / "server.key").read_bytes()
+    assert not list((keys / "server").rglob("client.key_secret"))
+    for f in keys.rglob("*.key_secret"):
+        assert _mode(f) == 0o600, f
+    for d in (keys, keys / "server", keys / "server" / "authorized", keys / "client", keys / "laptop"):
+        assert _mode(d) == 0o700, d
     assert harness(["keys", str(keys)]) == 2  # never overwritten silently
-    assert "server.key exists; pass --force" in capsys.readouterr().err
+    assert f"{keys / 'server' / 'server.key_secret'} exists; pass --force" in capsys.readouterr().err
 
 
-def _daemon(*args):
+def test_keys_in_an_existing_folder_leave_its_mode_alone(tmp_path):
+    """Finding 12: `harness keys DIR` on a shared 1777 folder turned it 0700."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    assert harness(["keys", str(shared)]) == 0
+    assert _mode(shared) == 0o1777 and _mode(shared / "server") == 0o700
+
+
+def test_force_never_puts_a_new_secret_where_others_can_read_it(tmp_path):
+    """Finding 12: --force rewrote a secret in place, so a file others could read (a 0644 secret, a
+    hard link made to it) held the new secret. Now each secret is a fresh 0600 file renamed in."""
+    d = tmp_path / "k"
+    assert harness(["keys", str(d)]) == 0
+    (secret,) = d.rglob("server.key_secret")
+    secret.chmod(0o644)
+    leak = tmp_path / "leak"
+    os.link(secret, leak)  # what another user could still read, had they a way in
+    old = leak.read_bytes()
+    assert harness(["keys", str(d), "--force"]) == 0
+    assert leak.read_bytes() == old and secret.read_bytes() != old
+    assert _mode(secret) == 0o600 and secret.stat().st_ino != leak.stat().st_ino
+    assert not [f for f in d.rglob(".*.tmp")]
+
+
+def test_an_old_one_folder_layout_is_refused_and_split_in_place(tmp_path, capsys):
+    """Old key folders (both secrets together) are refused by daemons and clients with the way out;
+    `harness keys DIR --split` moves the same keys into server/ and client/."""
+    import zmq.auth
+
+    old = tmp_path / "old"
+    old.mkdir(mode=0o700)
+    for name in ("server", "client", "laptop"):
+        zmq.auth.create_certificates(old, name)
+        (old / f"{name}.key_secret").chmod(0o600)
+    (old / "authorized").mkdir(mode=0o700)
+    for name in ("client", "laptop"):
+        (old / "authorized" / f"{name}.key").write_bytes((old / f"{name}.key").read_bytes())
+    client_pair = zmq.auth.load_certificate(old / "client.key_secret")
+    proc = _daemon("--bind", f"tcp://127.0.0.1:{_free_port()}", "--keys", str(old))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert err.strip() == (f"harness worker: --keys: {old}: holds both server.key_secret and client.key_secret (the "
+                           "old one-folder layout, which puts a client secret on every worker host); split it with "
+                           f"`harness keys {old} --split`, then copy only its server/ to worker hosts")
+    assert harness(["keys", str(old), "--split"]) == 0
+    assert p.client_keys(old)[:2] == client_pair and p.client_keys(old / "laptop")[2] == p.server_keys(old)[0]
+    assert sorted(f.name for f in (old / "server").iterdir()) == ["authorized", "server.key", "server.key_secret"]
+
+
+@pytest.mark.parametrize("name, mode, said", [  # found wherever the layout puts them (so also in the old one)
+    ("server.key_secret", 0o644, "server/server.key_secret: a secret readable by others (mode 0644)"),
+    ("authorized", 0o777, "server/authorized: writable by group or others (mode 0777)"),
+    ("client.key", 0o666, "server/authorized/client.key: writable by group or others (mode 0666)"),
+])
+def test_a_daemon_refuses_keys_others_could_read_or_replace(tmp_path, name, mode, said):
+    """Finding 12: a daemon started without a word on a 0644 secret and a 0777 authorized/ folder."""
+    k = tmp_path / "k"
+    assert harness(["keys", str(k)]) == 0
+    next(f for f in k.rglob(name) if name != "client.key" or f.parent.name == "authorized").chmod(mode)
+    proc = _daemon("--bind", f"tcp://127.0.0.1:{_free_port()}", "--keys", str(k))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"harness worker: --keys: {k}/{said}; `chmod "), line
+
+
+def _daemon(*args, **popen):
     e = dict(os.environ, **env())
     return subprocess.Popen([sys.executable, "-m", "workers.daemon", *args], env=e, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
 
 
-def test_curve_daemon_answers_only_authorized_clients(keys, tmp_path):
-    port = _free_port()
-    ep = f"tcp://127.0.0.1:{port}"
-    proc = _daemon("--bind", ep, "--keys", str(keys), "--heartbeat-s", "0.2")
+@pytest.fixture(scope="module")
+def curve_daemon(keys):
+    """One real daemon on loopback tcp with keys, as README starts one; it runs fault_jobs' test probes."""
+    ep = f"tcp://127.0.0.1:{_free_port()}"
+    proc = _daemon("--bind", ep, "--keys", str(keys / "server"), "--heartbeat-s", "0.2")
+    yield ep, proc
+    proc.terminate()
+    assert proc.wait(timeout=20) == 0
+
+
+def test_curve_daemon_answers_only_authorized_clients(curve_daemon, keys, tmp_path):
+    ep, proc = curve_daemon
+    with Coordinator([ep], client_keys=keys, heartbeat_s=0.2, timeout_s=1.0) as c:
+        (info,) = c.hello(timeout_s=60)
+        assert info["pid"] == proc.pid
+    plain = RawClient(ep, ctx=zmq.Context())  # no keys at all
+    assert plain.call("hello", timeout_s=1.0) is None
+    plain.close()
+    stranger_dir = tmp_path / "stranger"
+    assert harness(["keys", str(stranger_dir)]) == 0  # a valid pair the daemon never authorized
+    pub, sec, _ = p.client_keys(stranger_dir)
+    stranger = RawClient(ep, keys=(pub, sec, p.server_public_key(keys)), ctx=zmq.Context())
+    assert stranger.call("hello", timeout_s=1.0) is None
+    stranger.close()
+    friend = RawClient(ep, keys=p.client_keys(keys / "laptop"), ctx=zmq.Context())  # the extra authorized client
+    assert "result" in friend.call("hello", timeout_s=5.0)
+    friend.close()
+
+
+def _touch_job(marker: Path) -> dict:
+    from fault_jobs import probe_spec
+
+    return probe_spec("test-touch", path=str(marker))
+
+
+def test_a_keyless_tcp_daemon_on_loopback_refuses_to_start_so_no_neighbour_runs_code_through_it(other_user):
+    """Finding 1 of issue 25: a keyless daemon on tcp://127.0.0.1, as README allowed, ran `nobody`'s job
+    as its own user (the marker said "code ran as uid=0"). Now it refuses to start, in one line."""
+    keyless = _daemon("--bind", f"tcp://127.0.0.1:{_free_port()}", "--heartbeat-s", "0.2")
     try:
-        with Coordinator([ep], client_keys=keys, heartbeat_s=0.2, timeout_s=1.0) as c:
-            (info,) = c.hello(timeout_s=60)
-            assert info["pid"] == proc.pid
-        plain = RawClient(ep, ctx=zmq.Context())  # no keys at all
-        assert plain.call("hello", timeout_s=1.0) is None
-        plain.close()
-        stranger_dir = tmp_path / "stranger"
-        assert harness(["keys", str(stranger_dir)]) == 0  # a valid pair the daemon never authorized
-        pub, sec, _ = p.client_keys(stranger_dir)
-        server_pub = p.client_keys(keys)[2]
-        stranger = RawClient(ep, keys=(pub, sec, server_pub), ctx=zmq.Context())
-        assert stranger.call("hello", timeout_s=1.0) is None
-        stranger.close()
-        laptop_dir = tmp_path / "laptop"  # the extra authorized client, with its own pair
-        laptop_dir.mkdir()
-        for name in ("laptop.key", "laptop.key_secret"):
-            (laptop_dir / name.replace("laptop", "client")).write_bytes((keys / name).read_bytes())
-        (laptop_dir / "server.key").write_bytes((keys / "server.key").read_bytes())
-        friend = RawClient(ep, keys=p.client_keys(laptop_dir), ctx=zmq.Context())
-        assert "result" in friend.call("hello", timeout_s=5.0)
-        friend.close()
+        ready = keyless.stdout.readline()  # "worker ready: ..." from a daemon that started, else EOF
+        if ready:  # it serves: what nobody's job does there is the finding itself
+            marker = other_user.home / "keyless-marker"
+            other_user.run(other_user_script("SEND_JOB"), ready.split()[2], marker, 5)
+            assert not marker.exists(), marker.read_text()
+        assert keyless.wait(timeout=60) == 2
+        assert "refusing a tcp bind without --keys (CURVE): every local user can reach a loopback port" in \
+            keyless.stderr.read()
     finally:
-        proc.terminate()
-        assert proc.wait(timeout=20) == 0
+        keyless.kill()
+        keyless.wait()
+
+
+def test_another_local_user_cannot_run_code_through_a_keyed_or_local_daemon(curve_daemon, keys, other_user,
+                                                                            daemon_pool):
+    """A daemon with keys (as README and launch start them) never runs `nobody`'s job, nor does a local
+    ipc daemon (a 0700 folder): the job's marker is never written. The daemon's own authorized client
+    runs the same job, so the marker is not absent by chance."""
+    ep, _ = curve_daemon
+    local_socket = Path(daemon_pool.endpoints[0][len("ipc://"):])
+    assert _mode(local_socket.parent) == 0o700 and _mode(local_socket) == 0o600
+    for target in (ep, daemon_pool.endpoints[0]):
+        marker = other_user.home / f"marker-{target.rpartition('/')[2]}"
+        said = other_user.run(other_user_script("SEND_JOB"), target, marker, 1)
+        assert said.stdout.strip() == "no reply", said.stderr
+        assert not marker.exists()
+    marker = other_user.home / "authorized-marker"
+    ours = RawClient(ep, keys=p.client_keys(keys), ctx=zmq.Context())
+    assert "result" in ours.call("probe", _touch_job(marker), timeout_s=60)
+    ours.close()
+    assert marker.read_text() == f"code ran as uid={os.geteuid()}\n"
+
+
+def other_user_script(name: str) -> str:
+    import other_user
+
+    return getattr(other_user, name)
 
 
 def _refused(bind: str, reason: str) -> str:
-    return (f"harness worker: --bind {bind}: refusing a non-loopback address without --keys (CURVE): "
-            f"{reason}; pass --insecure to serve it in plaintext")
+    return (f"harness worker: --bind {bind}: refusing a tcp bind without --keys (CURVE): {reason}, and whoever "
+            "reaches it runs code as this user through its jobs; make keys with `harness keys DIR`, or pass "
+            "--insecure to serve it in plaintext anyway")
 
 
-def test_non_loopback_bind_needs_keys_unless_insecure():
-    ep = f"tcp://0.0.0.0:{_free_port()}"
+def test_a_tcp_bind_needs_keys_unless_insecure_which_says_so_on_every_start():
+    ep = f"tcp://127.0.0.1:{_free_port()}"
     refused = _daemon("--bind", ep)
     _, err = refused.communicate(timeout=60)
     assert refused.returncode == 2
-    assert err.strip() == _refused(ep, "0.0.0.0 is not a loopback address")
+    assert err.strip() == _refused(ep, "every local user can reach a loopback port")
     allowed = _daemon("--bind", ep, "--insecure")
     try:
-        c = RawClient(ep.replace("0.0.0.0", "127.0.0.1"), ctx=zmq.Context())
+        c = RawClient(ep, ctx=zmq.Context())
         assert "result" in c.call("hello", timeout_s=60)
         assert c.call("shutdown")["result"]["ok"]
         c.close()
         assert allowed.wait(timeout=20) == 0
+        (warning,) = [line for line in allowed.stderr.read().splitlines() if line.strip()]
+        assert warning == (f"harness worker: --insecure: {ep} serves without authentication: anyone who can reach "
+                           f"it runs code as uid {os.geteuid()} through its jobs (task !function, trust_remote_code); "
+                           "coordinators keep its results out of the shared cache")
     finally:
         allowed.kill()
         allowed.wait()
@@ -115,7 +245,7 @@ def _nothing_listens(port: int) -> bool:
     ("tcp://127.attacker.example:{port}", "'127.attacker.example' is not an IP address and does not resolve"),
     ("tcp://*:{port}", "'*' is every interface"),
 ])
-def test_a_bind_that_is_not_loopback_in_every_part_is_refused(bind, reason):
+def test_a_keyless_bind_names_what_it_would_expose(bind, reason):
     port = _free_port()
     bind, reason = bind.format(port=port), reason.format(port=port)
     proc = _daemon("--bind", bind)
@@ -124,47 +254,14 @@ def test_a_bind_that_is_not_loopback_in_every_part_is_refused(bind, reason):
     assert _nothing_listens(port)
 
 
-def _outside_interface() -> str | None:
-    """A network interface name ZeroMQ binds to a non-loopback address here, if there is one."""
-    ctx = zmq.Context()
-    try:
-        for _, name in socket.if_nameindex():
-            sock = ctx.socket(zmq.ROUTER)
-            try:
-                sock.bind(f"tcp://{name}:0")
-                if not p.is_loopback(sock.getsockopt_string(zmq.LAST_ENDPOINT)):
-                    return name
-            except zmq.ZMQError:
-                pass
-            finally:
-                sock.close(linger=0)
-    finally:
-        ctx.term()
-    return None
-
-
-def test_the_address_actually_bound_is_checked_too():
-    """A name the check takes for loopback (here: a resolver that lies) but ZeroMQ binds elsewhere
-    (a network interface's name): ZMQ_LAST_ENDPOINT, read after the bind, is refused."""
-    nic = _outside_interface()
-    if nic is None:
-        pytest.skip("no network interface with a non-loopback address")
-    lying = ("import runpy, moe_schema.protocol as p; p._resolve = lambda host: {'127.0.0.1'}; "
-             "runpy.run_module('workers.daemon', run_name='__main__')")
-    e = dict(os.environ, **env())
-    bind = f"tcp://{nic}:{_free_port()}"
-    proc = subprocess.run([sys.executable, "-c", lying, "--bind", bind], env=e, text=True, capture_output=True,
-                          timeout=60)
-    assert proc.returncode == 2, proc.stderr
-    (line,) = proc.stderr.strip().splitlines()
-    bound = re.search(r"it bound (tcp://[^,]+), and (\S+) is not a loopback address", line)
-    assert bound and line == _refused(bind, f"it bound {bound[1]}, and {bound[2]} is not a loopback address")
-
-
 def test_keys_folder_without_server_secret_is_refused(tmp_path):
     proc = _daemon("--bind", f"tcp://127.0.0.1:{_free_port()}", "--keys", str(tmp_path))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "server.key_secret: missing" in err
+    assert harness(["keys", str(tmp_path / "k")]) == 0
+    proc = _daemon("--bind", f"tcp://127.0.0.1:{_free_port()}", "--keys", str(tmp_path / "k" / "client"))
+    _, err = proc.communicate(timeout=60)  # a client's folder on a worker host: no server secret there
+    assert proc.returncode == 2 and f"{tmp_path / 'k' / 'client' / 'server.key_secret'}: missing" in err
 
 
 def test_oversized_frame_is_refused_and_the_daemon_serves_on(daemon_pool):

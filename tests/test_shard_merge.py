@@ -81,6 +81,11 @@ def test_a_merged_result_keeps_shared_fields_and_resets_the_per_shard_ones():
     assert "timings" not in plain and "routing_shards" not in plain
     timed = merge_shards([result([0], timings={"run_s": 1.0}), result([1], timings={"run_s": 2.0})])
     assert timed["timings"] == {"load_s": 0.0, "run_s": 3.0, "model_cached": False}
+    # vLLM's preempted requests (their tokens routed, and counted, again) add over the shards
+    vllm = merge_shards([result([0], eval={"batches": 1, "preemptions": 2}),
+                         result([1], eval={"batches": 1, "preemptions": 1})])
+    assert vllm["eval"]["preemptions"] == 3
+    assert "eval" not in plain
 
 
 def test_what_cannot_be_merged_is_named():

@@ -202,7 +202,7 @@ CASES = [
     # eval
     ("eval-option", _with(BASE, eval={"max_batch_token": 5}),
      "eval.max_batch_token: unknown key (did you mean 'max_batch_tokens'?); known: max_batch_tokens, prefix_sharing, "
-     "bootstrap_iters, generate_batch_size"),
+     "bootstrap_iters, generate_batch_size, data_outside_task_folder"),
     ("task-limit-fraction", _with(BASE, tasks=[{"name": "a", "limit": 0.5}]),
      "tasks[0].limit: expected a whole number of documents, got 0.5 (a fraction of a task is not supported: "
      "evaluate jobs sample, shard and merge whole documents)"),

@@ -13,6 +13,7 @@ from the version number, so a backport or a rename of the rename is followed too
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from functools import lru_cache
 
 CACHE_NAMES = ("cache", "past_key_values")  # the new name first
@@ -59,3 +60,22 @@ def call_cache(forward, args: tuple, kwargs: dict):
         if index < len(args) and args[index] is not None:
             return args[index]
     return None
+
+
+def on_task_configs(task_manager, fix) -> None:
+    """Pass every task config ``task_manager`` (lm-eval's ``TaskManager``) builds from a YAML
+    through ``fix(config, yaml_path) -> config`` before its Task (and its dataset) is made. lm-eval
+    0.4.9+ builds them in ``TaskManager._factory._load_full_config(entry, overrides)``; a version
+    without that seam fails here, by name, rather than reading task data from the wrong folder."""
+    factory = getattr(task_manager, "_factory", None)
+    original = getattr(factory, "_load_full_config", None)
+    if original is None:
+        raise RuntimeError("lm-eval's TaskManager has no _factory._load_full_config: a change "
+                           "workers/compat.py does not know yet (task data paths cannot be resolved)")
+
+    def load(entry, overrides=None):
+        config = original(entry, overrides)
+        path = getattr(entry, "yaml_path", None)
+        return fix(config, Path(path)) if path else config
+
+    factory._load_full_config = load

@@ -25,10 +25,13 @@ SIGTERM/SIGINT or a ``shutdown`` request: cancel the running job, send its reply
 sockets, exit 0. A running job whose client has been silent for ``--orphan-s`` is cancelled, so a
 killed coordinator does not leave its daemons busy.
 
-Off loopback the daemon refuses to bind without ``--keys`` (CURVE, with an authenticator
-started before the bind) unless given ``--insecure``. "Loopback" is checked on every part of the
-endpoint (ZeroMQ's ``tcp://SOURCE;DESTINATION`` listens on the destination) before the bind, and
-again on the address actually bound (``ZMQ_LAST_ENDPOINT``) after it.
+Whoever can send a job runs code as the daemon's user (a task's ``!function``,
+``trust_remote_code``), so a tcp daemon, loopback included (every local user reaches 127.0.0.1),
+refuses to bind without ``--keys`` (CURVE, with ZeroMQ's authenticator started before the bind,
+accepting only the client keys in ``authorized/``) unless given ``--insecure``, which it then
+says on every start. It refuses key files others could read (the secret) or replace (the folder,
+``authorized/``, its keys). An ipc socket is made owner-only (0600) as soon as it is bound; put it
+in a private folder, as ``harness.local`` does.
 
 Tests and benchmarks may set ``MOE_HARNESS_RUN_JOB=module:function`` to replace
 ``workers.jobs.run_job`` (same signature) in a real daemon process.
@@ -54,6 +57,8 @@ from moe_schema import protocol
 from moe_schema.check import SchemaError
 from moe_schema.registry import PluginError, resolve
 from moe_schema.result import check_result
+from moe_schema.units import BYTE_UNITS
+from workers.engines import available as available_engines
 from workers.errors import JobError
 
 RUN_JOB_ENV = "MOE_HARNESS_RUN_JOB"
@@ -68,8 +73,9 @@ class StartupError(Exception):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda:N or mps (default cpu)")
     p.add_argument("--bind", required=True, help="endpoint to bind: tcp://HOST:PORT or ipc:///path")
-    p.add_argument("--keys", help="CURVE key folder from `harness keys` (required off loopback)")
-    p.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without keys")
+    p.add_argument("--keys", help="CURVE key folder from `harness keys` (DIR or DIR/server); required for tcp")
+    p.add_argument("--insecure", action="store_true", help="serve tcp without keys: anyone who reaches the "
+                   "port runs code as this user through its jobs (said on every start)")
     p.add_argument("--heartbeat-s", type=float, default=1.0, help="seconds between heartbeats (default 1)")
     p.add_argument("--orphan-s", type=float, default=60.0,
                    help="cancel a job whose client is silent this long; 0: never (default 60)")
@@ -207,12 +213,16 @@ class Daemon:
                  heartbeat_s: float = 1.0, orphan_s: float = 60.0, parent: int | None = None,
                  grace_s: float = 30.0, memory_limit_bytes: int | None = None):
         try:
+            transport, _ = protocol.endpoint_parts(bind)
             refusal = protocol.loopback_refusal(bind)
         except ValueError as exc:
             raise StartupError(f"--bind: {exc}") from None
-        must_be_loopback = not keys and not insecure
-        if refusal and must_be_loopback:
-            raise StartupError(_refused(bind, refusal))
+        if transport == "tcp" and not keys and not insecure:
+            raise StartupError(_refused(bind, refusal or "every local user can reach a loopback port"))
+        try:  # before the slow start-up: loose or missing keys are refused at once
+            server = protocol.server_keys(keys) if keys else None
+        except ValueError as exc:
+            raise StartupError(f"--keys: {exc}") from None
         if heartbeat_s <= 0:
             raise StartupError(f"--heartbeat-s {heartbeat_s}: must be > 0")
         self.device = check_device(device)
@@ -229,18 +239,20 @@ class Daemon:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
         protocol.configure_socket(self.sock)
-        if keys:
-            self._enable_curve(keys)
+        if server:
+            self._enable_curve(*server)
         try:
             self.sock.bind(bind)
         except zmq.ZMQError as exc:
             self.close()
             raise StartupError(f"--bind {bind}: {exc}") from None
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        refusal = protocol.loopback_refusal(self.endpoint) if must_be_loopback else None
-        if refusal:  # ZeroMQ bound something the endpoint did not say (an interface name, a lying resolver)
-            self.close()
-            raise StartupError(_refused(bind, f"it bound {self.endpoint}, and {refusal}"))
+        if transport == "ipc":
+            _owner_only(self.endpoint)
+        if transport == "tcp" and not keys:  # --insecure: said on every start, where the log shows it
+            print(f"harness worker: --insecure: {self.endpoint} serves without authentication: anyone who can "
+                  f"reach it runs code as uid {os.geteuid()} through its jobs (task !function, trust_remote_code); "
+                  "coordinators keep its results out of the shared cache", file=sys.stderr, flush=True)
         self.inbox = self.ctx.socket(zmq.PULL)  # messages from the job thread
         self.inbox.bind(_INPROC)
         self.job: _RunningJob | None = None
@@ -250,14 +262,9 @@ class Daemon:
         self.jobs_done = 0
         self.started = time.time()
 
-    def _enable_curve(self, keys: str) -> None:
+    def _enable_curve(self, public: bytes, secret: bytes, authorized: str) -> None:
         from zmq.auth.thread import ThreadAuthenticator
 
-        try:
-            public, secret, authorized = protocol.server_keys(keys)
-        except ValueError as exc:
-            self.close()
-            raise StartupError(f"--keys: {exc}") from None
         self.auth = ThreadAuthenticator(self.ctx)
         self.auth.start()  # before the bind: no unauthenticated window
         self.auth.configure_curve(domain="*", location=authorized)
@@ -398,6 +405,7 @@ class Daemon:
         return plain({"device": self.device, "endpoint": self.endpoint, "pid": os.getpid(),
                       "hostname": socket.gethostname(), "memory": memory(self.device),
                       "versions": versions(), "methods": list(protocol.METHODS),
+                      "engines": available_engines(),
                       "device_info": self._host_call("device_info"),
                       "busy": self.job.id if self.job else None, "holds": self._host_call("status"),
                       "heartbeat_s": self.heartbeat_s})
@@ -470,12 +478,14 @@ class Daemon:
             except SchemaError as exc:
                 raise JobError(protocol.JOB_FAILED, f"the job's result is malformed: {exc}") from None
             frame = protocol.pack(protocol.result(job.id, value))
+            if len(frame) > protocol.MAX_MESSAGE_BYTES:  # ZeroMQ would drop it: the job would look lost
+                raise JobError(protocol.JOB_FAILED, f"the job's result is {len(frame):,} bytes, over the frame "
+                                                    f"limit of {protocol.MAX_MESSAGE_BYTES:,} bytes; not sent")
         except JobError as exc:
             frame = self._error_frame(job.id, exc.code, exc.message, exc.data)
         except BaseException as exc:
-            oom = isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
-            code = protocol.OUT_OF_MEMORY if oom else protocol.JOB_FAILED
-            frame = self._error_frame(job.id, code, one_line(exc))
+            code, message = _failure(exc)
+            frame = self._error_frame(job.id, code, message)
         out.send_multipart([b"reply", job.ident, frame])
         out.close(linger=1000)
 
@@ -498,9 +508,40 @@ class Daemon:
             self.ctx.term()  # skipped while a stuck job thread holds a socket: exit frees it
 
 
+_ALLOC = re.compile(r"tried to allocate (\d+(?:\.\d+)?) ?(bytes|[KMGT]i?B)")
+
+
+def _failure(exc: BaseException) -> tuple[int, str]:
+    """A job's exception as (code, one line): an allocation that failed is OUT_OF_MEMORY naming the
+    bytes asked, however torch said it (``torch.OutOfMemoryError`` on CUDA; on CPU a plain
+    ``RuntimeError: ... DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes``)."""
+    text = one_line(exc)
+    asked = _ALLOC.search(str(exc))
+    oom = isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
+        isinstance(exc, RuntimeError) and asked is not None)
+    if not oom:
+        return protocol.JOB_FAILED, text
+    if asked is None:
+        return protocol.OUT_OF_MEMORY, text
+    n, unit = float(asked.group(1)), asked.group(2)
+    scale = BYTE_UNITS.get(unit.lower(), 1)
+    return protocol.OUT_OF_MEMORY, f"out of memory: an allocation of {int(n * scale):,} bytes failed ({text})"
+
+
 def _refused(bind: str, reason: str) -> str:
-    return (f"--bind {bind}: refusing a non-loopback address without --keys (CURVE): {reason}; "
-            "pass --insecure to serve it in plaintext")
+    return (f"--bind {bind}: refusing a tcp bind without --keys (CURVE): {reason}, and whoever reaches it runs "
+            "code as this user through its jobs; make keys with `harness keys DIR`, or pass --insecure "
+            "to serve it in plaintext anyway")
+
+
+def _owner_only(endpoint: str) -> None:
+    """chmod 0600 an ipc socket (connecting needs write permission on it); abstract ones have no file."""
+    path = endpoint[len("ipc://"):]
+    if path and not path.startswith("@"):
+        try:
+            os.chmod(path, 0o600)
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":

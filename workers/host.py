@@ -1,7 +1,8 @@
 """The model cache of one worker: variant → loaded model, kept between jobs, evicted by memory.
 
 A loaded base model is keyed by what determines its weights in memory: the build, the dtype, the
-experts implementation and trust_remote_code. Variants that differ only in routing share it: the
+experts implementation, trust_remote_code and the engine hosting it (``moe_schema.hashing.model_key``;
+the engine is ``variant["engine"]["name"]``, transformers when missing, see ``workers.engines``). Variants that differ only in routing share it: the
 variant's routing strategy is (re)applied on every ``load``, which first restores the native routers.
 
 When the parameter bytes of the held builds would pass the memory budget (default: half the device's
@@ -17,6 +18,7 @@ kernel's OOM killer ends the daemon.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import platform
@@ -30,12 +32,12 @@ import attrs
 from moe_schema import protocol
 from moe_schema import headers
 from moe_schema.check import SchemaError
-from workers.builds.load import load_model
 from workers.builds.materialize import build_dir
 from workers.builds.spec import check_variant
 from workers.errors import JobError
 from moe_schema.hashing import model_key
 from moe_schema.train import held_trained, trained_path
+from moe_schema.units import BYTE_UNITS
 
 @attrs.define
 class Loaded:
@@ -49,6 +51,8 @@ class Loaded:
     load_s: float
     cached: bool
     home: Path | str | None = None  # the host's harness home: where a job's generated and shipped files go
+    engine: object = None  # the workers.engines.base.Engine hosting it (lm, probe_context)
+    handle: object = None  # the engine's own object (vLLM's LLM); None for transformers
 
     @property
     def routing(self):
@@ -66,6 +70,8 @@ class _Held:
     experts_implementation: str | None
     last_used: float
     loads: int = 0
+    engine: object = None
+    hosted: object = None  # workers.engines.base.Hosted
 
 
 def cache_key(variant: dict) -> str:
@@ -99,8 +105,7 @@ def config_bytes(config: dict, dtype: str) -> int:
 
 def parse_bytes(text: str) -> int:
     """``"2GB"``, ``"512MiB"``, ``"123456"`` -> bytes (``harness worker --memory-limit``)."""
-    units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-             "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+    units = {"": 1, **BYTE_UNITS}  # a bare number is bytes
     t = text.strip().lower()
     number = t.rstrip("kmgtib")
     try:
@@ -140,7 +145,10 @@ class Host:
 
     def load(self, variant: dict) -> Loaded:
         """The variant's model with its routing strategy applied; from the cache when held."""
+        from workers.engines import engine_for
+
         variant = check_variant(variant)
+        engine = engine_for(variant)
         key = cache_key(variant)
         t0 = time.perf_counter()
         with self._lock:
@@ -149,27 +157,30 @@ class Host:
                 self._held.move_to_end(key)
         cached = held is not None
         if not cached:
-            held = self._load_new(key, variant)
-        session = apply_routing(held.model, variant["routing"], held.tokenizer)
+            held = self._load_new(key, variant, engine)
+        session = engine.route(held.hosted, variant["routing"])
         held.last_used = time.time()
         held.loads += 1
         return Loaded(model=held.model, tokenizer=held.tokenizer, path=held.path, variant=variant,
                       routing_session=session, load_s=time.perf_counter() - t0, cached=cached,
-                      home=self.home)
+                      home=self.home, engine=engine, handle=held.hosted.handle)
 
-    def _load_new(self, key: str, variant: dict) -> _Held:
+    def _load_new(self, key: str, variant: dict, engine) -> _Held:
         expected = self.admit(variant)
+        engine.check(variant, self.device, self.home)  # refusals first: they must not cost a held build
         self._evict(room_for=expected)
+        if engine.name != "transformers":  # one build per process for an engine with process-wide state (vLLM)
+            self._evict_engine(engine.name)
         try:
-            model, tokenizer, path = load_model(variant, self.device, self.home)
+            hosted = engine.load(variant, self.device, self.home)
         except JobError as exc:  # out of memory with other builds held: drop them all, try once more
             if exc.code != protocol.OUT_OF_MEMORY or not self._held:
                 raise
             self.evict_all()
-            model, tokenizer, path = load_model(variant, self.device, self.home)
-        held = _Held(model=model, tokenizer=tokenizer, path=path, bytes=model_bytes(model),
+            hosted = engine.load(variant, self.device, self.home)
+        held = _Held(model=hosted.model, tokenizer=hosted.tokenizer, path=hosted.path, bytes=hosted.bytes,
                      dtype=variant["dtype"], experts_implementation=variant["experts_implementation"],
-                     last_used=time.time())
+                     last_used=time.time(), engine=engine, hosted=hosted)
         with self._lock:
             self._held[key] = held
         self._evict(room_for=0, keep=key)
@@ -214,21 +225,34 @@ class Host:
 
     def _evict(self, room_for: int, keep: tuple | None = None) -> None:
         """Drop least recently used builds until the held bytes plus ``room_for`` fit the budget."""
-        dropped = False
+        dropped = []
         with self._lock:
             for key in list(self._held):
                 if self.held_bytes() + room_for <= self.budget_bytes:
                     break
                 if key != keep:
-                    del self._held[key]
-                    dropped = True
-        if dropped:
-            self._free()
+                    dropped.append(self._held.pop(key))
+        self._close(dropped)
+
+    def _evict_engine(self, name: str) -> None:
+        """Drop the builds ``name`` holds (vLLM hosts one build per process)."""
+        with self._lock:
+            dropped = [self._held.pop(k) for k, h in list(self._held.items())
+                       if getattr(h.engine, "name", None) == name]
+        self._close(dropped)
 
     def evict_all(self) -> None:
         with self._lock:
+            dropped = list(self._held.values())
             self._held.clear()
-        self._free()
+        self._close(dropped, always=True)
+
+    def _close(self, dropped: list, always: bool = False) -> None:
+        for held in dropped:
+            if held.engine is not None and held.hosted is not None:
+                held.engine.close(held.hosted)
+        if dropped or always:
+            self._free()
 
     def _free(self) -> None:
         gc.collect()
@@ -247,7 +271,8 @@ class Host:
         trained checkpoints on disk (their train keys)."""
         with self._lock:
             builds = [{"path": str(h.path), "bytes": h.bytes, "last_used": h.last_used, "dtype": h.dtype,
-                       "experts_implementation": h.experts_implementation, "loads": h.loads}
+                       "experts_implementation": h.experts_implementation, "loads": h.loads,
+                       "engine": getattr(h.engine, "name", "transformers")}
                       for h in self._held.values()]
             held = self.held_bytes()
         return {"device": self.device, "budget_bytes": self.budget_bytes, "held_bytes": held,
@@ -282,8 +307,15 @@ def apply_routing(model, routing: dict | None, tokenizer=None):
     serves strategies that calibrate on text)."""
     from workers.routing.apply import apply
 
-    try:
+    with apply_routing_errors():
         return apply(model, routing, tokenizer=tokenizer)
+
+
+@contextlib.contextmanager
+def apply_routing_errors():
+    """A strategy's bad parameters as the worker answers them (INVALID_PARAMS naming the path), on any engine."""
+    try:
+        yield
     except JobError:
         raise
     except SchemaError as exc:  # checked as the suite parser checks it (moe_schema.routing), with its path
@@ -293,15 +325,89 @@ def apply_routing(model, routing: dict | None, tokenizer=None):
         raise JobError(protocol.INVALID_PARAMS, f"variant.routing: {text}") from None
 
 
+def device_free(device: str) -> int:
+    """Bytes free on ``device`` now: CUDA's own count, or on a CPU ``_cpu_available``."""
+    if device.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    return _cpu_available()
+
+
 def _cpu_available() -> int:
-    """Memory a new allocation can get on this machine: MemAvailable (page cache counts as free)."""
+    """Memory a new allocation can get: the smaller of MemAvailable (page cache counts as free) and
+    what this process's memory cgroup leaves (``cgroup_room``): in a 1 GiB Slurm job on a 512 GB
+    node, MemAvailable says 500 GB and the kernel kills the daemon at 1 GiB."""
+    free = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
+                free = int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if free is None:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    room = cgroup_room()
+    return free if room is None else min(free, room)
+
+
+_UNLIMITED = 1 << 62  # cgroup v1 writes "no limit" as a page-rounded 2^63 - 1
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return None if text in ("", "max") else int(text)
+
+
+def _inactive_file(stat: Path, key: str) -> int:
+    """Page cache the kernel reclaims before it kills (``memory.stat``'s inactive file pages)."""
+    try:
+        for line in stat.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def cgroup_room(proc_cgroup: str | None = None, root: str | Path = "/sys/fs/cgroup") -> int | None:
+    """Bytes this process's memory cgroup (v2, or v1's ``memory`` controller) and every cgroup
+    above it still allow: the least of ``limit - (usage - inactive file cache)``; None without a
+    limit. ``proc_cgroup``: the text of ``/proc/self/cgroup`` (read when None); ``root``: where the
+    hierarchies are mounted (a test passes fake files)."""
+    root = Path(root)
+    if proc_cgroup is None:
+        try:
+            proc_cgroup = Path("/proc/self/cgroup").read_text()
+        except OSError:
+            return None
+    rooms = []
+    for line in proc_cgroup.splitlines():
+        _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", "", "")
+        v1 = "memory" in controllers.split(",")
+        if not (v1 or controllers == ""):
+            continue
+        base = root / "memory" if v1 else (root / "unified" if (root / "unified" / "cgroup.procs").exists()
+                                            and not (root / "cgroup.procs").exists() else root)
+        limit_name, usage_name, stat_key = (("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+                                            if v1 else ("memory.max", "memory.current", "inactive_file"))
+        folder = base / path.strip().lstrip("/")
+        if not folder.is_dir():  # a namespace shows the host's path: our own cgroup is the mount's root
+            folder = base
+        while True:
+            limit = _read_int(folder / limit_name)
+            usage = _read_int(folder / usage_name)
+            if limit is not None and limit < _UNLIMITED and usage is not None:
+                used = max(0, usage - _inactive_file(folder / "memory.stat", stat_key))
+                rooms.append(max(0, limit - used))
+            if folder == base or base not in folder.parents:
+                break
+            folder = folder.parent
+    return min(rooms) if rooms else None
 
 
 def _cpu_name() -> str:

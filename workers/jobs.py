@@ -141,6 +141,9 @@ def finish(result: dict, loaded, host, load_s: float, run_s: float) -> dict:
         result.setdefault("routing", telemetry)
         result.setdefault("params", variant_params(loaded, result["routing"]))
         result.setdefault("build", build_info(loaded))
+        from workers.engines import identity
+
+        result["engine"] = identity(loaded.variant)  # {"name", "version"}: what ran it
     result["timings"] = {**result.get("timings", {}), "load_s": load_s, "run_s": run_s,
                          "model_cached": bool(loaded is not None and loaded.cached)}
     result["env"] = env_info(host)
@@ -199,6 +202,7 @@ def build_info(loaded) -> dict:
         "top_k": None if native["experts_per_token"] is None else int(native["experts_per_token"]),
         "dtype": str(model.dtype).removeprefix("torch."),
         "experts_implementation": getattr(cfg, "_experts_implementation", None),
+        **(loaded.engine.describe(loaded) if getattr(loaded, "engine", None) is not None else {}),
     }
 
 

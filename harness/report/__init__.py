@@ -8,9 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def write_report(run_dir: Path) -> dict:
+def write_report(run_dir: Path, prices: dict | None = None) -> dict:
     """Write report.md, report.html and lm_eval/<variant>/results.json into ``run_dir``.
 
+    ``prices``: USD per device-hour overrides (``--price``; checked by moe_schema.devices.check_prices).
     Returns {"md": path, "html": path, "lm_eval": {variant: results.json path}}. Raises ReportError
     naming the file when the run folder cannot be read.
     """
@@ -21,6 +22,7 @@ def write_report(run_dir: Path) -> dict:
     from harness.report.sections import build_sections
 
     run = Run.load(run_dir)
+    run.price_overrides = dict(prices or {})
     sections = build_sections(run, with_figures=True)
     md_path, html_path = run.path / "report.md", run.path / "report.html"
     md_path.write_text(render_markdown(run.name, sections), encoding="utf-8")

@@ -12,50 +12,57 @@ from harness.report.buckets import BUCKETS, main_metrics, member_tasks, task_sam
 from harness.report.curves import (OLMOE_SECONDS_FRACTION, OLMOE_TOKEN_FRACTION, PairEfficiency, pair_efficiency,
                                    seed_label)
 from harness.report.knowledge import BITS_PER_PARAM, regime_sentence, stored, values_groups
+from harness.report.numbers import fmt, fmt_ci, fmt_effect, fmt_level, fmt_signed, unit, with_unit
 from harness.report.run import Run
 from harness.report.seeds import fmt_mean_sd, has_seeds, model_pairs, routing_pairs, seed_groups
 from harness.report.stats import ALPHA, MAX_SEEDS, POWER, t_interval
 from harness.report.sweeps import sweep_series, sweep_tasks
 from harness.report.tables import Table, fmt_params, fmt_value
-from harness.report.verdicts import CLAIMS, INCONCLUSIVE, Verdict, all_verdicts, heldout_tasks, strategy_role
+from harness.report.verdicts import (CLAIMS, INCONCLUSIVE, Verdict, all_verdicts, heldout_tasks, strategy_role,
+                                     untrained_variants)
 
 
 def _f(x: float) -> str:
-    return f"{x:+.4f}" if abs(x) < 1000 else f"{x:+.4g}"
+    return fmt_signed(x)
 
 
 def ci_text(v: Verdict) -> str:
     e = v.evidence
-    if e.source == "seeds":
-        return f"95% CI over {e.n} seeds (t-interval of the per-seed differences) [{_f(e.lo)}, {_f(e.hi)}]"
-    if e.source == "bootstrap":
-        return f"95% within-seed paired bootstrap over {e.n} documents [{_f(e.lo)}, {_f(e.hi)}]"
-    return f"no interval ({e.why_none})"
+    if e.source == "none":
+        return f"no interval ({e.why_none})"
+    src = (f"over {e.n} seeds (t-interval of the per-seed differences)" if e.source == "seeds"
+           else f"within-seed paired bootstrap over {e.n} documents")
+    raw = fmt_ci(e.lo, e.hi, mean=e.mean)
+    if v.family > 1:
+        adj = fmt_ci(v.adj_lo, v.adj_hi, mean=e.mean)
+        return (f"95% CI {src} {raw}; Holm-adjusted ({fmt_level(v.level)}, family of {v.family}) {adj}"
+                + (f", raw verdict {v.raw_verdict}" if v.raw_verdict != v.verdict else ""))
+    return f"95% CI {src} {raw}"
 
 
-def _by(x: float, up: str, down: str) -> str:
-    """"better by 0.0100" for x ≥ 0, "worse by 0.0100" below (``up`` / ``down`` name the two ways)."""
-    return f"{up} by {abs(x):.4f}" if x >= 0 else f"{down} by {abs(x):.4f}"
+def _by(x: float, up: str, down: str, u: str = "") -> str:
+    """"better by 0.01 bits/byte" for x ≥ 0, "worse by ..." below (``up`` / ``down`` name the two ways)."""
+    return f"{up if x >= 0 else down} by {fmt(abs(x))}" + (f" {u}" if u else "")
 
 
 def _advantage(v: Verdict) -> str:
-    a, e = v.extra, v.evidence
-    values = f"{v.values[0]:.4f} vs {v.values[1]:.4f}"
+    a, e, u = v.extra, v.evidence, unit(v.metric)
+    values = f"{fmt(v.values[0])} vs {fmt(v.values[1])} {u}"
     what = f"on {v.task} {v.metric} ({values})"
     if v.claim == "1":
-        return f"the MoE is {_by(e.mean, 'better', 'worse')} {what}"
+        return f"the MoE is {_by(e.mean, 'better', 'worse', u)} {what}"
     if v.claim == "2":
-        margin = f"{-v.boundary:.4f}" + (f" ({a['margin_rel']:.0%} of the twin's value)" if "margin_rel" in a else "")
-        return (f"the dense twin is {_by(e.mean, 'better', 'worse')} {what}; equivalence margin {margin}: "
+        margin = f"{fmt(-v.boundary)} {u}" + (f" ({a['margin_rel']:.0%} of the twin's value)" if "margin_rel" in a else "")
+        return (f"the dense twin is {_by(e.mean, 'better', 'worse', u)} {what}; equivalence margin {margin}: "
                 "the claim holds while the MoE's lead stays under it")
     if v.claim == "3":
         acc = a.get("acc")
-        acc_s = f"; accuracy over all values {acc[0]:.3f} vs {acc[1]:.3f}" if acc else ""
-        return (f"against its equal-{a.get('kind')} twin the MoE is {_by(e.mean, 'ahead', 'behind')} "
+        acc_s = f"; accuracy over all values {fmt(acc[0], 3)} vs {fmt(acc[1], 3)}" if acc else ""
+        return (f"against its equal-{a.get('kind')} twin the MoE is {_by(e.mean, 'ahead', 'behind', u)} "
                 f"on {v.task} {v.metric} ({values}{acc_s})")
     if v.claim == "5":
-        return f"native routing is {_by(e.mean, 'better', 'worse')} than {a['strategy']} {what}"
-    return f"advantage {_f(e.mean)} {what}"
+        return f"native routing is {_by(e.mean, 'better', 'worse', u)} than {a['strategy']} {what}"
+    return f"advantage {_f(e.mean)} {u} {what}"
 
 
 def power_text(v: Verdict) -> str:
@@ -69,9 +76,9 @@ def power_text(v: Verdict) -> str:
     if p.mde == 0:
         return " Every seed gave the same difference (spread 0): the interval has no width to judge against."
     test = f"α={ALPHA} two-sided, power {POWER}"
-    out = f" The smallest difference this run could detect ({test}) is {p.mde:.4f}"
-    target = (f"detecting the observed {p.effect:.4f}" if v.boundary == 0 else
-              f"telling the observed difference from the margin ({p.effect:.4f} away)")
+    out = f" The smallest difference this run could detect ({test}) is {fmt(p.mde)}"
+    target = (f"detecting the observed {fmt(p.effect)}" if v.boundary == 0 else
+              f"telling the observed difference from the margin ({fmt(p.effect)} away)")
     if v.evidence.source == "seeds":
         more = (f"{p.more_seeds} more seed(s) ({v.evidence.n + p.more_seeds} in all)" if p.more_seeds is not None
                 else f"more than {MAX_SEEDS:,} seeds" if p.effect else "no number of seeds (it is zero)")
@@ -81,12 +88,13 @@ def power_text(v: Verdict) -> str:
     return out + f"; {target} would take {more}; {p.note} (train a second seed)."
 
 
-def sentence(v: Verdict) -> str:
-    """One sentence (a few clauses) per verdict: verdict, number, interval, power, dissent, regime."""
+def sentence(v: Verdict, regime_id: str | None = None) -> str:
+    """One sentence (a few clauses) per verdict: verdict, number, interval, power, dissent, and its regime
+    (by id when the regime is stated once above, else in full)."""
     parts = [f"Claim {v.claim} ({CLAIMS[v.claim][2]}) {v.verdict.upper()} for {v.subject}: {_advantage(v)}; "
              f"{ci_text(v)}."]
     if v.claim == "2" and v.extra.get("cost_ratio"):
-        parts.append(f" Cost: the dense twin takes {v.extra['cost_ratio']:.2f}× the MoE's FLOPs per token "
+        parts.append(f" Cost: the dense twin takes {fmt(v.extra['cost_ratio'], 3)}× the MoE's FLOPs per token "
                      f"({fmt_params(v.extra['flops_dense'])} vs {fmt_params(v.extra['flops_moe'])}, "
                      f"{v.extra['cost_from']}).")
     if v.verdict == INCONCLUSIVE:
@@ -96,35 +104,53 @@ def sentence(v: Verdict) -> str:
     if v.extra.get("unequal_tokens"):
         parts.append(" Caution: the pair did not train on the same tokens "
                      f"({', '.join(f'{a:,} vs {b:,}' for a, b in v.extra['unequal_tokens'])}).")
-    parts.append(" " + regime_sentence(v.regimes))
+    parts.append(f" (Regime {regime_id}.)" if regime_id else " " + regime_sentence(v.regimes))
     return "".join(parts)
 
 
+MISSING = {"1": "no equal-active pair with held-out loss (tasks *_heldout_seen / *_heldout_unseen, or "
+                "train.heldout_curve)",
+           "2": "no equal-total pair with held-out loss",
+           "3": "no per-bucket knowledge task with a tail bucket evaluated on a pair",
+           "5": "no MoE checkpoint evaluated under another routing strategy beside its native one"}
+
+
 def verdict_lines(run: Run, verdicts: dict | None = None) -> list[str]:
+    """Per claim: its tally, then one sentence per comparison; each regime stated once, where it first
+    appears, and named by id after."""
+    from harness.report.card import regime_ids, tally
+
     verdicts = all_verdicts(run) if verdicts is None else verdicts
-    out = []
-    missing = {"1": "no equal-active pair with held-out loss (tasks *_heldout_seen / *_heldout_unseen, or "
-                    "train.heldout_curve)",
-               "2": "no equal-total pair with held-out loss",
-               "3": "no per-bucket knowledge task with a tail bucket evaluated on a pair",
-               "5": "no MoE checkpoint evaluated under another routing strategy beside its native one"}
+    ids, stated, out = regime_ids(verdicts), set(), []
+    untrained = bool(untrained_variants(run))
     for claim, vs in verdicts.items():
         if not vs:
-            out.append(f"Claim {claim} ({CLAIMS[claim][0]}): this run cannot speak to it: {missing[claim]}.")
+            why = ("its comparisons read untrained builds (random weights)" if untrained and _could_speak(run, claim)
+                   else MISSING[claim])
+            out.append(f"Claim {claim} ({CLAIMS[claim][2]}): no verdict: {why}.")
             continue
-        counts = {}
+        out.append(f"Claim {claim} ({CLAIMS[claim][2]}), over {len(vs)} comparison(s): {tally(vs)}.")
         for v in vs:
-            counts[v.verdict] = counts.get(v.verdict, 0) + 1
-        tally = ", ".join(f"{word} in {n}" for word, n in counts.items())
-        out.append(f"Claim {claim} ({CLAIMS[claim][0]}), in sum: {tally} of {len(vs)} comparison(s) below.")
-        out += [sentence(v) for v in vs]
+            sent = regime_sentence(v.regimes)
+            if sent not in stated:
+                stated.add(sent)
+                out.append(f"Regime {ids[sent]}: {sent.removeprefix('Regime: ')}")
+            out.append(sentence(v, ids[sent]))
     return out
+
+
+def _could_speak(run: Run, claim: str) -> bool:
+    """Would the claim have comparisons if untrained builds counted? (The raw claim functions, unfiltered.)"""
+    return bool(CLAIMS[claim][1](run))
 
 
 def verdict_table(run: Run, verdicts: dict | None = None) -> Table:
     verdicts = all_verdicts(run) if verdicts is None else verdicts
-    cols = ["claim", "comparison", "task", "metric", "verdict", "advantage (+ favours the claim)", "95% CI",
-            "CI from", "boundary", "detectable (α=0.05, power 0.8)", "more to detect", "seeds against"]
+    cols = ["claim", "comparison", "task", "metric (unit)", "verdict (Holm)", "raw verdict",
+            "advantage (metric unit; + favours the claim)", "raw 95% CI (metric unit)",
+            "Holm-adjusted CI (metric unit)", "adjusted level (% confidence)", "p (two-sided)", "CI from",
+            "boundary (metric unit)", "detectable (metric unit; α=0.05, power 0.8)", "more to detect (seeds or docs)",
+            "seeds against (advantage)"]
     table = Table("Verdicts, in numbers", cols, empty="No claim this run can speak to.")
     for vs in verdicts.values():
         for v in vs:
@@ -134,16 +160,21 @@ def verdict_table(run: Run, verdicts: dict | None = None) -> Table:
                 more = f"{p.more_seeds} seeds"
             elif p is not None and p.more_docs is not None:
                 more = f"{p.more_docs:,} docs"
-            table.rows.append([v.claim, v.subject, v.task, v.metric, v.verdict, _f(e.mean),
-                               f"[{_f(e.lo)}, {_f(e.hi)}]" if e.lo is not None else "-",
+            mean, lo, hi = fmt_effect(e.mean, e.lo, e.hi)
+            _, alo, ahi = fmt_effect(e.mean, v.adj_lo, v.adj_hi)
+            table.rows.append([v.claim, v.subject, v.task, f"{v.metric} ({unit(v.metric)})", v.verdict, v.raw_verdict,
+                               mean, f"[{lo}, {hi}]" if e.lo is not None else "-",
+                               f"[{alo}, {ahi}]" if v.adj_lo is not None else "-", fmt_level(v.level),
+                               fmt(v.p, 3) if v.p is not None else "-",
                                {"seeds": f"{e.n} seeds (t)", "bootstrap": f"{e.n} docs (bootstrap)"}.get(e.source, "-"),
-                               _f(v.boundary), f"{p.mde:.4f}" if p is not None and p.mde is not None else "-", more,
+                               _f(v.boundary), fmt(p.mde) if p is not None and p.mde is not None else "-", more,
                                ", ".join(f"s{s} ({_f(a)})" for s, a in v.disagree) or "-"])
     if table.rows:
         table.notes.append("advantage: the difference oriented so that positive favours the claim (claim 1: twin − "
                            "MoE loss; claim 2: MoE − twin loss; claim 3: MoE − twin bits; claim 5: other routing − "
                            "native loss). holds: the whole CI above the boundary; does not hold: wholly below; "
-                           "else inconclusive (a CI touching the boundary is inconclusive).")
+                           "else inconclusive (a CI touching the boundary is inconclusive). The verdict uses the "
+                           "Holm-adjusted CI; the raw verdict the 95% one.")
     return table
 
 
@@ -162,8 +193,8 @@ def _seconds(x: float) -> str:
 def efficiency_table(run: Run, effs: list[PairEfficiency] | None = None) -> Table:
     effs = pair_efficiency(run, [p for p in model_pairs(run, native_only=True) if p.kind == "active"]) \
         if effs is None else effs
-    cols = ["MoE", "equal-active twin", "held-out", "seed", "twin final loss", "twin tokens",
-            "MoE tokens to reach it (fraction)", "twin seconds", "MoE seconds to reach it (fraction)", "device"]
+    cols = ["MoE", "equal-active twin", "held-out", "seed", "twin final loss (nats/token)", "twin tokens (count)",
+            "MoE tokens to reach it (count, fraction)", "twin time (s)", "MoE time to reach it (s, fraction)", "device"]
     table = Table("Token efficiency", cols,
                   empty="No train result carries train.heldout_curve for an equal-active pair: no token efficiency.")
     for e in effs:
@@ -197,7 +228,8 @@ def efficiency_table(run: Run, effs: list[PairEfficiency] | None = None) -> Tabl
 # ---- sweeps -------------------------------------------------------------------------------------
 def sweep_table(run: Run, series=None) -> Table:
     series = sweep_series(run) if series is None else series
-    cols = ["setting", "value", "MoE", "dense twin", "equal", "task", "metric", "Δ (MoE − dense)", "95% CI", "CI from",
+    cols = ["setting", "value", "MoE", "dense twin", "equal", "task", "metric", "Δ MoE − dense (metric unit)",
+            "95% CI (metric unit)", "CI from",
             "sign change"]
     table = Table("Sweeps", cols, empty="No variant carries a sweep point: no sweep in this run.")
     for s in series:
@@ -218,9 +250,10 @@ def sweep_table(run: Run, series=None) -> Table:
 
 # ---- knowledge stored ---------------------------------------------------------------------------
 def knowledge_bits_table(run: Run) -> Table:
-    cols = (["model", "group", "total params"] + [f"bits/doc, {b}" for b in BUCKETS]
-            + [f"bits stored, {b}" for b in BUCKETS] + ["bits stored", "of the corpus's fact bits", "bits / param",
-                                                        "ceiling", "acc (tail)", "chance 1/V"])
+    cols = (["model", "group", "total (params)"] + [f"{b} (bits/doc)" for b in BUCKETS]
+            + [f"stored, {b} (bits)" for b in BUCKETS] + ["stored (bits)", "of the corpus's fact bits (fraction)",
+                                                          "bits / param (ratio)", "ceiling", "acc, tail (fraction correct)",
+                                                          "chance 1/V (fraction)"])
     table = Table("Knowledge stored (exact tasks)", cols,
                   empty="No exact knowledge task (<group>_values_<bucket> with a bits metric) in this run.")
     for g in values_groups(run):
@@ -252,7 +285,8 @@ def seeds_table(run: Run) -> Table:
     hidden = member_tasks(run) - set(heldout_tasks(run))
     tasks = [t for t in run.tasks() if t not in hidden or t.endswith("_tail")]
     shown = [(t, m) for t in tasks for m in (main_metrics(run, t) if t.endswith("_tail") else main_metrics(run, t)[:1])]
-    cols = ["model", "seeds"] + [f"{t} {m}" for t, m in shown] + ["final train loss", "train tokens/s"]
+    cols = ["model", "seeds"] + [with_unit(f"{t} {m}", m) for t, m in shown] + ["final train loss (nats/token)",
+                                                                              "train throughput (tokens/s)"]
     table = Table("Over seeds", cols, empty="No model was trained with more than one seed.")
     if not has_seeds(run):
         return table
@@ -273,7 +307,8 @@ def seeds_table(run: Run) -> Table:
 def seed_pairs_table(run: Run) -> Table:
     """Each pair's difference seed by seed, with that seed's paired bootstrap over documents, then the
     mean over seeds with its t-interval: the two kinds of interval side by side."""
-    cols = ["MoE (or routing)", "twin (or native)", "equal", "task", "metric", "seed", "Δ", "95% CI",
+    cols = ["MoE (or routing)", "twin (or native)", "equal", "task", "metric", "seed", "Δ (metric unit)",
+            "95% CI (metric unit)",
             "CI from"]
     table = Table("Pair differences seed by seed", cols, empty="No pair was trained with more than one seed.")
     if not has_seeds(run):
@@ -312,7 +347,7 @@ def routing_answers_table(run: Run) -> Table:
     pairs = routing_pairs(run)
     tasks = [(t, "bits_per_byte") for t in heldout_tasks(run)]
     tasks += [(g.tasks["tail"], "bits") for g in values_groups(run) if "tail" in g.tasks]
-    cols = ["routing", "role", "variants (model)"] + [f"{t} {m}" for t, m in tasks]
+    cols = ["routing", "role", "variants (model)"] + [with_unit(f"{t} {m}", m) for t, m in tasks]
     table = Table("Trained MoE under each routing", cols,
                   empty="No trained MoE evaluated under more than its native routing.")
     natives = {}

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.report.numbers import fmt, fmt_signed
 from harness.report.check import run_latencies
 from harness.report.markdown import table_md
 from harness.report.run import ReportError, Run
@@ -24,13 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _num(x, digits=4) -> str:
-    return f"{x:.{digits}f}" if isinstance(x, (int, float)) and not isinstance(x, bool) else "-"
+    return fmt(x, digits) if isinstance(x, (int, float)) and not isinstance(x, bool) else "-"
 
 
 def metrics_table(a: Run, b: Run) -> Table:
     from harness.report.bootstrap import paired_diff
 
-    table = Table("Task metrics", ["variant", "task", "metric", "A", "B", "Δ (B − A)", "95% CI (paired)", "sig."],
+    table = Table("Task metrics", ["variant", "task", "metric", "A (metric unit)", "B (metric unit)", "Δ (B − A)",
+                                   "95% CI (paired)", "sig."],
                   empty="Neither run has evaluation results.")
     variants = a.variants + [v for v in b.variants if v not in a.variants]
     for v in variants:
@@ -41,7 +43,7 @@ def metrics_table(a: Run, b: Run) -> Table:
                      if not is_bucket_metric(m) and (m in va or m in vb)]
             for m in names:
                 x, y = va.get(m), vb.get(m)
-                diff = (f"{y - x:+.4f}" if isinstance(x, (int, float)) and isinstance(y, (int, float)) else "-")
+                diff = (fmt_signed(y - x) if isinstance(x, (int, float)) and isinstance(y, (int, float)) else "-")
                 ci, sig = "-", ""
                 if x is not None and y is not None:
                     d = paired_diff(b.samples(v).get(task, []), a.samples(v).get(task, []), m)
@@ -61,14 +63,15 @@ def pairs_table(a: Run, b: Run) -> Table:
             for r in pair_diffs(run, kind):
                 rows.setdefault((kind, r.pair.moe, r.pair.dense, r.task, r.metric), [None, None])[i] = r.moe - r.dense
     for (kind, moe, dense, task, metric), (da, db) in rows.items():
-        change = f"{db - da:+.4f}" if da is not None and db is not None else "-"
-        sgn = lambda x: f"{x:+.4f}" if x is not None else "-"  # noqa: E731
+        change = fmt_signed(db - da) if da is not None and db is not None else "-"
+        sgn = lambda x: fmt_signed(x) if x is not None else "-"  # noqa: E731
         table.rows.append([kind, moe, dense, task, metric, sgn(da), sgn(db), change])
     return table
 
 
 def latency_table(a: Run, b: Run) -> Table:
-    table = Table("Probe latency (ms p50)", ["variant", "row", "A", "B", "B / A"], empty="No latency rows in either run.")
+    table = Table("Probe latency (ms p50)", ["variant", "row", "A (ms)", "B (ms)", "B / A (ratio)"],
+                  empty="No latency rows in either run.")
     la, lb = run_latencies(a), run_latencies(b)
     for v in list(la) + [v for v in lb if v not in la]:
         ra, rb = la.get(v, {}), lb.get(v, {})

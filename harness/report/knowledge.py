@@ -50,6 +50,7 @@ class Regime:
     exposures: dict[str, float] = field(default_factory=dict)  # bucket -> mean exposures per fact
     fact_bits: float | None = None
     capacity_bits: float | None = None
+    tokenizer: str | None = None  # what every token count above is counted in (byte / word)
 
     @property
     def exposures_mean(self) -> float | None:
@@ -96,7 +97,20 @@ def regime_of(run: Run, variant: str) -> Regime | None:
     return Regime(variant, float(total) if _num(total) else None, float(tpp) if _num(tpp) else None,
                   _exposures(reg.get("exposures_per_fact")),
                   float(reg["fact_bits"]) if _num(reg.get("fact_bits")) else None,
-                  float(capacity) if _num(capacity) else None)
+                  float(capacity) if _num(capacity) else None,
+                  reg.get("tokenizer") if isinstance(reg.get("tokenizer"), str) else None)
+
+
+def facts_against_capacity(regimes: list[Regime]) -> tuple[Regime | None, float | None, float | None]:
+    """(the smaller build's regime, the facts' bits, its capacity at ~2 bits per parameter), or Nones
+    where the run did not record them: the facts bind when they exceed that capacity."""
+    regimes = [r for r in regimes if r is not None]
+    sized = [r for r in regimes if r.total_params is not None]
+    small = min(sized, key=lambda r: r.total_params) if sized else None
+    facts = next((r.fact_bits for r in regimes if r.fact_bits is not None), None)
+    if small is None or facts is None:
+        return None, None, None
+    return small, facts, BITS_PER_PARAM * small.total_params
 
 
 def regime_sentence(regimes: list[Regime]) -> str:
@@ -108,17 +122,21 @@ def regime_sentence(regimes: list[Regime]) -> str:
     tpp = [f"{r.variant} {r.tokens_per_param:.3g}" for r in regimes if r.tokens_per_param is not None]
     parts = [f"tokens per (total) parameter: {', '.join(tpp)}" if tpp else "tokens per parameter: not recorded"]
     exp = next((r.exposures for r in regimes if r.exposures), None)
+    tok = next((r.tokenizer for r in regimes if r.tokenizer), None)
+    if tok:
+        parts[0] += f" ({tok} tokens)"
     if exp:
         parts.append("exposures per fact: " + ", ".join(f"{b} {v:.3g}" for b, v in exp.items()))
     else:
         parts.append("exposures per fact: not recorded")
-    sized = [r for r in regimes if r.total_params is not None]
-    small = min(sized, key=lambda r: r.total_params) if sized else None
-    facts = next((r.fact_bits for r in regimes if r.fact_bits is not None), None)
-    if small is not None and facts is not None:
-        cap = BITS_PER_PARAM * small.total_params
-        parts.append(f"the facts hold {facts:,.0f} bits, {'MORE' if facts > cap else 'less'} than the smaller "
-                     f"build's ~{cap:,.0f}-bit capacity at 2 bits/param ({small.variant})")
+    small, facts, cap = facts_against_capacity(regimes)
+    if small is not None:
+        if facts > cap:
+            parts.append(f"facts exceed the smaller build's capacity: they hold {facts:,.0f} bits, more than "
+                         f"~{cap:,.0f} bits at 2 bits/param ({small.variant}, embeddings counted)")
+        else:
+            parts.append(f"the facts hold {facts:,.0f} bits, less than the smaller build's ~{cap:,.0f}-bit "
+                         f"capacity at 2 bits/param ({small.variant}): capacity does not bind")
     else:
         parts.append("fact bits vs capacity: not recorded")
     return "Regime: " + "; ".join(parts) + "."

@@ -21,7 +21,7 @@ def _num(x) -> bool:
 
 
 def bucket_table(run: Run) -> Table:
-    cols = ["model", "group", "metric"] + list(BUCKETS) + [ALL]
+    cols = ["model", "group", "metric"] + [f"{b} (metric unit)" for b in (*BUCKETS, ALL)]
     table = Table("Accuracy per bucket", cols, empty="No per-bucket (head / torso / tail) results in this run.")
     seeded = False
     for g in bucket_groups(run):
@@ -75,8 +75,9 @@ def corpora(run: Run) -> dict[str, tuple[dict, dict]]:
 
 
 def regime_table(run: Run) -> Table:
-    cols = ["variant", "total params", "tokens trained", "epochs", "tokens / param", "tokens / active param"] + \
-        [f"exposures per fact, {b}" for b in BUCKETS] + ["fact bits", "capacity at 2 bits/param", "facts exceed it"]
+    cols = ["variant", "total (params)", "tokens trained (count)", "epochs (count)", "tokens / param (ratio)",
+            "tokens / active param (ratio)"] + [f"exposures per fact, {b} (count)" for b in BUCKETS] + [
+        "fact bits (bits)", "capacity at 2 bits/param (bits)", "facts exceed it"]
     table = Table("Training regime", cols, empty="No train result carries a corpus regime.")
     found = corpora(run)
     for v, (corpus, params) in found.items():
@@ -122,8 +123,8 @@ def _task_rows(corpus: dict, task: str) -> list[dict] | None:
 def knowledge_table(run: Run) -> Table:
     from moe_schema.capacity import accuracy_by_attribute, knowledge_bits
 
-    cols = ["variant", "total params"] + [f"bits, {b}" for b in BUCKETS] + ["bits stored", "of the corpus's",
-                                                                          "bits / param", "from"]
+    cols = ["variant", "total (params)"] + [f"{b} (bits)" for b in BUCKETS] + ["stored (bits)", "of the corpus's (fraction)",
+                                                                          "bits / param (ratio)", "from"]
     table = Table("Knowledge stored", cols, empty="No knowledge-corpus evaluation in this run.")
     found = corpora(run)
     if not found:

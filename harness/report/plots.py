@@ -35,8 +35,17 @@ def _plt():
     return plt
 
 
+#: tests set this to a callable that receives every figure before it is saved (tests/test_ticks.py)
+FIGURE_HOOK = None
+
+
 def _encode(fig) -> str:
+    from harness.report.ticks import fit_ticks
+
     plt = _plt()
+    fit_ticks(fig)
+    if FIGURE_HOOK is not None:
+        FIGURE_HOOK(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -76,28 +85,39 @@ def _scatter_front(ax, points, higher: bool):
 
 
 def quality_vs_params(run: Run) -> list[Figure]:
-    """Per task: primary metric vs active and vs total parameters, with the Pareto front."""
+    """Per task: primary metric vs active and vs total parameters and, for a multiple-choice task whose
+    evaluation time and device price are known, vs USD per correct answer; each with its Pareto front."""
+    from harness.report.costs import answer_costs
+    from harness.report.numbers import unit
+
     plt = _plt()
     figures = []
     hidden = member_tasks(run)
+    usd = {(c.variant, c.task): c.usd_per_correct for c in answer_costs(run) if c.usd_per_correct}
     for task in [t for t in run.tasks() if t not in hidden]:
         metric = primary_metric(run, task)
         points = []
         for v in run.variants:
             p, value = run.params(v), run.metrics(v).get(task, {}).get(metric)
             if isinstance(value, (int, float)) and p.get("active") and p.get("total"):
-                points.append((v, p["active"], p["total"], value, run.is_moe(v)))
+                points.append((v, p["active"], p["total"], value, run.is_moe(v), usd.get((v, task))))
         if not points:
             continue
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.3), sharey=True)
-        for ax, idx, label in ((axes[0], 1, "active"), (axes[1], 2, "total")):
-            _scatter_front(ax, [(pt[idx], pt[3], pt[0], pt[4]) for pt in points], not run.lower_is_better(task, metric))
+        priced = [pt for pt in points if pt[5]]
+        panels = [(1, "active", "active parameters (count, log scale)"), (2, "total", "total parameters (count, log scale)")]
+        if priced:
+            panels.append((5, "cost", "cost per correct answer (USD, log scale)"))
+        fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.3), sharey=True, squeeze=False)
+        higher = not run.lower_is_better(task, metric)
+        for ax, (idx, label, xlabel) in zip(axes[0], panels):
+            _scatter_front(ax, [(pt[idx], pt[3], pt[0], pt[4]) for pt in (priced if idx == 5 else points)], higher)
             ax.set_xscale("log")
-            ax.set_xlabel(f"{label} parameters (log scale)")
-            ax.set_title(f"{task} {metric} vs {label} parameters")
-        axes[0].set_ylabel(metric)
+            ax.set_xlabel(xlabel)
+            ax.set_title(f"{task} {metric} vs {label}" + (" parameters" if idx != 5 else " per correct answer"))
+        axes[0][0].set_ylabel(f"{metric} ({unit(metric)})")
         fig.tight_layout()
-        figures.append(Figure(f"{task}: {metric} vs active and total parameters", _encode(fig)))
+        figures.append(Figure(f"{task}: {metric} vs active and total parameters"
+                              + (" and cost per correct answer" if priced else ""), _encode(fig)))
     return figures
 
 

@@ -9,6 +9,7 @@ read and FLOPs done would take at the device's bandwidth and peak) next to the m
 from __future__ import annotations
 
 from harness.report.run import Run
+from harness.report.numbers import fmt_usd
 from harness.report.tables import Table, fmt_num
 
 #: probe row columns shown first by the plain table, in this order; any other keys follow as they come
@@ -70,9 +71,30 @@ def _device_notes(run: Run, name: str) -> list[str]:
     return [("all variants" if len(who) == n > 1 else ", ".join(who)) + ": " + line for line, who in lines.items()]
 
 
+def _by_engine(run: Run, table: Table, rows: list | None = None) -> None:
+    """In a run with variants on another engine than transformers: an ``engine`` column after the
+    variant and, where probe ``rows`` (one per table row) carry them, vLLM's time to first token
+    and time per output token. A one-engine run's table is unchanged."""
+    from harness.report.parity import engine_of, engines_in
+
+    if engines_in(run) == ["transformers"] or not engines_in(run):
+        return
+    served = rows is not None and any(_num(r.get("ttft_s")) or _num(r.get("tpot_s")) for _, _, r in rows)
+    table.columns[1:1] = ["engine"]
+    if served:
+        table.columns += ["TTFT (ms)", "TPOT (ms)"]
+    for i, row in enumerate(table.rows):
+        row.insert(1, engine_of(run, row[0]))
+        if served:
+            r = rows[i][2]
+            row += [fmt_num(r["ttft_s"] * 1000, 3) if _num(r.get("ttft_s")) else "-",
+                    fmt_num(r["tpot_s"] * 1000, 3) if _num(r.get("tpot_s")) else "-"]
+
+
 def latency_table(run: Run) -> Table:
-    cols = ["variant", "phase", "batch", "prompt / context", "ms p50", "ms p90", "ms p99", "mean ± std",
-            "tokens/s", "roofline ms", "bound", "measured / roofline", "experts touched", "S-MBU", "S-MFU"]
+    cols = ["variant", "phase", "batch (sequences)", "prompt / context (tokens)", "p50 (ms)", "p90 (ms)", "p99 (ms)",
+            "mean ± std (ms)", "throughput (tokens/s)", "roofline (ms)", "bound", "measured / roofline (ratio)",
+            "experts touched (count)", "S-MBU (fraction)", "S-MFU (fraction)"]
     table = Table("Latency", cols, empty="No latency probe in this run.")
     for v, _, r in probe_rows(run, "latency"):
         ms = f"{fmt_num(r.get('ms_mean'), 3)} ± {fmt_num(r.get('ms_std'), 2)}" if _num(r.get("ms_mean")) else "-"
@@ -83,6 +105,7 @@ def latency_table(run: Run) -> Table:
                            fmt_num(r.get("experts_touched"), 3), fmt_num(r.get("s_mbu"), 3),
                            fmt_num(r.get("s_mfu"), 3)])
     table.notes = _device_notes(run, "latency")
+    _by_engine(run, table, probe_rows(run, "latency"))
     if table.rows:
         table.notes.append("Prefill: one prompt of the given length per sequence; decode: ms per step (one token "
                            "per sequence) at the given context. measured / roofline: how many times slower than "
@@ -93,21 +116,36 @@ def latency_table(run: Run) -> Table:
 
 
 def throughput_table(run: Run) -> Table:
-    cols = ["variant", "phase", "batch", "prompt / context", "tokens/s", "roofline tokens/s", "measured / roofline",
-            "ms p50", "experts touched", "S-MBU", "S-MFU"]
+    from harness.report.costs import probe_price, usd_per_million
+
+    cols = ["variant", "phase", "batch (sequences)", "prompt / context (tokens)", "throughput (tokens/s)",
+            "cost per 1M tokens (USD)", "roofline throughput (tokens/s)", "measured / roofline (ratio)",
+            "p50 (ms)", "experts touched (count)", "S-MBU (fraction)", "S-MFU (fraction)"]
     table = Table("Throughput", cols, empty="No throughput probe in this run.")
-    for v, _, r in probe_rows(run, "throughput"):
+    priced: dict = {}
+    for v, p, r in probe_rows(run, "throughput"):
+        key, price = probe_price(run, v, p)
+        usd = usd_per_million(r.get("tokens_per_s"), price)
+        priced[key or "?"] = price
         table.rows.append([v, str(r.get("phase", "-")), fmt_num(r.get("batch_size")), _tokens_in(r),
-                           fmt_num(r.get("tokens_per_s")), fmt_num(roofline_tokens_per_s(r)),
+                           fmt_num(r.get("tokens_per_s")), fmt_usd(usd) if usd is not None else "no price",
+                           fmt_num(roofline_tokens_per_s(r)),
                            fmt_num(r.get("measured_over_roofline"), 3), fmt_num(r.get("ms_p50"), 3),
                            fmt_num(r.get("experts_touched"), 3), fmt_num(r.get("s_mbu"), 3),
                            fmt_num(r.get("s_mfu"), 3)])
     table.notes = _device_notes(run, "throughput")
+    if table.rows:
+        table.notes.append("Cost per 1M tokens: the device's USD per hour / 3600 / throughput × 10^6, at "
+                           + ", ".join(f"{k} ${fmt_num(p)}/h" if p is not None else f"{k}: no price (give one with "
+                                       "--price)" for k, p in priced.items()) + " (moe_schema/devices.py; override "
+                           "with the suite's prices: or --price DEVICE=USD).")
+    _by_engine(run, table, probe_rows(run, "throughput"))
     return table
 
 
 def memory_table(run: Run) -> Table:
-    cols = ["variant", "batch", "context", "weights", "KV cache", "KV cache (analytic)", "activations (peak)", "peak"]
+    cols = ["variant", "batch (sequences)", "context (tokens)", "weights (bytes)", "KV cache (bytes)",
+            "KV cache, analytic (bytes)", "activations, peak (bytes)", "peak (bytes)"]
     table = Table("Memory", cols, empty="No memory probe in this run.")
     methods: dict[str, set] = {}
     for v, _, r in probe_rows(run, "memory"):
@@ -124,8 +162,9 @@ def memory_table(run: Run) -> Table:
 
 
 def routing_probe_table(run: Run) -> Table:
-    cols = ["variant", "phase", "batch", "tokens", "experts touched (mean over layers)", "of", "fraction",
-            "uniform routing would touch", "per layer"]
+    cols = ["variant", "phase", "batch (sequences)", "tokens (count)", "experts touched, mean over layers (count)",
+            "of (experts)", "fraction (of experts)",
+            "uniform routing would touch (count)", "per layer (count)"]
     table = Table("Experts touched", cols, empty="No routing probe in this run.")
     for v, _, r in probe_rows(run, "routing"):
         table.rows.append([v, str(r.get("phase", "-")), fmt_num(r.get("batch_size")), fmt_num(r.get("tokens")),
@@ -222,8 +261,8 @@ def crossover(points: list[tuple[int, float | None]]) -> int | None:
 
 
 def decode_twins_table(run: Run) -> Table:
-    cols = ["MoE variant", "batch", "MoE tokens/s", "equal-active tokens/s", "equal-total tokens/s",
-            "position (measured)", "position (roofline)", "experts touched"]
+    cols = ["MoE variant", "batch (sequences)", "MoE (tokens/s)", "equal-active (tokens/s)", "equal-total (tokens/s)",
+            "position, measured (0 active - 1 total)", "position, roofline (0 active - 1 total)", "experts touched (count)"]
     table = Table("MoE decode cost between its dense twins", cols,
                   empty="No MoE variant with both dense twins has decode probe rows.")
     for moe, tw in twins(run).items():
@@ -245,6 +284,7 @@ def decode_twins_table(run: Run) -> Table:
             table.notes.append(f"{moe} (twins {tw['active']}, {tw['total']}): decode costs more like the equal-total "
                                f"twin {say(crossover(roofline))} by the roofline, {say(crossover(measured))} as "
                                "measured.")
+    _by_engine(run, table)
     if table.rows:
         table.notes.insert(0, "position: where the MoE's decode step time lies between its twins' (0 = like the "
                               "equal-active twin, 1 = like the equal-total twin); the crossover is where it passes "

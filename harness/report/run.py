@@ -13,6 +13,14 @@ import yaml
 
 from moe_schema.merge import merge_routing  # noqa: F401  (telemetry of a sharded evaluation: shared)
 
+
+def telemetry(result: dict) -> dict | None:
+    """A result's routing telemetry; a merged sharded evaluation's per-shard telemetry, summed."""
+    routing = result.get("routing")
+    if not isinstance(routing, dict) and isinstance(result.get("routing_shards"), list):
+        routing = merge_routing(result["routing_shards"])
+    return routing if isinstance(routing, dict) else None
+
 #: metrics where a smaller value is better (everything else: larger is better)
 LOWER_IS_BETTER = ("perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "loss", "ter")
 #: metric names tried first when a task has several
@@ -65,6 +73,7 @@ class Run:
     suite: dict
     records: list[dict]
     variant_order: list[str] = field(default_factory=list)
+    price_overrides: dict = field(default_factory=dict)  # --price KEY=USD (moe_schema.devices.parse_price_args)
     _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     # ---- loading -------------------------------------------------------------------------
@@ -148,6 +157,13 @@ class Run:
                     return r["params"]
         return {}
 
+    def untrained(self, variant: str) -> bool:
+        """True for a build with random weights: instantiated from a config and never trained
+        (no ``trained`` source, no train result). Checkpoints and trained builds are False."""
+        build = self.spec(variant).get("build") or {}
+        return isinstance(build, dict) and "config" in build and not build.get("trained") \
+            and self.training(variant) is None
+
     def build(self, variant: str) -> dict:
         for r in self.ok(None, variant):
             if isinstance(r.get("build"), dict):
@@ -205,6 +221,11 @@ class Run:
             merged.update({k: val for k, val in self.metrics(v).get(task, {}).items() if k not in merged})
         return metric_names(merged)
 
+    def evaluation(self, variant: str, task: str) -> dict | None:
+        """The variant's ok evaluate result that holds ``task`` (its samples or its metrics)."""
+        return next((r for r in self.ok("evaluate", variant)
+                     if task in (r.get("samples") or {}) or task in (r.get("metrics") or {})), None)
+
     def routing(self, variant: str) -> dict | None:
         return self.routing_with_source(variant)[0]
 
@@ -214,10 +235,8 @@ class Run:
         merged sharded evaluation's per-shard telemetry is summed."""
         for kind in ("evaluate", "probe", "describe", "train"):
             for r in self.ok(kind, variant):
-                routing = r.get("routing")
-                if not isinstance(routing, dict) and isinstance(r.get("routing_shards"), list):
-                    routing = merge_routing(r["routing_shards"])
-                if isinstance(routing, dict) and any(
+                routing = telemetry(r)
+                if routing is not None and any(
                         sum(c for c in (l.get("tokens_per_expert") or []) if isinstance(c, (int, float))) > 0
                         for l in routing.get("layers") or []):
                     return routing, kind
@@ -261,6 +280,26 @@ class Run:
         if "seed" in build:
             seeds.add(f"build:{build['seed']}")
         return sorted(seeds, key=str)
+
+    # ---- prices (harness.report.costs) ------------------------------------------------------
+    def suite_prices(self) -> dict:
+        """The suite's ``prices:`` (plan.json, else suite.yaml), checked; {} when absent."""
+        from moe_schema.devices import check_prices
+        from moe_schema.check import SchemaError
+
+        for source in (self.plan, self.suite):
+            if isinstance(source.get("prices"), dict):
+                try:
+                    return check_prices("prices", source["prices"])
+                except SchemaError as e:
+                    raise ReportError(f"{self.path}: {e}") from None
+        return {}
+
+    def prices(self) -> dict[str, float]:
+        """USD per device-hour: the defaults, then the suite's ``prices:``, then ``--price``."""
+        from moe_schema.devices import price_table
+
+        return price_table(self.suite_prices(), self.price_overrides)
 
     # ---- pairs ---------------------------------------------------------------------------
     def pair_tolerance(self) -> float:

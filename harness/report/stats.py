@@ -174,3 +174,56 @@ def docs_needed(effect: float, n_docs: int, lo: float, hi: float, level: float =
         return None
     mde = mde_bootstrap(lo, hi, level, alpha, power)
     return max(n_docs, math.ceil(n_docs * (mde / effect) ** 2))
+
+
+# ---- multiplicity: Holm's step-down within a family -------------------------------------------
+def holm_levels(pvalues, alpha: float = ALPHA) -> list[tuple[float, bool]]:
+    """Holm–Bonferroni over one family: per input, (confidence level of its adjusted interval, rejected).
+
+    Ordered by p-value (ties keep input order), the i-th of m (i from 1) is rejected when its p is
+    at most α/(m − i + 1) and every earlier one was rejected. Rejected ones carry the level
+    1 − α/(m − i + 1) of their own step; from the first that is not rejected on, every one carries
+    the level of that step, 1 − α/(m − j + 1): an interval at that level contains the boundary
+    for all of them (their p-values are no smaller), so each interval agrees with its decision.
+    """
+    ps = [1.0 if p is None or not math.isfinite(p) else float(p) for p in pvalues]
+    m = len(ps)
+    order = sorted(range(m), key=lambda i: (ps[i], i))
+    out: list[tuple[float, bool]] = [(1.0 - alpha, False)] * m
+    stopped_at = None
+    for rank, i in enumerate(order, 1):
+        step = alpha / (m - rank + 1)
+        if stopped_at is None and ps[i] <= step:
+            out[i] = (1.0 - step, True)
+            continue
+        if stopped_at is None:
+            stopped_at = step
+        out[i] = (1.0 - stopped_at, False)
+    return out
+
+
+def holm_adjusted_p(pvalues) -> list[float]:
+    """Holm-adjusted p-values: max over earlier ranks of min(1, (m − r + 1) p_(r))."""
+    ps = [1.0 if p is None or not math.isfinite(p) else float(p) for p in pvalues]
+    m = len(ps)
+    order = sorted(range(m), key=lambda i: (ps[i], i))
+    out, running = [1.0] * m, 0.0
+    for rank, i in enumerate(order, 1):
+        running = max(running, min(1.0, (m - rank + 1) * ps[i]))
+        out[i] = running
+    return out
+
+
+def two_sided_p(stat: float, df: int | None) -> float:
+    """Two-sided p of a t (df) or normal (df None) statistic."""
+    if math.isinf(stat):
+        return 0.0
+    if df is None:
+        return 2.0 * (1.0 - NormalDist().cdf(abs(stat)))
+    return 2.0 * (1.0 - t_cdf(abs(stat), df))
+
+
+def quantile(level: float, df: int | None) -> float:
+    """The two-sided ``level`` quantile: t on ``df`` degrees of freedom, or normal when df is None."""
+    p = 0.5 + level / 2.0
+    return z_ppf(p) if df is None else t_ppf(p, df)

@@ -6,9 +6,9 @@ Each builder takes a loaded :class:`~harness.report.run.Run` and returns a :clas
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
+from harness.report.numbers import fmt, fmt_ci, fmt_effect, fmt_signed, unit, with_unit
 from harness.report.buckets import BUCKETS, is_bucket_metric, main_metrics, member_tasks, primary_metric  # noqa: F401
 from harness.report.pairdiff import PairRow, pair_diffs
 from harness.report.run import Run
@@ -30,23 +30,20 @@ class Table:
 def fmt_params(n) -> str:
     if not isinstance(n, (int, float)) or isinstance(n, bool):
         return "-"
-    for div, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= div:
-            return f"{n / div:.3g}{unit}"
+            return f"{n / div:.3g}{suffix}"
     return f"{n:.0f}"
 
 
 def fmt_num(x, digits: int = 4) -> str:
+    """Any cell value under the number rule (:mod:`harness.report.numbers`), ``digits`` significant (3-4)."""
     if x is None:
         return "-"
     if isinstance(x, bool):
         return "yes" if x else "no"
-    if isinstance(x, int):
-        return str(x)
-    if isinstance(x, float):
-        if math.isnan(x) or math.isinf(x):
-            return str(x)
-        return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.{digits}g}"
+    if isinstance(x, (int, float)):
+        return fmt(x, max(3, min(4, digits)))
     if isinstance(x, (list, tuple)):
         return "[" + ", ".join(fmt_num(v, digits) for v in x) + "]"
     if isinstance(x, dict):
@@ -55,10 +52,10 @@ def fmt_num(x, digits: int = 4) -> str:
 
 
 def fmt_value(x) -> str:
-    """A metric value: 4 decimals, or 4 significant digits when large (perplexities)."""
+    """A metric value under the number rule: 4 significant digits, scientific beyond 10^6."""
     if not isinstance(x, (int, float)) or isinstance(x, bool):
         return "-"
-    return f"{x:.4f}" if abs(x) < 1000 else f"{x:.4g}"
+    return fmt(float(x))
 
 
 def fmt_metric(value, stderr=None) -> str:
@@ -71,7 +68,8 @@ def fmt_diff(d) -> tuple[str, str, str]:
     """(difference, CI, marker) for a bootstrap Diff, or a reason (str) / None when there is none."""
     if d is None or isinstance(d, str):
         return "-", d or "no shared per-document samples", ""
-    return f"{d.mean:+.4f}", f"[{d.lo:+.4f}, {d.hi:+.4f}]", "*" if d.significant else ""
+    mean, lo, hi = fmt_effect(d.mean, d.lo, d.hi)
+    return mean, f"[{lo}, {hi}]", "*" if d.significant else ""
 
 
 # ---- load balance --------------------------------------------------------------------------
@@ -110,8 +108,9 @@ def variants_table(run: Run) -> Table:
     hidden = member_tasks(run)
     tasks = [t for t in run.tasks() if t not in hidden]
     metric_cols = [(t, m) for t in tasks for m in main_metrics(run, t)]
-    cols = ["variant", "family", "routing", "total", "active", "total (no emb)", "active (no emb)",
-            "experts/token", "max/mean load"] + [f"{t} {m}" for t, m in metric_cols]
+    cols = ["variant", "family", "routing", "total (params)", "active (params)", "total, no emb (params)",
+            "active, no emb (params)", "experts/token (count)", "max/mean load (ratio)"] + [
+        with_unit(f"{t} {m}", m) for t, m in metric_cols]
     table = Table("Variants", cols, empty="No variant was described or evaluated in this run.")
     for v in run.variants:
         p, b, metrics = run.params(v), run.build(v), run.metrics(v)
@@ -136,8 +135,10 @@ def variants_table(run: Run) -> Table:
 
 
 def pair_columns(seeded: bool) -> list[str]:
-    return (["MoE", "dense", "Δ (MoE − dense)", "95% CI (paired bootstrap)", "docs"]
-            + (["seeds", "seed spread", "95% CI over seeds (t)"] if seeded else []) + ["sig."])
+    return (["MoE (metric unit)", "dense (metric unit)", "Δ MoE − dense (metric unit)",
+             "95% CI, paired bootstrap (metric unit)", "docs (count)"]
+            + (["seeds (count)", "seed spread (sd, metric unit)", "95% CI over seeds, t (metric unit)"] if seeded else [])
+            + ["sig."])
 
 
 def pair_cells(run: Run, row: PairRow, seeded: bool) -> list[str]:
@@ -145,9 +146,7 @@ def pair_cells(run: Run, row: PairRow, seeded: bool) -> list[str]:
     d, a, b = row.diff, row.moe, row.dense
     diff_s, ci_s, mark = fmt_diff(d)
     if isinstance(d, str):
-        diff_s = fmt_value(a - b) if abs(a - b) >= 1000 else f"{a - b:+.4f}"
-    elif abs(d.mean) >= 1000:  # perplexities of untrained models
-        diff_s, ci_s = f"{d.mean:+.4g}", f"[{d.lo:+.4g}, {d.hi:+.4g}]"
+        diff_s = fmt_signed(a - b)
     if mark:
         better = (d.mean < 0) if run.lower_is_better(row.task, row.metric) else (d.mean > 0)
         mark = ("* MoE better" if better else "* dense better") if row.real else "within seed spread"
@@ -155,7 +154,7 @@ def pair_cells(run: Run, row: PairRow, seeded: bool) -> list[str]:
     if seeded:
         ci = row.seed_ci
         cells += [str(row.n_seeds), fmt_value(row.spread) if row.spread is not None else "-",
-                  f"[{ci.lo:+.4f}, {ci.hi:+.4f}]" if ci is not None else "-"]
+                  fmt_ci(ci.lo, ci.hi, mean=ci.mean) if ci is not None else "-"]
     return cells + [mark]
 
 
@@ -176,10 +175,10 @@ def pairs_table(run: Run, kind: str, diffs=None) -> Table:
     diffs = pair_diffs(run, kind) if diffs is None else diffs
     seeded = any(r.n_seeds > 1 for r in diffs)
     title = {"active": "Equal-active pairs", "total": "Equal-total pairs"}.get(kind, f"{kind} pairs")
-    cols = ["MoE variant", "dense twin", f"{kind} ratio (dense/MoE)", "task", "metric"] + pair_columns(seeded)
+    cols = ["MoE variant", "dense twin", f"{kind} params ratio (dense/MoE)", "task", "metric (unit)"] + pair_columns(seeded)
     table = Table(title, cols, empty=f"No MoE variant has a dense twin at equal {kind} parameters in this run.")
     for row in diffs:
-        table.rows.append([row.pair.moe, row.pair.dense, f"{row.pair.ratio:.3f}", row.task, row.metric]
+        table.rows.append([row.pair.moe, row.pair.dense, f"{row.pair.ratio:.3f}", row.task, f"{row.metric} ({unit(row.metric)})"]
                           + pair_cells(run, row, seeded))
     if table.rows:
         table.notes += pair_notes(seeded)
@@ -191,8 +190,9 @@ def pairs_table(run: Run, kind: str, diffs=None) -> Table:
 
 
 def routing_table(run: Run) -> Table:
-    cols = ["variant", "routing", "telemetry from", "layers", "experts", "experts/token", "active params",
-            "drop rate", "max/mean load (worst layer)", "CV (mean)", "entropy (mean, 1 = uniform)"]
+    cols = ["variant", "routing", "telemetry from", "layers (count)", "experts (count)", "experts/token (count)",
+            "active (params)", "drop rate (fraction)", "max/mean load, worst layer (ratio)", "CV, mean (ratio)",
+            "entropy, mean (fraction of uniform)"]
     table = Table("Routing", cols, empty="No routing telemetry in this run (no MoE variant, or none recorded).")
     for v in run.variants:
         routing, source = run.routing_with_source(v)
@@ -213,7 +213,8 @@ def routing_table(run: Run) -> Table:
 
 
 def training_table(run: Run) -> Table:
-    cols = ["variant", "steps", "tokens", "first loss", "final loss", "train s", "tokens/s", "model FLOP/s", "MFU"]
+    cols = ["variant", "steps (count)", "tokens (count)", "first loss (nats/token)", "final loss (nats/token)",
+            "train time (s)", "throughput (tokens/s)", "model (FLOP/s)", "MFU (fraction)"]
     table = Table("Training", cols, empty="No training results in this run.")
     notes: dict[str, list] = {}
     for v in run.variants:

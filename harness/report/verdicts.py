@@ -1,4 +1,4 @@
-"""Verdicts: for each claim of /work/shared/CLAIMS.md a run can speak to, does it hold *in this run*?
+"""Verdicts: for each claim of docs/claims.md (harness/report/claims.md) a run can speak to, does it hold *in this run*?
 
 Pure logic, no rendering (sentences and tables are in :mod:`harness.report.answers`). Every verdict
 rests on one difference oriented so that **positive favours the claim** ("advantage"), with a 95%
@@ -37,7 +37,8 @@ from harness.report.knowledge import regime_of, values_groups
 from harness.report.pairdiff import PairRow, compare_pair
 from harness.report.run import Run
 from harness.report.seeds import ModelPair, model_pairs, routing_pairs, split_seed, sweep_label
-from harness.report.stats import docs_needed, mde_bootstrap, mde_seeds, seeds_needed, t_interval
+from harness.report.stats import (ALPHA, docs_needed, holm_levels, mde_bootstrap, mde_seeds, quantile, seeds_needed,
+                                  t_interval, two_sided_p)
 
 HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive at this size"
 #: claim 2's margin: the MoE may beat its equal-total twin by up to this fraction of the twin's value
@@ -68,6 +69,31 @@ class Evidence:
     seeds: tuple = ()        # the seeds' labels, same order
     sd: float | None = None  # sd of the per-seed advantages
     why_none: str = ""       # source "none": why there is no interval
+
+    @property
+    def df(self) -> int | None:
+        """Degrees of freedom of the interval: n − 1 over seeds; None (normal) for the bootstrap."""
+        return self.n - 1 if self.source == "seeds" else None
+
+    def at_level(self, level: float) -> tuple[float | None, float | None]:
+        """The interval widened (or narrowed) from 95% to ``level``: each side's half-width scaled by
+        the quantile ratio (t on n − 1 df over seeds, normal for the bootstrap), so an asymmetric
+        bootstrap interval keeps its shape."""
+        if self.lo is None or self.hi is None:
+            return None, None
+        f = quantile(level, self.df) / quantile(0.95, self.df)
+        return self.mean - (self.mean - self.lo) * f, self.mean + (self.hi - self.mean) * f
+
+    def p_value(self, boundary: float = 0.0) -> float:
+        """Two-sided p of "the advantage equals the boundary", from the 95% interval's side that faces
+        the boundary (t over seeds, normal for the bootstrap); 1 without an interval."""
+        if self.lo is None or self.hi is None or self.mean == boundary:
+            return 1.0
+        half = (self.mean - self.lo) if self.mean > boundary else (self.hi - self.mean)
+        se = half / quantile(0.95, self.df)
+        if se <= 0:
+            return 0.0
+        return two_sided_p((self.mean - boundary) / se, self.df)
 
 
 def evidence(row: PairRow, sign: float) -> Evidence:
@@ -124,6 +150,21 @@ class Verdict:
     sweep: dict = field(default_factory=dict)
     values: tuple = ()        # (claim side mean, other side mean) of the metric
     extra: dict = field(default_factory=dict)      # claim-specific figures (cost per token, accuracy, ...)
+    variants: tuple = ()      # every variant the comparison read (both sides, every seed)
+    # multiplicity (set by holm_family; until then the raw figures)
+    raw_verdict: str = ""     # the verdict of the raw 95% interval
+    adjusted: tuple = (None, None)  # the Holm-adjusted interval (lo, hi)
+    level: float = 0.95       # its confidence level
+    family: int = 1           # comparisons in the claim's family
+    p: float | None = None    # two-sided p against the boundary
+
+    @property
+    def adj_lo(self):
+        return self.adjusted[0]
+
+    @property
+    def adj_hi(self):
+        return self.adjusted[1]
 
 
 def _disagree(ev: Evidence) -> list:
@@ -143,7 +184,27 @@ def judge(claim: str, row: PairRow, claim_first: bool, boundary: float, subject:
     values = (row.moe, row.dense) if claim_first else (row.dense, row.moe)
     return Verdict(claim, subject, row.task, row.metric, verdict, ev, boundary,
                    power(ev, boundary) if verdict == INCONCLUSIVE else None, _disagree(ev),
-                   [r for r in regimes if r is not None], row.pair.sweep, values, extra)
+                   [r for r in regimes if r is not None], row.pair.sweep, values, extra,
+                   tuple(v for pair in row.pair.seeds for v in pair), raw_verdict=verdict,
+                   adjusted=(ev.lo, ev.hi))
+
+
+def holm_family(verdicts: list[Verdict], alpha: float = ALPHA) -> list[Verdict]:
+    """Judge one claim's comparisons as a family under Holm's step-down (:func:`stats.holm_levels`).
+
+    Each verdict keeps its raw decision in ``raw_verdict``; ``verdict`` becomes the decision of the
+    adjusted interval (``adjusted``, at ``level``): holds / does not hold only where Holm rejects.
+    """
+    ps = [v.evidence.p_value(v.boundary) for v in verdicts]
+    for v, p, (level, rejected) in zip(verdicts, ps, holm_levels(ps, alpha)):
+        v.raw_verdict = v.raw_verdict or v.verdict
+        v.p, v.level, v.family = p, level, len(verdicts)
+        v.adjusted = v.evidence.at_level(level)
+        lo, hi = v.adjusted
+        v.verdict = decide(lo, hi, v.boundary) if rejected and lo is not None else INCONCLUSIVE
+        if v.verdict == INCONCLUSIVE and v.power is None:
+            v.power = power(v.evidence, v.boundary)
+    return verdicts
 
 
 # ---- the run's answer tasks -----------------------------------------------------------------
@@ -300,9 +361,21 @@ CLAIMS = {"1": ("At equal active parameters the MoE reaches a lower held-out los
           "5": ("The trained router beats top-k at half k, random routing and pruning", claim5, "router")}
 
 
+def untrained_variants(run: Run) -> list[str]:
+    """Variants whose build has random weights: made from a config and never trained."""
+    return [v for v in run.variants if run.untrained(v)]
+
+
 def all_verdicts(run: Run) -> dict[str, list[Verdict]]:
-    """{claim: its verdicts} for claims 1, 2, 3 and 5 ([] where the run cannot speak to a claim)."""
-    return {c: fn(run) for c, (_, fn, _) in CLAIMS.items()}
+    """{claim: its verdicts} for claims 1, 2, 3 and 5 ([] where the run cannot speak to a claim).
+
+    A comparison that reads an untrained build (random weights) gets no verdict; each claim's
+    remaining comparisons are one family under Holm's step-down (:func:`holm_family`).
+    """
+    out = {}
+    for c, (_, fn, _) in CLAIMS.items():
+        out[c] = holm_family([v for v in fn(run) if not any(run.untrained(x) for x in v.variants)])
+    return out
 
 
 def overall(verdicts: list[Verdict]) -> str | None:

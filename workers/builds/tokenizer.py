@@ -58,3 +58,42 @@ def save_byte_tokenizer(directory: str | Path) -> Path:
     )
     hf.save_pretrained(directory)
     return directory
+
+
+# ---- the word tokenizer of a ``bios`` corpus (``corpus.tokenizer: word``) ---------------------------
+def word_vocab(words: list[str]) -> dict[str, int]:
+    """Word -> id: the words in order at ids 0.., skipping the byte tokenizer's special ids (256-258, so
+    a build's pad/bos/eos ids hold whichever tokenizer it trains with); unk last."""
+    from moe_schema.bios import UNK
+
+    ids = [i for i in range(len(words) + len(SPECIALS)) if i not in (PAD_ID, BOS_ID, EOS_ID)][:len(words)]
+    vocab = dict(zip(words, ids))
+    vocab.update({PAD: PAD_ID, BOS: BOS_ID, EOS: EOS_ID})
+    vocab[UNK] = len(vocab)
+    return vocab
+
+
+def build_word_tokenizer(words: list[str]) -> Tokenizer:
+    """One token per space-separated word (WordLevel); decoding joins tokens with single spaces, so
+    text whose words are separated by single spaces comes back unchanged."""
+    from moe_schema.bios import UNK
+
+    tok = Tokenizer(models.WordLevel(vocab=word_vocab(words), unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.add_special_tokens([PAD, BOS, EOS, UNK])
+    assert [tok.token_to_id(s) for s in SPECIALS] == [PAD_ID, BOS_ID, EOS_ID]
+    return tok
+
+
+def save_word_tokenizer(directory: str | Path, words: list[str]) -> Path:
+    """The word tokenizer as a transformers ``PreTrainedTokenizerFast`` in ``directory``."""
+    from transformers import PreTrainedTokenizerFast
+
+    from moe_schema.bios import UNK
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    hf = PreTrainedTokenizerFast(tokenizer_object=build_word_tokenizer(words), pad_token=PAD, bos_token=BOS,
+                                 eos_token=EOS, unk_token=UNK, clean_up_tokenization_spaces=False)
+    hf.save_pretrained(directory)
+    return directory

@@ -66,11 +66,71 @@ def prepare(spec: dict, home=None, where: str = "job.corpus") -> Corpus:
     return Corpus(final, np.load(final / "tokens.npy", mmap_mode="r"), meta)
 
 
+def word_encoder(tokenizer_dir: Path):
+    """``encode(docs) -> uint16 tokens`` with the word tokenizer saved in ``tokenizer_dir``, each
+    document as ``BOS words EOS`` (the layout ``knowledge.encode`` gives byte tokens)."""
+    from tokenizers import Tokenizer
+
+    from moe_schema.tokens import BOS_ID, EOS_ID
+
+    tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+
+    def encode(docs: list[str]) -> np.ndarray:
+        parts = []
+        for enc in tok.encode_batch(docs, add_special_tokens=False):
+            parts.append(np.concatenate([[BOS_ID], np.asarray(enc.ids, dtype=np.int64), [EOS_ID]]))
+        out = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        if out.size and out.max() >= 1 << 16:
+            raise ValueError("a token id does not fit uint16")
+        return out.astype(np.uint16)
+
+    return encode
+
+
+def _write_bios(spec: dict, tmp: Path, final: Path) -> dict:
+    from moe_schema import bios as profile
+    from workers.corpora import bios
+
+    encode, vocab = knowledge.encode, None
+    if spec["tokenizer"] == "word":
+        from workers.builds.tokenizer import save_word_tokenizer, word_vocab
+
+        encode = word_encoder(save_word_tokenizer(tmp / "tokenizer", profile.vocabulary()))
+        vocab = word_vocab(profile.vocabulary())
+    tokens, persons, stats = bios.generate(spec, encode, vocab)
+    np.save(tmp / "tokens.npy", tokens)
+    bios.save_persons(tmp / "persons.npz", persons)
+    per = int(stats["exposures"][0])
+    value_counts = profile.value_counts()
+    fact_bits = spec["entities"] * profile.bits_per_person()
+    buckets = {b: {"entities": stop - start, "ranks": [start, stop], "exposures_mean": float(per),
+                   "exposures_median": float(per), "exposures_min": per, "exposures_max": per}
+               for b, (start, stop) in tasks.bucket_ranges(spec["entities"], spec["buckets"]).items()}
+    regime = {"entities": spec["entities"], "corpus_tokens": int(len(tokens)), "profile": "bios",
+              "tokenizer": spec["tokenizer"], "value_counts": value_counts,
+              "exposures_per_fact": {b: float(per) for b in buckets}, "fact_bits": fact_bits}
+    written = tasks.write_tasks(tmp / "tasks", {}, None, bios.heldout_documents(persons, spec), regime)
+    for path in (tmp / "tasks").glob("*.yaml"):
+        path.write_text(path.read_text().replace(str(tmp.resolve()), str(final.resolve())))
+    return {
+        "kind": "knowledge", "profile": "bios", "tokenizer": spec["tokenizer"],
+        "vocab_size": profile.word_vocab_size() if spec["tokenizer"] == "word" else None,
+        "spec": spec, "tokens": int(len(tokens)), "documents": stats["documents"],
+        "tokens_per_document": stats["tokens_per_document"], "entities": spec["entities"],
+        "value_counts": value_counts, "buckets": buckets, "fact_bits": fact_bits,
+        "bits_per_person": profile.bits_per_person(), "name_space": profile.NAME_SPACE,
+        "tasks": {name: p.replace(str(tmp.resolve()), str(final.resolve())) for name, p in written.items()
+                  if name.startswith("longtail_heldout")},
+    }
+
+
 def _write(spec: dict, tmp: Path, final: Path) -> dict:
+    if spec.get("profile") == "bios":
+        return _write_bios(spec, tmp, final)
     if spec["kind"] == "files":
         tokens = files.tokenize(spec)
         np.save(tmp / "tokens.npy", tokens)
-        return {"kind": "files", "spec": spec, "tokens": int(len(tokens)), "documents": None}
+        return {"kind": "files", "tokenizer": "byte", "spec": spec, "tokens": int(len(tokens)), "documents": None}
     tokens, entities, stats = knowledge.generate(spec)
     np.save(tmp / "tokens.npy", tokens)
     exposures = stats["exposures"]
@@ -92,7 +152,8 @@ def _write(spec: dict, tmp: Path, final: Path) -> dict:
     for path in (tmp / "tasks").glob("*.yaml"):
         path.write_text(path.read_text().replace(str(tmp.resolve()), str(final.resolve())))
     return {
-        "kind": "knowledge", "spec": spec, "tokens": int(len(tokens)), "documents": stats["documents"],
+        "kind": "knowledge", "tokenizer": "byte", "spec": spec, "tokens": int(len(tokens)),
+        "documents": stats["documents"],
         "entities": spec["entities"],
         "value_counts": value_counts, "buckets": buckets, "fact_bits": regime["fact_bits"],
         "tasks": {name: p.replace(str(tmp.resolve()), str(final.resolve())) for name, p in written.items()},

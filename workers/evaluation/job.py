@@ -36,11 +36,29 @@ def task_manager(include_path: str | None):
     if key not in _TASK_MANAGERS:
         from lm_eval.tasks import TaskManager
 
+        from workers.compat import on_task_configs
+
         if include_path:
-            _TASK_MANAGERS[key] = TaskManager(include_path=include_path, include_defaults=False)
+            tm = TaskManager(include_path=include_path, include_defaults=False)
+            on_task_configs(tm, lambda config, yaml: _data_paths(config, yaml, Path(include_path)))
+            _TASK_MANAGERS[key] = tm
         else:
             _TASK_MANAGERS[key] = TaskManager()
     return _TASK_MANAGERS[key]
+
+
+_DATA = {"outside_ok": False}  # the job's eval.data_outside_task_folder (one job at a time per daemon)
+
+
+def _data_paths(config: dict, yaml: Path, root: Path) -> dict:
+    """A local task's data paths against its own folder, whatever this daemon's working directory
+    (``moe_schema.taskfiles.data_paths``); a path outside the task folder fails the job in one line."""
+    from moe_schema.taskfiles import TaskFilesError, data_paths
+
+    try:
+        return data_paths(config, yaml.parent, outside_ok=_DATA["outside_ok"], where=yaml.name, root=root)
+    except TaskFilesError as exc:
+        raise bad("job.task.path", str(exc)) from None
 
 
 def check_job(job: dict) -> tuple[dict, int, dict, dict | None]:
@@ -89,6 +107,45 @@ def load_task(task: dict):
         raise bad("job.task.name", f"unknown task {task['name']!r} {where}{did_you_mean(task['name'], sorted(known))}")
     built = tm.load([task["name"]])
     return tm, built["tasks"], bool(built["groups"])
+
+
+def cancellable_requests(tasks: dict, cancelled, progress, every: int = 2000) -> None:
+    """lm-eval builds every request of a task (templates, few-shot contexts) before the LM sees the
+    first: minutes for 10^6 documents without a limit, during which cancel and SIGTERM went
+    unheard. Each task's ``doc_iterator`` and ``construct_requests`` (once per document) check
+    ``cancelled``, and the latter reports progress every ``every`` documents."""
+    from workers.errors import JobCancelled
+
+    for name, task in tasks.items():
+        original = getattr(task, "construct_requests", None)
+        if original is None:
+            continue
+        try:
+            total = len(task.eval_docs)
+        except Exception:  # a task whose documents are not counted up front
+            total = 0
+        count = [0]
+
+        def construct(*args, _original=original, _name=name, _count=count, _total=total, **kwargs):
+            if cancelled is not None and cancelled.is_set():
+                raise JobCancelled(f"cancelled while building the requests of {_name} "
+                                   f"({_count[0]} of {_total or '?'} documents)")
+            _count[0] += 1
+            if _count[0] % every == 0:
+                progress(_count[0], _total, f"{_name}: building requests")
+            return _original(*args, **kwargs)
+
+        task.construct_requests = construct
+        iterate = getattr(task, "doc_iterator", None)
+        if iterate is not None:  # lm-eval lists every document first: check there too
+
+            def doc_iterator(*args, _iterate=iterate, _name=name, **kwargs):
+                for i, item in enumerate(_iterate(*args, **kwargs)):
+                    if i % 256 == 0 and cancelled is not None and cancelled.is_set():
+                        raise JobCancelled(f"cancelled while reading the documents of {_name}")
+                    yield item
+
+            task.doc_iterator = doc_iterator
 
 
 def aggregation_names(task_obj) -> dict[str, str]:
@@ -178,7 +235,9 @@ def _env_info_once() -> None:
 def run(job: dict, loaded, progress, cancelled) -> dict:
     """Evaluate ``loaded`` (model, tokenizer, routing_session) on ``job["task"]``; see the module doc."""
     task, seed, options, shard = check_job(job)
+    _DATA["outside_ok"] = bool(options.get("data_outside_task_folder", False))
     tm, tasks, is_group = load_task(task)
+    cancellable_requests(tasks, cancelled, progress)
 
     import lm_eval
     import torch
@@ -186,16 +245,14 @@ def run(job: dict, loaded, progress, cancelled) -> dict:
     from workers.evaluation import quiet_git
     _env_info_once()
 
-    from workers.evaluation.lm import HarnessLM
-
     quiet_git.install()
 
-    lm = HarnessLM(
-        loaded.model, loaded.tokenizer,
-        routing_session=getattr(loaded, "routing_session", None), progress=progress, cancelled=cancelled,
-        max_batch_tokens=options.get("max_batch_tokens"), prefix_sharing=options.get("prefix_sharing", True),
-        generate_batch_size=options.get("generate_batch_size", 16),
-    )
+    engine = getattr(loaded, "engine", None)
+    if engine is None:  # a Loaded made by hand (tests): the transformers engine
+        from workers.engines import get
+
+        engine = get("transformers")
+    lm = engine.lm(loaded, progress=progress, cancelled=cancelled, options=options)
     if shard is not None:
         lm.only_docs = lambda doc_id: doc_id % shard["count"] == shard["index"]
     start = time.perf_counter()

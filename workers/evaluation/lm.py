@@ -12,6 +12,15 @@ log-likelihood matches ``hf`` to float precision. Scoring is faster:
 
 Prefix sharing is exact only when routing is causal (a token's experts do not depend on later
 tokens); with a non-causal routing session every request runs as one full row, like ``hf``.
+
+Routing telemetry counts the tokens every request feeds the model, as if it ran alone, whatever
+the batching (the same definition on every engine, so engines can be compared layer by layer):
+
+- a loglikelihood request: its window ``(context + continuation)[:-1]`` (``batching.window``),
+  each token once, so a context shared by n requests counts n times; padding never;
+- a generation request: its prompt (after left truncation) and every generated token but the
+  last, the one at which it stopped (a stop sequence completed, EOS, or ``max_gen_toks``): a row
+  that stopped counts nothing more while the rest of its batch goes on; padding never.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +46,7 @@ from lm_eval.models.utils import (
     resolve_max_length,
 )
 from lm_eval.models.utils_hf import stop_sequences_criteria
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from workers.errors import JobCancelled
 from workers.evaluation.batching import Group, group_requests, plan_batches, window
@@ -211,13 +222,27 @@ class HarnessLM(TemplateLM):
             kw["attention_mask"], kw["position_ids"] = self._block_mask(batch, rows, width)
         # else: right padding and no mask, as lm-eval does (real tokens never attend to pads)
         first = min(len(g.context) - 1 for g in batch)  # first scored position of any row
-        out = self._forward(ids.to(self.device), width - first, **kw)
+        with self._counting(_window_counts(batch, rows, width)):
+            out = self._forward(ids.to(self.device), width - first, **kw)
         logp = F.log_softmax(out.logits, dim=-1)  # [rows, kept positions, vocab]
         offset = width - logp.shape[1]
         for gi, (g, (_, _, positions)) in enumerate(zip(batch, rows)):
             for member, cont, pos in zip(g.members, g.conts, positions):
                 index = torch.tensor(pos, device=logp.device) - offset
                 yield member, self._answer(logp[gi, index], cont)
+
+    @contextmanager
+    def _counting(self, counted: torch.Tensor):
+        """Count the forwards inside as ``counted`` says in the routing telemetry (``RoutingContext``)."""
+        context = getattr(self.routing_session, "context", None)
+        if context is None or not hasattr(context, "counted"):  # dense, or another engine's session
+            yield
+            return
+        context.counted = counted.to(self.device)  # once here, not in every MoE layer
+        try:
+            yield
+        finally:
+            context.counted = None
 
     def _block_mask(self, batch, rows, width):
         """Additive ``[rows, 1, width, width]`` mask and position ids of packed rows: context causal;
@@ -239,10 +264,12 @@ class HarnessLM(TemplateLM):
         return mask[:, None].to(self.device), pos.to(self.device)
 
     def _answer(self, logp: torch.Tensor, cont) -> tuple[float, bool]:
-        """``(sum of log p(cont), whether greedy decoding gives cont)`` from ``[len(cont), vocab]`` log-probs."""
+        """``(sum of log p(cont), whether greedy decoding gives cont)`` from ``[len(cont), vocab]`` log-probs.
+        The per-token log-probs are summed in float64: a float32 sum over a 500-token window rounds
+        by ~1e-4 nats, more than the two engines' per-token difference (~1e-6) adds up to."""
         target = torch.tensor(cont, dtype=torch.long, device=logp.device)
         greedy = bool((logp.argmax(dim=-1) == target).all())
-        return float(logp.gather(1, target[:, None]).sum()), greedy
+        return float(logp.gather(1, target[:, None]).double().sum()), greedy
 
     def _rolling(self, requests) -> list[float]:
         """Whole-document log-likelihood over disjoint windows, as ``HFLM.loglikelihood_rolling``."""
@@ -291,12 +318,19 @@ class HarnessLM(TemplateLM):
         self.stats["requests"] += len(requests)
         return results
 
-    def _generate(self, args: list[tuple[str, dict]], eos: str) -> list[str]:
+    #: positions beyond ``max_length`` that a generation's prompt and new tokens share (0 here; vLLM's
+    #: window is ``max_model_len - 1``, its prompt and new tokens share all of ``max_model_len``)
+    generation_room = 0
+
+    def _generation_request(self, args: list[tuple[str, dict]], eos: str):
+        """What both engines' ``_generate`` start from: the batch's contexts, its generation kwargs
+        (lm-eval's normalisation), stop sequences, new-token budget, prompt budget (left truncation)
+        and tokenizer options (no second BOS where the context carries one)."""
         contexts = [a[0] for a in args]
         kwargs = normalize_gen_kwargs(dict(args[0][1]), self.max_gen_toks)
         until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
         max_gen = kwargs.pop("max_gen_toks")
-        max_ctx = self.max_length - max_gen
+        max_ctx = self.max_length + self.generation_room - max_gen
         if max_ctx <= 0:
             raise ValueError(f"max_gen_toks {max_gen} leaves no room in max_length {self.max_length}")
         special = {}
@@ -304,6 +338,10 @@ class HarnessLM(TemplateLM):
             special = {"add_special_tokens": False}
         elif self.add_bos_token is not None:
             special = {"add_special_tokens": self.add_bos_token}
+        return contexts, kwargs, until, max_gen, max_ctx, special
+
+    def _generate(self, args: list[tuple[str, dict]], eos: str) -> list[str]:
+        contexts, kwargs, until, max_gen, max_ctx, special = self._generation_request(args, eos)
         old_side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "left"
         try:
@@ -316,11 +354,13 @@ class HarnessLM(TemplateLM):
             kwargs["do_sample"] = False
             kwargs.pop("temperature", None)
         self.stats["tokens"] += ids.numel()
-        with torch.no_grad():
+        running = torch.ones(ids.shape[0], dtype=torch.long, device=self.device)  # rows still generating: counted
+        stop = _CountUntilStop(stop_sequences_criteria(self.tokenizer, until, ids.shape[1], ids.shape[0]),
+                               self.model.generation_config.eos_token_id, running)
+        with torch.no_grad(), self._counting(running):
             out = self.model.generate(
                 input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                max_length=ids.shape[1] + max_gen,
-                stopping_criteria=stop_sequences_criteria(self.tokenizer, until, ids.shape[1], ids.shape[0]),
+                max_length=ids.shape[1] + max_gen, stopping_criteria=StoppingCriteriaList([stop]),
                 pad_token_id=self.tokenizer.pad_token_id, use_cache=True, **kwargs,
             )
         texts = []
@@ -328,3 +368,37 @@ class HarnessLM(TemplateLM):
             text = self.tokenizer.decode(row, skip_special_tokens=True)
             texts.append(postprocess_generated_text(generation=text, stop=until, think_end_token=None))
         return texts
+
+
+def _window_counts(batch: list[Group], rows, width: int) -> torch.Tensor:
+    """(rows, width) telemetry counts of a loglikelihood batch: a group's context once per member
+    (each request's window holds it), a continuation's tokens once, padding never."""
+    counted = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (g, (tokens, segments, _)) in enumerate(zip(batch, rows)):
+        seg = torch.tensor(segments, dtype=torch.long)
+        counted[i, : len(tokens)] = torch.where(seg == 0, len(g.members), 1)
+    return counted
+
+
+class _CountUntilStop(StoppingCriteria):
+    """lm-eval's stop-sequence criteria, unchanged (a batch stops when every row has met one), and
+    the telemetry's per-row stop: a row that has met its stop sequence, or whose last token is EOS,
+    is marked 0 in ``running``, so the token it stopped at and what the batch feeds it afterwards
+    are not counted (vLLM stops each request there)."""
+
+    def __init__(self, criteria: StoppingCriteriaList, eos, running: torch.Tensor):
+        self.criteria = list(criteria)
+        self.eos = torch.tensor([eos] if isinstance(eos, int) else list(eos or []), dtype=torch.long)
+        self.running = running
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        is_done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        stopped = torch.zeros(input_ids.shape[0], dtype=torch.bool)
+        for criterion in self.criteria:
+            is_done = is_done | criterion(input_ids, scores, **kwargs)
+            tracker = getattr(criterion, "done_tracker", None)  # lm-eval's MultiTokenEOSCriteria: per row
+            stopped |= torch.tensor(tracker, dtype=torch.bool) if tracker is not None else is_done.cpu()
+        if self.eos.numel():
+            stopped |= torch.isin(input_ids[:, -1].cpu(), self.eos)
+        self.running.mul_((~stopped).long().to(self.running.device))
+        return is_done

@@ -89,6 +89,8 @@ def _prefill_peak(ctx: ProbeContext, batch: int, length: int) -> tuple[int, int 
 
 def run(config, ctx: ProbeContext) -> list[dict]:
     shape = ctx.shape
+    if hasattr(ctx, "memory_point"):  # an engine that allocates its own KV cache (vLLM)
+        return _engine_rows(config, ctx)
     weights = _weights_bytes(ctx.model)
     points = [(b, c) for b in config.batch_sizes for c in config.context_lengths]
     rows = []
@@ -100,6 +102,25 @@ def run(config, ctx: ProbeContext) -> list[dict]:
             "weights_bytes": weights, "weights_method": "computed: parameter and buffer bytes",
             "kv_cache_bytes": kv, "kv_cache_method": "measured: StaticCache tensor bytes",
             "kv_cache_bytes_analytic": shape.kv_bytes_per_token() * batch * length,
+            "activations_peak_bytes": activations, "activations_method": method,
+            "peak_bytes": weights + kv + (activations or 0),
+        })
+        ctx.progress(i + 1, len(points), f"memory batch {batch} context {length}")
+    return rows
+
+
+def _engine_rows(config, ctx) -> list[dict]:
+    """The same rows on an engine that holds its weights and a KV cache of fixed size itself."""
+    points = [(b, c) for b in config.batch_sizes for c in config.context_lengths]
+    rows = []
+    for i, (batch, length) in enumerate(points):
+        ctx.check_cancelled()
+        weights, kv, activations, method = ctx.memory_point(batch, length)
+        rows.append({
+            "phase": "prefill", "batch_size": batch, "context": length, "prompt_length": length,
+            "weights_bytes": weights, "weights_method": "computed: the engine model's parameter and buffer bytes",
+            "kv_cache_bytes": kv, "kv_cache_method": "allocated: the engine's KV cache (kv_cache_memory_bytes)",
+            "kv_cache_bytes_analytic": ctx.shape.kv_bytes_per_token() * batch * length,
             "activations_peak_bytes": activations, "activations_method": method,
             "peak_bytes": weights + kv + (activations or 0),
         })

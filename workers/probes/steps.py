@@ -67,6 +67,15 @@ class ProbeContext:
         self._compiled = None
         self._stream: torch.Tensor | None = None
 
+    def extra(self, phase: str, batch: int, length: int, samples: list[float]) -> dict:
+        """Row fields the serving view adds: time to first token (a prefill of the batch) and time
+        per output token (a decode step), in seconds at the median."""
+        from workers.probes.timer import percentile
+
+        median = percentile(samples, 50) if samples else None
+        return {"ttft_s": median if phase == "prefill" else None,
+                "tpot_s": median if phase == "decode" else None}
+
     def check_cancelled(self) -> None:
         if self.cancelled is not None and self.cancelled.is_set():
             raise JobCancelled("probe cancelled")
@@ -109,6 +118,7 @@ class ProbeContext:
             with ExpertCensus(model) as census:
                 forward()
             for i in range(warmup + repeats):
+                self.check_cancelled()  # per forward, not per row: a row of large batches takes minutes
                 cache.reset()
                 self.timer.sync()
                 t = self.timer.time(forward)
@@ -143,6 +153,7 @@ class ProbeContext:
                 rewind(cache, context)
                 times = []
                 for i in range(new_tokens):
+                    self.check_cancelled()
                     pos.fill_(context + i)
                     pos_ids.fill_(context + i)
                     if timed:
@@ -241,4 +252,5 @@ def timed_row(ctx: ProbeContext, phase: str, batch: int, length: int, samples: l
         "experts_touched_uniform": (roofline.expected_experts_touched(shape.num_experts, shape.top_k, uniform_tokens)
                                     if shape.moe else None),
         "experts_per_token": per_token,
+        **ctx.extra(phase, batch, length, samples),
     }

@@ -111,6 +111,9 @@ def _capture_inputs(model: nn.Module, context: RoutingContext, session: RoutingS
         context.clear()
         mask = kwargs.get("attention_mask")
         context.attention_mask = mask if isinstance(mask, torch.Tensor) else None
+        for name in ("position_ids", "cache_position"):
+            value = kwargs.get(name)
+            setattr(context, name, value if isinstance(value, torch.Tensor) else None)
 
     def on_embedding(module, args):
         if args and isinstance(args[0], torch.Tensor) and not args[0].is_floating_point():

@@ -13,6 +13,13 @@ of the model. Each layer's ``RoutedGate`` calls ``strategy.route(gate, hidden)``
 A slot of ``Routed.index`` may hold ``gate.num_experts`` (the sentinel: no expert) with weight 0,
 so a token can use fewer experts than the widest token; set ``padded=True`` when it does. The gate
 then makes that exact under every experts implementation (see ``workers/routing/gate.py``).
+
+A strategy that is a rule over the router logits alone (``native``, ``topk``, ``topp``, ``random``,
+``hash``, ``prune``) subclasses ``LogitsRule`` and writes only ``rule(gate, logits) -> (weights,
+index)``: the one definition both engines run. transformers' ``RoutedGate`` computes the logits and
+calls it through ``LogitsRule.route``; vLLM's fused-MoE router calls it from its custom routing
+function (``workers/engines/vllm_routing.py``) with a gate-like view of that layer (the same
+attributes as above; ``token_ids`` from the batch's flattened input ids).
 """
 
 from __future__ import annotations
@@ -72,6 +79,36 @@ class Strategy(ABC):
 
     def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
         """Put back what ``state`` returned (a train job resuming mid-run); nothing by default."""
+
+
+class LogitsRule(Strategy):
+    """A strategy that is a function of one layer's router logits: ``rule`` is all it writes.
+    ``padded``: the rule may leave slots empty (index ``num_experts``, weight 0)."""
+
+    padded: bool = False
+
+    @abstractmethod
+    def rule(self, gate, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(weights, index)``, each ``(tokens, slots)``, from ``logits`` ``(tokens, num_experts)``.
+
+        Top-1 of 4 experts for 2 tokens::
+
+            logits  = [[.1, 2., -1, .3], [1., 0., 0., 0.]]
+            weights = [[1.], [1.]];  index = [[1], [0]]     # renormalised over the one kept expert
+        """
+
+    def route(self, gate, hidden: torch.Tensor) -> Routed:
+        logits = gate.router_logits(hidden)
+        weights, index = self.rule(gate, logits)
+        return Routed(logits, weights, index, padded=self.padded)
+
+
+def native_rule(gate, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The checkpoint's own softmax top-k (k = ``gate.top_k``, renormalised as it does): what the
+    transformers routers of the supported families and vLLM's default CPU router compute."""
+    probs = probabilities(logits)
+    index = torch.topk(probs, gate.top_k).indices
+    return gate_weights(gate, probs, index, None, logits), index
 
 
 ROUTING_STATE = "routing_state.safetensors"  # metadata: {"strategy": name}

@@ -28,14 +28,36 @@ from workers.routing.telemetry import LayerCounts
 
 
 class RoutingContext:
-    """The current batch's input ids and attention mask, captured by hooks on the model."""
+    """The current batch's input ids and attention mask, captured by hooks on the model; and
+    ``counted``, set by the caller (the evaluation LM) for the forwards it runs: how many times each
+    token counts in the telemetry, (batch, seq) per token or (batch,) per row (``token_counts``)."""
 
     def __init__(self):
         self.input_ids: torch.Tensor | None = None
         self.attention_mask: torch.Tensor | None = None
+        self.position_ids: torch.Tensor | None = None
+        self.cache_position: torch.Tensor | None = None
+        self.counted: torch.Tensor | None = None  # not cleared per forward: the caller sets and unsets it
 
     def clear(self) -> None:
-        self.input_ids = self.attention_mask = None
+        self.input_ids = self.attention_mask = self.position_ids = self.cache_position = None
+
+    def token_positions(self, n: int) -> torch.Tensor | None:
+        """(n,) each token's position in its sequence: the call's ``position_ids`` (packed rows pass
+        them), else counted from a 2-D attention mask (left padding), else ``cache_position``."""
+        ids = self.input_ids
+        if ids is None or ids.numel() != n or ids.dim() != 2:
+            return None
+        batch, seq = ids.shape
+        if self.position_ids is not None and self.position_ids.numel() in (n, seq):
+            return self.position_ids.expand(batch, seq).reshape(-1)
+        mask = self.attention_mask
+        if mask is not None and mask.dim() == 2 and mask.shape[0] == batch and mask.shape[1] >= seq:
+            counted = mask.long().cumsum(dim=1) - 1
+            return counted[:, mask.shape[1] - seq:].clamp_min(0).reshape(-1)
+        start = self.cache_position if self.cache_position is not None and self.cache_position.numel() == seq else None
+        positions = start if start is not None else torch.arange(seq, device=ids.device)
+        return positions.expand(batch, seq).reshape(-1)
 
     def token_ids(self, n: int) -> torch.Tensor | None:
         ids = self.input_ids
@@ -50,6 +72,23 @@ class RoutingContext:
         if mask.shape[1] < seq:
             return None
         return mask[:, mask.shape[1] - seq:].reshape(-1).bool()
+
+    def token_counts(self, n: int) -> torch.Tensor | None:
+        """(n,) long: how many times each of the n tokens counts in the telemetry: 0 on padding
+        (``token_mask``), times the caller's ``counted`` when set; None: every token once."""
+        mask = self.token_mask(n)
+        counts = None if mask is None else mask.long()
+        given = self.counted
+        if given is None:
+            return counts
+        if given.dim() == 2 and given.numel() == n:
+            per = given.reshape(-1)
+        elif given.dim() == 1 and given.numel() and n % given.numel() == 0:
+            per = given.repeat_interleave(n // given.numel())
+        else:
+            raise ValueError(f"routing telemetry: counted {tuple(given.shape)} does not fit a forward of {n} tokens")
+        per = per.to(dtype=torch.long, device=mask.device if mask is not None else per.device)
+        return per if counts is None else counts * per
 
 
 class RoutedGate(nn.Module):
@@ -94,11 +133,14 @@ class RoutedGate(nn.Module):
     def token_mask(self, n: int) -> torch.Tensor | None:
         return self.context.token_mask(n)
 
+    def token_positions(self, n: int) -> torch.Tensor | None:
+        return self.context.token_positions(n)
+
     # ---- the router call
     def forward(self, hidden_states: torch.Tensor):
         hidden = hidden_states.reshape(-1, self.weight.shape[1])
         routed: Routed = self.strategy.route(self, hidden)
-        self.counts.record(routed.index, self.token_mask(hidden.shape[0]), routed.dropped, routed.requested)
+        self.counts.record(routed.index, self.context.token_counts(hidden.shape[0]), routed.dropped, routed.requested)
         weights, index = routed.weights, routed.index
         if routed.padded:
             weights, index = self._fit_experts(weights, index)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import torch
 
-from workers.routing.base import Routed, Strategy, check_k, gate_weights, probabilities
+from workers.routing.base import LogitsRule, check_k, gate_weights, probabilities
 
 
-class HashRouting(Strategy):
+class HashRouting(LogitsRule):
     def setup(self, session):
         num_experts = {gate.num_experts for gate in session.gates}
         for gate in session.gates:
@@ -29,12 +29,11 @@ class HashRouting(Strategy):
             table = self._tables[num_experts] = table.to(token_ids.device)
         return table[token_ids]
 
-    def route(self, gate, hidden):
-        ids = gate.token_ids(hidden.shape[0])
+    def rule(self, gate, logits):
+        ids = gate.token_ids(logits.shape[0])
         if ids is None:
             raise ValueError("routing strategy 'hash' needs the input token ids, and this forward "
                              "gave none (inputs_embeds?) or of another shape")
-        logits = gate.router_logits(hidden)
         probs = probabilities(logits)
         index = self.experts_for(ids, gate.num_experts)
-        return Routed(logits, gate_weights(gate, probs, index, self.config.renormalize, logits), index)
+        return gate_weights(gate, probs, index, self.config.renormalize, logits), index

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from workers.routing.base import Routed, Strategy, gate_weights, probabilities
+from workers.routing.base import LogitsRule, Routed, gate_weights, native_rule, probabilities
 
 CALIBRATION_TEXT = (
     "The history of science is the study of the development of science and scientific knowledge, "
@@ -24,7 +24,7 @@ CALIBRATION_TEXT = (
 )
 
 
-class Prune(Strategy):
+class Prune(LogitsRule):
     def setup(self, session):
         cfg = self.config
         gates = session.gates
@@ -92,11 +92,17 @@ class Prune(Strategy):
             logits, weights, index = gate.native(hidden)
             self._counts[gate.position] += torch.bincount(index.reshape(-1).cpu(), minlength=gate.num_experts)
             return Routed(logits, weights, index)
+        return super().route(gate, hidden)
+
+    def rule(self, gate, logits):
+        if self._calibrating:  # an engine without the router module (vLLM): the same softmax top-k
+            weights, index = native_rule(gate, logits)
+            self._counts[gate.position] += torch.bincount(index.reshape(-1).cpu(), minlength=gate.num_experts)
+            return weights, index
         removed = self._removed[gate.position]
-        if removed.device != hidden.device:
-            removed = self._removed[gate.position] = removed.to(hidden.device)
-        logits = gate.router_logits(hidden)
+        if removed.device != logits.device:
+            removed = self._removed[gate.position] = removed.to(logits.device)
         probs = probabilities(logits.masked_fill(removed, -math.inf))
         # rank removed experts below any kept one, even a kept one whose probability underflowed to 0
         index = torch.topk(probs.masked_fill(removed, -math.inf), self._k[gate.position]).indices
-        return Routed(logits, gate_weights(gate, probs, index, self.config.renormalize, logits), index)
+        return gate_weights(gate, probs, index, self.config.renormalize, logits), index

@@ -2,7 +2,8 @@
 
 Counters live on the model's device and are updated with ``scatter_add_`` (a bincount that never
 waits for the device); they reach the CPU only in ``as_dict``. Padding tokens (attention mask 0)
-are not counted when the mask is known.
+are not counted when the mask is known; a token may count more than once (``counted``: an evaluation
+counts a shared prompt prefix once per request that shares it, see ``workers.evaluation.lm``).
 
 Per layer: tokens per expert, experts per token (mean and histogram), dropped assignments, and
 load balance over the experts: max/mean load, coefficient of variation (std/mean), and the
@@ -37,16 +38,18 @@ class LayerCounts:
         return self._t
 
     @torch.no_grad()
-    def record(self, index: torch.Tensor, token_mask: torch.Tensor | None,
+    def record(self, index: torch.Tensor, counted: torch.Tensor | None,
                dropped: torch.Tensor | None, requested: int) -> None:
-        """``index``: (tokens, slots) expert ids (num_experts = empty slot); ``token_mask``: (tokens,)
-        bool or None; ``dropped``: (tokens,) dropped assignments or None."""
+        """``index``: (tokens, slots) expert ids (num_experts = empty slot); ``counted``: (tokens,)
+        bool mask or integer counts (how many times each token counts), None: each once;
+        ``dropped``: (tokens,) dropped assignments or None."""
         t = self._tensors(index.device)
         e = self.num_experts
         index = index.clamp(0, e)
-        counted = torch.ones(index.shape[0], dtype=torch.long, device=index.device)
-        if token_mask is not None:
-            counted = token_mask.to(device=index.device, dtype=torch.long)
+        if counted is None:
+            counted = torch.ones(index.shape[0], dtype=torch.long, device=index.device)
+        else:
+            counted = counted.to(device=index.device, dtype=torch.long)
         used = (index < e).long() * counted[:, None]
         t["experts"].scatter_add_(0, index.reshape(-1), used.reshape(-1))
         t["per_token"].scatter_add_(0, (index < e).sum(dim=1).clamp(max=e), counted)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from workers.routing.base import Routed, Strategy, check_k, gate_weights, probabilities
+from workers.routing.base import LogitsRule, check_k, gate_weights, probabilities
 
 
-class TopK(Strategy):
+class TopK(LogitsRule):
     def setup(self, session):
         for gate in session.gates:
             check_k(gate, self.config.k, "'topk'")
 
-    def route(self, gate, hidden):
-        logits = gate.router_logits(hidden)
+    def rule(self, gate, logits):
         probs = probabilities(logits)
         index = torch.topk(probs, self.config.k).indices  # over the experts (last) axis
-        return Routed(logits, gate_weights(gate, probs, index, self.config.renormalize, logits), index)
+        return gate_weights(gate, probs, index, self.config.renormalize, logits), index

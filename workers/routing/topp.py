@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import torch
 
-from workers.routing.base import Routed, Strategy, check_k, gate_weights, probabilities
+from workers.routing.base import LogitsRule, check_k, gate_weights, probabilities
 
 
-class TopP(Strategy):
+class TopP(LogitsRule):
+    padded = True
+
     def setup(self, session):
         for gate in session.gates:
             check_k(gate, self.config.min_k, "'topp' (min_k)")
 
-    def route(self, gate, hidden):
+    def rule(self, gate, logits):
         cfg = self.config
-        logits = gate.router_logits(hidden)
         probs = probabilities(logits)
         width = min(cfg.max_k or gate.num_experts, gate.num_experts)
         sorted_probs, order = probs.sort(descending=True)  # over the experts (last) axis
@@ -28,4 +29,4 @@ class TopP(Strategy):
             keep = before < cfg.p
         keep |= rank < cfg.min_k
         index = order.masked_fill(~keep, gate.num_experts)
-        return Routed(logits, gate_weights(gate, probs, index, cfg.renormalize, logits), index, padded=True)
+        return gate_weights(gate, probs, index, cfg.renormalize, logits), index

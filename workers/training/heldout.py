@@ -50,11 +50,15 @@ def heldout_documents(meta: dict, docs: int) -> dict[str, list[str]] | None:
     return out
 
 
-def make_batch(texts: list[str], max_len: int, prefix_id: int = EOS_ID) -> tuple[np.ndarray, np.ndarray]:
+def _bytes(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+
+
+def make_batch(texts: list[str], max_len: int, prefix_id: int = EOS_ID, encode=_bytes) -> tuple[np.ndarray, np.ndarray]:
     """``(ids, mask)``: each row the prefix token + the document's bytes, right-padded (causal
     attention: padding on the right changes no earlier position); ``mask`` marks the predicted
     positions (every byte, none of the padding), all cut to ``max_len`` tokens."""
-    rows = [np.concatenate([[prefix_id], np.frombuffer(t.encode("utf-8"), dtype=np.uint8)])[:max_len]
+    rows = [np.concatenate([[prefix_id], encode(t)])[:max_len]
             .astype(np.int64) for t in texts]
     width = max(len(r) for r in rows)
     ids = np.full((len(rows), width), EOS_ID, dtype=np.int64)
@@ -75,11 +79,13 @@ class HeldoutEval:
                         for k, (ids, mask) in batches.items()}
 
     @classmethod
-    def create(cls, meta: dict, docs: int, max_len: int, device, prefix_id: int = EOS_ID) -> HeldoutEval | None:
+    def create(cls, meta: dict, docs: int, max_len: int, device, prefix_id: int = EOS_ID,
+               encode=_bytes) -> HeldoutEval | None:
+        """``encode(text) -> ids``: the corpus tokenizer's (bytes unless the corpus says otherwise)."""
         texts = heldout_documents(meta, docs)
         if not texts or not all(texts.values()):
             return None
-        return cls({k: make_batch(v, max_len, prefix_id) for k, v in texts.items()}, device)
+        return cls({k: make_batch(v, max_len, prefix_id, encode) for k, v in texts.items()}, device)
 
     def loss(self, model, autocast: dict) -> dict[str, float]:
         """``{kind: mean nats per predicted token}``; the model is left in the mode it was in."""

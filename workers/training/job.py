@@ -25,6 +25,7 @@ import shutil
 import time
 import uuid
 
+import numpy as np
 import torch
 
 from moe_schema import protocol
@@ -40,6 +41,7 @@ from workers.training.heldout import HeldoutEval, curve_steps
 from workers.training.losses import RouterLosses, lm_loss
 from workers.training.schedule import lr_at
 from moe_schema.devices import table_peaks
+from moe_schema.locks import KeyLock
 from moe_schema.train import TrainSpecError, check_train_job, resume_dir, train_key, trained_dir
 
 def peak_flops(device: torch.device) -> tuple[float | None, str | None]:
@@ -73,6 +75,21 @@ def run(job: dict, host, progress, cancelled) -> dict:
     except TrainSpecError as exc:
         raise _bad(exc) from None
     home = getattr(host, "home", None)
+    # one trainer per train key on this host: two runs sharing a home shared its resume folder
+    # and deleted each other's files; the second waits, then finds the checkpoint and reuses it
+    rdir = resume_dir(job, home)
+    lock = KeyLock(rdir.with_name(rdir.name + ".lock"))
+    if not lock.try_acquire():
+        progress(0, 1, "waiting for another trainer of this key on this host")
+        if not lock.acquire(stop=cancelled.is_set):
+            raise JobCancelled("train job cancelled while another trainer of its key ran on this host")
+    try:
+        return _run_locked(job, host, progress, cancelled, train, corpus_spec, seed, home)
+    finally:
+        lock.release()
+
+
+def _run_locked(job, host, progress, cancelled, train, corpus_spec, seed, home) -> dict:
     final = trained_dir(job, home)
     if (final / "train.json").is_file():
         result = json.loads((final / "train.json").read_text())
@@ -97,12 +114,16 @@ def run(job: dict, host, progress, cancelled) -> dict:
         session = apply_routing(model, variant["routing"])
     params = count_params(model)
     strategy = session.strategy if session is not None else None
+    encode = None
+    if corpus.meta.get("tokenizer") == "word":  # the corpus's own tokenizer replaces the build's bytes
+        tokenizer = corpus_tokenizer(corpus, model)
+        encode = lambda text: np.asarray(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
     heldout = None
     if train["heldout_points"] and corpus.meta.get("kind") == "knowledge":
         prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         heldout = HeldoutEval.create(corpus.meta, train["heldout_docs"],
                                      int(getattr(model.config, "max_position_embeddings", 0) or 1 << 30), device,
-                                     prefix)
+                                     prefix, **({"encode": encode} if encode else {}))
     result = _train(job, model, batches, train, seed, params, device, progress, cancelled, home, strategy,
                     heldout)
     routing_state = {}
@@ -115,16 +136,57 @@ def run(job: dict, host, progress, cancelled) -> dict:
                        "checkpoint": str(final), "source": "trained", "train_key": train_key(job),
                        "num_layers": model.config.num_hidden_layers, "hidden_size": model.config.hidden_size,
                        "num_experts": params["num_experts"], "dtype": "float32"}
+    if corpus.meta.get("profile") == "bios":
+        result["capacity"] = measure_capacity(model, corpus, device)
     reg = regime(corpus.meta, result["train"]["tokens"], params)
     result["corpus"] = {"path": str(corpus.path), "kind": corpus.meta["kind"], "tokens": corpus.meta["tokens"],
                         "tasks": corpus.meta.get("tasks"), "buckets": corpus.meta.get("buckets"),
                         "value_counts": corpus.meta.get("value_counts"), "entities": corpus.meta.get("entities"),
                         "regime": reg, "tokens_per_param": reg["tokens_per_param"],
                         "exposures_per_fact": reg.get("exposures_per_fact"), "fact_bits": reg.get("fact_bits"),
-                        "capacity_bits": reg.get("capacity_bits_at_2_per_param")}
+                        "capacity_bits": reg.get("capacity_bits_at_2_per_param"),
+                        "tokenizer": corpus.meta.get("tokenizer", "byte"), "profile": corpus.meta.get("profile"),
+                        "tokens_per_document": corpus.meta.get("tokens_per_document")}
     _save_final(final, model, tokenizer, result, routing_state, variant.get("routing"))
     shutil.rmtree(resume_dir(job, home), ignore_errors=True)
     return result
+
+
+def corpus_tokenizer(corpus, model):
+    """The word tokenizer a ``tokenizer: word`` corpus saved, checked against the model's vocabulary."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(corpus.path / "tokenizer"))
+    if model.config.vocab_size < len(tokenizer):
+        raise _bad(ValueError(f"variant.build.config.vocab_size: {model.config.vocab_size} is smaller than the "
+                              f"corpus's word tokenizer ({len(tokenizer)} tokens)"))
+    return tokenizer
+
+
+def measure_capacity(model, corpus, device) -> dict:
+    """Allen-Zhu & Li's capacity scoring over every person of a bios corpus (``workers.training.capacity``)."""
+    from workers.corpora.bios import load_persons
+    from workers.training.capacity import measure
+
+    persons = load_persons(corpus.path / "persons.npz")
+    was = model.training
+    model.eval()
+    try:
+        return measure(lambda ids: model(input_ids=ids).logits, persons, corpus.meta["spec"]["seed"],
+                       corpus.meta.get("tokenizer", "byte"), device)
+    finally:
+        model.train(was)
+
+
+def step_loss(model, batch, router, train: dict, autocast: dict) -> tuple:
+    """The training objective of one batch: ``(total, lm, balance, z)``; ``total`` is what is
+    differentiated: LM loss, plus for MoE builds ``aux_loss_coef * balance + z_loss_coef * z``."""
+    with torch.autocast(**autocast):
+        logits = model(input_ids=batch[:, :-1]).logits
+    loss = lm_loss(logits, batch[:, 1:])
+    balance, z = router.pop()
+    total = loss + train["aux_loss_coef"] * balance + train["z_loss_coef"] * z if router.moe else loss
+    return total, loss, balance, z
 
 
 def _param_groups(model, weight_decay: float) -> list[dict]:
@@ -166,11 +228,8 @@ def _train(job, model, batches, train, seed, params, device, progress, cancelled
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = torch.from_numpy(batches.at(step)).to(device)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_autocast):
-                logits = model(input_ids=batch[:, :-1]).logits
-            loss = lm_loss(logits, batch[:, 1:])
-            balance, z = router.pop()
-            total = loss + train["aux_loss_coef"] * balance + train["z_loss_coef"] * z if router.moe else loss
+            total, loss, balance, z = step_loss(model, batch, router, train,
+                                                dict(device_type=device.type, dtype=amp_dtype, enabled=use_autocast))
             total.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), train["grad_clip"])
             optimizer.step()

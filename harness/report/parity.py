@@ -1,0 +1,348 @@
+"""Engine parity: one build evaluated on two engines (transformers and vLLM), document by document.
+
+Variants that differ only in their engine (same build, routing, dtype, loading options: the variant
+spec without ``name`` and ``engine``) form a parity group; each other engine is set against the
+transformers variant (else the first). Per task:
+
+- **loglikelihood**: every request's loglikelihood (``samples[].loglikelihoods``: one per choice of
+  a multiple-choice document, one per document of a perplexity task) on both engines; the paired
+  per-document difference (the mean over a document's requests, other engine − reference) with its
+  95% CI from the paired bootstrap over documents (``harness.report.bootstrap.paired_bootstrap``),
+  and the largest |Δ| of any request;
+- **generations**: documents whose generated text (``samples[].responses``) is identical, out of N;
+- **routing**: MoE layers whose telemetry (tokens per expert) is equal on both engines, out of L.
+  Both engines count the same tokens (``workers.evaluation.lm``): every token each request feeds the
+  model as if it ran alone, so equal routing shows as equal counts; where the totals differ (a
+  generation stopped at another step, a request cut to another window) both are shown.
+
+A loglikelihood |Δ| beyond the dtype's tolerance (``TOLERANCE``), and in float32 any generation that
+differs, is flagged in the report's first lines: the check lm-eval#3712 and vllm#31202 lacked.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from harness.report.bootstrap import paired_bootstrap
+from harness.report.run import Run, telemetry
+from harness.report.tables import Table, fmt_num
+from moe_schema.engines import TRANSFORMERS
+from moe_schema.hashing import canonical_json
+
+#: (atol, rtol): a request's loglikelihoods on two engines may differ by atol + rtol × |loglikelihood|
+#: nats, as numpy's isclose. float32: the engines sum the same products in other orders; per token the
+#: logprobs agree within about 1e-6, and both engines sum a request's per-token logprobs in float64 (a
+#: float32 sum over a 500-token window alone rounds by ~1e-4), so a whole perplexity document stays
+#: within 1e-5 (8.1e-6 measured on suites/engines.yaml): atol 1e-4, no rtol. bfloat16 keeps 8 mantissa bits and
+#: the engines' kernels round differently at every layer (0.36 nats measured on tiny builds): its bound
+#: catches a broken engine, not rounding. float16 keeps 11 bits, 8 times finer than bfloat16.
+TOLERANCE = {"float32": (1e-4, 0.0), "float16": (0.0625, 8e-3), "bfloat16": (0.5, 0.0625)}
+#: how a disagreement beyond tolerance opens its line (the card shows these lines)
+DISAGREE = "ENGINES DISAGREE"
+#: dtypes whose greedy generations must be identical on both engines (a differing one is flagged)
+EXACT_GENERATIONS = ("float32",)
+
+
+def engine_of(run: Run, variant: str) -> str:
+    """The engine a variant ran on: its spec's ``engine``, else what its results say, else transformers."""
+    engine = run.spec(variant).get("engine")
+    if isinstance(engine, dict) and isinstance(engine.get("name"), str):
+        return engine["name"]
+    for r in run.ok(None, variant):
+        if isinstance(r.get("engine"), dict) and isinstance(r["engine"].get("name"), str):
+            return r["engine"]["name"]
+    return TRANSFORMERS
+
+
+def engine_version(run: Run, variant: str) -> str:
+    for r in run.ok(None, variant):
+        if isinstance(r.get("engine"), dict) and r["engine"].get("version"):
+            return str(r["engine"]["version"])
+    return ""
+
+
+def engines_in(run: Run) -> list[str]:
+    return list(dict.fromkeys(engine_of(run, v) for v in run.variants))
+
+
+def groups(run: Run) -> list[tuple[str, list[str]]]:
+    """(reference variant, [the same build's variants on other engines]) for every build evaluated on
+    two or more engines; the reference runs on transformers where one does."""
+    by_build: dict[str, list[str]] = {}
+    for v in run.variants:
+        spec = run.spec(v)
+        if not spec or not run.ok("evaluate", v):
+            continue
+        what = canonical_json({k: x for k, x in spec.items() if k not in ("name", "engine")})
+        by_build.setdefault(what, []).append(v)
+    out = []
+    for members in by_build.values():
+        if len({engine_of(run, v) for v in members}) < 2:
+            continue
+        ref = next((v for v in members if engine_of(run, v) == TRANSFORMERS), members[0])
+        out.append((ref, [v for v in members if v != ref and engine_of(run, v) != engine_of(run, ref)]))
+    return out
+
+
+def _loglikelihoods(samples: list) -> dict:
+    return {s["doc_id"]: s["loglikelihoods"] for s in samples
+            if isinstance(s, dict) and "doc_id" in s and isinstance(s.get("loglikelihoods"), list)}
+
+
+def _responses(samples: list) -> dict:
+    return {s["doc_id"]: s["responses"] for s in samples
+            if isinstance(s, dict) and "doc_id" in s and isinstance(s.get("responses"), list)}
+
+
+def _task_routing(run: Run, variant: str, task: str) -> dict | None:
+    result = run.evaluation(variant, task)
+    return telemetry(result) if result is not None else None
+
+
+def _preemptions(run: Run, variant: str, task: str) -> int:
+    """Requests vLLM preempted and computed again in the variant's evaluation of ``task`` (their
+    tokens were routed, and counted, twice)."""
+    count = ((run.evaluation(variant, task) or {}).get("eval") or {}).get("preemptions")
+    return count if isinstance(count, int) else 0
+
+
+def _tokens(routing: dict | None) -> int | None:
+    """Tokens the telemetry counted (routed through each MoE layer)."""
+    tokens = ((routing or {}).get("summary") or {}).get("tokens")
+    return tokens if isinstance(tokens, int) else None
+
+
+def _layers_equal(a: dict | None, b: dict | None) -> tuple[int, int] | None:
+    """(layers whose tokens-per-expert counts are equal, layers) or None without telemetry on both."""
+    la, lb = (a or {}).get("layers") or [], (b or {}).get("layers") or []
+    if not la or not lb:
+        return None
+    if len(la) != len(lb):
+        return 0, max(len(la), len(lb))
+    same = sum(1 for x, y in zip(la, lb) if x.get("tokens_per_expert") == y.get("tokens_per_expert"))
+    return same, len(la)
+
+
+class Parity:
+    """One build, one task, two engines: the figures of one row."""
+
+    def __init__(self, run: Run, ref: str, other: str, task: str, seed: int = 0):
+        self.ref, self.other, self.task = ref, other, task
+        self.dtype = str(run.spec(ref).get("dtype") or "float32")
+        self.atol, self.rtol = TOLERANCE.get(self.dtype, TOLERANCE["bfloat16"])
+        a, b = run.samples(other).get(task) or [], run.samples(ref).get(task) or []
+        la, lb = _loglikelihoods(a), _loglikelihoods(b)
+        docs = sorted((d for d in set(la) & set(lb) if len(la[d]) == len(lb[d]) and la[d]), key=str)
+        self.docs = len(docs)
+        self.requests = sum(len(lb[d]) for d in docs)
+        self.diff = self.max_abs = self.worst = None
+        self.beyond = 0  # documents with a request beyond the tolerance
+        if docs:
+            per_req = [np.asarray(la[d], dtype=float) - np.asarray(lb[d], dtype=float) for d in docs]
+            allowed = [self.atol + self.rtol * np.abs(np.asarray(lb[d], dtype=float)) for d in docs]
+            self.max_abs = float(max(np.max(np.abs(x)) for x in per_req))
+            # the request closest to (or furthest past) its tolerance: its |Δ| over what it may differ by
+            self.worst = float(max(np.max(np.abs(x) / t) for x, t in zip(per_req, allowed)))
+            self.beyond = sum(1 for x, t in zip(per_req, allowed) if np.any(~(np.abs(x) <= t)))
+            if all(np.all(np.isfinite(x)) for x in per_req):
+                self.diff = paired_bootstrap([float(np.mean(la[d])) for d in docs],
+                                             [float(np.mean(lb[d])) for d in docs], seed=seed)
+        ga, gb = _responses(a), _responses(b)
+        gdocs = set(ga) & set(gb)
+        self.generations = len(gdocs)
+        self.identical = sum(1 for d in gdocs if ga[d] == gb[d])
+        ra, rb = _task_routing(run, other, task), _task_routing(run, ref, task)
+        self.routing = _layers_equal(ra, rb)
+        self.routed_tokens = (_tokens(ra), _tokens(rb))
+        self.preemptions = _preemptions(run, other, task) + _preemptions(run, ref, task)
+        metrics = run.task_metrics(task)
+        self.metric = metrics[0] if metrics else None
+        self.values = tuple(run.metrics(v).get(task, {}).get(self.metric) for v in (other, ref)) if self.metric \
+            else (None, None)
+
+    @property
+    def tolerance(self) -> str:
+        return f"{self.atol:g} + {self.rtol:g}·|ll|" if self.rtol else f"{self.atol:g}"
+
+    @property
+    def loglikelihood_flag(self) -> bool:
+        return self.max_abs is not None and (math.isnan(self.max_abs) or self.beyond > 0)
+
+    @property
+    def generation_flag(self) -> bool:
+        return self.dtype in EXACT_GENERATIONS and self.identical < self.generations
+
+    @property
+    def flagged(self) -> bool:
+        return self.loglikelihood_flag or self.generation_flag
+
+    @property
+    def compared(self) -> bool:
+        return bool(self.docs or self.generations or self.routing)
+
+
+def parity_rows(run: Run, seed: int = 0) -> list[Parity]:
+    out = []
+    for ref, others in groups(run):
+        tasks = list(run.samples(ref))
+        for other in others:
+            for task in tasks:
+                p = Parity(run, ref, other, task, seed=seed)
+                if p.compared:
+                    out.append(p)
+    return out
+
+
+def _engine_label(run: Run, variant: str) -> str:
+    version = engine_version(run, variant)
+    return engine_of(run, variant) + (f" {version}" if version else "")
+
+
+def parity_lines(run: Run, rows: list[Parity]) -> list[str]:
+    """The sentences opening the report: each difference beyond tolerance, or that there is none."""
+    lines = []
+    for p in rows:
+        pair = f"{p.other} against {p.ref}, {p.task}"
+        if p.loglikelihood_flag:
+            lines.append(f"{DISAGREE}: {pair}: loglikelihood max |Δ| {fmt_num(p.max_abs, 3)} is beyond the "
+                         f"{p.dtype} tolerance of {p.tolerance} nats ({p.beyond} of {p.docs} documents).")
+        if p.generation_flag:
+            lines.append(f"{DISAGREE}: {pair}: greedy generations differ on {p.generations - p.identical} of "
+                         f"{p.generations} documents ({p.dtype}: they must be identical).")
+    if rows and not lines:
+        worst = max((p.max_abs for p in rows if p.max_abs is not None), default=None)
+        share = max((p.worst for p in rows if p.worst is not None), default=None)
+        gens = sum(p.generations for p in rows), sum(p.identical for p in rows)
+        tol = ", ".join(sorted({f"{p.dtype} {p.tolerance}" for p in rows}))
+        text = f"Engines agree within tolerance on {len(rows)} build × task comparison(s)"
+        if worst is not None:
+            text += (f": largest loglikelihood |Δ| {fmt_num(worst, 3)}, at most {share:.0%} of what a request may "
+                     f"differ by (tolerance {tol} nats)")
+        if gens[0]:
+            text += f"; generations identical on {gens[1]} of {gens[0]} documents"
+        lines.append(text + ".")
+    return lines
+
+
+def _routing_cell(p: Parity) -> str:
+    if not p.routing:
+        return "-"
+    cell = f"{p.routing[0]} / {p.routing[1]}"
+    a, b = p.routed_tokens
+    if p.routing[0] < p.routing[1] and a is not None and b is not None and a != b:
+        cell += f" ({a} vs {b} tokens counted"
+        if p.preemptions:
+            cell += f"; vLLM preempted and recomputed {p.preemptions} request(s), counted again"
+        cell += ")"
+    return cell
+
+
+def parity_table(run: Run, rows: list[Parity]) -> Table:
+    cols = ["variant", "against", "engines", "task", "dtype", "docs", "requests", "mean Δ loglik", "95% CI",
+            "max |Δ|", "tolerance", "generations identical", "routing layers equal", "metric", "flag"]
+    table = Table("Engine parity", cols, empty="No build was evaluated on two engines.")
+    for p in rows:
+        ci = f"[{p.diff.lo:+.2e}, {p.diff.hi:+.2e}]" if p.diff is not None else "-"
+        metric = "-"
+        if p.metric and all(isinstance(x, (int, float)) for x in p.values):
+            metric = f"{p.metric} {fmt_num(p.values[0])} vs {fmt_num(p.values[1])}"
+        table.rows.append([
+            p.other, p.ref, f"{_engine_label(run, p.other)} vs {_engine_label(run, p.ref)}", p.task, p.dtype,
+            str(p.docs), str(p.requests), f"{p.diff.mean:+.2e}" if p.diff is not None else "-", ci,
+            f"{p.max_abs:.2e}" if p.max_abs is not None else "-", p.tolerance,
+            f"{p.identical} / {p.generations}" if p.generations else "-", _routing_cell(p), metric,
+            "BEYOND TOLERANCE" if p.flagged else ""])
+    if rows:
+        bounds = ", ".join(f"{k} {a:g}" + (f" + {r:g}" if r else "") for k, (a, r) in TOLERANCE.items())
+        table.notes.append("Δ: the other engine's loglikelihood minus the reference's, per document (mean over its "
+                           "requests), 95% CI by the paired bootstrap over documents; max |Δ| over every request. "
+                           "A request may differ by atol + rtol × |its loglikelihood| nats: "
+                           f"{bounds}; in "
+                           f"{', '.join(EXACT_GENERATIONS)} greedy generations must be identical. Routing: MoE "
+                           "layers whose tokens-per-expert counts are equal on both engines. Both count every "
+                           "token each request feeds the model, as if it ran alone: a loglikelihood request its "
+                           "context and continuation but the last token (a context shared by n requests n "
+                           "times), a generation its prompt and its generated tokens but the one it stopped at. "
+                           "Where the engines counted different totals (a generation that stopped at another "
+                           "step, a request cut to another window, a request vLLM preempted and computed again), both are "
+                           "shown.")
+    return table
+
+
+def _native_of(run: Run, variant: str) -> str | None:
+    """The same build on the same engine under its native routing (None: the variant is native)."""
+    spec = run.spec(variant)
+    routing = spec.get("routing") or {}
+    if not routing or (routing.get("name") == "native" and not routing.get("params")):
+        return None
+    want = {k: x for k, x in spec.items() if k not in ("name", "routing")}
+    for v in run.variants:
+        other = run.spec(v)
+        r = other.get("routing") or {"name": "native"}  # None: the checkpoint's own routing
+        if r.get("name") == "native" and not r.get("params") and \
+                {k: x for k, x in other.items() if k not in ("name", "routing")} == want:
+            return v
+    return None
+
+
+def _effect(run: Run, variant: str, native: str, task: str) -> dict:
+    """{doc_id: per-request loglikelihood change} of ``variant`` against ``native``, same engine."""
+    a, b = _loglikelihoods(run.samples(variant).get(task) or []), _loglikelihoods(run.samples(native).get(task) or [])
+    return {d: np.asarray(a[d], dtype=float) - np.asarray(b[d], dtype=float) for d in set(a) & set(b)
+            if len(a[d]) == len(b[d])}
+
+
+def routing_effect_table(run: Run, rows: list[Parity]) -> Table:
+    """Does a routing strategy change the outputs, and the same way on both engines? Per strategy and
+    task: its loglikelihood change against native routing on each engine, and how far apart the two
+    changes are (per request)."""
+    cols = ["variant", "against", "task", "change vs native (reference)", "change vs native (other)",
+            "max |difference of changes|", "changes outputs", "same change"]
+    table = Table("Routing changes the outputs the same way on both engines", cols,
+                  empty="No routing strategy other than native ran on two engines.")
+    for p in rows:
+        ref_native, other_native = _native_of(run, p.ref), _native_of(run, p.other)
+        if ref_native is None or other_native is None:
+            continue
+        ea, eb = _effect(run, p.ref, ref_native, p.task), _effect(run, p.other, other_native, p.task)
+        docs = sorted(set(ea) & set(eb), key=str)
+        if not docs:
+            continue
+        ll = _loglikelihoods(run.samples(p.ref).get(p.task) or [])
+        # each change is a difference of two loglikelihoods, each within tolerance: twice the tolerance
+        same = all(np.all(np.abs(ea[d] - eb[d]) <= 2 * (p.atol + p.rtol * np.abs(np.asarray(ll[d], dtype=float))))
+                   for d in docs)
+        gap = max(float(np.max(np.abs(ea[d] - eb[d]))) for d in docs)
+        size = max(float(np.max(np.abs(ea[d]))) for d in docs)
+        mean = lambda e: float(np.mean([np.mean(e[d]) for d in docs]))  # noqa: E731
+        table.rows.append([p.other, p.ref, p.task, f"{mean(ea):+.3e}", f"{mean(eb):+.3e}", f"{gap:.2e}",
+                           "yes" if size > p.atol else "no", "yes" if same else "NO"])
+    if table.rows:
+        table.notes.append("change vs native: the mean per-document loglikelihood change from the same build's "
+                           "native routing on the same engine; the same change: on every request the two engines' "
+                           "changes differ by at most twice the dtype's tolerance (each change is a difference of "
+                           "two loglikelihoods).")
+    return table
+
+
+def parity_flags(run: Run, rows: list[Parity]) -> list[str]:
+    """Each engine disagreement beyond tolerance among ``rows`` (``parity_rows``), one line each, for
+    the answer card; none in a one-engine run or where the engines agree."""
+    return [line for line in parity_lines(run, rows) if line.startswith(DISAGREE)]
+
+
+def parity_sections(run: Run, rows: list[Parity]) -> list:
+    """The report's engine-parity section from ``rows`` (``parity_rows``), right after the answer, or
+    nothing when no build ran on two engines (a one-engine run's report is unchanged)."""
+    from harness.report.sections import Section
+
+    if not rows:
+        return []
+    return [Section("engine-parity", "Engine parity",
+                    "The same build evaluated on two engines, document by document: the paired loglikelihood "
+                    "difference with its 95% CI and largest value, greedy generations identical out of N, and "
+                    "routing telemetry equal per layer. A difference beyond the dtype's tolerance is flagged here.",
+                    [parity_table(run, rows), routing_effect_table(run, rows)], [], "",
+                    lines=parity_lines(run, rows))]

@@ -1,0 +1,69 @@
+"""suites/capacity.yaml and the claims suite's capacity scale, checked by their own arithmetic: each
+model's shape at each scale, the word vocabulary in every config build, dense twins at the MoE's
+total, and the facts against the builds' capacity at 2 bits/param as the comments say."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.suite import SuiteError, load, parse
+from moe_schema import bios
+from moe_schema.params import count
+
+SUITES = Path(__file__).resolve().parent.parent / "suites"
+
+
+def _params(suite):
+    return {m.name: count(m.build["config"]) for m in suite.models}
+
+
+@pytest.mark.parametrize("scale,hidden,persons", [("tiny", (8, 12, 16), 50), ("gpu", (96, 112, 128), 50_000)])
+def test_capacity_suite_shapes(scale, hidden, persons):
+    suite = load(SUITES / "capacity.yaml", scale=scale)
+    assert suite.corpus["profile"] == "bios" and suite.corpus["tokenizer"] == "word"
+    assert suite.corpus["entities"] == persons
+    params = _params(suite)
+    for m in suite.models:
+        assert m.build["config"]["vocab_size"] == bios.word_vocab_size()  # the word vocabulary, everywhere
+    points = sorted({n[n.index("["):] for n in params})
+    assert len(points) == 2  # 100 and 1000 exposures
+    for point in points:
+        for size, h in zip("sml", hidden):
+            moe, dense = params[f"moe-{size}{point}"], params[f"dense-{size}{point}"]
+            assert next(m for m in suite.models if m.name == f"moe-{size}{point}").build["config"]["hidden_size"] == h
+            assert abs(dense["total"] / moe["total"] - 1) < 0.01  # the MoE at the dense build's total
+    facts = persons * bios.bits_per_person()
+    largest = max(p["total"] for n, p in params.items() if n.startswith("dense"))
+    if scale == "gpu":  # the paper's regime: facts above every dense build's capacity at 2 bits/param
+        assert facts > 2 * largest
+        assert 1_000_000 < largest < 1_200_000 and suite.models[0].build["config"]["num_experts"] == 32
+    else:  # tiny says it sits below: facts below capacity with embeddings counted
+        assert facts < 2 * min(p["total"] for p in params.values())
+
+
+def test_claims_capacity_scale_puts_facts_between_the_twins_capacities():
+    suite = load(SUITES / "claims.yaml", scale="capacity")
+    params = _params(suite)
+    facts = suite.corpus["entities"] * sum(math.log2(100) for _ in suite.corpus["attributes"])
+    assert 2 * params["dense-active"]["total"] < facts < 2 * params["moe"]["total"]
+    assert suite.corpus["zipf"] == 0.0 and suite.corpus["attributes"] == ["birth_year"]
+    assert suite.train["tokens"] >= suite.corpus["tokens"]  # at least one epoch: ~100 exposures each
+
+
+def test_scale_models_refuse_an_unknown_name_and_a_derived_model():
+    data = yaml.safe_load((SUITES / "capacity.yaml").read_text())
+    bad = {**data, "scales": {**data["scales"], "tiny": {**data["scales"]["tiny"], "models": {"moe-x": {"hidden_size": 8}}}}}
+    with pytest.raises(SuiteError, match=r"scales.tiny.models.moe-x: unknown model 'moe-x'"):
+        parse(bad, SUITES / "capacity.yaml")
+    derived = {**data, "scales": {**data["scales"], "tiny": {**data["scales"]["tiny"], "models": {"dense-s": {"hidden_size": 8}}}}}
+    with pytest.raises(SuiteError, match=r"scales.tiny.models.dense-s: only a model with a 'config'"):
+        parse(derived, SUITES / "capacity.yaml")
+
+
+def test_plan_prints_the_bits_arithmetic():
+    lines = bios.plan_lines({"entities": 50_000, "tokenizer": "word"})
+    assert "= 46.592" in lines[1] and "2,329,581 bits" in lines[2] and "160,000,000" in lines[0]

@@ -1,0 +1,132 @@
+"""moe_schema.engines and the routing strategies' engines: the one check of a variant's engine, the
+suite's forms of it, and what vLLM can host, on both sides (no vLLM needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from moe_schema import engines
+from moe_schema.check import SchemaError
+from moe_schema.hashing import model_key
+from moe_schema.routing import ROUTING, engine_refusal
+from moe_schema.variant import check_variant
+
+OK_MOE = {"model_type": "qwen3_moe", "hidden_size": 128, "num_attention_heads": 4, "num_hidden_layers": 2,
+          "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 64, "intermediate_size": 128}
+
+
+def test_missing_engine_is_transformers_and_vllm_fills_its_defaults():
+    assert engines.check_engine("variant.engine", None) == {"name": "transformers", "params": {}}
+    assert engines.check_engine("variant.engine", {"name": "vllm"}) == {
+        "name": "vllm", "params": {"tensor_parallel_size": 1, "kv_cache_bytes": None, "max_model_len": None}}
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"name": "vlm"}, "variant.engine.name: unknown engine 'vlm' (did you mean 'vllm'?); known: transformers, vllm"),
+    ({"name": "vllm", "params": {"tensor_parallel_size": 0}},
+     "variant.engine.params.tensor_parallel_size: must be an integer >= 1, got 0"),
+    ({"name": "vllm", "params": {"kv_cache_byte": 5}},
+     "variant.engine.params.kv_cache_byte: unknown key (did you mean 'kv_cache_bytes'?); "
+     "known: tensor_parallel_size, kv_cache_bytes, max_model_len"),
+    ({"name": "vllm", "params": {"max_model_len": "long"}},
+     "variant.engine.params.max_model_len: expected int or null, got 'long'"),
+    ({"name": "transformers", "params": {"tensor_parallel_size": 2}},
+     "variant.engine.params.tensor_parallel_size: unknown key; known: "),
+    ({"params": {}}, "variant.engine: missing 'name'"),
+    ("vllm", "variant.engine: expected a map with an engine 'name' and its 'params', got 'vllm'"),
+])
+def test_a_bad_engine_entry_is_one_line_at_its_path(data, message):
+    with pytest.raises(SchemaError) as exc:
+        engines.check_engine("variant.engine", data)
+    assert str(exc.value) == message
+
+
+def test_the_suite_forms():
+    one = engines.suite_engines("models[0].engine", "vllm")
+    assert [e["name"] for e in one] == ["vllm"]
+    both = engines.suite_engines("models[0].engine", ["transformers", {"name": "vllm", "kv_cache_bytes": "1GiB",
+                                                                       "tensor_parallel_size": 2}])
+    assert both[1]["params"] == {"tensor_parallel_size": 2, "kv_cache_bytes": 2**30, "max_model_len": None}
+    assert engines.suite_engines("models[0].engine", None) == ({"name": "transformers", "params": {}},)
+    assert engines.size_bytes("x", "512 MiB") == 512 * 2**20 and engines.size_bytes("x", "2GB") == 2 * 10**9
+    with pytest.raises(SchemaError, match=r"^models\[0\].engine: engine 'vllm' listed twice"):
+        engines.suite_engines("models[0].engine", ["vllm", {"name": "vllm"}])
+    with pytest.raises(SchemaError, match=r"^models\[0\].engine\[1\].kv_cache_bytes: expected a byte count"):
+        engines.suite_engines("models[0].engine", ["transformers", {"name": "vllm", "kv_cache_bytes": "lots"}])
+    with pytest.raises(SchemaError, match=r"^models\[0\].engine: empty"):
+        engines.suite_engines("models[0].engine", [])
+
+
+def test_labels_leave_transformers_names_alone():
+    assert engines.label({"name": "transformers", "params": {}}) == ""
+    assert engines.label(engines.engine_spec("vllm")) == "[vllm]"
+    assert engines.label(engines.engine_spec("vllm", {"tensor_parallel_size": 2})) == "[vllm,tensor_parallel_size=2]"
+
+
+def test_what_vllm_hosts_on_cpu():
+    assert engines.vllm_refusal(OK_MOE, "float32") is None
+    head16 = {**OK_MOE, "hidden_size": 64}
+    assert engines.vllm_refusal(head16, "float32") == (
+        "attention head size 16 is not one vLLM's CPU attention takes "
+        "(32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)")
+    assert engines.vllm_refusal({**head16, "head_dim": 32}, "float32") is None  # an explicit head_dim wins
+    assert "dtype float64" in engines.vllm_refusal(OK_MOE, "float64")
+    assert "no model class for family 'gpt2'" in engines.vllm_refusal({"model_type": "gpt2"}, "float32")
+    assert engines.vllm_refusal(None, "float32") is None  # a hub checkpoint: known on the worker
+    mla = {"model_type": "deepseek_v3", "hidden_size": 128, "num_attention_heads": 4, "kv_lora_rank": 64}
+    assert "latent attention head size 128" in engines.vllm_refusal(mla, "float32")
+    assert engines.cpu_refusal(engines.engine_spec("vllm", {"tensor_parallel_size": 2})).startswith(
+        "tensor_parallel_size 2 needs 2 devices")
+    assert engines.cpu_refusal(engines.engine_spec("vllm")) is None
+
+
+def test_every_strategy_says_which_engines_run_it():
+    on_vllm = {name for name in ROUTING.names() if "vllm" in ROUTING.get(name).engines}
+    assert {"native", "topk", "topp", "random", "hash", "prune"} <= on_vllm
+    assert {"expert_choice", "capacity", "aux_free"}.isdisjoint(on_vllm)
+    for name in ROUTING.names():
+        cls = ROUTING.get(name)
+        assert "transformers" in cls.engines
+        assert ("vllm" in cls.engines) == (cls.vllm_refusal == ""), name
+    ec = ROUTING.get("expert_choice")()
+    assert engine_refusal(ec, "vllm").startswith("experts choose tokens across the batch")
+    assert engine_refusal(ec, "transformers") is None
+
+
+def test_the_worker_refuses_what_the_suite_refuses():
+    base = {"name": "moe[vllm]", "build": {"config": OK_MOE, "seed": 0}, "engine": {"name": "vllm"}}
+    assert check_variant(base)["engine"]["params"]["tensor_parallel_size"] == 1
+    with pytest.raises(SchemaError) as exc:
+        check_variant({**base, "routing": {"name": "expert_choice", "params": {}}})
+    assert str(exc.value).startswith("variant.routing: expert_choice cannot run on engine vllm: experts choose")
+    with pytest.raises(SchemaError) as exc:
+        check_variant({**base, "build": {"config": {**OK_MOE, "hidden_size": 64}, "seed": 0}})
+    assert str(exc.value).startswith("variant.engine: moe[vllm] cannot run on engine vllm: attention head size 16")
+    assert check_variant({**base, "engine": None})["engine"] == {"name": "transformers", "params": {}}
+
+
+def test_an_engine_is_part_of_the_model_key_but_transformers_keys_stay():
+    v = {"build": {"config": OK_MOE, "seed": 0}, "dtype": "float32", "trust_remote_code": False,
+         "experts_implementation": None}
+    plain = model_key(v)
+    assert model_key({**v, "engine": {"name": "transformers", "params": {}}}) == plain
+    vllm = model_key({**v, "engine": engines.engine_spec("vllm")})
+    assert vllm != plain
+    assert model_key({**v, "engine": engines.engine_spec("vllm", {"kv_cache_bytes": 2**30})}) != vllm
+
+
+def test_a_result_says_which_engine_ran_it_and_old_results_stay_valid():
+    from moe_schema.result import check_result
+
+    base = {"params": {"total": 10, "active": 5}}
+    assert check_result(base, "describe") is base  # stored before engines: transformers
+    check_result({**base, "engine": {"name": "vllm", "version": "0.32.0"}}, "describe")
+    for engine, message in [
+        ({"name": "vllm"}, "result.engine: missing 'version'"),
+        ({"name": "sglang", "version": "1"}, "result.engine.name: unknown engine 'sglang'"),
+        ({"name": "vllm", "version": 32}, "result.engine.version: expected a version string, got int 32"),
+        ({"name": "vllm", "version": "1", "pid": 3}, "result.engine.pid: unknown key"),
+    ]:
+        with pytest.raises(SchemaError) as exc:
+            check_result({**base, "engine": engine}, "describe")
+        assert str(exc.value).startswith(message)
