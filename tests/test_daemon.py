@@ -297,3 +297,19 @@ def test_a_worker_without_vllm_lists_only_transformers_and_refuses_a_vllm_job_in
     assert "\n" not in error["message"]
     ok = client.call("describe", {"kind": "describe", "variant": {**variant, "engine": None}}, timeout_s=120)["result"]
     assert ok["engine"] == {"name": "transformers", "version": metadata.version("transformers")}
+
+
+@pytest.mark.parametrize("exc, code, text", [
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: not enough memory: "
+                  "you tried to allocate 63352005552 bytes."), p.OUT_OF_MEMORY, "63,352,005,552 bytes"),
+    (type("OutOfMemoryError", (RuntimeError,), {})(
+        "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.11 GiB total capacity)"),
+     p.OUT_OF_MEMORY, "2,147,483,648 bytes"),
+    (MemoryError(), p.OUT_OF_MEMORY, "MemoryError"),
+    (RuntimeError("shape mismatch"), p.JOB_FAILED, "shape mismatch"),
+])
+def test_an_allocation_failure_is_out_of_memory_naming_the_bytes_however_torch_says_it(exc, code, text):
+    from workers.daemon import _failure
+    got_code, line = _failure(exc)
+    assert (got_code, "\n" in line) == (code, False)
+    assert text in line

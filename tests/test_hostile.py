@@ -564,6 +564,13 @@ def test_admission_follows_the_cgroup_limit_for_builds_and_probes(elsewhere, tmp
     assert out["probe"]["status"] == "failed", out["probe"]
     assert "probe 'latency': batch 100,000 at 66 tokens needs an estimated" in out["probe"]["error"]
     assert out["after"]["status"] == "ok"  # the same daemon, alive
+    import fault_jobs
+
+    client = fault_jobs.RawClient(elsewhere.endpoints[0])
+    try:  # and its hello tells a coordinator the cgroup's room, not the machine's
+        assert 0 < client.call("hello", {})["result"]["memory"]["free_bytes"] <= CGROUP_LIMIT
+    finally:
+        client.close()
 
 
 def test_cgroup_room_is_the_least_room_of_the_cgroup_and_its_ancestors(tmp_path):

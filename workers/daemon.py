@@ -160,21 +160,11 @@ def plain(obj: Any) -> Any:
 
 
 def memory(device: str) -> dict:
-    if device.startswith("cuda"):
-        import torch
+    """What hello says of the device's memory: ``workers.host.device_memory`` (on a CPU, the cgroup's room)."""
+    from workers.host import device_memory
 
-        free, total = torch.cuda.mem_get_info(int(device.partition(":")[2] or 0))
-        return {"total_bytes": int(total), "free_bytes": int(free)}
-    info = {}
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("MemTotal", "MemAvailable"):
-                    info[key] = int(value.split()[0]) * 1024
-    except OSError:
-        pass
-    return {"total_bytes": info.get("MemTotal"), "free_bytes": info.get("MemAvailable")}
+    mem = device_memory(device)
+    return {"total_bytes": mem["total"], "free_bytes": mem["free"]}
 
 
 @functools.cache  # what is imported does not change while the daemon runs; each lookup costs ~10 ms
@@ -508,7 +498,8 @@ class Daemon:
             self.ctx.term()  # skipped while a stuck job thread holds a socket: exit frees it
 
 
-_ALLOC = re.compile(r"tried to allocate (\d+(?:\.\d+)?) ?(bytes|[KMGT]i?B)")
+# torch writes "Tried to allocate 2.00 GiB" on CUDA and "you tried to allocate 63352005552 bytes" on CPU
+_ALLOC = re.compile(r"tried to allocate (\d+(?:\.\d+)?) ?(bytes|[KMGT]i?B)", re.IGNORECASE)
 
 
 def _failure(exc: BaseException) -> tuple[int, str]:

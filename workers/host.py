@@ -212,7 +212,7 @@ class Host:
         """Bytes a new build may take on ``device``: the limit, else free memory plus the held builds."""
         if self.memory_limit_bytes is not None:
             return self.memory_limit_bytes
-        free = self.memory()["free"] if device == self.device else _cpu_available()
+        free = device_memory(device)["free"]
         return free + (self.held_bytes() if device == self.device else 0)
 
     def _check(self, name: str, expected: int, dtype: str, available: int) -> None:
@@ -279,15 +279,13 @@ class Host:
                 "builds": builds, "memory": self.memory(), "trained": held_trained(self.home)}
 
     def memory(self) -> dict:
-        """The device's total and free memory in bytes."""
-        import torch
-
+        """The device's total and free memory in bytes (``device_memory``), and on CUDA what torch holds."""
+        out = device_memory(self.device)
         if self.device.startswith("cuda"):
-            free, total = torch.cuda.mem_get_info(torch.device(self.device))
-            return {"total": int(total), "free": int(free),
-                    "allocated": int(torch.cuda.memory_allocated(torch.device(self.device)))}
-        page = os.sysconf("SC_PAGE_SIZE")
-        return {"total": os.sysconf("SC_PHYS_PAGES") * page, "free": _cpu_available()}
+            import torch
+
+            out["allocated"] = int(torch.cuda.memory_allocated(torch.device(self.device)))
+        return out
 
     def device_info(self) -> dict:
         """What the daemon's ``hello`` says about the device: type, name, total memory."""
@@ -325,13 +323,15 @@ def apply_routing_errors():
         raise JobError(protocol.INVALID_PARAMS, f"variant.routing: {text}") from None
 
 
-def device_free(device: str) -> int:
-    """Bytes free on ``device`` now: CUDA's own count, or on a CPU ``_cpu_available``."""
+def device_memory(device: str) -> dict:
+    """``{"total", "free"}`` bytes of ``device`` now: CUDA's own count, or on a CPU the physical
+    memory and ``_cpu_available`` (the cgroup's room included). Admission, probes and hello read it."""
     if device.startswith("cuda"):
         import torch
 
-        return int(torch.cuda.mem_get_info(torch.device(device))[0])
-    return _cpu_available()
+        free, total = torch.cuda.mem_get_info(torch.device(device))
+        return {"total": int(total), "free": int(free)}
+    return {"total": os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "free": _cpu_available()}
 
 
 def _cpu_available() -> int:

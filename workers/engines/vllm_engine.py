@@ -81,7 +81,7 @@ class VllmEngine(Engine):
     def _plan(self, variant, device, home) -> dict:
         """Every refusal that needs no vLLM start; what ``load`` passes to ``LLM``."""
         from workers.builds.materialize import materialize
-        from workers.host import _cpu_available, estimate_bytes
+        from workers.host import device_memory, estimate_bytes
 
         name, engine = _name(variant), variant["engine"]
         params = engine["params"]
@@ -110,7 +110,7 @@ class VllmEngine(Engine):
                            f"variant {name}: engine.kv_cache_bytes {kv:,} holds {kv // per_token:,} tokens, fewer "
                            f"than one sequence of max_model_len {max_len} ({per_token * max_len:,} bytes)")
         weights = estimate_bytes(path, variant["dtype"])
-        free = _cpu_available()
+        free = device_memory("cpu")["free"]
         if weights + kv > free:
             raise JobError(protocol.OUT_OF_MEMORY,
                            f"variant {name}: a KV cache of {kv:,} bytes beside {weights:,} bytes of weights does "

@@ -76,10 +76,10 @@ def probe_bytes(config, shape) -> tuple[int, int, int]:
 def admit(config, shape, device) -> None:
     """A probe whose largest step cannot fit the device's free memory (the cgroup's on a CPU)
     fails at once with OUT_OF_MEMORY, before it allocates: a batch of 10^5 was the daemon's death."""
-    from workers.host import device_free
+    from workers.host import device_memory
 
     need, batch, tokens = probe_bytes(config, shape)
-    free = device_free(str(device))
+    free = device_memory(str(device))["free"]
     if need > free:
         raise JobError(protocol.OUT_OF_MEMORY,
                        f"probe {config.name!r}: batch {batch:,} at {tokens:,} tokens needs an estimated {need:,} "
