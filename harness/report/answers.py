@@ -22,10 +22,6 @@ from harness.report.verdicts import (CLAIMS, INCONCLUSIVE, Verdict, all_verdicts
                                      untrained_variants)
 
 
-def _f(x: float) -> str:
-    return fmt_signed(x)
-
-
 def ci_text(v: Verdict) -> str:
     e = v.evidence
     if e.source == "none":
@@ -62,7 +58,7 @@ def _advantage(v: Verdict) -> str:
                 f"on {v.task} {v.metric} ({values}{acc_s})")
     if v.claim == "5":
         return f"native routing is {_by(e.mean, 'better', 'worse', u)} than {a['strategy']} {what}"
-    return f"advantage {_f(e.mean)} {u} {what}"
+    return f"advantage {fmt_signed(e.mean)} {u} {what}"
 
 
 def power_text(v: Verdict) -> str:
@@ -100,7 +96,7 @@ def sentence(v: Verdict, regime_id: str | None = None) -> str:
     if v.verdict == INCONCLUSIVE:
         parts.append(power_text(v))
     for seed, adv in v.disagree:
-        parts.append(f" Seed {seed} disagrees in sign ({_f(adv)}).")
+        parts.append(f" Seed {seed} disagrees in sign ({fmt_signed(adv)}).")
     if v.extra.get("unequal_tokens"):
         parts.append(" Caution: the pair did not train on the same tokens "
                      f"({', '.join(f'{a:,} vs {b:,}' for a, b in v.extra['unequal_tokens'])}).")
@@ -167,8 +163,8 @@ def verdict_table(run: Run, verdicts: dict | None = None) -> Table:
                                f"[{alo}, {ahi}]" if v.adj_lo is not None else "-", fmt_level(v.level),
                                fmt(v.p, 3) if v.p is not None else "-",
                                {"seeds": f"{e.n} seeds (t)", "bootstrap": f"{e.n} docs (bootstrap)"}.get(e.source, "-"),
-                               _f(v.boundary), fmt(p.mde) if p is not None and p.mde is not None else "-", more,
-                               ", ".join(f"s{s} ({_f(a)})" for s, a in v.disagree) or "-"])
+                               fmt_signed(v.boundary), fmt(p.mde) if p is not None and p.mde is not None else "-", more,
+                               ", ".join(f"s{s} ({fmt_signed(a)})" for s, a in v.disagree) or "-"])
     if table.rows:
         table.notes.append("advantage: the difference oriented so that positive favours the claim (claim 1: twin − "
                            "MoE loss; claim 2: MoE − twin loss; claim 3: MoE − twin bits; claim 5: other routing − "
@@ -237,7 +233,7 @@ def sweep_table(run: Run, series=None) -> Table:
         for i, p in enumerate(s.points):
             iv = p.interval
             table.rows.append([s.setting + (f" ({s.fixed})" if s.fixed else ""), str(p.value), s.moe, s.dense, s.kind,
-                               s.task, s.metric, _f(p.mean), f"[{_f(iv[0])}, {_f(iv[1])}]" if iv else "-",
+                               s.task, s.metric, fmt_signed(p.mean), f"[{fmt_signed(iv[0])}, {fmt_signed(iv[1])}]" if iv else "-",
                                {"seeds": f"{p.row.n_seeds} seeds (t)",
                                 "bootstrap": "docs (bootstrap)"}.get(iv[2] if iv else "", "-"),
                                f"sign changes from {s.points[i - 1].value}" if i in changes else ""])
@@ -325,7 +321,7 @@ def seed_pairs_table(run: Run) -> Table:
                     continue
                 d = paired_diff(task_samples(run, a, task), task_samples(run, b, task), metric)
                 diffs.append(va - vb)
-                rows.append([seed_label(a), _f(va - vb), f"[{_f(d.lo)}, {_f(d.hi)}]" if d else "-",
+                rows.append([seed_label(a), fmt_signed(va - vb), f"[{fmt_signed(d.lo)}, {fmt_signed(d.hi)}]" if d else "-",
                              f"{d.n} docs (bootstrap)" if d else "-"])
             if not rows:
                 continue
@@ -333,7 +329,7 @@ def seed_pairs_table(run: Run) -> Table:
             table.rows += [head + r for r in rows]
             ci = t_interval(diffs)
             if ci is not None:
-                table.rows.append(head + [f"mean of {ci.n}", _f(ci.mean), f"[{_f(ci.lo)}, {_f(ci.hi)}]",
+                table.rows.append(head + [f"mean of {ci.n}", fmt_signed(ci.mean), f"[{fmt_signed(ci.lo)}, {fmt_signed(ci.hi)}]",
                                           f"{ci.n} seeds (t)"])
     if table.rows:
         table.notes.append("Δ: first − second of the same seed. Per seed: the paired bootstrap over the documents "
