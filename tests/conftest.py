@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -41,16 +42,40 @@ def peers():
         p.stop()
 
 
-@pytest.fixture(scope="module")
-def one_torch_thread():
-    """torch on one thread for a module's tests (stable timings, no oversubscription), then as before.
-    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+@contextlib.contextmanager
+def _torch_on_one_thread():
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module's tests (stable timings, no oversubscription), then as before.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    with _torch_on_one_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def train_in_process():
+    """``train(job, home)``: a train job run by workers.training.job in this process, on one torch
+    thread (then as before), on a CPU host whose harness home is ``home``; its result."""
+    import threading
+
+    from workers.host import Host
+    from workers.training.job import run
+
+    def train(job: dict, home: Path) -> dict:
+        with _torch_on_one_thread():
+            return run(job, Host("cpu", home=home), lambda *a: None, threading.Event())
+
+    return train
 
 
 # ---- evaluation (tests/test_evaluation.py, tests/test_eval_parity.py) -------------------------
@@ -77,6 +102,47 @@ def eval_tiny_model(eval_tiny_checkpoint):
     torch.set_num_threads(1)
     model = AutoModelForCausalLM.from_pretrained(eval_tiny_checkpoint, dtype=torch.float32).eval()
     return model, AutoTokenizer.from_pretrained(eval_tiny_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def heldout_matches_hf():
+    """``check(train_result, docs)``: a trained knowledge corpus's longtail_heldout_seen / _unseen,
+    each of ``docs`` documents, through the evaluate job and through lm-eval's ``hf`` backend on the
+    same saved checkpoint; asserts every document's bits per byte (the same bytes counted, the
+    log-likelihood within 1e-4) and each task's agree; returns the evaluate job's result."""
+    import threading
+    from types import SimpleNamespace
+
+    def check(train_result: dict, docs: int) -> dict:
+        import lm_eval
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from workers.evaluation.job import _samples, run, task_manager
+
+        checkpoint, tasks = train_result["build"]["checkpoint"], train_result["corpus"]["tasks"]
+        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
+        tok = AutoTokenizer.from_pretrained(checkpoint)
+        loaded = SimpleNamespace(model=model, tokenizer=tok, path=None, variant=None, routing_session=None)
+        ref = lm_eval.simple_evaluate(
+            model="hf", model_args={"pretrained": checkpoint, "dtype": "float32", "device": "cpu"},
+            tasks=["longtail_heldout_seen", "longtail_heldout_unseen"],
+            task_manager=task_manager(str(Path(tasks["longtail_heldout"]).parent)),
+            batch_size=4, log_samples=True, bootstrap_iters=0, random_seed=0, numpy_random_seed=0,
+            torch_random_seed=0, fewshot_random_seed=0)
+        ours = run({"kind": "evaluate", "seed": 0, "eval": {"max_batch_tokens": 1024, "bootstrap_iters": 0},
+                    "task": {"name": "longtail_heldout", "path": tasks["longtail_heldout"], "limit": None,
+                             "num_fewshot": 0}}, loaded, lambda *a: None, threading.Event())
+        for name in ("longtail_heldout_seen", "longtail_heldout_unseen"):
+            want, got = _samples(ref["samples"][name]), ours["samples"][name]
+            assert len(got) == len(want) == docs
+            for a, b in zip(got, want):
+                assert a["bits_per_byte"][1] == b["bits_per_byte"][1]  # the same bytes counted
+                assert abs(a["bits_per_byte"][0] - b["bits_per_byte"][0]) <= 1e-4, (name, a["doc_id"])
+            assert abs(ours["metrics"][name]["bits_per_byte"] - ref["results"][name]["bits_per_byte,none"]) <= 1e-4, name
+        return ours
+
+    return check
 
 
 # ---- report fixtures (harness/report) --------------------------------------------------------

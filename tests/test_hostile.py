@@ -223,21 +223,25 @@ def _run_jobs(endpoints, jobs: dict[str, dict], deadline_s: float = 240) -> dict
     return outcomes
 
 
+def _tiny_suite(tmp_path: Path, extra: str, name: str = "long") -> Path:
+    """``tmp_path/<name>.yaml``: a suite of one tiny llama build, and ``extra`` (tasks, probes ...)."""
+    suite = tmp_path / f"{name}.yaml"
+    suite.write_text(f"""name: {name}
+models:
+  - name: tiny
+    config: {{model_type: llama, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
+             num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128}}
+{extra}
+""")
+    return suite
+
+
 def _task_suite(tmp_path: Path, data: str, eval_opts: str = "") -> Path:
     folder = tmp_path / "task"
     (folder / "data").mkdir(parents=True, exist_ok=True)
     (folder / "data" / "test.jsonl").write_text(_docs(3, "real"))
     (folder / "task.yaml").write_text(TASK_YAML.format(name="datapath", data=data))
-    suite = tmp_path / "suite.yaml"
-    suite.write_text(f"""name: datapath
-models:
-  - name: tiny
-    config: {{model_type: llama, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
-             num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128}}
-tasks: [{{path: {folder / 'task.yaml'}, num_fewshot: 0}}]
-{eval_opts}
-""")
-    return suite
+    return _tiny_suite(tmp_path, f"tasks: [{{path: {folder / 'task.yaml'}, num_fewshot: 0}}]\n{eval_opts}", "datapath")
 
 
 def test_task_data_comes_from_the_task_folder_whatever_the_daemons_cwd(elsewhere, tmp_path):
@@ -401,18 +405,6 @@ def test_a_full_disk_ends_the_run_in_one_line_and_the_rerun_resumes(elsewhere, s
 
 
 # ---------------------------------------------------------------- cancel and SIGTERM, heard at once
-
-def _tiny_suite(tmp_path: Path, extra: str) -> Path:
-    suite = tmp_path / "long.yaml"
-    suite.write_text(f"""name: long
-models:
-  - name: tiny
-    config: {{model_type: llama, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
-             num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128}}
-{extra}
-""")
-    return suite
-
 
 def _spec(suite: Path, kind: str) -> dict:
     from harness import plan as planner

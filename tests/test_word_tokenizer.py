@@ -6,8 +6,6 @@ same bits per byte as lm-eval's own ``hf`` backend (within 1e-4)."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -33,19 +31,9 @@ JOB = {
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    import torch
-
-    from workers.host import Host
-    from workers.training.job import run as train
-
+def trained(tmp_path_factory, train_in_process):
     home = tmp_path_factory.mktemp("word_home")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return home, train(JOB, Host("cpu", home=home), lambda *a: None, threading.Event())
-    finally:
-        torch.set_num_threads(before)
+    return home, train_in_process(JOB, home)
 
 
 def test_every_corpus_document_round_trips(trained):
@@ -97,35 +85,8 @@ def test_trained_build_keeps_the_word_tokenizer_and_its_capacity(trained):
     assert len(result["train"]["heldout_curve"]) == 2  # held-out text encoded with the word tokenizer
 
 
-def test_word_tokenized_bits_per_byte_match_lm_eval_hf_backend(trained):
-    import lm_eval
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from workers.evaluation.job import _samples, run, task_manager
-
-    _, result = trained
-    checkpoint = result["build"]["checkpoint"]
-    tasks = result["corpus"]["tasks"]
-    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
-    tok = AutoTokenizer.from_pretrained(checkpoint)
-    loaded = SimpleNamespace(model=model, tokenizer=tok, path=None, variant=None, routing_session=None)
-    folder = str(Path(tasks["longtail_heldout"]).parent)
-    ref = lm_eval.simple_evaluate(
-        model="hf", model_args={"pretrained": checkpoint, "dtype": "float32", "device": "cpu"},
-        tasks=["longtail_heldout_seen", "longtail_heldout_unseen"], task_manager=task_manager(folder),
-        batch_size=4, log_samples=True, bootstrap_iters=0, random_seed=0, numpy_random_seed=0,
-        torch_random_seed=0, fewshot_random_seed=0)
-    ours = run({"kind": "evaluate", "seed": 0, "eval": {"max_batch_tokens": 1024, "bootstrap_iters": 0},
-                "task": {"name": "longtail_heldout", "path": tasks["longtail_heldout"], "limit": None,
-                         "num_fewshot": 0}}, loaded, lambda *a: None, threading.Event())
-    for name in ("longtail_heldout_seen", "longtail_heldout_unseen"):
-        want, got = _samples(ref["samples"][name]), ours["samples"][name]
-        assert len(got) == len(want) == 6
-        for a, b in zip(got, want):
-            assert a["bits_per_byte"][1] == b["bits_per_byte"][1]
-            assert abs(a["bits_per_byte"][0] - b["bits_per_byte"][0]) <= 1e-4, (name, a["doc_id"])
-        assert abs(ours["metrics"][name]["bits_per_byte"] - ref["results"][name]["bits_per_byte,none"]) <= 1e-4
+def test_word_tokenized_bits_per_byte_match_lm_eval_hf_backend(trained, heldout_matches_hf):
+    heldout_matches_hf(trained[1], docs=6)
 
 
 def test_too_small_a_vocabulary_is_refused(tmp_path):
