@@ -86,14 +86,10 @@ def groups(run: Run) -> list[tuple[str, list[str]]]:
     return out
 
 
-def _loglikelihoods(samples: list) -> dict:
-    return {s["doc_id"]: s["loglikelihoods"] for s in samples
-            if isinstance(s, dict) and "doc_id" in s and isinstance(s.get("loglikelihoods"), list)}
-
-
-def _responses(samples: list) -> dict:
-    return {s["doc_id"]: s["responses"] for s in samples
-            if isinstance(s, dict) and "doc_id" in s and isinstance(s.get("responses"), list)}
+def _by_doc(samples: list, key: str) -> dict:
+    """doc_id → the sample's ``key`` list (``loglikelihoods`` or ``responses``), where it has one."""
+    return {s["doc_id"]: s[key] for s in samples
+            if isinstance(s, dict) and "doc_id" in s and isinstance(s.get(key), list)}
 
 
 def _task_routing(run: Run, variant: str, task: str) -> dict | None:
@@ -133,7 +129,7 @@ class Parity:
         self.dtype = str(run.spec(ref).get("dtype") or "float32")
         self.atol, self.rtol = TOLERANCE.get(self.dtype, TOLERANCE["bfloat16"])
         a, b = run.samples(other).get(task) or [], run.samples(ref).get(task) or []
-        la, lb = _loglikelihoods(a), _loglikelihoods(b)
+        la, lb = _by_doc(a, "loglikelihoods"), _by_doc(b, "loglikelihoods")
         docs = sorted((d for d in set(la) & set(lb) if len(la[d]) == len(lb[d]) and la[d]), key=str)
         self.docs = len(docs)
         self.requests = sum(len(lb[d]) for d in docs)
@@ -149,7 +145,7 @@ class Parity:
             if all(np.all(np.isfinite(x)) for x in per_req):
                 self.diff = paired_bootstrap([float(np.mean(la[d])) for d in docs],
                                              [float(np.mean(lb[d])) for d in docs], seed=seed)
-        ga, gb = _responses(a), _responses(b)
+        ga, gb = _by_doc(a, "responses"), _by_doc(b, "responses")
         gdocs = set(ga) & set(gb)
         self.generations = len(gdocs)
         self.identical = sum(1 for d in gdocs if ga[d] == gb[d])
@@ -289,7 +285,7 @@ def _native_of(run: Run, variant: str) -> str | None:
 
 def _effect(run: Run, variant: str, native: str, task: str) -> dict:
     """{doc_id: per-request loglikelihood change} of ``variant`` against ``native``, same engine."""
-    a, b = _loglikelihoods(run.samples(variant).get(task) or []), _loglikelihoods(run.samples(native).get(task) or [])
+    a, b = (_by_doc(run.samples(v).get(task) or [], "loglikelihoods") for v in (variant, native))
     return {d: np.asarray(a[d], dtype=float) - np.asarray(b[d], dtype=float) for d in set(a) & set(b)
             if len(a[d]) == len(b[d])}
 
@@ -310,7 +306,7 @@ def routing_effect_table(run: Run, rows: list[Parity]) -> Table:
         docs = sorted(set(ea) & set(eb), key=str)
         if not docs:
             continue
-        ll = _loglikelihoods(run.samples(p.ref).get(p.task) or [])
+        ll = _by_doc(run.samples(p.ref).get(p.task) or [], "loglikelihoods")
         # each change is a difference of two loglikelihoods, each within tolerance: twice the tolerance
         same = all(np.all(np.abs(ea[d] - eb[d]) <= 2 * (p.atol + p.rtol * np.abs(np.asarray(ll[d], dtype=float))))
                    for d in docs)
