@@ -24,8 +24,8 @@ METHOD = ("Multiplicity: each claim's comparisons are one family under Holm's st
           "error; the i-th strongest of m is judged on its interval at level 1 − 0.05/(m − i + 1), and from the "
           "first that does not clear the boundary on, every one is shown at that level and judged inconclusive, "
           "so each interval shown agrees with its verdict (docs/claims.md). These adjusted intervals are not "
-          "simultaneous 95% intervals: four comparisons far from their boundaries cover their true values "
-          "together only about 90% of the time (0.9875 × 0.9833 × 0.975 × 0.95 when independent).")
+          "simultaneous 95% intervals: four comparisons away from their boundaries cover their true values "
+          "together only about 86-91% of the time.")
 
 
 @dataclass
