@@ -48,6 +48,9 @@ HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive at 
 #: claim 2's margin: the MoE may beat its equal-total twin by up to this fraction of the twin's value
 #: and the claim ("dense as good or better") still holds
 EQUIVALENCE_MARGIN = 0.01
+#: the margins claims judge by, as fractions of the twin's value (claims 1, 3 and 5: boundary 0, no
+#: margin); engine parity flags a mean difference beyond the smallest of them
+MARGINS = {"2": EQUIVALENCE_MARGIN}
 HELDOUT = re.compile(r"_heldout_(seen|unseen)$")
 
 
