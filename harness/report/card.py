@@ -2,7 +2,9 @@
 
 Each line quotes the claim from ``claims.md`` (:mod:`harness.report.claims`), gives the claim's
 verdict over its family of comparisons after Holm's step-down (:func:`verdicts.holm_family`), the
-headline comparison's effect with its adjusted interval and units, and the regime in a few words.
+headline comparison's effect with its adjusted interval and units, and the regime in a few words. A
+prediction of a claim's own source (``verdicts.PREDICTIONS``: at equal total parameters the MoE stores
+less) gets a line of its own under the card, judged as its own family, never in the claim's.
 A run whose comparisons all read untrained builds gets no verdict, and the card says why and which
 suites can judge. Pure data; markdown.py and html.py render it.
 """
