@@ -175,6 +175,33 @@ def test_claim3_sign_and_boundary(tmp_path, moe, twins, want):
     assert _verdicts(run, "3") == {want}
 
 
+@pytest.mark.parametrize("moe, total_twin, want, word", [
+    ([0.50, 0.52, 0.49], [0.80, 0.82, 0.79], HOLDS, "holds"),                  # MoE < dense-total: as predicted
+    ([0.80, 0.82, 0.79], [0.50, 0.52, 0.49], DOES_NOT_HOLD, "does not hold"),  # flipped: the opposite
+])
+def test_claim3_family_is_equal_active_only_and_equal_total_is_judged_as_the_paper_predicts(
+        tmp_path, moe, total_twin, want, word):
+    """Allen-Zhu & Li predict that at equal total parameters the MoE stores less: an equal-total pair
+    is never in claim 3's Holm family, but judged apart ("3t"), positive when the MoE stores less."""
+    active_twin = [x - 0.3 for x in moe]  # the MoE well ahead of its equal-active twin in both cases
+    run = constructed(tmp_path, ("kg_values_tail",), {"moe": moe, "dense-active": active_twin,
+                                                     "dense-total": total_twin}, "bits")
+    verdicts = all_verdicts(run)
+    c3, paper = verdicts["3"], verdicts["3t"]
+    assert [v.extra["kind"] for v in c3] == ["active"] and c3[0].family == 1 and c3[0].verdict == HOLDS
+    assert [v.extra["kind"] for v in paper] == ["total"] and paper[0].family == 1
+    assert paper[0].verdict == want and paper[0].evidence.mean == pytest.approx(
+        (sum(total_twin) - sum(moe)) / 3)  # twin − MoE: positive, the MoE stores less
+    note = next(n for n in build_card(run, verdicts).notes if n.startswith("Beside claim 3"))
+    assert note.startswith("Beside claim 3, outside its family: at equal total parameters the MoE stores less "
+                           f"long-tail knowledge, as the paper predicts (Allen-Zhu & Li, arXiv 2404.05405: 1.3–1.5× "
+                           f"fewer bits per parameter): {word} ")
+    assert "twin − MoE " + ("+" if want == HOLDS else "-") in note and "moe vs dense-total" in note
+    # the claim's line on the card tallies its own family alone
+    line = next(c for c in build_card(run, verdicts).lines if c.claim == "3")
+    assert line.tally == "holds in 1 of 1 after Holm (1 before)"
+
+
 @pytest.mark.parametrize("native, others, want", [
     ([1.00, 1.01, 0.99], [1.20, 1.22, 1.19], HOLDS),            # sign: a higher loss elsewhere favours native
     ([1.20, 1.22, 1.19], [1.00, 1.01, 0.99], DOES_NOT_HOLD),

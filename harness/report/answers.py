@@ -18,8 +18,8 @@ from harness.report.seeds import fmt_mean_sd, has_seeds, model_pairs, routing_pa
 from harness.report.stats import ALPHA, MAX_SEEDS, POWER, t_interval
 from harness.report.sweeps import sweep_series, sweep_tasks
 from harness.report.tables import Table, fmt_params, fmt_value
-from harness.report.verdicts import (CLAIMS, INCONCLUSIVE, Verdict, all_verdicts, heldout_tasks, strategy_role,
-                                     untrained_variants)
+from harness.report.verdicts import (INCONCLUSIVE, PREDICTIONS, Verdict, all_verdicts, comparisons,
+                                     heldout_tasks, short_name, strategy_role, untrained_variants)
 
 
 def ci_text(v: Verdict) -> str:
@@ -56,6 +56,11 @@ def _advantage(v: Verdict) -> str:
         acc_s = f"; accuracy over all values {fmt(acc[0], 3)} vs {fmt(acc[1], 3)}" if acc else ""
         return (f"against its equal-{a.get('kind')} twin the MoE is {_by(e.mean, 'ahead', 'behind', u)} "
                 f"on {v.task} {v.metric} ({values}{acc_s})")
+    if v.claim == "3t":  # advantage = twin − MoE: positive, the MoE stores less, as predicted
+        acc = a.get("acc")
+        acc_s = f"; accuracy over all values {fmt(acc[0], 3)} vs {fmt(acc[1], 3)}" if acc else ""
+        return (f"against its equal-total twin the MoE is {_by(-e.mean, 'ahead', 'behind', u)} on {v.task} "
+                f"{v.metric} ({fmt(v.values[1])} vs {fmt(v.values[0])} {u}{acc_s})")
     if v.claim == "5":
         return f"native routing is {_by(e.mean, 'better', 'worse', u)} than {a['strategy']} {what}"
     return f"advantage {fmt_signed(e.mean)} {u} {what}"
@@ -87,8 +92,7 @@ def power_text(v: Verdict) -> str:
 def sentence(v: Verdict, regime_id: str | None = None) -> str:
     """One sentence (a few clauses) per verdict: verdict, number, interval, power, dissent, and its regime
     (by id when the regime is stated once above, else in full)."""
-    parts = [f"Claim {v.claim} ({CLAIMS[v.claim][2]}) {v.verdict.upper()} for {v.subject}: {_advantage(v)}; "
-             f"{ci_text(v)}."]
+    parts = [f"{title(v.claim)} {v.verdict.upper()} for {v.subject}: {_advantage(v)}; {ci_text(v)}."]
     if v.claim == "2" and v.extra.get("cost_ratio"):
         parts.append(f" Cost: the dense twin takes {fmt(v.extra['cost_ratio'], 3)}× the MoE's FLOPs per token "
                      f"({fmt_params(v.extra['flops_dense'])} vs {fmt_params(v.extra['flops_moe'])}, "
@@ -107,8 +111,15 @@ def sentence(v: Verdict, regime_id: str | None = None) -> str:
 MISSING = {"1": "no equal-active pair with held-out loss (tasks *_heldout_seen / *_heldout_unseen, or "
                 "train.heldout_curve)",
            "2": "no equal-total pair with held-out loss",
-           "3": "no per-bucket knowledge task with a tail bucket evaluated on a pair",
+           "3": "no per-bucket knowledge task with a tail bucket evaluated on an equal-active pair",
            "5": "no MoE checkpoint evaluated under another routing strategy beside its native one"}
+
+
+def title(key: str) -> str:
+    """How a sentence names a claim ("Claim 3 (long-tail knowledge)") or a prediction beside one."""
+    if key in PREDICTIONS:
+        return f"Beside claim {PREDICTIONS[key][3]}, in a family of its own: {short_name(key)}:"
+    return f"Claim {key} ({short_name(key)})"
 
 
 def verdict_lines(run: Run, verdicts: dict | None = None) -> list[str]:
@@ -120,12 +131,14 @@ def verdict_lines(run: Run, verdicts: dict | None = None) -> list[str]:
     ids, stated, out = regime_ids(verdicts), set(), []
     untrained = bool(untrained_variants(run))
     for claim, vs in verdicts.items():
+        if not vs and claim in PREDICTIONS:
+            continue  # a prediction beside a claim is shown where the run checks it, and not otherwise
         if not vs:
             why = ("its comparisons read untrained builds (random weights)" if untrained and _could_speak(run, claim)
                    else MISSING[claim])
-            out.append(f"Claim {claim} ({CLAIMS[claim][2]}): no verdict: {why}.")
+            out.append(f"{title(claim).rstrip(':')}: no verdict: {why}.")
             continue
-        out.append(f"Claim {claim} ({CLAIMS[claim][2]}), over {len(vs)} comparison(s): {tally(vs)}.")
+        out.append(f"{title(claim).rstrip(':')}, over {len(vs)} comparison(s): {tally(vs)}.")
         for v in vs:
             sent = regime_sentence(v.regimes)
             if sent not in stated:
@@ -137,7 +150,7 @@ def verdict_lines(run: Run, verdicts: dict | None = None) -> list[str]:
 
 def _could_speak(run: Run, claim: str) -> bool:
     """Would the claim have comparisons if untrained builds counted? (The raw claim functions, unfiltered.)"""
-    return bool(CLAIMS[claim][1](run))
+    return bool(comparisons(claim)(run))
 
 
 def verdict_table(run: Run, verdicts: dict | None = None) -> Table:
@@ -167,8 +180,9 @@ def verdict_table(run: Run, verdicts: dict | None = None) -> Table:
                                ", ".join(f"s{s} ({fmt_signed(a)})" for s, a in v.disagree) or "-"])
     if table.rows:
         table.notes.append("advantage: the difference oriented so that positive favours the claim (claim 1: twin − "
-                           "MoE loss; claim 2: MoE − twin loss; claim 3: MoE − twin bits; claim 5: other routing − "
-                           "native loss). holds: the whole CI above the boundary; does not hold: wholly below; "
+                           "MoE loss; claim 2: MoE − twin loss; claim 3: MoE − equal-active twin bits; 3t, the paper's "
+                           "prediction at equal total parameters, in a family of its own: equal-total twin − MoE "
+                           "bits; claim 5: other routing − native loss). holds: the whole CI above the boundary; does not hold: wholly below; "
                            "else inconclusive (a CI touching the boundary is inconclusive). The verdict uses the "
                            "Holm-adjusted CI; the raw verdict the 95% one.")
     return table

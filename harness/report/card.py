@@ -2,7 +2,9 @@
 
 Each line quotes the claim from ``claims.md`` (:mod:`harness.report.claims`), gives the claim's
 verdict over its family of comparisons after Holm's step-down (:func:`verdicts.holm_family`), the
-headline comparison's effect with its adjusted interval and units, and the regime in a few words.
+headline comparison's effect with its adjusted interval and units, and the regime in a few words. A
+prediction of a claim's own source (``verdicts.PREDICTIONS``: at equal total parameters the MoE stores
+less) gets a line of its own under the card, judged as its own family, never in the claim's.
 A run whose comparisons all read untrained builds gets no verdict, and the card says why and which
 suites can judge. Pure data; markdown.py and html.py render it.
 """
@@ -15,7 +17,7 @@ from harness.report.claims import claim as claim_text
 from harness.report.knowledge import Regime, facts_against_capacity
 from harness.report.numbers import fmt, fmt_effect, fmt_level, unit
 from harness.report.run import Run
-from harness.report.verdicts import CLAIMS, Verdict, all_verdicts, untrained_variants
+from harness.report.verdicts import CLAIMS, PREDICTIONS, Verdict, all_verdicts, untrained_variants
 
 #: the suites that train their builds, and the claims each can judge
 JUDGING_SUITES = (("suites/claims.yaml", "claims 1, 2, 3 and 5"), ("suites/longtail.yaml", "claim 3"))
@@ -23,8 +25,9 @@ UNTRAINED = "untrained builds: no claim can be judged"
 METHOD = ("Multiplicity: each claim's comparisons are one family under Holm's step-down at 5% family-wise "
           "error; the i-th strongest of m is judged on its interval at level 1 − 0.05/(m − i + 1), and from the "
           "first that does not clear the boundary on, every one is shown at that level and judged inconclusive, "
-          "so each interval shown agrees with its verdict whatever the dependence between comparisons "
-          "(docs/claims.md).")
+          "so each interval shown agrees with its verdict (docs/claims.md). These adjusted intervals are not "
+          "simultaneous 95% intervals: four comparisons away from their boundaries cover their true values "
+          "together only about 86-91% of the time.")
 
 
 @dataclass
@@ -78,6 +81,14 @@ def effect_text(v: Verdict) -> str:
     return f"{mean} {unit(v.metric)} [{lo}, {hi}] ({fmt_level(v.level)} CI{bound}); {what}"
 
 
+def prediction_note(key: str, vs: list[Verdict]) -> str:
+    """A prediction of a claim's source (``verdicts.PREDICTIONS``), on its own line under the card: its
+    verdict over its own family (never the claim's) and its headline comparison."""
+    statement, _, _, claim = PREDICTIONS[key]
+    return (f"Beside claim {claim}, outside its family: {statement[0].lower() + statement[1:]}: "
+            f"{family_word(vs)} ({tally(vs)}); twin − MoE {effect_text(headline(vs))}.")
+
+
 def regime_words(regimes: list[Regime]) -> str:
     """The regime in a few words: tokens per total parameter, exposures per tail fact, and whether the
     facts exceed the smaller build's capacity."""
@@ -118,7 +129,7 @@ def build_card(run: Run, verdicts: dict | None = None) -> Card:
     verdicts = all_verdicts(run) if verdicts is None else verdicts
     card = Card()
     untrained = untrained_variants(run)
-    spoken = {c: vs for c, vs in verdicts.items() if vs}
+    spoken = {c: vs for c, vs in verdicts.items() if vs and c in CLAIMS}
     suites = "; ".join(f"{s} ({what})" for s, what in JUDGING_SUITES)
     if not spoken and untrained:
         card.headline = UNTRAINED
@@ -132,7 +143,7 @@ def build_card(run: Run, verdicts: dict | None = None) -> Card:
         card.headline = "No claim this run can speak to."
         card.notes.append(f"It has no pair or routing comparison a claim reads. Suites that can judge: {suites}.")
         return card
-    ids = regime_ids(spoken)
+    ids = regime_ids(verdicts)  # the same ids as the sentences below the card, predictions included
     for c, vs in spoken.items():
         head = headline(vs)
         sentence = regime_sentence(head.regimes)
@@ -140,6 +151,7 @@ def build_card(run: Run, verdicts: dict | None = None) -> Card:
         card.regimes[rid] = sentence
         card.lines.append(CardLine(c, claim_text(c), family_word(vs), tally(vs), effect_text(head),
                                    regime_words(head.regimes), rid))
+    card.notes += [prediction_note(k, vs) for k, vs in verdicts.items() if vs and k in PREDICTIONS]
     card.notes.append(METHOD)
     if untrained:
         card.notes.append(f"Not judged: comparisons reading untrained builds ({', '.join(untrained)}; random weights).")

@@ -8,15 +8,26 @@ transformers variant (else the first). Per task:
   a multiple-choice document, one per document of a perplexity task) on both engines; the paired
   per-document difference (the mean over a document's requests, other engine − reference) with its
   95% CI from the paired bootstrap over documents (``harness.report.bootstrap.paired_bootstrap``),
-  and the largest |Δ| of any request;
+  and the largest |Δ| of any request (NaN where any request's is);
+- **answers**: multiple-choice documents whose chosen answer (the argmax over the choices'
+  loglikelihoods, what lm-eval's ``acc`` scores) is the same on both engines, out of N;
 - **generations**: documents whose generated text (``samples[].responses``) is identical, out of N;
+- **metrics**: each task metric's paired difference over documents with its 95% bootstrap CI
+  (``paired_diff``: a mean, or a perplexity's aggregate), against the smallest margin a claim judges by;
 - **routing**: MoE layers whose telemetry (tokens per expert) is equal on both engines, out of L.
   Both engines count the same tokens (``workers.evaluation.lm``): every token each request feeds the
   model as if it ran alone, so equal routing shows as equal counts; where the totals differ (a
   generation stopped at another step, a request cut to another window) both are shown.
 
-A loglikelihood |Δ| beyond the dtype's tolerance (``TOLERANCE``), and in float32 any generation that
-differs, is flagged in the report's first lines: the check lm-eval#3712 and vllm#31202 lacked.
+Generations are compared as greedy (lm-eval's default; the samples do not record a task's sampling
+settings), so a task that samples differs and is flagged too.
+
+Flagged in the report's first lines (the check lm-eval#3712 and vllm#31202 lacked), in every dtype:
+a request beyond the dtype's tolerance (``TOLERANCE``); a NaN or infinite loglikelihood on either
+engine; a document whose chosen answer differs; a greedy generation that differs (counted); a metric's
+difference whose CI lies wholly beyond ``MARGIN`` of the reference's value. The tolerances alone
+would pass changed answers in float16 and bfloat16 (a multiple-choice allowance of 0.8-2.4 nats);
+the last three checks are what makes parity see every changed decision.
 """
 
 from __future__ import annotations
@@ -25,24 +36,36 @@ import math
 
 import numpy as np
 
-from harness.report.bootstrap import paired_bootstrap
-from harness.report.run import Run, telemetry
+from harness.report.bootstrap import Diff, paired_bootstrap, paired_diff
+from harness.report.run import Run, is_stderr, telemetry
 from harness.report.tables import Table, fmt_num
+from harness.report.verdicts import MARGINS
 from moe_schema.engines import TRANSFORMERS
 from moe_schema.hashing import canonical_json
 
-#: (atol, rtol): a request's loglikelihoods on two engines may differ by atol + rtol × |loglikelihood|
-#: nats, as numpy's isclose. float32: the engines sum the same products in other orders; per token the
-#: logprobs agree within about 1e-6, and both engines sum a request's per-token logprobs in float64 (a
-#: float32 sum over a 500-token window alone rounds by ~1e-4), so a whole perplexity document stays
-#: within 1e-5 (8.1e-6 measured on suites/engines.yaml): atol 1e-4, no rtol. bfloat16 keeps 8 mantissa bits and
-#: the engines' kernels round differently at every layer (0.36 nats measured on tiny builds): its bound
-#: catches a broken engine, not rounding. float16 keeps 11 bits, 8 times finer than bfloat16.
-TOLERANCE = {"float32": (1e-4, 0.0), "float16": (0.0625, 8e-3), "bfloat16": (0.5, 0.0625)}
-#: how a disagreement beyond tolerance opens its line (the card shows these lines)
+#: (atol, rtol): a request's loglikelihood on the other engine may differ from the reference's by
+#: atol + rtol × |the reference's loglikelihood| nats (numpy's assert_allclose, the reference as
+#: "desired"); exactly at the bound passes.
+#: float32: the numbers of lm-eval's own parity test of two engines (lm-evaluation-harness,
+#: tests/models/test_onnxruntime_parity.py: atol 1e-3 on summed continuation log-probs; rolling
+#: perplexity by assert_allclose with rtol 1e-4 and that atol, "rolling sums accumulate over windows,
+#: so scale tolerance with magnitude"). A fixed bound does not scale with length: at 1e-6 nats per
+#: token a 1,000-token rolling document would exceed 1e-4 nats.
+#: float16 / bfloat16 keep 11 / 8 mantissa bits and the engines' kernels round differently at every
+#: layer (0.36 nats measured on tiny bfloat16 builds): atol catches a broken engine, not rounding, and
+#: rtol is at most the smallest margin a claim judges by (``MARGIN``). Changed answers these bounds
+#: would pass are flagged by the decision checks (answers, generations, metrics), in every dtype.
+TOLERANCE = {"float32": (1e-3, 1e-4), "float16": (0.0625, 8e-3), "bfloat16": (0.5, 0.01)}
+#: a metric difference between engines whose 95% CI lies wholly beyond this fraction of the reference's
+#: value is flagged: the smallest margin any claim judges by (claim 2's 1% of the twin's value), so a
+#: shift that could move a verdict by its margin is never silent
+MARGIN = min(MARGINS.values())
+#: how a disagreement opens its line (the card shows these lines)
 DISAGREE = "ENGINES DISAGREE"
-#: dtypes whose greedy generations must be identical on both engines (a differing one is flagged)
-EXACT_GENERATIONS = ("float32",)
+#: where the float32 numbers come from, said in the report
+FLOAT32_SOURCE = ("float32's atol 1e-3 and rtol 1e-4 are those of lm-eval's own parity test of two engines "
+                  "(lm-evaluation-harness tests/models/test_onnxruntime_parity.py: atol 1e-3 on summed "
+                  "continuation log-probs, rtol 1e-4 on rolling perplexity)")
 
 
 def engine_of(run: Run, variant: str) -> str:
@@ -121,6 +144,11 @@ def _layers_equal(a: dict | None, b: dict | None) -> tuple[int, int] | None:
     return same, len(la)
 
 
+def _argmax(values: list) -> int:
+    """The chosen answer of a multiple-choice document: the index of its largest loglikelihood."""
+    return int(np.argmax(np.asarray(values, dtype=float)))
+
+
 class Parity:
     """One build, one task, two engines: the figures of one row."""
 
@@ -134,17 +162,26 @@ class Parity:
         self.docs = len(docs)
         self.requests = sum(len(lb[d]) for d in docs)
         self.diff = self.max_abs = self.worst = None
-        self.beyond = 0  # documents with a request beyond the tolerance
+        self.beyond = 0      # documents with a request beyond the tolerance (or not finite)
+        self.nonfinite = 0   # documents with a NaN or infinite loglikelihood on either engine
+        choice = [d for d in docs if len(lb[d]) > 1]
+        self.choice_docs = len(choice)  # multiple-choice documents
+        self.flips = sum(1 for d in choice if _argmax(la[d]) != _argmax(lb[d]))
         if docs:
-            per_req = [np.asarray(la[d], dtype=float) - np.asarray(lb[d], dtype=float) for d in docs]
-            allowed = [self.atol + self.rtol * np.abs(np.asarray(lb[d], dtype=float)) for d in docs]
-            self.max_abs = float(max(np.max(np.abs(x)) for x in per_req))
-            # the request closest to (or furthest past) its tolerance: its |Δ| over what it may differ by
-            self.worst = float(max(np.max(np.abs(x) / t) for x, t in zip(per_req, allowed)))
+            xa = [np.asarray(la[d], dtype=float) for d in docs]
+            xb = [np.asarray(lb[d], dtype=float) for d in docs]
+            with np.errstate(invalid="ignore"):  # inf − inf: NaN, a disagreement like any other
+                per_req = [x - y for x, y in zip(xa, xb)]
+                allowed = [self.atol + self.rtol * np.abs(y) for y in xb]
+                # np.max, not Python's max: a NaN anywhere makes the maximum NaN, wherever it stands
+                self.max_abs = float(np.max(np.abs(np.concatenate(per_req))))
+                # the request closest to (or furthest past) its tolerance: its |Δ| over what it may differ by
+                self.worst = float(np.max(np.concatenate([np.abs(x) / t for x, t in zip(per_req, allowed)])))
+            self.nonfinite = sum(1 for x, y in zip(xa, xb) if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))))
             self.beyond = sum(1 for x, t in zip(per_req, allowed) if np.any(~(np.abs(x) <= t)))
-            if all(np.all(np.isfinite(x)) for x in per_req):
-                self.diff = paired_bootstrap([float(np.mean(la[d])) for d in docs],
-                                             [float(np.mean(lb[d])) for d in docs], seed=seed)
+            if not self.nonfinite:
+                self.diff = paired_bootstrap([float(np.mean(x)) for x in xa], [float(np.mean(y)) for y in xb],
+                                             seed=seed)
         ga, gb = _by_doc(a, "responses"), _by_doc(b, "responses")
         gdocs = set(ga) & set(gb)
         self.generations = len(gdocs)
@@ -157,6 +194,27 @@ class Parity:
         self.metric = metrics[0] if metrics else None
         self.values = tuple(run.metrics(v).get(task, {}).get(self.metric) for v in (other, ref)) if self.metric \
             else (None, None)
+        self.metric_diffs = self._metric_diffs(run, a, b, seed)
+
+    def _metric_diffs(self, run: Run, a: list, b: list, seed: int) -> list[tuple[str, Diff, float]]:
+        """(metric, its paired difference other − reference over documents with the 95% bootstrap CI,
+        the margin it is held to: ``MARGIN`` × |the reference's value|) for each of the task's metrics
+        with per-document values (a perplexity's aggregate recomputed per resample, as the claims'
+        intervals are)."""
+        out = []
+        for metric in run.task_metrics(self.task):
+            ref_value = run.metrics(self.ref).get(self.task, {}).get(metric)
+            if is_stderr(metric) or not isinstance(ref_value, (int, float)) or not math.isfinite(ref_value):
+                continue
+            d = paired_diff(a, b, metric, seed=seed)
+            if d is not None:
+                out.append((metric, d, MARGIN * abs(float(ref_value))))
+        return out
+
+    @property
+    def shifted(self) -> list[tuple[str, Diff, float]]:
+        """The metric differences whose 95% CI lies wholly beyond ± their margin."""
+        return [(m, d, bound) for m, d, bound in self.metric_diffs if d.lo > bound or d.hi < -bound]
 
     @property
     def tolerance(self) -> str:
@@ -164,15 +222,27 @@ class Parity:
 
     @property
     def loglikelihood_flag(self) -> bool:
-        return self.max_abs is not None and (math.isnan(self.max_abs) or self.beyond > 0)
+        return self.max_abs is not None and (math.isnan(self.max_abs) or self.beyond > 0 or self.nonfinite > 0)
+
+    @property
+    def answer_flag(self) -> bool:
+        return self.flips > 0
 
     @property
     def generation_flag(self) -> bool:
-        return self.dtype in EXACT_GENERATIONS and self.identical < self.generations
+        return self.identical < self.generations
+
+    @property
+    def reasons(self) -> list[str]:
+        """The table's flag cell: each way the engines disagree."""
+        return [word for word, on in (("NaN/INFINITE", self.nonfinite > 0), ("BEYOND TOLERANCE", self.beyond > 0),
+                                      ("ANSWERS DIFFER", self.answer_flag),
+                                      ("GENERATIONS DIFFER", self.generation_flag),
+                                      ("METRIC BEYOND MARGIN", bool(self.shifted))) if on]
 
     @property
     def flagged(self) -> bool:
-        return self.loglikelihood_flag or self.generation_flag
+        return bool(self.reasons)
 
     @property
     def compared(self) -> bool:
@@ -196,28 +266,47 @@ def _engine_label(run: Run, variant: str) -> str:
     return engine_of(run, variant) + (f" {version}" if version else "")
 
 
+def _signed(x: float) -> str:
+    return f"{x:+.3g}"
+
+
 def parity_lines(run: Run, rows: list[Parity]) -> list[str]:
-    """The sentences opening the report: each difference beyond tolerance, or that there is none."""
+    """The sentences opening the report: each way two engines disagree, or that they agree."""
     lines = []
     for p in rows:
         pair = f"{p.other} against {p.ref}, {p.task}"
-        if p.loglikelihood_flag:
+        if p.nonfinite:
+            lines.append(f"{DISAGREE}: {pair}: a NaN or infinite loglikelihood on {p.nonfinite} of {p.docs} "
+                         f"documents (on either engine; max |Δ| {fmt_num(p.max_abs, 3)}).")
+        if p.beyond:
             lines.append(f"{DISAGREE}: {pair}: loglikelihood max |Δ| {fmt_num(p.max_abs, 3)} is beyond the "
                          f"{p.dtype} tolerance of {p.tolerance} nats ({p.beyond} of {p.docs} documents).")
+        if p.answer_flag:
+            lines.append(f"{DISAGREE}: {pair}: the chosen answer (argmax over the choices' loglikelihoods) differs "
+                         f"on {p.flips} of {p.choice_docs} documents.")
         if p.generation_flag:
             lines.append(f"{DISAGREE}: {pair}: greedy generations differ on {p.generations - p.identical} of "
-                         f"{p.generations} documents ({p.dtype}: they must be identical).")
+                         f"{p.generations} documents (they must be identical, in every dtype).")
+        for what, d, bound in p.shifted:
+            lines.append(f"{DISAGREE}: {pair}: {what} differs by {_signed(d.mean)} [{_signed(d.lo)}, "
+                         f"{_signed(d.hi)}] (95% CI over {d.n} documents), wholly beyond ±{bound:.3g}, the "
+                         f"{MARGIN:.0%} of the reference's value that claim 2 judges by.")
     if rows and not lines:
         worst = max((p.max_abs for p in rows if p.max_abs is not None), default=None)
         share = max((p.worst for p in rows if p.worst is not None), default=None)
         gens = sum(p.generations for p in rows), sum(p.identical for p in rows)
+        choices = sum(p.choice_docs for p in rows)
         tol = ", ".join(sorted({f"{p.dtype} {p.tolerance}" for p in rows}))
-        text = f"Engines agree within tolerance on {len(rows)} build × task comparison(s)"
+        text = f"Engines agree on {len(rows)} build × task comparison(s)"
         if worst is not None:
-            text += (f": largest loglikelihood |Δ| {fmt_num(worst, 3)}, at most {share:.0%} of what a request may "
+            text += (f": largest loglikelihood |Δ| {fmt_num(worst, 3)}, at most {share:.1%} of what a request may "
                      f"differ by (tolerance {tol} nats)")
+        if choices:
+            text += f"; the same answer chosen on {choices} of {choices} multiple-choice documents"
         if gens[0]:
             text += f"; generations identical on {gens[1]} of {gens[0]} documents"
+        if any(p.metric_diffs for p in rows):
+            text += f"; no metric differs beyond {MARGIN:.0%} of the reference's value"
         lines.append(text + ".")
     return lines
 
@@ -237,7 +326,8 @@ def _routing_cell(p: Parity) -> str:
 
 def parity_table(run: Run, rows: list[Parity]) -> Table:
     cols = ["variant", "against", "engines", "task", "dtype", "docs", "requests", "mean Δ loglik", "95% CI",
-            "max |Δ|", "tolerance", "generations identical", "routing layers equal", "metric", "flag"]
+            "max |Δ|", "tolerance", "answers differ", "generations identical", "routing layers equal", "metric",
+            "flag"]
     table = Table("Engine parity", cols, empty="No build was evaluated on two engines.")
     for p in rows:
         ci = f"[{p.diff.lo:+.2e}, {p.diff.hi:+.2e}]" if p.diff is not None else "-"
@@ -248,15 +338,24 @@ def parity_table(run: Run, rows: list[Parity]) -> Table:
             p.other, p.ref, f"{_engine_label(run, p.other)} vs {_engine_label(run, p.ref)}", p.task, p.dtype,
             str(p.docs), str(p.requests), f"{p.diff.mean:+.2e}" if p.diff is not None else "-", ci,
             f"{p.max_abs:.2e}" if p.max_abs is not None else "-", p.tolerance,
+            f"{p.flips} / {p.choice_docs}" if p.choice_docs else "-",
             f"{p.identical} / {p.generations}" if p.generations else "-", _routing_cell(p), metric,
-            "BEYOND TOLERANCE" if p.flagged else ""])
+            ", ".join(p.reasons)])
     if rows:
         bounds = ", ".join(f"{k} {a:g}" + (f" + {r:g}" if r else "") for k, (a, r) in TOLERANCE.items())
         table.notes.append("Δ: the other engine's loglikelihood minus the reference's, per document (mean over its "
-                           "requests), 95% CI by the paired bootstrap over documents; max |Δ| over every request. "
-                           "A request may differ by atol + rtol × |its loglikelihood| nats: "
-                           f"{bounds}; in "
-                           f"{', '.join(EXACT_GENERATIONS)} greedy generations must be identical. Routing: MoE "
+                           "requests), 95% CI by the paired bootstrap over documents; max |Δ| over every request "
+                           "(nan where any is). "
+                           "A request may differ by atol + rtol × |the reference's loglikelihood| nats: "
+                           f"{bounds}; {FLOAT32_SOURCE}; bfloat16's atol catches a broken engine, not rounding (its "
+                           "kernels round differently at every layer: 0.36 nats measured on tiny builds), float16's "
+                           "is 8 times finer (3 more mantissa bits), and their rtol is at most "
+                           f"{MARGIN:.0%}. In every dtype a NaN or infinite loglikelihood, a multiple-choice "
+                           "document whose chosen answer (argmax over its choices) differs, a greedy generation "
+                           "that differs, and a task metric whose paired difference over documents has its 95% CI "
+                           "wholly beyond "
+                           f"{MARGIN:.0%} of the reference's value (the smallest margin a claim judges by: claim "
+                           "2's) are flagged. Routing: MoE "
                            "layers whose tokens-per-expert counts are equal on both engines. Both count every "
                            "token each request feeds the model, as if it ran alone: a loglikelihood request its "
                            "context and continuation but the last token (a context shared by n requests n "
@@ -324,8 +423,8 @@ def routing_effect_table(run: Run, rows: list[Parity]) -> Table:
 
 
 def parity_flags(run: Run, rows: list[Parity]) -> list[str]:
-    """Each engine disagreement beyond tolerance among ``rows`` (``parity_rows``), one line each, for
-    the answer card; none in a one-engine run or where the engines agree."""
+    """Each engine disagreement among ``rows`` (``parity_rows``), one line each, for the answer card;
+    none in a one-engine run or where the engines agree."""
     return [line for line in parity_lines(run, rows) if line.startswith(DISAGREE)]
 
 
@@ -338,7 +437,11 @@ def parity_sections(run: Run, rows: list[Parity]) -> list:
         return []
     return [Section("engine-parity", "Engine parity",
                     "The same build evaluated on two engines, document by document: the paired loglikelihood "
-                    "difference with its 95% CI and largest value, greedy generations identical out of N, and "
-                    "routing telemetry equal per layer. A difference beyond the dtype's tolerance is flagged here.",
+                    "difference with its 95% CI and largest value, chosen answers and greedy generations that "
+                    "differ out of N, and routing telemetry equal per layer. Flagged here, in every dtype: a "
+                    "request beyond the dtype's tolerance (float32: atol 1e-3 + rtol 1e-4 × |loglikelihood|, "
+                    "the numbers of lm-eval's own engine parity test), a NaN or infinite loglikelihood, any "
+                    "changed answer or generation, and a metric difference beyond the smallest claim margin "
+                    f"({MARGIN:.0%}).",
                     [parity_table(run, rows), routing_effect_table(run, rows)], [], "",
                     lines=parity_lines(run, rows))]

@@ -20,8 +20,12 @@ Claims (1, 2, 3, 5; the others need probes or ablations these verdicts do not re
 2. equal total: the dense twin is as good or better, within ``EQUIVALENCE_MARGIN`` (relative to the
    twin's value); its cost per token beside the MoE's is stated, not judged (training FLOPs per
    token, else 6 × active params);
-3. long-tail knowledge: the MoE stores more tail-bucket facts than its twins (``<group>_values_tail``
-   bits per document, else accuracy);
+3. long-tail knowledge: the MoE stores more tail-bucket facts than its equal-*active* twin
+   (``<group>_values_tail`` bits per document, else accuracy). Only equal-active pairs: at equal
+   *total* parameters the paper the claim rests on (Allen-Zhu & Li, arXiv 2404.05405) predicts the
+   MoE stores *less* (1.3–1.5× fewer bits per parameter), so an equal-total pair is no evidence for
+   the claim. It is judged apart, oriented to that prediction (``PREDICTIONS["3t"]``: positive = the
+   MoE stores less), as a family of its own;
 5. router: the trained MoE's native router beats top-k at half its k, random routing and pruning.
 """
 
@@ -44,6 +48,9 @@ HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive at 
 #: claim 2's margin: the MoE may beat its equal-total twin by up to this fraction of the twin's value
 #: and the claim ("dense as good or better") still holds
 EQUIVALENCE_MARGIN = 0.01
+#: the margins claims judge by, as fractions of the twin's value (claims 1, 3 and 5: boundary 0, no
+#: margin); engine parity flags a mean difference beyond the smallest of them
+MARGINS = {"2": EQUIVALENCE_MARGIN}
 HELDOUT = re.compile(r"_heldout_(seen|unseen)$")
 
 
@@ -293,7 +300,9 @@ def claim2(run: Run, margin: float = EQUIVALENCE_MARGIN) -> list[Verdict]:
     return out
 
 
-def claim3(run: Run) -> list[Verdict]:
+def _tail_verdicts(run: Run, key: str, kind: str, moe_more: bool) -> list[Verdict]:
+    """Tail-bucket knowledge of each equal-``kind`` pair (``<group>_values_tail`` bits, else accuracy),
+    judged as ``key``; ``moe_more``: the advantage is MoE − twin (else twin − MoE)."""
     groups = values_groups(run) or [g for g in bucket_groups(run) if g.form == "tasks"]
     out = []
     for g in groups:
@@ -304,15 +313,26 @@ def claim3(run: Run) -> list[Verdict]:
         if metric is None:
             continue
         for pair in model_pairs(run, native_only=True):
-            row = _row(run, pair, task, metric)
+            row = _row(run, pair, task, metric) if pair.kind == kind else None
             if row is None:
                 continue
             extra = {"kind": pair.kind}
             if metric != "acc" and "acc" in run.task_metrics(task):
                 acc = _row(run, pair, task, "acc")
                 extra["acc"] = (acc.moe, acc.dense) if acc else None
-            out.append(judge("3", row, True, 0.0, _label(pair), run, **extra))
+            out.append(judge(key, row, moe_more, 0.0, _label(pair), run, **extra))
     return out
+
+
+def claim3(run: Run) -> list[Verdict]:
+    """Claim 3 on equal-active pairs only: the MoE's tail-bucket knowledge minus its twin's."""
+    return _tail_verdicts(run, "3", "active", True)
+
+
+def claim3_total(run: Run) -> list[Verdict]:
+    """Claim 3's source at equal total parameters: the twin's tail-bucket knowledge minus the MoE's
+    (positive: the MoE stores less, as Allen-Zhu & Li predict)."""
+    return _tail_verdicts(run, "3t", "total", False)
 
 
 def strategy_role(run: Run, variant: str, native: str) -> str:
@@ -356,9 +376,26 @@ CLAIMS = {"1": ("At equal active parameters the MoE reaches a lower held-out los
                 "equal active"),
           "2": ("At equal total parameters the dense twin is as good or better, at a higher cost per token", claim2,
                 "equal total"),
-          "3": ("The MoE stores more long-tail (tail-bucket) knowledge than its dense twins", claim3,
+          "3": ("The MoE stores more long-tail (tail-bucket) knowledge than its equal-active dense twin", claim3,
                 "long-tail knowledge"),
           "5": ("The trained router beats top-k at half k, random routing and pruning", claim5, "router")}
+
+
+#: what a claim's own source predicts and a run can check beside the claim, never inside its Holm family
+#: (each is a family of its own): key -> (statement, how to compute its verdicts, short name, the claim)
+PREDICTIONS = {"3t": ("At equal total parameters the MoE stores less long-tail knowledge, as the paper predicts "
+                      "(Allen-Zhu & Li, arXiv 2404.05405: 1.3–1.5× fewer bits per parameter)", claim3_total,
+                      "at equal total parameters the MoE stores less, as the paper predicts", "3")}
+
+
+def short_name(key: str) -> str:
+    """A claim's or a prediction's short name."""
+    return (CLAIMS.get(key) or PREDICTIONS[key])[2]
+
+
+def comparisons(key: str):
+    """How to compute a claim's or a prediction's verdicts (unfiltered, before Holm)."""
+    return (CLAIMS.get(key) or PREDICTIONS[key])[1]
 
 
 def untrained_variants(run: Run) -> list[str]:
@@ -367,14 +404,18 @@ def untrained_variants(run: Run) -> list[str]:
 
 
 def all_verdicts(run: Run) -> dict[str, list[Verdict]]:
-    """{claim: its verdicts} for claims 1, 2, 3 and 5 ([] where the run cannot speak to a claim).
+    """{claim: its verdicts} for claims 1, 2, 3 and 5 ([] where the run cannot speak to a claim), each
+    claim followed by the predictions that sit beside it (``PREDICTIONS``: "3t" after "3").
 
     A comparison that reads an untrained build (random weights) gets no verdict; each claim's
-    remaining comparisons are one family under Holm's step-down (:func:`holm_family`).
+    remaining comparisons are one family under Holm's step-down (:func:`holm_family`), and each
+    prediction's another, apart from its claim's.
     """
     out = {}
-    for c, (_, fn, _) in CLAIMS.items():
-        out[c] = holm_family([v for v in fn(run) if not any(run.untrained(x) for x in v.variants)])
+    for c in CLAIMS:
+        for key in (c, *(k for k, p in PREDICTIONS.items() if p[3] == c)):
+            out[key] = holm_family([v for v in comparisons(key)(run)
+                                    if not any(run.untrained(x) for x in v.variants)])
     return out
 
 
