@@ -144,3 +144,32 @@ def test_a_result_says_which_engine_ran_it_and_old_results_stay_valid():
         with pytest.raises(SchemaError) as exc:
             check_result({**base, "engine": engine}, "describe")
         assert str(exc.value).startswith(message)
+
+
+#: keys and model keys (affinity) of suites/smoke.yaml and suites/engines.yaml jobs, recorded before
+#: engines became plugins: a cached result must keep its name (fixed versions, so no install matters)
+PINNED = [
+    ("smoke", "evaluate", "moe-8x2", "smoke_mc", "443a97262cb57ed281aa1696", "52423fd6600cfd5b"),
+    ("smoke", "probe", "moe-8x2@topk(k=1)", "latency", "e7c16ded914d186ea1e81200", "52423fd6600cfd5b"),
+    ("engines", "evaluate", "moe[vllm]", "smoke_mc", "cacbb8db10d20f3625982878", "1780a4fdd863b045"),
+    ("engines", "describe", "moe@topk(k=1)[vllm]", "", "5aab009abf83e7eb6e2efcbf", "1780a4fdd863b045"),
+    ("engines", "evaluate", "moe@random(keyed=true)", "smoke_gen", "64d9cddd0097e08cc1b1abcc", "ed55d1741dbaa06e"),
+]
+
+
+def test_job_keys_of_the_example_suites_did_not_move():
+    from pathlib import Path
+
+    from harness import plan, suite
+
+    versions = {"moe-harness": "0.1.0", "result_schema": "1", "torch": "2.0", "transformers": "5.0",
+                "lm_eval": "0.4", "vllm": "0.32.0"}
+    repo = Path(__file__).resolve().parent.parent
+    found = {}
+    for name in ("smoke", "engines"):
+        _, jobs = plan.expand(suite.load(repo / "suites" / f"{name}.yaml"), versions)
+        for j in jobs:
+            what = (j.spec.get("task") or j.spec.get("probe") or {}).get("name", "")
+            found[(name, j.kind, j.variant, what)] = (plan.job_key(j.spec, versions), j.affinity)
+    for *where, key, affinity in PINNED:
+        assert found[tuple(where)] == (key, affinity), where
