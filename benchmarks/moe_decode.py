@@ -83,7 +83,8 @@ def time_decode(model, cfg: dict, args, peaks) -> list[dict]:
     import torch
 
     from moe_schema.roofline import ModelShape
-    from workers.probes.steps import ProbeContext, resolve_compile, timed_row
+    from workers.engines.transformers.steps import TransformersProbeContext as ProbeContext, resolve_compile
+    from workers.probes.steps import timed_row
 
     bpp = torch.tensor([], dtype=model.dtype).element_size()
     shape = ModelShape.from_config(cfg, bytes_per_param=bpp)

@@ -68,7 +68,7 @@ import zmq
 
 from moe_schema import protocol
 from moe_schema.check import SchemaError
-from moe_schema.engines import TRANSFORMERS, engine_name
+from moe_schema.engines import DEFAULT, engine_name
 from moe_schema.result import check_result as _check_result
 
 
@@ -83,7 +83,7 @@ class Job:
 
     def __attrs_post_init__(self):
         if not self.engine:
-            self.engine = engine_name(self.spec.get("variant") or {}) if isinstance(self.spec, dict) else TRANSFORMERS
+            self.engine = engine_name(self.spec.get("variant") or {}) if isinstance(self.spec, dict) else DEFAULT
 
 
 @attrs.define
@@ -130,7 +130,7 @@ class _Worker:
         listed = self.info.get("engines")
         if isinstance(listed, dict):
             return {str(k): str(v) for k, v in listed.items()}
-        return {TRANSFORMERS: "?"}  # a daemon from before engines: transformers only
+        return {DEFAULT: "?"}  # a daemon from before engines: the default engine only
 
 
 class Coordinator:
@@ -526,7 +526,7 @@ class Coordinator:
     def _pick(self, w: _Worker, queue: deque) -> _Task | None:
         others = [o for o in self.workers if o is not w and o.state != "lost"]
         had_elsewhere = set().union(*(o.has for o in others))
-        engines = w.engines or {TRANSFORMERS: "?"}
+        engines = w.engines or {DEFAULT: "?"}
         # what this worker may take: its engine, and no need, a need it has, or a need no other live worker has
         fits = [t for t in queue if t.job.engine in engines
                 and (not t.job.needs or t.job.needs in w.has or t.job.needs not in had_elsewhere)]

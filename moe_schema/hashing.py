@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+from moe_schema.engines import DEFAULT, is_default
+
 
 def canonical_json(obj) -> str:
     """The one serialisation hashed (anything JSON cannot hold is hashed as its ``str``)."""
@@ -24,10 +26,10 @@ def content_hash(obj, n: int = 16) -> str:
 def model_key(variant: dict) -> str:
     """What a loaded model is cached by: the build and how it is loaded, not its routing, so every
     routing of one build shares one model. The coordinator's affinity and a worker's model cache
-    both use it. A build hosted in another engine than transformers is another model (its engine
-    spec joins the hash; transformers builds keep the names they always had)."""
+    both use it. A build hosted in another engine than the default is another model (its engine
+    spec joins the hash; builds on the default engine keep the names they always had)."""
     parts = [variant["build"], variant["dtype"], variant["trust_remote_code"], variant["experts_implementation"]]
     engine = variant.get("engine")
-    if isinstance(engine, dict) and engine.get("name", "transformers") != "transformers":
+    if isinstance(engine, dict) and not is_default(engine.get("name", DEFAULT)):
         parts.append(engine)
     return content_hash(parts)

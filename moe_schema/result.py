@@ -121,7 +121,7 @@ def _engine(where: str, e: Any) -> None:
         if key not in e:
             raise SchemaError(where, f"missing {key!r}")
     if e["name"] not in ENGINES:
-        raise SchemaError(f"{where}.name", unknown("engine", e["name"], ENGINES))
+        raise SchemaError(f"{where}.name", unknown("engine", e["name"], ENGINES.names()))
     expect(f"{where}.version", e["version"], str, "a version string")
 
 

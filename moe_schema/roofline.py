@@ -64,12 +64,18 @@ class ModelShape:
 
     def kv_bytes_per_token(self) -> float:
         """KV cache bytes one token of one sequence occupies, all layers."""
-        return self.layers * 2 * self.kv_heads * self.head_dim * self.kv_bytes
+        return kv_bytes_per_token(self.layers, self.kv_heads, self.head_dim, self.kv_bytes)
 
     @classmethod
     def from_config(cls, cfg: dict, bytes_per_param: float = 2.0, kv_bytes: float | None = None) -> "ModelShape":
         """Parameter counts worked out from a transformers config dict of a family in moe_schema.families."""
         return _shape_from_config(cfg, bytes_per_param, bytes_per_param if kv_bytes is None else kv_bytes)
+
+
+def kv_bytes_per_token(layers: int, kv_heads: int, head_dim: float, element_bytes: float) -> float:
+    """The one count of a KV cache: K and V of every layer for one token of one sequence
+    (layers x 2 x kv heads x head size x bytes per element)."""
+    return layers * 2 * kv_heads * head_dim * element_bytes
 
 
 def _need(cfg: dict, key: str):

@@ -11,8 +11,8 @@ Writing a strategy (built-in or third party)
        class MyConfig(StrategyConfig):
            name = "mine"                 # the name suites use
            causal = True                 # False if a token's route depends on later tokens
-           engines = ("transformers", "vllm")   # engines it runs on (moe_schema.engines); without
-                                         # "vllm", vllm_refusal says why, and a suite asking is refused
+           needs = TOKEN                 # what its rule reads: TOKEN, BATCH or STATE (NEEDS); each
+                                         # engine decides from it whether it runs the strategy
            implementation = "my_package.strategy:Mine"   # the torch side, imported lazily by build()
            k: int = attrs.field(default=1, validator=positive_int)
 
@@ -51,6 +51,18 @@ STRATEGY_BASE = "workers.routing.base:Strategy"
 
 # an entry is a StrategyConfig subclass (checked on lookup); its torch side is named by `implementation`
 ROUTING: Registry = Registry("routing strategy", "moe_harness.routing", base="moe_schema.routing:StrategyConfig")
+
+
+#: What a strategy's rule reads to pick one token's experts: the one fact about itself a strategy
+#: states (``needs``), from which each engine decides whether it runs it (moe_schema.engines).
+TOKEN = "token"
+BATCH = "batch"
+STATE = "state"
+NEEDS = {
+    TOKEN: "reads one token's router logits (and its id and position)",
+    BATCH: "reads every token of the batch at once (a token's experts depend on the others)",
+    STATE: "reads learned state saved beside the checkpoint besides the router logits",
+}
 
 
 def strategy(cls):
@@ -122,11 +134,9 @@ class StrategyConfig:
     name: ClassVar[str] = ""
     causal: ClassVar[bool] = True
     implementation: ClassVar[str] = ""  # "module:Class" of the torch strategy; build() imports it lazily
-    # The engines (moe_schema.engines.ENGINES) that can run it. vLLM runs a strategy whose rule is a
-    # function of one token's router logits (its `custom_routing_function`), whatever the batch;
-    # without "vllm", `vllm_refusal` says why, and a suite asking for it on vLLM is refused.
-    engines: ClassVar[tuple[str, ...]] = ("transformers",)
-    vllm_refusal: ClassVar[str] = "it does not say it runs on vLLM (its config's `engines` lists only transformers)"
+    # The one fact an engine needs to decide whether it runs the strategy (moe_schema.engines,
+    # EngineSpec.routes): what the rule reads to pick a token's experts (NEEDS).
+    needs: ClassVar[str] = TOKEN
 
     def experts_per_token(self, native_k: int, num_experts: int) -> float | None:
         """Experts a token uses, for active-parameter accounting; None = dynamic (measured)."""
@@ -191,15 +201,6 @@ def config_from_spec(spec, where: str = "variant.routing") -> StrategyConfig:
     return routing_config(spec["name"], spec.get("params"), where, f"{where}.params")
 
 
-def engine_refusal(config: StrategyConfig, engine: str) -> str | None:
-    """Why ``config``'s strategy cannot run on ``engine`` (moe_schema.engines), or None."""
-    if engine in config.engines:
-        return None
-    if engine == "vllm":
-        return config.vllm_refusal or "it does not run on vLLM"
-    return f"it runs on {', '.join(config.engines)} only"
-
-
 def _to_tuple(value):
     if isinstance(value, list):
         return tuple(_to_tuple(v) for v in value)
@@ -216,8 +217,6 @@ class NativeConfig(StrategyConfig):
 
     name: ClassVar[str] = "native"
     implementation: ClassVar[str] = "workers.routing.native:Native"
-    engines: ClassVar[tuple[str, ...]] = ("transformers", "vllm")
-    vllm_refusal: ClassVar[str] = ""
 
 
 @strategy
@@ -227,8 +226,6 @@ class TopKConfig(StrategyConfig):
 
     name: ClassVar[str] = "topk"
     implementation: ClassVar[str] = "workers.routing.topk:TopK"
-    engines: ClassVar[tuple[str, ...]] = ("transformers", "vllm")
-    vllm_refusal: ClassVar[str] = ""
     k: int = attrs.field(validator=positive_int)
     renormalize: bool | None = _renormalize()
 
@@ -243,8 +240,6 @@ class TopPConfig(StrategyConfig):
 
     name: ClassVar[str] = "topp"
     implementation: ClassVar[str] = "workers.routing.topp:TopP"
-    engines: ClassVar[tuple[str, ...]] = ("transformers", "vllm")
-    vllm_refusal: ClassVar[str] = ""
     p: float = attrs.field(validator=positive_float)
     min_k: int = attrs.field(default=1, validator=positive_int)
     max_k: int | None = attrs.field(default=None, validator=optional_positive_int)
@@ -273,8 +268,6 @@ class RandomConfig(StrategyConfig):
 
     name: ClassVar[str] = "random"
     implementation: ClassVar[str] = "workers.routing.random_choice:RandomChoice"
-    engines: ClassVar[tuple[str, ...]] = ("transformers", "vllm")
-    vllm_refusal: ClassVar[str] = ""
     k: int | None = attrs.field(default=None, validator=optional_positive_int)
     seed: int = attrs.field(default=0, validator=int_value)
     renormalize: bool | None = _renormalize()
@@ -291,8 +284,6 @@ class HashConfig(StrategyConfig):
 
     name: ClassVar[str] = "hash"
     implementation: ClassVar[str] = "workers.routing.hashing:HashRouting"
-    engines: ClassVar[tuple[str, ...]] = ("transformers", "vllm")
-    vllm_refusal: ClassVar[str] = ""
     k: int = attrs.field(default=1, validator=positive_int)
     seed: int = attrs.field(default=0, validator=int_value)
     renormalize: bool | None = _renormalize()
@@ -309,9 +300,7 @@ class CapacityConfig(StrategyConfig):
 
     name: ClassVar[str] = "capacity"
     implementation: ClassVar[str] = "workers.routing.capacity:Capacity"
-    engines: ClassVar[tuple[str, ...]] = ("transformers",)
-    vllm_refusal: ClassVar[str] = ("its drops depend on every token of the batch (an expert's capacity), "
-                                   "and vLLM schedules its own batches")
+    needs: ClassVar[str] = BATCH  # an expert's capacity is shared by every token of the batch
     capacity_factor: float = attrs.field(default=1.0, validator=positive_float)
     k: int | None = attrs.field(default=None, validator=optional_positive_int)
     renormalize: bool | None = _renormalize()
@@ -330,8 +319,6 @@ class PruneConfig(StrategyConfig):
 
     name: ClassVar[str] = "prune"
     implementation: ClassVar[str] = "workers.routing.prune:Prune"
-    engines: ClassVar[tuple[str, ...]] = ("transformers", "vllm")
-    vllm_refusal: ClassVar[str] = ""
     experts: tuple[int, ...] | tuple[tuple[int, ...], ...] | None = attrs.field(default=None, converter=_to_tuple)
     fraction: float | None = attrs.field(default=None)
     keep: int | None = attrs.field(default=None, validator=optional_positive_int)
@@ -385,9 +372,7 @@ class ExpertChoiceConfig(StrategyConfig):
 
     name: ClassVar[str] = "expert_choice"
     implementation: ClassVar[str] = "workers.routing.expert_choice:ExpertChoice"
-    engines: ClassVar[tuple[str, ...]] = ("transformers",)
-    vllm_refusal: ClassVar[str] = ("experts choose tokens across the batch, later ones included, and vLLM "
-                                   "routes each token alone in batches it schedules itself")
+    needs: ClassVar[str] = BATCH  # experts choose among every token of the batch, later ones included
     causal: ClassVar[bool] = False
     capacity_factor: float = attrs.field(default=1.0, validator=positive_float)
     k: int | None = attrs.field(default=None, validator=optional_positive_int)
@@ -406,11 +391,8 @@ class AuxFreeConfig(StrategyConfig):
     name: ClassVar[str] = "aux_free"
     implementation: ClassVar[str] = "workers.routing.aux_free:AuxFree"
     # At evaluation the bias is only read, so the rule is one over router logits (top-k of probability +
-    # bias); but the bias is learned state (moved in training, saved beside the trained checkpoint), and
-    # the vLLM engine's rules get the router logits alone: refused there until the bias travels with it.
-    engines: ClassVar[tuple[str, ...]] = ("transformers",)
-    vllm_refusal: ClassVar[str] = ("it adds a learned per-expert bias (training state saved beside the checkpoint) "
-                                   "to the router's scores, and the vLLM engine does not load it")
+    # bias); but the bias is learned state (moved in training, saved beside the trained checkpoint).
+    needs: ClassVar[str] = STATE
     gamma: float = attrs.field(default=0.001, validator=non_negative_float)
     k: int | None = attrs.field(default=None, validator=optional_positive_int)
     renormalize: bool | None = _renormalize()

@@ -1,19 +1,23 @@
 """The variant spec a job carries (docs/internals.md, "Variant spec"), checked: its build (checkpoint,
-config or trained), routing, dtype, loading options and engine (moe_schema.engines: a build vLLM
-cannot host, or a routing strategy it cannot run, is refused here on both sides).
+config or trained), routing, dtype, loading options and engine (moe_schema.engines: a build the
+engine cannot host, or a routing strategy it cannot run, is refused here by the engines' one check).
 
-The worker checks every job's variant with it (``workers.builds.spec`` turns a ``SchemaError``
-into INVALID_PARAMS); the harness's tests check every variant the planner makes from the example
-suites with it, so the two sides cannot drift apart.
+``parse_variant`` checks a variant once and returns a ``Variant``: the checked dict, its routing
+strategy's config object and its engine's spec, which the worker passes down (nothing re-parses
+the dict). The worker parses every job's variant with it (``workers.builds.spec`` turns a
+``SchemaError`` into INVALID_PARAMS); the harness's tests check every variant the planner makes
+from the example suites with it, so the two sides cannot drift apart.
 """
 
 from __future__ import annotations
 
 import re
 
-from moe_schema import families
+import attrs
+
+from moe_schema import engines, families
 from moe_schema.check import SchemaError, expect, known_keys, unknown
-from moe_schema.engines import check_engine, vllm_refusal
+from moe_schema.routing import StrategyConfig, config_from_spec
 
 DTYPES = ("float32", "float16", "bfloat16", "auto")  # auto: the checkpoint's own dtype
 #: what a suite may ask for (``dtype:``): a run compares variants, so it names one dtype, never "auto"
@@ -44,8 +48,26 @@ def check_build(build, where: str = "variant.build") -> dict:
     return build
 
 
-def check_variant(variant) -> dict:
-    """Validate a variant spec (docs/internals.md); return it with defaults filled in (a copy)."""
+@attrs.frozen(eq=False)
+class Variant:
+    """A checked variant: ``spec`` (the dict with defaults filled in, as jobs carry it and keys hash
+    it), ``strategy`` (its routing's config object; None: the checkpoint's own routing) and
+    ``engine`` (its engine's ``moe_schema.engines.EngineSpec``; the parameters are
+    ``spec["engine"]["params"]``)."""
+
+    spec: dict
+    strategy: StrategyConfig | None
+    engine: engines.EngineSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.get("name") or "the variant"
+
+
+def parse_variant(variant) -> Variant:
+    """Validate a variant spec (docs/internals.md) once; return it as a ``Variant``."""
+    if isinstance(variant, Variant):
+        return variant
     if not isinstance(variant, dict):
         raise SchemaError("variant", f"expected a map, got {type(variant).__name__}")
     v = {"routing": None, "dtype": "float32", "trust_remote_code": False, "experts_implementation": None,
@@ -55,10 +77,8 @@ def check_variant(variant) -> dict:
     check_build(v["build"])
     if not isinstance(v.get("name", ""), str):
         raise SchemaError("variant.name", f"expected a string, got {v['name']!r}")
-    if v["routing"] is not None:  # the strategy and its parameters, as the suite parser checked them
-        from moe_schema.routing import config_from_spec
-
-        config_from_spec(v["routing"], "variant.routing")
+    # the strategy and its parameters, as the suite parser checked them
+    strategy = None if v["routing"] is None else config_from_spec(v["routing"], "variant.routing")
     if v["dtype"] not in DTYPES:
         raise SchemaError("variant.dtype", unknown("dtype", v["dtype"], DTYPES))
     if not isinstance(v["trust_remote_code"], bool):
@@ -66,16 +86,16 @@ def check_variant(variant) -> dict:
     impl = v["experts_implementation"]
     if impl is not None and not isinstance(impl, str):
         raise SchemaError("variant.experts_implementation", f"expected null or a string, got {impl!r}")
-    v["engine"] = check_engine("variant.engine", v.get("engine"))  # missing: transformers
-    engine = v["engine"]["name"]
-    if engine != "transformers":
-        why = vllm_refusal(v["build"].get("config"), v["dtype"])
-        if why:
-            raise SchemaError("variant.engine", f"{v.get('name') or 'this variant'} cannot run on engine {engine}: {why}")
-        if v["routing"] is not None:
-            from moe_schema.routing import config_from_spec, engine_refusal
+    v["engine"] = engines.check_engine("variant.engine", v.get("engine"))  # missing: the default engine
+    name = v["engine"]["name"]
+    refused = engines.refusal(v["engine"], config=v["build"].get("config"), dtype=v["dtype"], strategies=(strategy,))
+    if refused is not None and refused.what == "routing":
+        raise SchemaError("variant.routing", f"{v['routing']['name']} cannot run on engine {name}: {refused.why}")
+    if refused is not None:
+        raise SchemaError("variant.engine", f"{v.get('name') or 'this variant'} cannot run on engine {name}: {refused.why}")
+    return Variant(spec=v, strategy=strategy, engine=engines.get(name))
 
-            why = engine_refusal(config_from_spec(v["routing"], "variant.routing"), engine)
-            if why:
-                raise SchemaError("variant.routing", f"{v['routing']['name']} cannot run on engine {engine}: {why}")
-    return v
+
+def check_variant(variant) -> dict:
+    """Validate a variant spec (docs/internals.md); return it with defaults filled in (a copy)."""
+    return parse_variant(variant).spec

@@ -94,12 +94,13 @@ def test_a_trained_build_on_two_engines_is_trained_once():
 
 @pytest.mark.parametrize("models, message", [
     ([{"name": "moe", "config": MOE, "routing": ["native", "expert_choice"], "engine": ["transformers", "vllm"]}],
-     "models[0].routing[1]: expert_choice cannot run on engine vllm (variant moe@expert_choice[vllm]): experts "
-     "choose tokens across the batch, later ones included, and vLLM routes each token alone in batches it "
-     "schedules itself"),
+     "models[0].routing[1]: expert_choice cannot run on engine vllm (variant moe@expert_choice[vllm]): its rule "
+     "reads every token of the batch at once (a token's experts depend on the others), and vLLM calls a routing "
+     "function with one step's router logits alone, in batches it schedules itself"),
     ([{"name": "moe", "config": MOE, "routing": [{"name": "capacity", "capacity_factor": 1.25}], "engine": "vllm"}],
      "models[0].routing[0]: capacity cannot run on engine vllm (variant moe@capacity(capacity_factor=1.25)[vllm]): "
-     "its drops depend on every token of the batch (an expert's capacity), and vLLM schedules its own batches"),
+     "its rule reads every token of the batch at once (a token's experts depend on the others), and vLLM calls "
+     "a routing function with one step's router logits alone, in batches it schedules itself"),
     ([{"name": "tiny", "config": {**MOE, "head_dim": 16}, "engine": ["transformers", "vllm"]}],
      "models[0].engine[1]: tiny[vllm] cannot run on engine vllm: attention head size 16 is not one vLLM's CPU "
      "attention takes (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)"),
@@ -145,6 +146,6 @@ def test_harness_run_refuses_with_exit_2_and_leaves_nothing(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "harness: models[0].routing[0]: expert_choice cannot run on engine vllm (variant moe@expert_choice[vllm]): "
-        "experts choose tokens across the batch, later ones included, and vLLM routes each token alone in "
-        "batches it schedules itself"]
+        "its rule reads every token of the batch at once (a token's experts depend on the others), and vLLM "
+        "calls a routing function with one step's router logits alone, in batches it schedules itself"]
     assert not out.exists()

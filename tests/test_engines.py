@@ -8,7 +8,7 @@ import pytest
 from moe_schema import engines
 from moe_schema.check import SchemaError
 from moe_schema.hashing import model_key
-from moe_schema.routing import ROUTING, engine_refusal
+from moe_schema.routing import BATCH, ROUTING, STATE, TOKEN
 from moe_schema.variant import check_variant
 
 OK_MOE = {"model_type": "qwen3_moe", "hidden_size": 128, "num_attention_heads": 4, "num_hidden_layers": 2,
@@ -63,34 +63,47 @@ def test_labels_leave_transformers_names_alone():
     assert engines.label(engines.engine_spec("vllm", {"tensor_parallel_size": 2})) == "[vllm,tensor_parallel_size=2]"
 
 
+def vllm_refusal(config, dtype):
+    return engines.get("vllm").build_refusal(config, dtype)
+
+
+def cpu_refusal(engine):
+    refused = engines.refusal(engine, config=None, dtype="float32", device="cpu")
+    return refused.why if refused else None
+
+
 def test_what_vllm_hosts_on_cpu():
-    assert engines.vllm_refusal(OK_MOE, "float32") is None
+    assert vllm_refusal(OK_MOE, "float32") is None
     head16 = {**OK_MOE, "hidden_size": 64}
-    assert engines.vllm_refusal(head16, "float32") == (
+    assert vllm_refusal(head16, "float32") == (
         "attention head size 16 is not one vLLM's CPU attention takes "
         "(32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)")
-    assert engines.vllm_refusal({**head16, "head_dim": 32}, "float32") is None  # an explicit head_dim wins
-    assert "dtype float64" in engines.vllm_refusal(OK_MOE, "float64")
-    assert "no model class for family 'gpt2'" in engines.vllm_refusal({"model_type": "gpt2"}, "float32")
-    assert engines.vllm_refusal(None, "float32") is None  # a hub checkpoint: known on the worker
+    assert vllm_refusal({**head16, "head_dim": 32}, "float32") is None  # an explicit head_dim wins
+    assert "dtype float64" in vllm_refusal(OK_MOE, "float64")
+    assert "no model class for family 'gpt2'" in vllm_refusal({"model_type": "gpt2"}, "float32")
+    assert vllm_refusal(None, "float32") is None  # a hub checkpoint: known on the worker
     mla = {"model_type": "deepseek_v3", "hidden_size": 128, "num_attention_heads": 4, "kv_lora_rank": 64}
-    assert "latent attention head size 128" in engines.vllm_refusal(mla, "float32")
-    assert engines.cpu_refusal(engines.engine_spec("vllm", {"tensor_parallel_size": 2})).startswith(
+    assert "latent attention head size 128" in vllm_refusal(mla, "float32")
+    assert cpu_refusal(engines.engine_spec("vllm", {"tensor_parallel_size": 2})).startswith(
         "tensor_parallel_size 2 needs 2 devices")
-    assert engines.cpu_refusal(engines.engine_spec("vllm")) is None
+    assert cpu_refusal(engines.engine_spec("vllm")) is None
 
 
-def test_every_strategy_says_which_engines_run_it():
-    on_vllm = {name for name in ROUTING.names() if "vllm" in ROUTING.get(name).engines}
-    assert {"native", "topk", "topp", "random", "hash", "prune"} <= on_vllm
-    assert {"expert_choice", "capacity", "aux_free"}.isdisjoint(on_vllm)
+def test_every_strategy_states_what_its_rule_needs_and_engines_decide_from_it():
+    """One fact per strategy (TOKEN / BATCH / STATE); vLLM runs TOKEN rules only, transformers all."""
+    assert {name: ROUTING.get(name).needs for name in ROUTING.names()} == {
+        "native": TOKEN, "topk": TOKEN, "topp": TOKEN, "random": TOKEN, "hash": TOKEN, "prune": TOKEN,
+        "capacity": BATCH, "expert_choice": BATCH, "aux_free": STATE}
+    vllm, transformers = engines.get("vllm"), engines.get("transformers")
     for name in ROUTING.names():
         cls = ROUTING.get(name)
-        assert "transformers" in cls.engines
-        assert ("vllm" in cls.engines) == (cls.vllm_refusal == ""), name
+        assert transformers.routing_refusal(cls.__new__(cls)) is None
+        assert (vllm.routing_refusal(cls.__new__(cls)) is None) == (cls.needs == TOKEN), name
     ec = ROUTING.get("expert_choice")()
-    assert engine_refusal(ec, "vllm").startswith("experts choose tokens across the batch")
-    assert engine_refusal(ec, "transformers") is None
+    assert vllm.routing_refusal(ec) == (
+        "its rule reads every token of the batch at once (a token's experts depend on the others), and vLLM "
+        "calls a routing function with one step's router logits alone, in batches it schedules itself")
+    assert vllm.routing_refusal(ROUTING.get("aux_free")()).startswith("its rule reads learned state saved beside")
 
 
 def test_the_worker_refuses_what_the_suite_refuses():
@@ -98,7 +111,8 @@ def test_the_worker_refuses_what_the_suite_refuses():
     assert check_variant(base)["engine"]["params"]["tensor_parallel_size"] == 1
     with pytest.raises(SchemaError) as exc:
         check_variant({**base, "routing": {"name": "expert_choice", "params": {}}})
-    assert str(exc.value).startswith("variant.routing: expert_choice cannot run on engine vllm: experts choose")
+    assert str(exc.value).startswith("variant.routing: expert_choice cannot run on engine vllm: its rule reads "
+                                     "every token of the batch")
     with pytest.raises(SchemaError) as exc:
         check_variant({**base, "build": {"config": {**OK_MOE, "hidden_size": 64}, "seed": 0}})
     assert str(exc.value).startswith("variant.engine: moe[vllm] cannot run on engine vllm: attention head size 16")
@@ -130,3 +144,32 @@ def test_a_result_says_which_engine_ran_it_and_old_results_stay_valid():
         with pytest.raises(SchemaError) as exc:
             check_result({**base, "engine": engine}, "describe")
         assert str(exc.value).startswith(message)
+
+
+#: keys and model keys (affinity) of suites/smoke.yaml and suites/engines.yaml jobs, recorded before
+#: engines became plugins: a cached result must keep its name (fixed versions, so no install matters)
+PINNED = [
+    ("smoke", "evaluate", "moe-8x2", "smoke_mc", "443a97262cb57ed281aa1696", "52423fd6600cfd5b"),
+    ("smoke", "probe", "moe-8x2@topk(k=1)", "latency", "e7c16ded914d186ea1e81200", "52423fd6600cfd5b"),
+    ("engines", "evaluate", "moe[vllm]", "smoke_mc", "cacbb8db10d20f3625982878", "1780a4fdd863b045"),
+    ("engines", "describe", "moe@topk(k=1)[vllm]", "", "5aab009abf83e7eb6e2efcbf", "1780a4fdd863b045"),
+    ("engines", "evaluate", "moe@random(keyed=true)", "smoke_gen", "64d9cddd0097e08cc1b1abcc", "ed55d1741dbaa06e"),
+]
+
+
+def test_job_keys_of_the_example_suites_did_not_move():
+    from pathlib import Path
+
+    from harness import plan, suite
+
+    versions = {"moe-harness": "0.1.0", "result_schema": "1", "torch": "2.0", "transformers": "5.0",
+                "lm_eval": "0.4", "vllm": "0.32.0"}
+    repo = Path(__file__).resolve().parent.parent
+    found = {}
+    for name in ("smoke", "engines"):
+        _, jobs = plan.expand(suite.load(repo / "suites" / f"{name}.yaml"), versions)
+        for j in jobs:
+            what = (j.spec.get("task") or j.spec.get("probe") or {}).get("name", "")
+            found[(name, j.kind, j.variant, what)] = (plan.job_key(j.spec, versions), j.affinity)
+    for *where, key, affinity in PINNED:
+        assert found[tuple(where)] == (key, affinity), where

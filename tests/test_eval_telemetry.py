@@ -12,7 +12,7 @@ import torch
 
 from workers.builds.materialize import instantiate
 from workers.evaluation.batching import window
-from workers.evaluation.lm import HarnessLM
+from workers.engines.transformers.lm import HarnessLM
 from workers.routing.apply import apply
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

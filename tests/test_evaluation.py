@@ -80,7 +80,7 @@ def _reference(model, ctx, cont):
 
 @pytest.mark.parametrize("sharing,budget", [(True, 8192), (True, 40), (False, 64)])
 def test_loglikelihood_tokens_match_a_plain_forward(eval_tiny_model, sharing, budget):
-    from workers.evaluation.lm import HarnessLM
+    from workers.engines.transformers.lm import HarnessLM
 
     model, tok = eval_tiny_model
     long_ctx = list(range(40, 240))  # 200 tokens: cut to the 128-token window
@@ -100,7 +100,7 @@ def test_loglikelihood_tokens_match_a_plain_forward(eval_tiny_model, sharing, bu
 
 
 def test_progress_is_reported_and_cancel_stops_between_batches(eval_tiny_model):
-    from workers.evaluation.lm import HarnessLM
+    from workers.engines.transformers.lm import HarnessLM
 
     model, tok = eval_tiny_model
     reqs = [(None, [i + 1, i + 2, i + 3], [i + 4, i + 5]) for i in range(12)]
@@ -129,7 +129,7 @@ def test_lm_requests_match_hf_backend_including_generation(eval_tiny_model):
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    from workers.evaluation.lm import HarnessLM
+    from workers.engines.transformers.lm import HarnessLM
 
     model, tok = eval_tiny_model
     hf = HFLM(pretrained=model, tokenizer=tok, batch_size=4)
@@ -150,7 +150,7 @@ def test_lm_requests_match_hf_backend_including_generation(eval_tiny_model):
 def test_non_causal_routing_refuses_generation_and_disables_sharing(eval_tiny_model):
     from lm_eval.api.instance import Instance
 
-    from workers.evaluation.lm import HarnessLM
+    from workers.engines.transformers.lm import HarnessLM
 
     from transformers import OlmoeConfig, OlmoeForCausalLM
 
@@ -257,7 +257,7 @@ def test_a_requests_loglikelihood_is_summed_in_float64():
     engine-parity tolerance: the harness sums them in float64, as vLLM's per-token answers are summed."""
     import torch
 
-    from workers.evaluation.lm import HarnessLM
+    from workers.engines.transformers.lm import HarnessLM
 
     g = torch.Generator().manual_seed(0)
     logp = torch.log_softmax(torch.randn(600, 260, generator=g), dim=-1)  # float32, as a float32 model's

@@ -84,24 +84,24 @@ def test_a_build_bigger_than_the_budget_still_loads_alone(one_model_bytes):
 
 
 def test_out_of_memory_drops_held_builds_and_retries_once(monkeypatch):
-    import workers.builds.load as host_module  # the transformers engine's loader (workers.engines.hf)
+    import workers.builds.load as host_module  # the transformers engine's loader (workers.engines.forward)
 
     host = Host("cpu")
     host.load(variant(seed=30))
     real, calls = host_module.load_model, []
 
-    def oom_once(v, device, home=None):
-        calls.append(v["build"]["seed"])
+    def oom_once(v, device, home=None, **options):  # v: the Variant the job parsed once
+        calls.append(v.spec["build"]["seed"])
         if len(calls) == 1:
             raise JobError(protocol.OUT_OF_MEMORY, "out of memory")
-        return real(v, device, home)
+        return real(v, device, home, **options)
 
     monkeypatch.setattr(host_module, "load_model", oom_once)
     assert not host.load(variant(seed=31)).cached and calls == [31, 31]
     assert [b["path"] for b in host.status()["builds"]] == [str(materialize(variant(seed=31)["build"]))]
     calls.clear()
     host.evict_all()
-    monkeypatch.setattr(host_module, "load_model", lambda *a: (_ for _ in ()).throw(
+    monkeypatch.setattr(host_module, "load_model", lambda *a, **k: (_ for _ in ()).throw(
         JobError(protocol.OUT_OF_MEMORY, "out of memory")))
     with pytest.raises(JobError, match="out of memory"):  # nothing left to drop: the error stands
         host.load(variant(seed=32))

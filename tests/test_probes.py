@@ -208,7 +208,7 @@ def test_suite_device_peaks_set_the_roofline(olmoe_tiny):
 
 def test_prompts_come_from_the_tokenizer_when_it_fits(olmoe_tiny):
     from workers.probes.shape import shape_of
-    from workers.probes.steps import ProbeContext
+    from workers.engines.transformers.steps import TransformersProbeContext as ProbeContext
 
     def byte_tokenizer(text):
         return {"input_ids": [b % 128 for b in text.encode()]}

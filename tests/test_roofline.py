@@ -154,7 +154,8 @@ def test_probe_rows_carry_moe_caps_sparsity_aware_utilisation():
     activated (the census), over measured time x the device peaks."""
     import types
 
-    from workers.probes.steps import ProbeContext, timed_row
+    from workers.engines.transformers.steps import TransformersProbeContext as ProbeContext
+    from workers.probes.steps import timed_row
 
     shape = ModelShape.from_config(OLMOE_1B_7B, bytes_per_param=2)
     peaks = roofline.table_peaks("NVIDIA H100 80GB HBM3", "bfloat16")

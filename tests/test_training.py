@@ -111,7 +111,7 @@ def test_heldout_loss_is_lm_evals_rolling_loglikelihood(trained):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from workers.evaluation.lm import HarnessLM
+    from workers.engines.transformers.lm import HarnessLM
     from workers.training.heldout import HeldoutEval, heldout_documents
 
     home, result = trained

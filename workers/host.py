@@ -2,7 +2,7 @@
 
 A loaded base model is keyed by what determines its weights in memory: the build, the dtype, the
 experts implementation, trust_remote_code and the engine hosting it (``moe_schema.hashing.model_key``;
-the engine is ``variant["engine"]["name"]``, transformers when missing, see ``workers.engines``). Variants that differ only in routing share it: the
+the engine is ``variant["engine"]["name"]``, the default engine when missing, see ``workers.engines``). Variants that differ only in routing share it: the
 variant's routing strategy is (re)applied on every ``load``, which first restores the native routers.
 
 When the parameter bytes of the held builds would pass the memory budget (default: half the device's
@@ -18,7 +18,6 @@ kernel's OOM killer ends the daemon.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import platform
@@ -31,9 +30,9 @@ import attrs
 
 from moe_schema import protocol
 from moe_schema import headers
-from moe_schema.check import SchemaError
+from moe_schema.engines import DEFAULT
 from workers.builds.materialize import build_dir
-from workers.builds.spec import check_variant
+from workers.builds.spec import parse_variant
 from workers.errors import JobError
 from moe_schema.hashing import model_key
 from moe_schema.train import held_trained, trained_path
@@ -46,13 +45,14 @@ class Loaded:
     model: object
     tokenizer: object
     path: Path | str
-    variant: dict
+    variant: dict  # the checked variant spec (moe_schema.variant.Variant.spec)
     routing_session: object  # workers.routing.RoutingSession, or None without workers.routing
     load_s: float
     cached: bool
     home: Path | str | None = None  # the host's harness home: where a job's generated and shipped files go
     engine: object = None  # the workers.engines.base.Engine hosting it (lm, probe_context)
     handle: object = None  # the engine's own object (vLLM's LLM); None for transformers
+    strategy: object = None  # the routing strategy's config (moe_schema.routing), as parsed once; None: native
 
     @property
     def routing(self):
@@ -143,13 +143,14 @@ class Host:
 
     # --- loading ---------------------------------------------------------------------------
 
-    def load(self, variant: dict) -> Loaded:
-        """The variant's model with its routing strategy applied; from the cache when held."""
+    def load(self, variant) -> Loaded:
+        """The variant's model with its routing strategy applied; from the cache when held.
+        ``variant``: a ``moe_schema.variant.Variant`` parsed once by the job (a dict is parsed here)."""
         from workers.engines import engine_for
 
-        variant = check_variant(variant)
+        variant = parse_variant(variant)
         engine = engine_for(variant)
-        key = cache_key(variant)
+        key = cache_key(variant.spec)
         t0 = time.perf_counter()
         with self._lock:
             held = self._held.get(key)
@@ -158,18 +159,18 @@ class Host:
         cached = held is not None
         if not cached:
             held = self._load_new(key, variant, engine)
-        session = engine.route(held.hosted, variant["routing"])
+        session = engine.route(held.hosted, variant.strategy)
         held.last_used = time.time()
         held.loads += 1
-        return Loaded(model=held.model, tokenizer=held.tokenizer, path=held.path, variant=variant,
+        return Loaded(model=held.model, tokenizer=held.tokenizer, path=held.path, variant=variant.spec,
                       routing_session=session, load_s=time.perf_counter() - t0, cached=cached,
-                      home=self.home, engine=engine, handle=held.hosted.handle)
+                      home=self.home, engine=engine, handle=held.hosted.handle, strategy=variant.strategy)
 
-    def _load_new(self, key: str, variant: dict, engine) -> _Held:
-        expected = self.admit(variant)
+    def _load_new(self, key: str, variant, engine) -> _Held:
+        expected = self.admit(variant.spec)
         engine.check(variant, self.device, self.home)  # refusals first: they must not cost a held build
         self._evict(room_for=expected)
-        if engine.name != "transformers":  # one build per process for an engine with process-wide state (vLLM)
+        if engine.spec.one_build_per_process:  # process-wide state (vLLM): its other builds go first
             self._evict_engine(engine.name)
         try:
             hosted = engine.load(variant, self.device, self.home)
@@ -179,7 +180,7 @@ class Host:
             self.evict_all()
             hosted = engine.load(variant, self.device, self.home)
         held = _Held(model=hosted.model, tokenizer=hosted.tokenizer, path=hosted.path, bytes=hosted.bytes,
-                     dtype=variant["dtype"], experts_implementation=variant["experts_implementation"],
+                     dtype=variant.spec["dtype"], experts_implementation=variant.spec["experts_implementation"],
                      last_used=time.time(), engine=engine, hosted=hosted)
         with self._lock:
             self._held[key] = held
@@ -272,7 +273,7 @@ class Host:
         with self._lock:
             builds = [{"path": str(h.path), "bytes": h.bytes, "last_used": h.last_used, "dtype": h.dtype,
                        "experts_implementation": h.experts_implementation, "loads": h.loads,
-                       "engine": getattr(h.engine, "name", "transformers")}
+                       "engine": getattr(h.engine, "name", DEFAULT)}
                       for h in self._held.values()]
             held = self.held_bytes()
         return {"device": self.device, "budget_bytes": self.budget_bytes, "held_bytes": held,
@@ -298,29 +299,6 @@ class Host:
             name = _cpu_name()
         return {"device": self.device, "type": kind, "name": name, "total_memory": self.memory()["total"],
                 "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
-
-
-def apply_routing(model, routing: dict | None, tokenizer=None):
-    """Install ``routing`` with workers.routing.apply (restoring native routers first; the tokenizer
-    serves strategies that calibrate on text)."""
-    from workers.routing.apply import apply
-
-    with apply_routing_errors():
-        return apply(model, routing, tokenizer=tokenizer)
-
-
-@contextlib.contextmanager
-def apply_routing_errors():
-    """A strategy's bad parameters as the worker answers them (INVALID_PARAMS naming the path), on any engine."""
-    try:
-        yield
-    except JobError:
-        raise
-    except SchemaError as exc:  # checked as the suite parser checks it (moe_schema.routing), with its path
-        raise JobError(protocol.INVALID_PARAMS, str(exc)) from None
-    except (KeyError, ValueError, TypeError) as exc:
-        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        raise JobError(protocol.INVALID_PARAMS, f"variant.routing: {text}") from None
 
 
 def device_memory(device: str) -> dict:

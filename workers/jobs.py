@@ -18,10 +18,10 @@ from importlib import metadata
 from typing import Callable
 
 from moe_schema import protocol
-from moe_schema.check import SchemaError, unknown
+from moe_schema.check import unknown
 from moe_schema.registry import PluginError, resolve
 from workers.builds.params import count_params
-from workers.builds.spec import bad, check_variant
+from workers.builds.spec import bad, parse_variant
 from workers.errors import JobCancelled, JobError, Unsupported
 
 Progress = Callable[[int, int, str], None]
@@ -29,13 +29,13 @@ Progress = Callable[[int, int, str], None]
 
 def run_job(job: dict, host, progress: Progress, cancelled: threading.Event) -> dict:
     """Validate ``job``, load its variant on ``host``, run its kind, return the full result dict."""
-    kind = check_job(job)
+    kind, variant = parse_job(job)
     if kind == "train":
         t0 = time.perf_counter()
         return finish(_train(job, host, progress, cancelled), None, host, 0.0, time.perf_counter() - t0)
     if cancelled.is_set():
         raise JobCancelled()
-    loaded = host.load(job["variant"])
+    loaded = host.load(variant)  # parsed once, above: nothing below parses the dict again
     if cancelled.is_set():
         raise JobCancelled()
     t0 = time.perf_counter()
@@ -45,6 +45,12 @@ def run_job(job: dict, host, progress: Progress, cancelled: threading.Event) -> 
 
 def check_job(job) -> str:
     """The job's kind, after checking the fields every kind needs."""
+    return parse_job(job)[0]
+
+
+def parse_job(job) -> tuple:
+    """``(kind, variant)``: the job's kind and its variant parsed once (``moe_schema.variant.Variant``),
+    after checking the fields every kind needs."""
     if not isinstance(job, dict):
         raise JobError(protocol.INVALID_PARAMS, f"job: expected a map, got {type(job).__name__}")
     kind = job.get("kind")
@@ -52,13 +58,13 @@ def check_job(job) -> str:
         raise bad("job.kind", unknown("job kind", kind, protocol.JOB_METHODS))
     if "variant" not in job:
         raise bad("job", "missing 'variant'")
-    check_variant(job["variant"])
+    variant = parse_variant(job["variant"])
     for field, needed_by in (("task", "evaluate"), ("probe", "probe")):
         if kind == needed_by:
             spec = job.get(field)
             if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
                 raise bad(f"job.{field}", f"an {kind} job needs a map with a string 'name', got {spec!r}")
-    return kind
+    return kind, variant
 
 
 # --- the kinds -------------------------------------------------------------------------------
@@ -151,19 +157,11 @@ def finish(result: dict, loaded, host, load_s: float, run_s: float) -> dict:
 
 
 def strategy_config(loaded):
-    """The routing strategy's config object (``experts_per_token(native_k, num_experts)``), or None."""
-    routing = loaded.variant["routing"]
-    if routing is None:
+    """The routing strategy's config object (``experts_per_token(native_k, num_experts)``), or None:
+    the one the job parsed (``loaded.strategy``)."""
+    if loaded.variant["routing"] is None:
         return None
-    config = getattr(loaded.routing_session, "strategy_config", None)
-    if config is not None:
-        return config
-    from moe_schema.routing import config_from_spec
-
-    try:
-        return config_from_spec(routing, "variant.routing")
-    except SchemaError as exc:
-        raise bad(exc.path, exc.message) from None
+    return getattr(loaded, "strategy", None) or getattr(loaded.routing_session, "strategy_config", None)
 
 
 def variant_params(loaded, telemetry: dict | None = None) -> dict:

@@ -40,7 +40,7 @@ from harness.report.bootstrap import Diff, paired_bootstrap, paired_diff
 from harness.report.run import Run, is_stderr, telemetry
 from harness.report.tables import Table, fmt_num
 from harness.report.verdicts import MARGINS
-from moe_schema.engines import TRANSFORMERS
+from moe_schema.engines import DEFAULT, is_default
 from moe_schema.hashing import canonical_json
 
 #: (atol, rtol): a request's loglikelihood on the other engine may differ from the reference's by
@@ -76,7 +76,7 @@ def engine_of(run: Run, variant: str) -> str:
     for r in run.ok(None, variant):
         if isinstance(r.get("engine"), dict) and isinstance(r["engine"].get("name"), str):
             return r["engine"]["name"]
-    return TRANSFORMERS
+    return DEFAULT
 
 
 def engine_version(run: Run, variant: str) -> str:
@@ -104,7 +104,7 @@ def groups(run: Run) -> list[tuple[str, list[str]]]:
     for members in by_build.values():
         if len({engine_of(run, v) for v in members}) < 2:
             continue
-        ref = next((v for v in members if engine_of(run, v) == TRANSFORMERS), members[0])
+        ref = next((v for v in members if is_default(engine_of(run, v))), members[0])
         out.append((ref, [v for v in members if v != ref and engine_of(run, v) != engine_of(run, ref)]))
     return out
 

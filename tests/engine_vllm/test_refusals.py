@@ -31,7 +31,7 @@ def test_expert_choice_on_vllm_is_refused(host):
 
 def test_a_strategy_that_is_not_a_logits_rule_is_refused_by_the_engine_too(host):
     from moe_schema.routing import config_from_spec
-    from workers.engines.vllm_routing import install
+    from workers.engines.vllm.routing import install
     from workers.errors import Unsupported
 
     loaded = load(host, "vllm")

@@ -16,8 +16,10 @@ def torch_dtype(name: str):
     return "auto" if name == "auto" else getattr(torch, name)
 
 
-def load_model(variant: dict, device: str, home: str | Path | None = None):
-    """Load a variant's build on ``device`` in eval mode; return ``(model, tokenizer, path)``.
+def load_model(variant, device: str, home: str | Path | None = None, **options):
+    """Load a variant's build (a dict, or a checked ``moe_schema.variant.Variant``: not checked again)
+    on ``device`` in eval mode; return ``(model, tokenizer, path)``. ``options``: more
+    ``from_pretrained`` keyword arguments (an engine's loading options, e.g. ``attn_implementation``).
 
     Weights come from safetensors only; remote code runs only if the variant says so. A failure to
     load is a ``ModelLoadFailed`` (out of memory: ``JobError(OUT_OF_MEMORY)``) with a one-line reason.
@@ -28,7 +30,7 @@ def load_model(variant: dict, device: str, home: str | Path | None = None):
     variant = check_variant(variant)
     path = materialize(variant["build"], home)
     kwargs = dict(dtype=torch_dtype(variant["dtype"]), use_safetensors=True,
-                  trust_remote_code=variant["trust_remote_code"])
+                  trust_remote_code=variant["trust_remote_code"], **options)
     if variant["experts_implementation"] is not None:
         from workers.experts import register
 

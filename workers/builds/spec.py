@@ -41,3 +41,4 @@ def _job_error(check):
 check_build = _job_error(variant_schema.check_build)
 check_config = _job_error(families.check_config)
 check_variant = _job_error(variant_schema.check_variant)
+parse_variant = _job_error(variant_schema.parse_variant)

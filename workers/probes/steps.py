@@ -1,23 +1,22 @@
-"""The prefill and decode loops the probes share, written around ``model.forward`` with a StaticCache.
+"""What the probes share on every engine: ``ProbeContext``, the base of each engine's step context
+(``workers/engines/<engine>/steps.py``), and ``timed_row``, a result row from timed samples.
 
-A decode sample is one step: the forward of one new token per sequence against a static KV cache
-holding ``context`` tokens, so the time is the model's. The next token (greedy) is chosen between
-samples, untimed. Each (batch, length) point runs: an untimed prefill, one eager *census* pass with
-router hooks (how many experts the steps touch, for the roofline), ``warmup`` passes, then
-``repeats`` timed passes. Decode steps may run as a captured CUDA graph (``compile: graphs``) or
-through ``torch.compile``; prefill always runs eagerly.
+A probe's ``run(config, ctx)`` asks the context for prompts (``prompts``: windows of a fixed text,
+the same ids on every engine), timed prefills and decode steps (``prefill``, ``decode``: each
+engine's own loops) and engine-specific row fields (``extra``). ``facts()`` is what the probe
+job's result says about how the steps ran (device, experts implementation, compile mode).
 """
 
 from __future__ import annotations
 
-import torch
-from transformers import StaticCache
+from abc import ABC, abstractmethod
 
-from workers.compat import cache_kwargs
-from workers.errors import JobCancelled, Unsupported
-from moe_schema import roofline
-from workers.probes.census import ExpertCensus
-from workers.probes.timer import StepTimer, summarize
+import torch
+
+from moe_schema import protocol, roofline
+from moe_schema.roofline import resolve_peaks
+from workers.errors import JobCancelled, JobError, Unsupported
+from workers.probes.timer import summarize
 
 _TEXT = (
     "The committee met on a grey morning to decide where the new bridge would cross the river. "
@@ -30,42 +29,81 @@ _TEXT = (
 )
 
 
-def rewind(cache, position: int) -> None:
-    """Set a static cache's write position back to ``position`` (the next step overwrites from there)."""
-    for layer in cache.layers:
-        length = getattr(layer, "cumulative_length", None)
-        if isinstance(length, torch.Tensor):
-            length.fill_(position)
-        elif isinstance(length, int):
-            layer.cumulative_length = position
-        if hasattr(layer, "cumulative_length_int"):
-            layer.cumulative_length_int = position
+def device_name(device: torch.device) -> str:
+    return torch.cuda.getdevice_name(device) if device.type == "cuda" else "cpu"
 
 
-def resolve_compile(requested: str | None, device: torch.device) -> str:
-    """The decode step's execution mode: the request, or graphs on CUDA and none elsewhere."""
-    if requested is None:
-        return "graphs" if device.type == "cuda" else "none"
-    if requested == "graphs" and device.type != "cuda":
-        raise Unsupported(f"probe option compile='graphs' needs a CUDA device, this one is {device.type}; "
-                          f"use compile: none or compile")
-    return requested
+def probe_bytes(config, shape) -> tuple[int, int, int]:
+    """``(bytes, batch, tokens)``: an estimate of what the probe's largest step allocates besides
+    the weights: the KV cache of its largest batch at its longest context plus new tokens, the
+    activations of a prefill of that many tokens (a few hidden-size and MLP-width buffers per
+    token, and the attention scores of one layer) and the last position's logits."""
+    batch = max(getattr(config, "batch_sizes", None) or (1,))
+    lengths = [*(getattr(config, "prompt_lengths", None) or ()), *(getattr(config, "context_lengths", None) or ()),
+               getattr(config, "prompt_length", 0) or 0, getattr(config, "context_length", 0) or 0, 1]
+    tokens = max(lengths) + (getattr(config, "new_tokens", 0) or 0)
+    elt = shape.bytes_per_param
+    kv = int(shape.kv_bytes_per_token() * tokens * batch)
+    width = max(shape.hidden * 4, (shape.expert_params // max(1, shape.hidden)) * max(1, shape.top_k))
+    activations = batch * tokens * (shape.hidden * 6 + width) * elt + batch * shape.heads * tokens * tokens * 4
+    return kv + activations + batch * shape.vocab * 4, batch, tokens
 
 
-class ProbeContext:
-    """What a probe's ``run(config, ctx)`` gets: the model, its shape, the device peaks, the step loops."""
+def admit(config, shape, device) -> None:
+    """A probe whose largest step cannot fit the device's free memory (the cgroup's on a CPU)
+    fails at once with OUT_OF_MEMORY, before it allocates: a batch of 10^5 was the daemon's death."""
+    from workers.host import device_memory
 
-    def __init__(self, model, tokenizer, shape, peaks, compile_mode: str, seed: int, progress, cancelled):
+    need, batch, tokens = probe_bytes(config, shape)
+    free = device_memory(str(device))["free"]
+    if need > free:
+        raise JobError(protocol.OUT_OF_MEMORY,
+                       f"probe {config.name!r}: batch {batch:,} at {tokens:,} tokens needs an estimated {need:,} "
+                       f"bytes beside the weights but {device} has {free:,} bytes free; not run (lower "
+                       "batch_sizes or the context)")
+
+
+def peaks_for(config, device, dtype: str):
+    """The device's peak bandwidth and FLOP/s for a timed probe's roofline (the suite's
+    ``device_peaks`` or the table's); a device the table lacks is the probe's one-line refusal."""
+    try:
+        return resolve_peaks(device_name(device), dtype, config.device_peaks)
+    except ValueError as e:
+        raise Unsupported(f"probe {config.name!r}: {e}") from None
+
+
+class ProbeContext(ABC):
+    """What a probe's ``run(config, ctx)`` gets: the model (a transformers model: the one that runs,
+    or an engine's meta-device twin), its shape, the device peaks, the step loops."""
+
+    compile: str = "none"  # the decode step's execution mode
+    compile_note: str | None = None  # why it differs from the one asked for
+    experts_implementation: str | None = None  # how the experts ran (None: dense)
+
+    def __init__(self, model, tokenizer, shape, peaks, seed: int, progress, cancelled, device: torch.device):
         self.model, self.tokenizer, self.shape, self.peaks = model, tokenizer, shape, peaks
-        self.device = next(model.parameters()).device
-        self.compile = compile_mode
-        self.compile_note: str | None = None
+        self.device = device
         self.seed = seed
         self.progress = progress or (lambda done, total, note="": None)
         self.cancelled = cancelled
-        self.timer = StepTimer(self.device)
-        self._compiled = None
         self._stream: torch.Tensor | None = None
+        self.device_info: dict = {}  # name, type, dtype, and the peaks the roofline used
+
+    @abstractmethod
+    def prefill(self, batch: int, length: int, warmup: int, repeats: int) -> tuple[list[float], dict | None]:
+        """Seconds per prefill of ``batch`` x ``length`` tokens (``repeats`` samples after ``warmup``),
+        and the experts census (``{"experts_touched", "experts_per_token", ...}``; None: dense)."""
+
+    @abstractmethod
+    def decode(self, batch: int, context: int, new_tokens: int, warmup: int,
+               repeats: int) -> tuple[list[float], dict | None]:
+        """Seconds per decode step from ``context`` cached tokens, and the census of the steps."""
+
+    def facts(self) -> dict:
+        """What the probe job's result says about how the steps ran."""
+        return {"device": self.device_info, "experts_implementation": self.experts_implementation,
+                "compile": self.compile, "compile_note": self.compile_note,
+                "torch_threads": torch.get_num_threads() if self.device.type == "cpu" else None}
 
     def extra(self, phase: str, batch: int, length: int, samples: list[float]) -> dict:
         """Row fields the serving view adds: time to first token (a prefill of the batch) and time
@@ -101,116 +139,6 @@ class ProbeContext:
         stream = self._stream.repeat(reps)
         rows = [stream[(b * 7919) % n:(b * 7919) % n + length] for b in range(batch)]
         return torch.stack(rows).to(self.device)
-
-    # --- prefill --------------------------------------------------------------------------------
-
-    def prefill(self, batch: int, length: int, warmup: int, repeats: int) -> tuple[list[float], dict | None]:
-        """Seconds per prefill of ``batch`` x ``length`` tokens into a fresh StaticCache; and the census."""
-        model, ids = self.model, self.prompts(batch, length)
-        cache = StaticCache(config=model.config, max_cache_len=length)
-        position = torch.arange(length, device=self.device)
-
-        def forward():
-            model(input_ids=ids, **cache_kwargs(cache), cache_position=position, use_cache=True, logits_to_keep=1)
-
-        samples = []
-        with torch.inference_mode():
-            with ExpertCensus(model) as census:
-                forward()
-            for i in range(warmup + repeats):
-                self.check_cancelled()  # per forward, not per row: a row of large batches takes minutes
-                cache.reset()
-                self.timer.sync()
-                t = self.timer.time(forward)
-                if i >= warmup:
-                    samples.append(t)
-        return samples, census.summary()
-
-    # --- decode ---------------------------------------------------------------------------------
-
-    def decode(self, batch: int, context: int, new_tokens: int, warmup: int,
-               repeats: int) -> tuple[list[float], dict | None]:
-        """Seconds per decode step (``repeats`` x ``new_tokens`` samples) from ``context`` cached tokens."""
-        model, device = self.model, self.device
-        cache = StaticCache(config=model.config, max_cache_len=context + new_tokens)
-        tok = torch.zeros(batch, 1, dtype=torch.long, device=device)
-        pos = torch.full((1,), context, dtype=torch.long, device=device)
-        pos_ids = torch.full((batch, 1), context, dtype=torch.long, device=device)
-        box = {}
-
-        def eager():
-            box["logits"] = model(input_ids=tok, **cache_kwargs(cache), cache_position=pos,
-                                  position_ids=pos_ids, use_cache=True).logits
-
-        with torch.inference_mode():
-            ids = self.prompts(batch, context)
-            out = model(input_ids=ids, **cache_kwargs(cache), cache_position=torch.arange(context, device=device),
-                        use_cache=True, logits_to_keep=1)
-            first = out.logits[:, -1].argmax(-1, keepdim=True)
-
-            def run_pass(step, timed: bool) -> list[float]:
-                tok.copy_(first)
-                rewind(cache, context)
-                times = []
-                for i in range(new_tokens):
-                    self.check_cancelled()
-                    pos.fill_(context + i)
-                    pos_ids.fill_(context + i)
-                    if timed:
-                        times.append(self.timer.time(step))
-                    else:
-                        step()
-                    tok.copy_(box["logits"][:, -1].argmax(-1, keepdim=True))
-                return times
-
-            with ExpertCensus(model) as census:
-                run_pass(eager, timed=False)
-            step = self._decode_step(eager, box, tok, pos, pos_ids, cache)
-            warm = max(warmup, 1) if self.compile != "none" else warmup
-            for _ in range(warm):
-                run_pass(step, timed=False)
-            samples = []
-            for _ in range(repeats):
-                samples += run_pass(step, timed=True)
-        return samples, census.summary()
-
-    def _decode_step(self, eager, box, tok, pos, pos_ids, cache):
-        """The timed step for this context's compile mode (eager, CUDA graph replay, or compiled)."""
-        if self.compile == "none":
-            return eager
-        if self.compile == "compile":
-            if self._compiled is None:
-                mode = "reduce-overhead" if self.device.type == "cuda" else "default"
-                self._compiled = torch.compile(self.model.forward, mode=mode, dynamic=False)
-            compiled = self._compiled
-
-            def step():
-                box["logits"] = compiled(input_ids=tok, **cache_kwargs(cache), cache_position=pos,
-                                         position_ids=pos_ids, use_cache=True).logits
-            return step
-        try:  # graphs: capture one step; the inputs live in static buffers the loop updates
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):
-                    rewind(cache, int(pos))
-                    eager()
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            rewind(cache, int(pos))
-            with torch.cuda.graph(graph):
-                eager()
-            captured = box["logits"]
-
-            def replay():
-                graph.replay()
-                box["logits"] = captured
-            return replay
-        except Exception as e:  # some models cannot be captured: time them eagerly and say so
-            torch.cuda.synchronize()
-            self.compile = "none"
-            self.compile_note = f"CUDA graph capture failed, decode timed eagerly: {type(e).__name__}: {e}"[:300]
-            return eager
 
 
 def timed_row(ctx: ProbeContext, phase: str, batch: int, length: int, samples: list[float],

@@ -21,7 +21,7 @@ from workers.errors import Unsupported
 from workers.moe_blocks import find_moe_blocks
 from moe_schema.routing import StrategyConfig, config_from_spec
 from workers.routing.gate import RoutedGate, RoutingContext, gate_class
-from workers.routing.telemetry import summarize
+from workers.routing.session import RoutingSession
 
 _ACTIVE = "_moe_harness_routing"  # model attribute holding the installed session
 
@@ -33,44 +33,8 @@ def _model_name(model: nn.Module) -> str:
     return f"{name} ({kind})" if name else kind
 
 
-class RoutingSession:
-    """A strategy installed in a model; the handle to its telemetry and to undo it."""
-
-    def __init__(self, model, config: StrategyConfig | None, strategy, gates: list[RoutedGate],
-                 context: RoutingContext | None, tokenizer=None):
-        self.model = model
-        self.strategy_config = config
-        self.strategy = strategy
-        self.gates = gates
-        self.context = context
-        self.tokenizer = tokenizer
-        self.causal = True if strategy is None else bool(strategy.causal)
-        self._hooks: list = []
-        self.installed = bool(gates)
-
-    @property
-    def label(self) -> str | None:
-        return None if self.strategy_config is None else self.strategy_config.label()
-
-    def telemetry(self) -> dict | None:
-        """Per-layer router counts since install or the last ``reset()``; None on a dense model."""
-        if not self.gates:
-            return None
-        layers = [g.counts.as_dict(g.layer) for g in self.gates]
-        return {"strategy": self.label, "layers": layers, "summary": summarize(layers)}
-
-    def reset(self) -> None:
-        """Zero the telemetry and reset the strategy's state (random generators, biases)."""
-        for gate in self.gates:
-            gate.counts.reset()
-        if self.strategy is not None:
-            self.strategy.reset()
-
-    def check_causal(self, what: str = "this job") -> None:
-        """Raise ``Unsupported`` if the strategy is not causal (generation, decode probes need it)."""
-        if not self.causal:
-            raise Unsupported(f"routing strategy {self.label} is not causal (a token's experts depend on "
-                              f"later tokens of the batch), so it cannot be used for {what}")
+class ModuleRoutingSession(RoutingSession):
+    """A strategy installed in a transformers model's router modules."""
 
     def restore(self) -> None:
         """Put the checkpoint's own routers back and remove the hooks."""
@@ -139,7 +103,7 @@ def apply(model: nn.Module, routing_spec: dict | StrategyConfig | None, *, token
         if config is not None:
             raise Unsupported(f"model {_model_name(model)} has no MoE layers: routing strategy "
                               f"{config.label()} cannot be applied")
-        return RoutingSession(model, None, None, [], None, tokenizer)
+        return ModuleRoutingSession(model, None, None, [], None, tokenizer)
 
     config = config or config_from_spec({"name": "native"})
     _install_transformers_hooks(model)
@@ -151,7 +115,7 @@ def apply(model: nn.Module, routing_spec: dict | StrategyConfig | None, *, token
         gate = gate_class(type(original))(original, block.experts, strategy, context, block.layer, position)
         block.set_router(gate)
         gates.append(gate)
-    session = RoutingSession(model, config, strategy, gates, context, tokenizer)
+    session = ModuleRoutingSession(model, config, strategy, gates, context, tokenizer)
     model.__dict__[_ACTIVE] = session
     try:
         session._hooks = _capture_inputs(model, context, session)

@@ -109,7 +109,7 @@ def _run_locked(job, host, progress, cancelled, train, corpus_spec, seed, home) 
     model, tokenizer, _ = load_model(variant, str(device), home)
     session = None
     if variant.get("routing") is not None:
-        from workers.host import apply_routing
+        from workers.engines.transformers.routing import apply_routing
 
         session = apply_routing(model, variant["routing"])
     params = count_params(model)

@@ -11,9 +11,9 @@
 
 Wall-clock and vLLM's engine timestamps around whole ``generate`` calls, so vLLM's scheduling and
 sampling are in the figures (what a user gets); the transformers engine times the model's forward
-alone. The rows carry the
-same keys as transformers' (``workers.probes.steps.timed_row``) plus ``ttft_s`` / ``tpot_s``. The
-roofline's experts touched come from the routing function's own census (``vllm_routing``).
+alone. The rows carry the same keys as transformers' (``workers.probes.steps.timed_row``) plus
+``ttft_s`` / ``tpot_s``. The roofline's experts touched come from the routing function's own
+census (``routing``).
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ from workers.probes.timer import percentile
 
 class VllmProbeContext(ProbeContext):
     def __init__(self, loaded, shape, peaks, seed, progress, cancelled):
-        super().__init__(loaded.model, loaded.tokenizer, shape, peaks, "none", seed, progress, cancelled)
-        self.device = torch.device("cpu")
+        super().__init__(loaded.model, loaded.tokenizer, shape, peaks, seed, progress, cancelled, torch.device("cpu"))
         self.llm = loaded.handle.llm
         self.handle = loaded.handle
         self.session = loaded.routing_session

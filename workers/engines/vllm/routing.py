@@ -27,8 +27,8 @@ import torch
 from moe_schema.routing import config_from_spec
 from workers.errors import Unsupported
 from workers.experts.sentinel import fill_empty_slots
-from workers.routing.apply import RoutingSession
 from workers.routing.base import LogitsRule
+from workers.routing.session import RoutingSession
 from workers.routing.telemetry import LayerCounts
 
 
@@ -152,7 +152,7 @@ class CalibrationModel:
 
 
 class VllmRoutingSession(RoutingSession):
-    """``RoutingSession`` over vLLM gates: the same telemetry, reset and causal checks."""
+    """The shared ``RoutingSession`` over vLLM gates: the same telemetry, reset and causal checks."""
 
     def __init__(self, llm, meta, config, strategy, gates, context, tokenizer):
         super().__init__(CalibrationModel(llm, meta), config, strategy, gates, context, tokenizer)
@@ -192,12 +192,13 @@ class VllmRoutingSession(RoutingSession):
                 "experts_per_token": picks / tokens if tokens else None, "passes": passes}
 
 
-def install(llm, meta, routing_spec, tokenizer=None, previous: VllmRoutingSession | None = None) -> VllmRoutingSession:
-    """Install ``routing_spec`` (None: the checkpoint's own, as a rule, so telemetry is recorded)
-    in every MoE layer of ``llm``; return the session. Replaces ``previous``."""
+def install(llm, meta, strategy, tokenizer=None, previous: VllmRoutingSession | None = None) -> VllmRoutingSession:
+    """Install ``strategy`` (a ``StrategyConfig``, or a ``{"name", "params"}`` spec; None: the
+    checkpoint's own, as a rule, so telemetry is recorded) in every MoE layer of ``llm``; return the
+    session. Replaces ``previous``."""
     if previous is not None and previous.installed:
         previous.restore()
-    config = None if routing_spec is None else config_from_spec(routing_spec, "variant.routing")
+    config = None if strategy is None else config_from_spec(strategy, "variant.routing")
     found = llm.apply_model(_routers)[0]
     if not found:
         if config is not None:

@@ -1,6 +1,6 @@
-"""An lm-eval ``LM`` over a build hosted in vLLM (``workers.engines.vllm_engine``).
+"""An lm-eval ``LM`` over a build hosted in vLLM (``workers.engines.vllm.engine``).
 
-Tokenisation is ``HarnessLM``'s (lm-eval's ``hf`` rules: ``_encode_pair``, ``tok_encode``, the
+Tokenisation is ``EngineLM``'s (lm-eval's ``hf`` rules: ``_encode_pair``, ``tok_encode``, the
 rolling windows, left truncation) with the build's Hugging Face tokenizer; vLLM gets token ids
 (``TokensPrompt``) and schedules its own batches; the harness's request packing is not used here.
 
@@ -31,12 +31,12 @@ import torch
 from lm_eval.models.utils import postprocess_generated_text
 
 from workers.evaluation.batching import window
-from workers.evaluation.lm import HarnessLM
+from workers.evaluation.lm import EngineLM
 
 CHUNK = 64  # requests per vLLM call: progress and cancellation are checked between calls
 
 
-class VllmLM(HarnessLM):
+class VllmLM(EngineLM):
     generation_room = 1  # the window is max_model_len - 1; a prompt and its new tokens share max_model_len
 
     def __init__(self, loaded, *, progress=None, cancelled=None, options: dict):
