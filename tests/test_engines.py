@@ -147,14 +147,23 @@ def test_a_result_says_which_engine_ran_it_and_old_results_stay_valid():
 
 
 #: keys and model keys (affinity) of suites/smoke.yaml and suites/engines.yaml jobs, recorded before
-#: engines became plugins: a cached result must keep its name (fixed versions, so no install matters)
+#: engines became plugins: a cached result must keep its name (fixed versions, so no install matters).
+#: A job's spec names its local task file by absolute path, so the keys are taken with the checkout's
+#: folder written as /repo (a clone elsewhere keys its own results by its own paths).
 PINNED = [
-    ("smoke", "evaluate", "moe-8x2", "smoke_mc", "443a97262cb57ed281aa1696", "52423fd6600cfd5b"),
+    ("smoke", "evaluate", "moe-8x2", "smoke_mc", "9099be7fe26b6644c445eb0b", "52423fd6600cfd5b"),
     ("smoke", "probe", "moe-8x2@topk(k=1)", "latency", "e7c16ded914d186ea1e81200", "52423fd6600cfd5b"),
-    ("engines", "evaluate", "moe[vllm]", "smoke_mc", "cacbb8db10d20f3625982878", "1780a4fdd863b045"),
+    ("engines", "evaluate", "moe[vllm]", "smoke_mc", "72617a53bcde2b0dbe70d26a", "1780a4fdd863b045"),
     ("engines", "describe", "moe@topk(k=1)[vllm]", "", "5aab009abf83e7eb6e2efcbf", "1780a4fdd863b045"),
-    ("engines", "evaluate", "moe@random(keyed=true)", "smoke_gen", "64d9cddd0097e08cc1b1abcc", "ed55d1741dbaa06e"),
+    ("engines", "evaluate", "moe@random(keyed=true)", "smoke_gen", "59fa00ea9264bc04be4d427f", "ed55d1741dbaa06e"),
 ]
+
+
+def _at_repo(spec: dict, repo: str) -> dict:
+    task = spec.get("task")
+    if isinstance(task, dict) and str(task.get("path", "")).startswith(repo):
+        spec = {**spec, "task": {**task, "path": "/repo" + task["path"][len(repo):]}}
+    return spec
 
 
 def test_job_keys_of_the_example_suites_did_not_move():
@@ -170,6 +179,7 @@ def test_job_keys_of_the_example_suites_did_not_move():
         _, jobs = plan.expand(suite.load(repo / "suites" / f"{name}.yaml"), versions)
         for j in jobs:
             what = (j.spec.get("task") or j.spec.get("probe") or {}).get("name", "")
-            found[(name, j.kind, j.variant, what)] = (plan.job_key(j.spec, versions), j.affinity)
+            spec = _at_repo(j.spec, str(repo))
+            found[(name, j.kind, j.variant, what)] = (plan.job_key(spec, versions), j.affinity)
     for *where, key, affinity in PINNED:
         assert found[tuple(where)] == (key, affinity), where
