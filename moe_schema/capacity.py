@@ -13,7 +13,7 @@ knows a fraction ``q`` and guesses the rest scores ``q + (1 - q)/4``). Bits stor
 It understates partial knowledge (Allen-Zhu & Li use the value's loss, not accuracy).
 
 Bits stored the paper's way (``bits_stored``), for a ``bios`` corpus: Allen-Zhu & Li's bit-complexity
-lower bound for bioS(N) (their Definition 4.3; Theorem 3.2 is the same bound stated for bioD), over
+measure for bioS(N) (their Definition 4.3; their Theorem 3.2 is stated for the bioD data, not bioS), over
 the whole population of N persons,
 
     bits = N log2((N0 - N) / e^p1)  +  N log2(S0 / e^p2)
