@@ -37,7 +37,8 @@ def _record(name, point, exposures, known):
     p, moe = count(cfg), cfg["model_type"] == "olmoe"
     variant = f"{name}[t={point}]"
     return {"kind": "train", "variant": variant, "status": "ok", "capacity": _capacity(known), "params": p,
-            "build": {"moe": moe}, "spec": {"variant": {"name": variant, "is_moe": moe, "build": {"config": cfg}}},
+            "build": {"moe": moe}, "spec": {"kind": "train", "variant": {"name": variant, "is_moe": moe,
+                                                                        "build": {"config": cfg}}},
             "corpus": {"regime": {"exposures_per_fact": {"head": {"exposures_mean": exposures},
                                                          "tail": {"exposures_mean": exposures}}}}}
 
@@ -45,7 +46,8 @@ def _record(name, point, exposures, known):
 def _run(tmp_path: Path) -> Run:
     records = [_record("moe", 1, 100, 0.4), _record("dense-a", 1, 100, 0.3), _record("dense-t", 1, 100, 0.5),
                _record("moe", 2, 1000, 0.6), _record("dense-t", 2, 1000, 0.9), _record("moe8", 2, 1000, 0.5)]
-    return Run(path=tmp_path, plan={}, suite={}, records=records, variant_order=[r["variant"] for r in records])
+    plan = {"variants": [{"name": r["variant"], "build": {"trained": "0" * 16}} for r in records]}  # as a run's plan
+    return Run(path=tmp_path, plan=plan, suite={}, records=records, variant_order=[r["variant"] for r in records])
 
 
 def _rows(table):

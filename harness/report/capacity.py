@@ -82,10 +82,19 @@ def _exposures(record: dict) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def _shape(run: Run, variant: str, total: float) -> dict:
+def _config(record: dict, run: Run, variant: str) -> dict | None:
+    """The config the train job built from: its own spec's (the plan names the trained build instead)."""
+    for spec in (((record.get("spec") or {}).get("variant") or {}), run.spec(variant)):
+        config = (spec.get("build") or {}).get("config") if isinstance(spec, dict) else None
+        if isinstance(config, dict):
+            return config
+    return None
+
+
+def _shape(run: Run, variant: str, total: float, record: dict) -> dict:
     """Family, tied, the paper's parameter count and the MoE geometry: from the build's config
-    (``moe_schema.params.parts``) where the plan has one, else from the result's build description."""
-    config = (run.spec(variant).get("build") or {}).get("config")
+    (``moe_schema.params.parts``) where the train job has one, else from the result's build description."""
+    config = _config(record, run, variant)
     if isinstance(config, dict):
         try:
             pt = parts(config)
@@ -111,7 +120,7 @@ def points(run: Run) -> list[Point]:
             cap, params = r.get("capacity"), r.get("params") or run.params(v)
             if not isinstance(cap, dict) or not params.get("total"):
                 continue
-            shape = _shape(run, v, params["total"])
+            shape = _shape(run, v, params["total"], r)
             out.append(Point(v, run.is_moe(v), _exposures(r), cap.get("tokenizer"), float(params["total"]),
                              float(params["total_no_embed"]) if params.get("total_no_embed") else None,
                              bits_stored(cap, params), shape["paper_params"], shape["tied"],
