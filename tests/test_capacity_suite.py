@@ -103,3 +103,6 @@ def test_scale_only_refuses_an_unknown_model():
     bad = {**data, "scales": {**data["scales"], "bind": {**data["scales"]["bind"], "only": ["moe-l", "moe-x"]}}}
     with pytest.raises(SuiteError, match=r"scales.bind.only\[1\]: unknown model 'moe-x'"):
         parse(bad, SUITES / "capacity.yaml", scale="bind")
+    one = {**data, "scales": {**data["scales"], "bind": {**data["scales"]["bind"], "only": "moe-l"}}}
+    with pytest.raises(SuiteError, match=r"scales.bind.only: expected a list of model names"):
+        parse(one, SUITES / "capacity.yaml", scale="bind")
