@@ -362,7 +362,8 @@ def _parse_task(path: str, t: Any, base: Path, corpus: dict | None = None, outsi
 
 TOP_KEYS = ["name", "description", "seed", "dtype", "models", "tasks", "probes", "workers", "pairing",
             "local_workers", "eval", "scale", "scales", "corpus", "train", "sweep", "prices"]
-SCALE_KEYS = ["config", "corpus", "train", "sweep", "models"]  # models: {<model name>: config keys at this scale}
+SCALE_KEYS = ["config", "corpus", "train", "sweep", "models", "only"]
+# models: {<model name>: config keys at this scale}; only: [<model name>, ...], the models this scale runs
 
 
 def _parse_scale(data: dict, override: str | None) -> tuple[str | None, dict]:
@@ -378,6 +379,11 @@ def _parse_scale(data: dict, override: str | None) -> tuple[str | None, dict]:
     chosen = _expect(f"scales.{name}", scales[name], dict)
     _known(f"scales.{name}", chosen, SCALE_KEYS)
     for key in SCALE_KEYS:
+        if key == "only":
+            only = _expect(f"scales.{name}.only", chosen.get(key) or [], list, "a list of model names")
+            for i, n in enumerate(only):
+                _expect(f"scales.{name}.only[{i}]", n, str, "a model name")
+            continue
         _expect(f"scales.{name}.{key}", chosen.get(key) or {}, dict)
     # each family takes the keys it knows; one that no family knows is a typo, never silently dropped
     _known(f"scales.{name}.config", chosen.get("config") or {}, sorted(set().union(*(f.keys for f in FAMILIES.values()))))
@@ -458,11 +464,16 @@ def parse(data: Any, path: Path | None = None, scale: str | None = None) -> Suit
                 check_train({**train, **spec.train}, where=f"models[{i}].train")
             if "config" in spec.build:
                 configs[spec.name] = spec.build["config"]
+            if scale_cfg.get("only") and m.get("name") not in scale_cfg["only"]:
+                continue  # derivable from, but not run at this scale
             models.append(attrs.evolve(spec, name=spec.name + point_label(point)))  # "" without a sweep
     names = {m.get("name") for m in models_raw if isinstance(m, dict)}
     for key in scale_cfg.get("models") or {}:
         if key not in names:
             raise SuiteError(f"scales.{scale_name}.models.{key}", unknown("model", key, sorted(n for n in names if n)))
+    for i, key in enumerate(scale_cfg.get("only") or []):
+        if key not in names:
+            raise SuiteError(f"scales.{scale_name}.only[{i}]", unknown("model", key, sorted(n for n in names if n)))
     moe_settings = [k for k in sweep if k in _MOE_SETTINGS]
     if moe_settings and not any(m.moe is True and "config" in m.build and m.derive is None for m in models):
         raise SuiteError(f"sweep.{moe_settings[0]}", "no config MoE build to apply it to (derived and "

@@ -165,9 +165,10 @@ def capacity_section(ctx: Context) -> Section:
     from harness.report import capacity as C
 
     return Section("capacity", "Knowledge capacity",
-                   "Bits each build stores about a bios population (Allen-Zhu & Li's bound, every person scored), per "
-                   "parameter with and without embeddings, beside the paper's >= 1 bit/param at 100 exposures and "
-                   ">= 2 at 1000, and each MoE against the dense build of equal total parameters.",
+                   "Bits each build stores about a bios population (Allen-Zhu & Li's measure, every person scored), "
+                   "per parameter counted with one embedding table (R), beside the most the corpus lets it show "
+                   "(R_max) and what the paper's law predicts for it (min(R_max, peak)); each MoE against the best "
+                   "dense R at its exposure count, and its equal-total twin.",
                    [C.capacity_table(ctx.run), C.moe_factor_table(ctx.run)], ctx.fig(C.bits_vs_params),
                    "No train result carries a capacity scoring in this run.")
 

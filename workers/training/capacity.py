@@ -1,5 +1,5 @@
 """Knowledge capacity of a trained build on a ``bios`` corpus, measured Allen-Zhu & Li's way
-(arXiv 2404.05405, the bit-complexity lower bound of their Theorem 3.2) over the WHOLE population.
+(arXiv 2404.05405; for bioS the measure is their Definition 4.3) over the WHOLE population.
 
 For every person one biography is rendered afresh (same distribution as training: random sentence
 order and templates) and scored once: the cross-entropy (nats, full-vocabulary softmax, the model's
