@@ -113,7 +113,7 @@ def test_probe_rows_of_any_shape_render_known_columns_first(tmp_path):
     rec = {"key": "x1", "kind": "probe", "variant": "dense-s", "status": "ok",
            "probe": {"name": "custom", "rows": [{"weird_col": 7, "phase": "decode", "batch_size": 2, "peak_mb": 12.5}]}}
     rec2 = {"key": "x2", "kind": "probe", "variant": "dense-l", "status": "ok",
-            "probe": {"name": "custom", "peak_mb": 99.0, "device": "cpu"}}  # no rows at all
+            "probe": {"name": "custom", "rows": [], "peak_mb": 99.0, "device": "cpu"}}  # no rows at all
     with open(run / "results.jsonl", "a") as f:
         f.write(json.dumps(rec) + "\n" + json.dumps(rec2) + "\n")
     from harness.report.probes import plain_probe_tables
