@@ -5,7 +5,7 @@
         ...
 
 Each daemon is a ``python -m workers.daemon`` subprocess bound to an ipc:// socket in a private
-temp folder, in its own session (a Ctrl-C at the terminal reaches the coordinator only, which
+temp folder (``socket_dir``: one short enough for the kernel's socket path limit), in its own session (a Ctrl-C at the terminal reaches the coordinator only, which
 decides what happens to running jobs) and watching its parent (``--parent``: it exits if we die
 without stopping it). ``stop()``: a ``shutdown`` request, then SIGTERM, then SIGKILL.
 ``exit_reason(endpoint)`` says how a daemon that ended did (status or signal, log tail), so the
@@ -34,6 +34,24 @@ REPO = Path(__file__).resolve().parent.parent
 
 class WorkerStartError(RuntimeError):
     """A local daemon exited or stayed silent before answering hello."""
+
+
+#: the longest ipc socket path the kernel binds: ``sockaddr_un.sun_path`` is 108 bytes with its NUL
+MAX_IPC_PATH = 107
+
+
+def socket_dir(n: int, bases: tuple | None = None) -> Path:
+    """A fresh private (0700, ``mkdtemp``) folder for ``n`` daemons' sockets and logs: under the temp
+    folder ($TMPDIR) when its socket paths fit the kernel's limit, else under $XDG_RUNTIME_DIR or
+    /tmp (a $TMPDIR past ~75 characters made every bind fail and the run end in a traceback)."""
+    longest = len(os.fsencode(f"/moe-harness-{'x' * 8}/worker-{n - 1}.sock"))  # mkdtemp: 8 random chars
+    if bases is None:
+        bases = (tempfile.gettempdir(), os.environ.get("XDG_RUNTIME_DIR"), "/tmp")
+    for base in bases:
+        if base and os.path.isdir(base) and len(os.fsencode(base)) + longest <= MAX_IPC_PATH:
+            return Path(tempfile.mkdtemp(prefix="moe-harness-", dir=base))
+    raise WorkerStartError(f"no folder short enough for local worker sockets (at most {MAX_IPC_PATH} bytes): "
+                           f"tried {', '.join(str(b) for b in bases if b)}")
 
 
 def ask(endpoint: str, method: str, params: dict | None = None, timeout_s: float = 5.0,
@@ -76,7 +94,7 @@ class LocalWorkers:
     def __init__(self, n: int, device: str, env: dict | None, extra_args: tuple, start_timeout_s: float):
         self.device, self.env, self.extra_args = device, env, tuple(extra_args)
         self.start_timeout_s = start_timeout_s
-        self.dir = Path(tempfile.mkdtemp(prefix="moe-harness-"))
+        self.dir = socket_dir(n)
         self.endpoints = [f"ipc://{self.dir}/worker-{i}.sock" for i in range(n)]
         self.procs: list[subprocess.Popen | None] = [None] * n
         self._logs: list = [None] * n

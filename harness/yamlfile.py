@@ -10,12 +10,14 @@ of minutes and gigabytes or a traceback:
   as the values they stand for, so a shared anchor used a few times costs nothing extra to read);
 - mappings and lists nest at most ``MAX_DEPTH`` deep (the composer recurses per level: 100k
   levels were a ``RecursionError``);
-- an integer has at most ``MAX_INT_DIGITS`` digits (Python refuses to read one of over 4300 with
-  a ``ValueError``; the wire carries 64-bit ints, 20 digits: the schema names a longer one at its path).
+- an integer has at most ``MAX_INT_DIGITS`` digits in whatever base it is written (``0x``, ``0b``,
+  ``0``-octal, ``_`` separators; Python refuses to show a decimal one of over 4300 digits with a
+  ``ValueError``; the wire carries 64-bit ints, 20 digits: the schema names a longer one at its path).
 """
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +56,10 @@ class BoundedLoader(yaml.SafeLoader):
         return self.construct_document(node)
 
     def construct_yaml_int(self, node):
-        digits = sum(c.isdigit() for c in node.value)
+        body = node.value.lstrip("+-")
+        if body[:2].lower() in ("0x", "0b"):
+            body = body[2:]
+        digits = sum(c in string.hexdigits for c in body)  # hex too: 0xffff... has no decimal digit
         if digits > MAX_INT_DIGITS:
             raise ConstructorError(None, None, f"an integer of {digits} digits (at most {MAX_INT_DIGITS}: the "
                                                "wire carries 64-bit integers)", node.start_mark)

@@ -114,3 +114,61 @@ def test_cli_exit_codes_through_harness_command(tmp_path):
                              capture_output=True, text=True)
     assert (ok.returncode, bad.returncode, missing.returncode) == (0, 1, 2), (ok.stderr, bad.stderr)
     assert "no such baseline file" in missing.stderr
+
+
+def _with_metric(dst: Path, value) -> Path:
+    """A copy of the fixture run whose moe-a@topk(k=2) arith acc is ``value`` (NaN: a diverged model)."""
+    shutil.copytree(FIXTURE, dst)
+    recs = [json.loads(l) for l in (dst / "results.jsonl").read_text().splitlines()]
+    for r in recs:
+        if r.get("variant") == "moe-a@topk(k=2)" and "arith" in (r.get("metrics") or {}):
+            r["metrics"]["arith"]["acc"] = value
+    (dst / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return dst
+
+
+def _harness_check(run: Path, baseline: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness.cli", "check", str(run), "--baseline", str(baseline), *extra],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_a_nan_metric_is_a_regression_never_a_pass(tmp_path):
+    """NaN compares false both ways, so it used to read "ok": a run holding one now exits 1 with the
+    row REGRESSED; the same run with the baseline's own value passes; a NaN baseline entry or a
+    baseline written from a NaN run is refused (exit 2, one line)."""
+    baseline = REPO / "baselines" / "fixture.yaml"
+    nan = _harness_check(_with_metric(tmp_path / "nan", float("nan")), baseline)
+    assert nan.returncode == 1, nan.stderr
+    assert re.search(r"REGRESSED\s+moe-a@topk\(k=2\)\s+arith acc\s+0.6292\s+nan", nan.stdout), nan.stdout
+    assert "51 passed, 1 regressed or missing" in nan.stdout
+    same = _harness_check(_with_metric(tmp_path / "same", 0.6292), baseline)
+    assert same.returncode == 0, same.stdout + same.stderr
+    bad_base = tmp_path / "nan.yaml"
+    bad_base.write_text("metrics: {dense-s: {arith: {acc: .nan}}}\n")
+    refused = _harness_check(FIXTURE, bad_base)
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1
+    assert "metrics.dense-s.arith.acc: expected a number" in refused.stderr
+    update = _harness_check(tmp_path / "nan", tmp_path / "new.yaml", "--update")
+    assert update.returncode == 2 and len(update.stderr.splitlines()) == 1, update.stderr
+    assert "moe-a@topk(k=2) arith acc is nan" in update.stderr and not (tmp_path / "new.yaml").exists()
+
+
+def test_bad_input_exits_2_in_one_line_and_only_a_regression_exits_1(tmp_path):
+    """A malformed record is skipped with one warning naming the file and line (the check goes on and
+    passes); a run folder the check cannot read at all (plan.json a list) exits 2 in one line, not 1."""
+    baseline = REPO / "baselines" / "fixture.yaml"
+    run = tmp_path / "odd"
+    shutil.copytree(FIXTURE, run)
+    with open(run / "results.jsonl", "a") as f:
+        f.write(json.dumps({"key": "k1", "kind": "evaluate", "status": "ok", "variant": "dense-s", "metrics": [1]}) + "\n")
+    lines = len((run / "results.jsonl").read_text().splitlines())
+    odd = _harness_check(run, baseline)
+    assert odd.returncode == 0, odd.stderr
+    assert odd.stderr.splitlines() == [f"warning: {run / 'results.jsonl'}:{lines}: skipped a malformed record: "
+                                       "record: missing 'samples': every evaluate result carries it"]
+    (run / "plan.json").write_text("[]")
+    broken = _harness_check(run, baseline)
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr
+    assert broken.stderr.splitlines()[-1] == f"harness check: error: {run / 'plan.json'}: expected a JSON object, got list"
+    assert "exit codes:" in subprocess.run([sys.executable, "-m", "harness.cli", "check", "--help"], cwd=REPO,
+                                           capture_output=True, text=True).stdout

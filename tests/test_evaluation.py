@@ -266,3 +266,25 @@ def test_a_requests_loglikelihood_is_summed_in_float64():
     total, _ = HarnessLM._answer(None, logp, cont)
     assert abs(total - exact) < 1e-9
     assert abs(float(logp.gather(1, torch.tensor(cont)[:, None]).sum()) - exact) > 1e-6  # what float32 would do
+
+
+def test_a_nan_metric_fails_the_evaluate_job_naming_task_and_metric(eval_tiny_model):
+    """A model whose outputs are NaN (trained on a diverged loss) fails its evaluation in one line
+    naming the task and the metric; the same task on the finite model is a result."""
+    import copy
+
+    import torch
+
+    from moe_schema import protocol
+    from workers.evaluation.job import run
+
+    model, tok = eval_tiny_model
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.lm_head.weight.fill_(float("nan"))
+    with pytest.raises(JobError) as err:
+        run(_job("smoke_ppl", limit=2), _loaded((broken, tok)), lambda *a: None, threading.Event())
+    assert err.value.code == protocol.JOB_FAILED and "\n" not in err.value.message
+    assert err.value.message.startswith("smoke_ppl: metric ") and " is nan: " in err.value.message
+    fine = run(_job("smoke_ppl", limit=2), _loaded(eval_tiny_model), lambda *a: None, threading.Event())
+    assert all(math.isfinite(v) for k, v in fine["metrics"]["smoke_ppl"].items() if isinstance(v, float))

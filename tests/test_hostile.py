@@ -44,6 +44,12 @@ SUITES = [
     ("alias-bomb", _alias_bomb(), "expands to more than 1,000,000 values"),
     ("deep", "name: deep\nmodels: " + "[" * 100_000 + "]" * 100_000 + "\n", "nested more than 100 levels deep"),
     ("huge-int", "name: big\nseed: " + "7" * 100_000 + "\nmodels: []\n", "an integer of 100000 digits"),
+    ("hex-int", "name: big\nseed: 0x" + "f" * 4_000 + "\nmodels: []\n", "an integer of 4000 digits (at most 100"),
+    ("hex-int-100", "name: big\nseed: 0x" + "f" * 100 + "\nmodels: []\n",
+     "seed: expected an int within 64 bits (what the wire carries), got int <121-digit int>"),
+    ("bin-int", "name: big\nseed: 0b" + "1" * 4_000 + "\nmodels: []\n", "an integer of 4000 digits"),
+    ("octal-int", "name: big\nseed: 0" + "7" * 4_000 + "\nmodels: []\n", "an integer of 4001 digits"),
+    ("underscore-int", "name: big\nseed: 1" + "_000" * 2_000 + "\nmodels: []\n", "an integer of 6001 digits"),
     ("seed-1e40", f"name: s\nseed: {10 ** 40}\nmodels:\n  - {{name: m, config: {MOE}}}\n",
      "seed: expected an int within 64 bits (what the wire carries), got int <41-digit int>"),
     ("name-newline", f'name: "s\\n"\nmodels:\n  - {{name: m, config: {MOE}}}\n',
@@ -58,7 +64,7 @@ SUITES = [
 
 
 def test_hostile_suites_end_in_one_line_from_real_harness_processes(tmp_path):
-    """All eight at once, each its own `harness plan` process; each must answer exit 2 with one
+    """All at once, each its own `harness plan` process; each must answer exit 2 with one
     line (no traceback), quickly (the bomb took minutes before; the bound is loose for a loaded machine)."""
     procs = {}
     start = time.monotonic()
@@ -333,6 +339,49 @@ def test_two_runs_of_one_suite_on_one_cache_run_each_job_once(tmp_path):
         assert rec["status"] == other["status"] == "ok"
         assert (rec["env"]["pid"], rec["timings"]) == (other["env"]["pid"], other["timings"]), outs  # one run
     assert len({r["env"]["pid"] for run in records for r in run.values()}) <= 2
+
+
+def test_a_run_under_a_100_character_tmpdir_works(tmp_path):
+    """A real `harness run` whose $TMPDIR is 100 characters long: its local daemons' sockets would
+    pass the kernel's 107-byte socket path limit there, so they go to a short private folder and the
+    run succeeds (before: every bind failed and the run ended in a traceback)."""
+    import json
+    import os
+
+    tmpdir = tmp_path / "t"
+    tmpdir = Path(str(tmpdir) + "x" * (100 - len(str(tmpdir))))
+    tmpdir.mkdir()
+    assert len(str(tmpdir)) == 100
+    suite = _tiny_suite(tmp_path, "", "tmpdir")
+    env = {**os.environ, "TMPDIR": str(tmpdir), "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(suite), "--out", str(tmp_path / "run"),
+                           "--no-report", "--threads", "1"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    records = [json.loads(x) for x in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert records and all(r["status"] == "ok" for r in records)
+    endpoint = records[0]["worker"]
+    assert endpoint.startswith("ipc://") and not endpoint.startswith(f"ipc://{tmpdir}/")
+    assert len(os.fsencode(endpoint[len("ipc://"):])) <= 107
+
+
+def test_socket_folders_stay_in_tmpdir_up_to_the_limit_and_move_past_it(tmp_path):
+    """The boundary: a temp folder whose longest socket path is exactly 107 bytes keeps the sockets;
+    one byte longer moves them to the next candidate (all folders 0700)."""
+    from harness.local import MAX_IPC_PATH, socket_dir
+
+    longest = len("/moe-harness-xxxxxxxx/worker-1.sock")
+    fits = Path(str(tmp_path / "a") + "a" * (MAX_IPC_PATH - longest - len(str(tmp_path / "a"))))
+    over = Path(str(fits) + "b")
+    fits.mkdir(), over.mkdir()
+    here = socket_dir(2, (str(fits), "/tmp"))
+    moved = socket_dir(2, (str(over), "/tmp"))
+    try:
+        assert here.parent == fits and len(str(here / "worker-1.sock")) == MAX_IPC_PATH
+        assert moved.parent == Path("/tmp")
+        assert (here.stat().st_mode & 0o777, moved.stat().st_mode & 0o777) == (0o700, 0o700)
+    finally:
+        here.rmdir(), moved.rmdir()
 
 
 def test_a_key_lock_excludes_another_process_and_frees_when_it_exits(tmp_path):

@@ -113,7 +113,7 @@ def test_probe_rows_of_any_shape_render_known_columns_first(tmp_path):
     rec = {"key": "x1", "kind": "probe", "variant": "dense-s", "status": "ok",
            "probe": {"name": "custom", "rows": [{"weird_col": 7, "phase": "decode", "batch_size": 2, "peak_mb": 12.5}]}}
     rec2 = {"key": "x2", "kind": "probe", "variant": "dense-l", "status": "ok",
-            "probe": {"name": "custom", "peak_mb": 99.0, "device": "cpu"}}  # no rows at all
+            "probe": {"name": "custom", "rows": [], "peak_mb": 99.0, "device": "cpu"}}  # no rows at all
     with open(run / "results.jsonl", "a") as f:
         f.write(json.dumps(rec) + "\n" + json.dumps(rec2) + "\n")
     from harness.report.probes import plain_probe_tables
@@ -171,3 +171,54 @@ def test_latency_and_throughput_tables_carry_the_sparsity_aware_utilisation(tmp_
         mbu, mfu = table.columns.index("S-MBU (fraction)"), table.columns.index("S-MFU (fraction)")
         mine = [r for r in table.rows if r[mbu] != "-"]
         assert [(r[mbu], r[mfu]) for r in mine] == [("0.412", "0.00310")], table.title
+
+
+def _harness(*args: str) -> "subprocess.CompletedProcess":
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=FIXTURE.parent.parent.parent,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_task_names_holding_dollars_are_drawn_as_written(tmp_path):
+    """A task named ``$\\frac{a}$`` (and one with two prices in it) was read as mathtext by matplotlib,
+    failed to parse, and no report was written at all; now a real `harness report` writes both pages
+    with the names as written."""
+    run = tmp_path / "dollar"
+    shutil.copytree(FIXTURE, run)
+    text = (run / "results.jsonl").read_text()
+    (run / "results.jsonl").write_text(text.replace('"arith"', json.dumps("$\\frac{a}$"))
+                                       .replace('"facts"', json.dumps("cost $1 to $2")))
+    proc = _harness("report", str(run))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    md = (run / "report.md").read_text()
+    assert "$\\frac{a}$" in md and "cost $1 to $2" in md
+    assert (run / "report.html").read_text().count("<img") > 0
+
+
+def test_malformed_records_are_skipped_with_one_warning_each_by_report_and_compare(tmp_path):
+    """Records that break the record schema (missing keys, wrong types, a list variant) crashed
+    `harness report` and `compare` with a traceback; now each is skipped with one warning line naming
+    the file and line, and both commands finish. A non-map line still ends in one line, exit 2."""
+    run = tmp_path / "odd"
+    shutil.copytree(FIXTURE, run)
+    first = len((run / "results.jsonl").read_text().splitlines()) + 1
+    bad = [{}, {"key": "k1", "kind": "evaluate", "status": "ok", "variant": "dense-s", "metrics": [1], "samples": {}},
+           {"key": "k2", "kind": "evaluate", "status": "ok", "variant": ["x"], "metrics": {}, "samples": {}},
+           {"key": "k3", "kind": "train", "status": "ok", "variant": "dense-s", "train": "fast"},
+           {"key": "k4", "kind": "probe", "status": "ok", "variant": "dense-s", "probe": {"name": "latency", "rows": [[1]]}}]
+    with open(run / "results.jsonl", "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in bad))
+    for args in (("report", str(run)), ("compare", str(FIXTURE), str(run))):
+        proc = _harness(*args)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, (args, proc.stderr[-2000:])
+        warnings = proc.stderr.splitlines()
+        assert [w.split(": skipped a malformed record: ")[0] for w in warnings] == \
+            [f"warning: {run / 'results.jsonl'}:{first + i}" for i in range(len(bad))], warnings
+        assert "record.metrics: expected a map, got list [1]" in warnings[1]
+        assert "record.variant: expected a string, got list" in warnings[2]
+    with open(run / "results.jsonl", "a") as f:
+        f.write("[1, 2]\n")
+    proc = _harness("report", str(run))
+    assert proc.returncode == 2 and proc.stderr.splitlines()[-1] == \
+        f"harness report: error: {run / 'results.jsonl'}:{first + len(bad)}: expected a JSON object, got list"

@@ -367,3 +367,29 @@ def test_every_numeric_column_header_states_its_unit(which, report_fixture_run, 
     missing = [(h.split(" | ")[0], c) for h in headers for c in (x.strip() for x in h.strip("|").split(" | "))
                if c not in LABEL_COLUMNS and not re.search(r"\([^)]*\)$", c)]
     assert not missing, missing
+
+
+def test_numbers_from_an_unauthenticated_worker_carry_a_dagger_on_the_card_and_in_the_tables(tmp_path, answers_run):
+    """One record from an --insecure worker (dense-total#s2's evaluation, ``authenticated: false``):
+    its variant's rows, its model's mean over seeds, the verdict rows and the card line that read it
+    are marked † with the legend, in report.md and report.html; what did not read it (claim 1, the
+    other seeds) is not, and the same run with every record authenticated has no dagger at all."""
+    run_dir = tmp_path / "insecure"
+    shutil.copytree(ANSWERS, run_dir)
+    recs = [json.loads(l) for l in (ANSWERS / "results.jsonl").read_text().splitlines()]
+    target = next(r for r in recs if r["variant"] == "dense-total#s2" and r["kind"] == "evaluate")
+    target["authenticated"] = False
+    (run_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    write_report(run_dir)
+    md, html = (run_dir / "report.md").read_text(), (run_dir / "report.html").read_text()
+    legend = "† from an unauthenticated worker (--insecure)"
+    card = md.split("\n## ", 2)[1]  # the answer section: the card first
+    lines = {line.split(" | ")[0].strip("| "): line for line in card.splitlines() if line.startswith("| ")}
+    assert lines["2"].endswith("|") and "†" in lines["2"] and "†" not in lines["1"], lines
+    assert legend in card
+    variants = {l.strip("| ").split(" | ")[0] for l in md.splitlines() if l.startswith("| dense-total#")}
+    assert "dense-total#s2 †" in variants and "dense-total#s1" in variants and "dense-total#s1 †" not in variants
+    assert re.search(r"^\| dense-total † \|", md, re.M) and re.search(r"^\| moe \| dense-total † \|", md, re.M)
+    assert md.count(legend) >= 3 and html.count(legend) >= 3
+    assert "dense-total#s2 †</td>" in html and "dense-total#s1 †" not in html
+    assert "†" not in (answers_run / "report.md").read_text() and "†" not in (answers_run / "report.html").read_text()

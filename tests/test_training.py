@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -234,6 +235,21 @@ def test_cancel_saves_state_and_raises(tmp_path):
     assert json.loads((resume_dir(job, tmp_path) / "latest.json").read_text())["step"] == 3
     result = _run(job, tmp_path)
     assert result["train"]["resumed_from"] == 3 and result["train"]["steps"] == 12
+
+
+def test_a_diverged_training_fails_the_job_naming_the_step_and_lr(tmp_path):
+    """A finite but absurd lr makes the loss NaN: the job fails in one line naming the step and the
+    lr, and leaves no trained checkpoint (nothing is cached or evaluated). The neighbouring sane lr
+    trains (the ``trained`` fixture)."""
+    from moe_schema import protocol
+    from workers.errors import JobError
+
+    job = {**JOB, "train": {**JOB["train"], "tokens": 6 * 8 * 64, "lr": 1e10, "warmup_steps": 1, "log_every": 3}}
+    with pytest.raises(JobError) as err:
+        _run(job, tmp_path)
+    assert err.value.code == protocol.JOB_FAILED and "\n" not in err.value.message
+    assert re.match(r"train loss is nan at step [1-6] \(lr 1e\+10\): the training diverged", err.value.message)
+    assert not (trained_dir(job, tmp_path) / "train.json").exists()
 
 
 def test_dense_build_trains_without_router_losses(tmp_path):

@@ -16,13 +16,16 @@ probe latencies, and default tolerances at the top::
       moe-a@topk(k=2):
         latency/bs1/ctx64/decode: {ms_p50: 4.46}
 
-Exit codes: 0 all within tolerance, 1 something regressed or is missing, 2 unreadable run or baseline.
+Exit codes: 0 all within tolerance; 1 something regressed, is missing or is not a finite number (NaN
+is a regression, never a pass); 2 the check could not be made (an unreadable run or baseline, bad
+input), with one line saying why. Only a real regression exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -37,7 +40,15 @@ DEFAULTS = {"metric_tolerance": 0.05, "metric_rel_tolerance": 0.02, "latency_tol
 UPDATE_LATENCY_FIELDS = ("ms_p50",)
 
 
+EXIT_CODES = """exit codes:
+  0  every baseline entry is within its tolerance (or --update wrote the baseline)
+  1  a real regression: something regressed, is missing, or is NaN/infinite in the run
+  2  the check could not be made: unreadable or malformed run folder or baseline (one line says why)"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EXIT_CODES
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("run", type=Path, help="run folder (reports/<suite>-<time>)")
     parser.add_argument("--baseline", type=Path, required=True, help="baseline file (.yaml/.yml or .json)")
     parser.add_argument("--update", action="store_true", help="write the baseline from this run instead of checking")
@@ -83,7 +94,7 @@ def load_baseline(path: Path) -> dict:
     for k, v in (data.get("defaults") or {}).items():
         if k not in DEFAULTS:
             raise ReportError(f"{path}: defaults.{k}: unknown setting; known: {', '.join(DEFAULTS)}")
-        if not _is_num(v) or v < 0:
+        if not _is_finite(v) or v < 0:
             raise ReportError(f"{path}: defaults.{k}: expected a number >= 0, got {v!r}")
         defaults[k] = float(v)
     data["defaults"] = defaults
@@ -96,11 +107,15 @@ def _is_num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _is_finite(v) -> bool:
+    return _is_num(v) and math.isfinite(v)
+
+
 def _validate(path: Path, where: str, node, depth: int) -> None:
     if depth == 0:
-        ok = _is_num(node) or (isinstance(node, dict) and _is_num(node.get("value"))
-                               and set(node) <= {"value", "tolerance", "rel_tolerance"}
-                               and all(_is_num(node[k]) for k in node))
+        ok = _is_finite(node) or (isinstance(node, dict) and _is_finite(node.get("value"))
+                                  and set(node) <= {"value", "tolerance", "rel_tolerance"}
+                                  and all(_is_finite(node[k]) for k in node))
         if not ok:
             raise ReportError(f"{path}: {where}: expected a number or {{value, tolerance}}, got {node!r}")
         return
@@ -131,6 +146,10 @@ def check(run: Run, baseline: dict) -> Table:
                 if not _is_num(current):
                     table.rows.append(["MISSING", variant, what, fmt_value(expected), "-", "-", f"±{tol:.4g}"])
                     continue
+                if not math.isfinite(current):  # NaN compares false both ways: it would read "ok"
+                    table.rows.append(["REGRESSED", variant, what, fmt_value(expected), str(current), "-",
+                                       f"±{tol:.4g}"])
+                    continue
                 change = current - expected
                 lower = run.lower_is_better(task, metric)
                 worse = change if lower else -change
@@ -153,6 +172,10 @@ def check(run: Run, baseline: dict) -> Table:
                 if not _is_num(current):
                     table.rows.append(["MISSING", variant, what, f"{expected:.3f} ms", "-", "-", f"≤ {expected + allowed:.3f}"])
                     continue
+                if not math.isfinite(current):
+                    table.rows.append(["REGRESSED", variant, what, f"{expected:.3f} ms", str(current), "-",
+                                       f"≤ {expected + allowed:.3f}"])
+                    continue
                 change = current - expected
                 status = "REGRESSED" if change > allowed + 1e-12 else "improved" if -change > allowed else "ok"
                 table.rows.append([status, variant, what, f"{expected:.3f} ms", f"{current:.3f} ms",
@@ -168,12 +191,15 @@ def baseline_from_run(run: Run, defaults: dict | None = None) -> dict:
     for v in run.variants:
         for task, values in run.metrics(v).items():
             names = [m for m in metric_names(values) if not is_bucket_metric(m)]
+            for m in names:
+                if not math.isfinite(values[m]):
+                    raise ReportError(f"{run.path}: {v} {task} {m} is {values[m]}; a baseline holds finite numbers only")
             if names:
                 metrics.setdefault(v, {})[task] = {m: round(float(values[m]), 6) for m in names}
     latency: dict = {}
     for v, rows in run_latencies(run).items():
         for rid, row in rows.items():
-            fields = {f: round(float(row[f]), 4) for f in UPDATE_LATENCY_FIELDS if _is_num(row.get(f))}
+            fields = {f: round(float(row[f]), 4) for f in UPDATE_LATENCY_FIELDS if _is_finite(row.get(f))}
             if fields:
                 latency.setdefault(v, {})[rid] = fields
     return {"suite": run.name, "source": str(run.path), "defaults": dict(defaults or DEFAULTS),
@@ -205,6 +231,10 @@ def main(args: argparse.Namespace) -> int:
         table = check(run, load_baseline(args.baseline))
     except ReportError as e:
         print(f"harness check: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001  bad input the readers missed: never exit 1, "regressed"
+        print(f"harness check: error: could not check {args.run} against {args.baseline}: "
+              f"{type(e).__name__}: {e}".replace("\n", " "), file=sys.stderr)
         return 2
     print(text_table(table), end="")
     return 1 if any(r[0] in ("REGRESSED", "MISSING") for r in table.rows) else 0

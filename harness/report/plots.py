@@ -30,8 +30,10 @@ def _plt():
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
+    # text.parse_math off: a label is shown as written; a task or variant name holding ``$...$`` (or
+    # two prices) was read as mathtext, failed to parse, and no report was written at all
     plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9,
-                         "figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3})
+                         "figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3, "text.parse_math": False})
     return plt
 
 

@@ -6,6 +6,7 @@ Torch-free. Everything tolerates partial runs: failed jobs, missing kinds, absen
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +57,25 @@ def _read_json(path: Path):
         raise ReportError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
 
 
+def _usable(record, where: str) -> bool:
+    """Does a stored record pass the record schema (``moe_schema.result.check_record``), with a
+    string variant and task? One that does not (a hand edit, a truncated write, another tool's
+    line) is skipped with one warning line naming the file and the line, so one bad record never
+    takes the report, ``compare`` or ``check`` down with it."""
+    from moe_schema.check import SchemaError
+    from moe_schema.result import check_record
+
+    try:
+        check_record(record)
+        for key in ("variant", "task"):
+            if record.get(key) is not None and not isinstance(record[key], str):
+                raise SchemaError(f"record.{key}", f"expected a string, got {type(record[key]).__name__}")
+    except SchemaError as e:
+        print(f"warning: {where}: skipped a malformed record: {e}", file=sys.stderr)
+        return False
+    return True
+
+
 @dataclass
 class Pair:
     """An MoE variant and its dense twin at equal ``kind`` ("active" or "total") parameters."""
@@ -83,6 +103,8 @@ class Run:
         if not path.is_dir():
             raise ReportError(f"{path}: no such run folder")
         plan = _read_json(path / "plan.json") if (path / "plan.json").is_file() else {}
+        if not isinstance(plan, dict):
+            raise ReportError(f"{path / 'plan.json'}: expected a JSON object, got {type(plan).__name__}")
         suite = {}
         if (path / "suite.yaml").is_file():
             try:
@@ -113,12 +135,13 @@ class Run:
                     raise ReportError(f"{jsonl}:{i}: not valid JSON ({e.msg})") from None
                 if not isinstance(rec, dict):
                     raise ReportError(f"{jsonl}:{i}: expected a JSON object, got {type(rec).__name__}")
-                by_key[rec.get("key") or f"line{i}"] = rec  # a later line for the same key wins
+                if _usable(rec, f"{jsonl}:{i}"):
+                    by_key[rec["key"]] = rec  # a later line for the same key wins
         elif (path / "jobs").is_dir():
             for f in sorted((path / "jobs").glob("*.json")):
                 rec = _read_json(f)
-                if isinstance(rec, dict):
-                    by_key[rec.get("key") or f.stem] = rec
+                if _usable(rec, str(f)):
+                    by_key[rec["key"]] = rec
             merged = {(r.get("variant"), r.get("task")) for r in by_key.values() if r.get("merged_from")}
             by_key = {k: r for k, r in by_key.items() if not (r.get("shard") and (r.get("variant"), r.get("task")) in merged)}
         return list(by_key.values())

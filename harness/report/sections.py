@@ -68,15 +68,19 @@ def answer_section(ctx: Context) -> Section:
     from harness.report.parity import parity_flags
     from harness.report.verdicts import EQUIVALENCE_MARGIN
 
+    from harness.report.trust import mark_verdicts, unauthenticated
+
     run = ctx.run
     card = build_card(run, ctx.verdicts)
     card.notes[:0] = parity_flags(run, ctx.parity)  # engines that disagree are said on the first screen
+    table = A.verdict_table(run, ctx.verdicts)
+    mark_verdicts(card, table, ctx.verdicts, unauthenticated(run))
     return Section("verdicts", "The answer",
                    "Each claim of docs/claims.md this run can speak to, quoted, with its verdict over all its "
                    "comparisons (holds / does not hold / inconclusive at this size), the headline comparison's "
                    "effect with its Holm-adjusted CI and units, and the regime. A verdict is about this run, at its "
                    "size and in its regime, not about MoE in general.",
-                   [A.verdict_table(run, ctx.verdicts)], [], "No claim this run can speak to.",
+                   [table], [], "No claim this run can speak to.",
                    lines=A.verdict_lines(run, ctx.verdicts), card=card, collapse=True,
                    details_intro="A verdict is about this run, at its size and in its regime, not about MoE in "
                                  "general. Every comparison: its number and 95% CI (over seeds, a t-interval of the per-seed "
@@ -224,11 +228,14 @@ SECTION_BUILDERS = [answer_section, parity_section, variants_section, cost_secti
 
 
 def build_sections(run: Run, with_figures: bool = True, builders=None) -> list[Section]:
+    from harness.report.trust import mark_tables, unauthenticated
+
     ctx = Context(run, with_figures)
     sections: list[Section] = []
     for builder in SECTION_BUILDERS if builders is None else builders:
         made = builder(ctx)
         sections += made if isinstance(made, list) else [made]
+    mark_tables([t for s in sections for t in s.tables], unauthenticated(run))  # † on --insecure results
     for s in sections:
         if not s.empty and s.tables:
             s.empty = s.tables[0].empty

@@ -276,6 +276,7 @@ def run(job: dict, loaded, progress, cancelled) -> dict:
     else:
         samples = {n: [s for s in ss if lm.only_docs(s["doc_id"])] for n, ss in samples.items()}
         metrics = {n: task_metrics(samples[n], aggregations[n], where=f"shard of {n}") for n in tasks}
+    _refuse_non_finite(metrics)
     session = getattr(loaded, "routing_session", None)
     return {
         "metrics": metrics,
@@ -289,6 +290,17 @@ def run(job: dict, loaded, progress, cancelled) -> dict:
         "routing": session.telemetry() if session is not None else None,
         "task_regime": _regimes(res.get("configs") or {}, tasks),
     }
+
+
+def _refuse_non_finite(metrics: dict) -> None:
+    """A NaN or infinite metric fails the job, naming the task and the metric: it comes from a model
+    whose outputs are not finite (a diverged training, an overflow), and a number like that is no
+    result to cache or report. A NaN standard error alone (one document) stays a missing error bar."""
+    for task, row in metrics.items():
+        for key, value in row.items():
+            if isinstance(value, float) and not math.isfinite(value) and not key.split(",", 1)[0].endswith("_stderr"):
+                raise JobError(protocol.JOB_FAILED, f"{task}: metric {key} is {value}: the model's outputs are "
+                               "not finite (a diverged training or an overflow in its dtype)")
 
 
 def _regimes(configs: dict, tasks: dict) -> dict:

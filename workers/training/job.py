@@ -178,6 +178,15 @@ def measure_capacity(model, corpus, device) -> dict:
         model.train(was)
 
 
+def _diverged(step: int, loss: float, aux: tuple[float, float], lr: float) -> JobError:
+    """A non-finite loss ends the job: a diverged run is a failure, never a result (its NaN curve
+    would be cached and the builds trained on it evaluated "ok" with NaN metrics)."""
+    what = f"train loss is {loss}" if not math.isfinite(loss) else \
+        f"train router loss (balance, z) is {aux[0]}, {aux[1]}"
+    return JobError(protocol.JOB_FAILED, f"{what} at step {step} (lr {lr:g}): the training diverged; "
+                    "lower train.lr, or raise train.warmup_steps")
+
+
 def step_loss(model, batch, router, train: dict, autocast: dict) -> tuple:
     """The training objective of one batch: ``(total, lm, balance, z)``; ``total`` is what is
     differentiated: LM loss, plus for MoE builds ``aux_loss_coef * balance + z_loss_coef * z``."""
@@ -234,8 +243,10 @@ def _train(job, model, batches, train, seed, params, device, progress, cancelled
             torch.nn.utils.clip_grad_norm_(model.parameters(), train["grad_clip"])
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            window.append(loss.item())
+            window.append(loss.item())  # the loop syncs here every step anyway: the check below is free
             aux_window.append((balance.item(), z.item()))
+            if not math.isfinite(window[-1] + sum(aux_window[-1])):
+                raise _diverged(step + 1, window[-1], aux_window[-1], train["lr"])
             timed_tokens += tokens_per_step
             done = step + 1
             if done % train["log_every"] == 0 or done == steps:
