@@ -81,7 +81,7 @@ def answering(endpoints: list[str], keys: Path | None, timeout_s: float) -> list
     import zmq
 
     from harness.local import ask
-    from moe_schema.protocol import CLIENT_KEY, key_folder, server_public_key
+    from moe_schema.protocol import CLIENT_KEY, key_folder, needs_keys, server_public_key
 
     if not endpoints:
         return []
@@ -90,9 +90,9 @@ def answering(endpoints: list[str], keys: Path | None, timeout_s: float) -> list
     ctx = zmq.Context()
     try:
         def one(ep: str) -> bool:
-            if server_only and ep.startswith("tcp://"):
+            if server_only and needs_keys(ep):
                 return curve_daemon_answers(ep, server_public, timeout_s, ctx)
-            use_keys = keys if keys is not None and ep.startswith("tcp://") else None
+            use_keys = keys if keys is not None and needs_keys(ep) else None
             reply = ask(ep, "hello", timeout_s=timeout_s, ctx=ctx, keys=use_keys)
             return reply is not None and "result" in reply
 
@@ -134,15 +134,17 @@ def curve_daemon_answers(endpoint: str, server_public: bytes, timeout_s: float, 
 
 def authenticated(endpoint: str | None, curve: bool) -> bool:
     """Whether a result from ``endpoint`` came from a daemon that proved who it is, so it may enter
-    the shared cache: tcp over CURVE (``curve``: a coordinator with keys; a plaintext daemon cannot
-    answer a CURVE client), or an ipc socket owned by us in a folder others cannot write to (or
-    one with the sticky bit, where they cannot replace our socket). An --insecure daemon, or a port
-    another process now holds, never qualifies."""
+    the shared cache: tcp or abstract ipc over CURVE (``curve``: a coordinator with keys; a plaintext
+    daemon cannot answer a CURVE client), or a file ipc socket owned by us in a folder others cannot
+    write to (or one with the sticky bit, where they cannot replace our socket). An --insecure
+    daemon, a port or abstract name another process now holds, never qualifies."""
     import stat
+
+    from moe_schema.protocol import needs_keys
 
     if not endpoint:
         return False
-    if endpoint.startswith("tcp://"):
+    if needs_keys(endpoint):
         return curve
     if not endpoint.startswith("ipc://"):
         return False

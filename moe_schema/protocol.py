@@ -401,6 +401,18 @@ def loopback_refusal(endpoint: str) -> str | None:
     return None
 
 
+def abstract_ipc(endpoint: str) -> bool:
+    """True for a Linux abstract socket (``ipc://@name``): it has no file, so no permissions, and
+    every local user can connect to it (or bind its name first)."""
+    return endpoint.startswith("ipc://@")
+
+
+def needs_keys(endpoint: str) -> bool:
+    """Whether other users can reach ``endpoint``, so that it is served and reached over CURVE: tcp,
+    loopback included, and abstract ipc. A file ipc socket in a private folder is ours alone."""
+    return endpoint.startswith("tcp://") or abstract_ipc(endpoint)
+
+
 def is_loopback(endpoint: str) -> bool:
     """True for ipc:// and inproc://, and for tcp:// whose every part is a loopback address."""
     return loopback_refusal(endpoint) is None

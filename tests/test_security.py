@@ -200,6 +200,76 @@ def test_another_local_user_cannot_run_code_through_a_keyed_or_local_daemon(curv
     assert marker.read_text() == f"code ran as uid={os.geteuid()}\n"
 
 
+def _abstract_name() -> str:
+    return f"ipc://@moe-harness-test-{os.getpid()}-{os.urandom(4).hex()}"
+
+
+def test_a_keyless_abstract_ipc_daemon_refuses_to_start_so_no_neighbour_runs_code_through_it(other_user):
+    """Issue 32: `--bind ipc://@name` (a Linux abstract socket: no file, no permissions) started with
+    no keys and no word, and `nobody`'s job ran there as this user. Now it is refused like a tcp bind."""
+    bind = _abstract_name()
+    keyless = _daemon("--bind", bind, "--heartbeat-s", "0.2")
+    try:
+        ready = keyless.stdout.readline()
+        if ready:
+            marker = other_user.home / "abstract-marker"
+            other_user.run(other_user_script("SEND_JOB"), ready.split()[2], marker, 5)
+            assert not marker.exists(), marker.read_text()
+        assert keyless.wait(timeout=60) == 2
+        assert keyless.stderr.read().strip() == (
+            f"harness worker: --bind {bind}: refusing an abstract ipc bind without --keys (CURVE): every local user "
+            "can connect to an abstract socket (it has no file, so no permissions), and whoever reaches it runs code "
+            "as this user through its jobs; make keys with `harness keys DIR`, bind a file socket in a private "
+            "folder (ipc:///PATH), or pass --insecure to serve it in plaintext anyway")
+    finally:
+        keyless.kill()
+        keyless.wait()
+
+
+def test_an_abstract_ipc_daemon_with_keys_runs_only_its_clients_jobs(keys, other_user):
+    """The way out that keeps it abstract: --keys. `nobody`'s job gets no reply and writes nothing; a
+    coordinator with the client keys is answered over CURVE, and its job runs."""
+    bind = _abstract_name()
+    proc = _daemon("--bind", bind, "--keys", str(keys / "server"), "--heartbeat-s", "0.2")
+    try:
+        assert proc.stdout.readline().split()[2] == bind
+        marker = other_user.home / "abstract-keyed-marker"
+        said = other_user.run(other_user_script("SEND_JOB"), bind, marker, 1)
+        assert said.stdout.strip() == "no reply", said.stderr
+        assert not marker.exists()
+        with Coordinator([bind], client_keys=keys, heartbeat_s=0.2, timeout_s=1.0) as c:
+            (info,) = c.hello(timeout_s=60)
+            assert info["pid"] == proc.pid
+        ours = RawClient(bind, keys=p.client_keys(keys), ctx=zmq.Context())
+        assert "result" in ours.call("probe", _touch_job(marker), timeout_s=60)
+        ours.close()
+        assert marker.read_text() == f"code ran as uid={os.geteuid()}\n"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_an_insecure_abstract_ipc_daemon_says_so_and_its_results_are_not_shared():
+    """--insecure is the only other way out, said on every start; a coordinator never counts a
+    plaintext abstract socket (anyone could have bound its name) as authenticated."""
+    from harness.endpoints import authenticated
+
+    bind = _abstract_name()
+    proc = _daemon("--bind", bind, "--insecure")
+    try:
+        assert proc.stdout.readline().split()[2] == bind
+        c = RawClient(bind, ctx=zmq.Context())
+        assert c.call("shutdown", timeout_s=60)["result"]["ok"]
+        c.close()
+        assert proc.wait(timeout=20) == 0
+        (warning,) = [line for line in proc.stderr.read().splitlines() if line.strip()]
+        assert warning.startswith(f"harness worker: --insecure: {bind} serves without authentication: anyone who ")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not authenticated(bind, curve=False) and authenticated(bind, curve=True)
+
+
 def other_user_script(name: str) -> str:
     import other_user
 
