@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness.suite import SuiteError
+from harness.store import write_atomic
 
 HEADER = "# moe-harness endpoints: slurm job {job}, {up} of {want} daemons answered hello at {when}"
 _HEADER_JOB = re.compile(r"^# moe-harness endpoints: slurm job (\S+),")
@@ -190,12 +191,7 @@ def write(path: Path, job: str, endpoints: list[str], want: int) -> None:
     rename it into place: a reader never sees half of it."""
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     text = HEADER.format(job=job, up=len(endpoints), want=want, when=when) + "\n" + "".join(f"{e}\n" for e in endpoints)
-    tmp = path.with_name(f".{path.name}.{job}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-    os.fchmod(fd, 0o644)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, text, mode=0o644)
 
 
 def job_of(text: str) -> str | None:

@@ -24,10 +24,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import shutil
 import sys
 from pathlib import Path
 
+from harness.store import write_atomic
 from moe_schema.protocol import AUTHORIZED_DIR, CLIENT_KEY, SERVER_KEY
 
 
@@ -75,20 +75,8 @@ def _refuse_theirs(d: Path) -> None:
 
 def _write(path: Path, text: str, mode: int) -> Path:
     """Write ``path`` whole with ``mode`` from the first byte: a fresh temporary (O_EXCL, so never a
-    file someone else made), fchmod before anything is written, renamed over the old one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    try:
-        os.fchmod(fd, mode)  # the umask may have taken bits away; never adds any
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    file someone else made; created 0600, fchmod before anything is written), renamed over the old one."""
+    return write_atomic(path, text, mode=mode)
 
 
 def _cert(public: bytes, secret: bytes | None = None) -> str:
@@ -162,6 +150,6 @@ def split_old(directory: Path | str) -> list[Path]:
         os.replace(secret, folder / f"{CLIENT_KEY}.key_secret")
         if (d / f"{name}.key").exists():
             os.replace(d / f"{name}.key", folder / f"{CLIENT_KEY}.key")
-        shutil.copyfile(server_dir / f"{SERVER_KEY}.key", folder / f"{SERVER_KEY}.key")
+        write_atomic(folder / f"{SERVER_KEY}.key", (server_dir / f"{SERVER_KEY}.key").read_bytes(), mode=0o644)
         moved += [folder / f"{CLIENT_KEY}.key", folder / f"{CLIENT_KEY}.key_secret", folder / f"{SERVER_KEY}.key"]
     return moved
