@@ -176,7 +176,7 @@ class Coordinator:
         sock = self._ctx.socket(zmq.DEALER)
         protocol.configure_socket(sock)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue for a peer that is not connected
-        if self._curve and endpoint.startswith("tcp://"):  # CURVE is for tcp; ipc daemons are local
+        if self._curve and protocol.needs_keys(endpoint):  # tcp, abstract ipc; a file ipc socket is private
             public, secret, server = self._curve
             sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = public, secret, server
         sock.connect(endpoint)

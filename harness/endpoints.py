@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness.suite import SuiteError
+from harness.store import write_atomic
 
 HEADER = "# moe-harness endpoints: slurm job {job}, {up} of {want} daemons answered hello at {when}"
 _HEADER_JOB = re.compile(r"^# moe-harness endpoints: slurm job (\S+),")
@@ -81,7 +82,7 @@ def answering(endpoints: list[str], keys: Path | None, timeout_s: float) -> list
     import zmq
 
     from harness.local import ask
-    from moe_schema.protocol import CLIENT_KEY, key_folder, server_public_key
+    from moe_schema.protocol import CLIENT_KEY, key_folder, needs_keys, server_public_key
 
     if not endpoints:
         return []
@@ -90,9 +91,9 @@ def answering(endpoints: list[str], keys: Path | None, timeout_s: float) -> list
     ctx = zmq.Context()
     try:
         def one(ep: str) -> bool:
-            if server_only and ep.startswith("tcp://"):
+            if server_only and needs_keys(ep):
                 return curve_daemon_answers(ep, server_public, timeout_s, ctx)
-            use_keys = keys if keys is not None and ep.startswith("tcp://") else None
+            use_keys = keys if keys is not None and needs_keys(ep) else None
             reply = ask(ep, "hello", timeout_s=timeout_s, ctx=ctx, keys=use_keys)
             return reply is not None and "result" in reply
 
@@ -134,15 +135,17 @@ def curve_daemon_answers(endpoint: str, server_public: bytes, timeout_s: float, 
 
 def authenticated(endpoint: str | None, curve: bool) -> bool:
     """Whether a result from ``endpoint`` came from a daemon that proved who it is, so it may enter
-    the shared cache: tcp over CURVE (``curve``: a coordinator with keys; a plaintext daemon cannot
-    answer a CURVE client), or an ipc socket owned by us in a folder others cannot write to (or
-    one with the sticky bit, where they cannot replace our socket). An --insecure daemon, or a port
-    another process now holds, never qualifies."""
+    the shared cache: tcp or abstract ipc over CURVE (``curve``: a coordinator with keys; a plaintext
+    daemon cannot answer a CURVE client), or a file ipc socket owned by us in a folder others cannot
+    write to (or one with the sticky bit, where they cannot replace our socket). An --insecure
+    daemon, a port or abstract name another process now holds, never qualifies."""
     import stat
+
+    from moe_schema.protocol import needs_keys
 
     if not endpoint:
         return False
-    if endpoint.startswith("tcp://"):
+    if needs_keys(endpoint):
         return curve
     if not endpoint.startswith("ipc://"):
         return False
@@ -188,12 +191,7 @@ def write(path: Path, job: str, endpoints: list[str], want: int) -> None:
     rename it into place: a reader never sees half of it."""
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     text = HEADER.format(job=job, up=len(endpoints), want=want, when=when) + "\n" + "".join(f"{e}\n" for e in endpoints)
-    tmp = path.with_name(f".{path.name}.{job}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-    os.fchmod(fd, 0o644)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, text, mode=0o644)
 
 
 def job_of(text: str) -> str | None:

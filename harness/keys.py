@@ -13,7 +13,9 @@ jobs, which run code as the daemons' user) and a coordinator's host no server se
   ``server.key``; ``--client NAME`` makes ``DIR/NAME/`` the same way and authorizes it.
 
 Secrets are written 0600 from their creation (``O_EXCL``, then renamed into place: never readable
-by others, not even for a moment), folders we create 0700; a folder that exists keeps its mode.
+by others, not even for a moment), folders we create 0700; a folder that exists keeps its mode, but
+one owned by another user is refused before anything is written (its owner could add a client key
+to ``authorized/``, as daemons refuse it too).
 ``--split`` turns a folder of the old one-folder layout into this one, in place.
 """
 
@@ -22,10 +24,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import shutil
 import sys
 from pathlib import Path
 
+from harness.store import write_atomic
 from moe_schema.protocol import AUTHORIZED_DIR, CLIENT_KEY, SERVER_KEY
 
 
@@ -50,30 +52,31 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _private_dir(d: Path) -> None:
-    """Create ``d`` 0700; a folder that exists keeps its mode (it may be shared on purpose)."""
+    """Create ``d`` 0700; a folder that exists keeps its mode (it may be shared on purpose) but must
+    be ours."""
     try:
         d.mkdir(mode=0o700)
     except FileExistsError:
         if not d.is_dir():
             raise ValueError(f"{d}: exists and is not a folder") from None
+        _refuse_theirs(d)
+
+
+def _refuse_theirs(d: Path) -> None:
+    """ValueError for an existing folder another user owns (root included): keys written there are
+    theirs to change."""
+    from moe_schema.protocol import owner_refusal
+
+    reason = owner_refusal(d) if d.exists() else None
+    if reason:
+        raise ValueError(f"{reason}: refusing to write keys into it (its owner can add or replace them); "
+                         "remove it or pick another folder")
 
 
 def _write(path: Path, text: str, mode: int) -> Path:
     """Write ``path`` whole with ``mode`` from the first byte: a fresh temporary (O_EXCL, so never a
-    file someone else made), fchmod before anything is written, renamed over the old one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    try:
-        os.fchmod(fd, mode)  # the umask may have taken bits away; never adds any
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    file someone else made; created 0600, fchmod before anything is written), renamed over the old one."""
+    return write_atomic(path, text, mode=mode)
 
 
 def _cert(public: bytes, secret: bytes | None = None) -> str:
@@ -105,6 +108,8 @@ def make_keys(directory: Path | str, clients=(), force: bool = False) -> list[Pa
             raise ValueError(f"--client {name!r}: use letters, digits and underscores, not server or client")
     if d.is_dir():
         key_folder(d, SERVER_KEY)  # the old one-folder layout: refused, naming --split
+    for folder in (d, d / SERVER_KEY, d / SERVER_KEY / AUTHORIZED_DIR, *(d / n for n in names)):
+        _refuse_theirs(folder)  # before anything is written
     targets = [d / SERVER_KEY / f"{SERVER_KEY}.key_secret", *(d / n / f"{CLIENT_KEY}.key_secret" for n in names)]
     for f in targets:
         if f.exists() and not force:
@@ -130,6 +135,7 @@ def split_old(directory: Path | str) -> list[Path]:
     d = Path(directory)
     if not (d / f"{SERVER_KEY}.key_secret").is_file():
         raise ValueError(f"{d}: no server.key_secret here: not a key folder of the old layout")
+    _refuse_theirs(d)
     server_dir = d / SERVER_KEY
     _private_dir(server_dir)
     moved = []
@@ -144,6 +150,6 @@ def split_old(directory: Path | str) -> list[Path]:
         os.replace(secret, folder / f"{CLIENT_KEY}.key_secret")
         if (d / f"{name}.key").exists():
             os.replace(d / f"{name}.key", folder / f"{CLIENT_KEY}.key")
-        shutil.copyfile(server_dir / f"{SERVER_KEY}.key", folder / f"{SERVER_KEY}.key")
+        write_atomic(folder / f"{SERVER_KEY}.key", (server_dir / f"{SERVER_KEY}.key").read_bytes(), mode=0o644)
         moved += [folder / f"{CLIENT_KEY}.key", folder / f"{CLIENT_KEY}.key_secret", folder / f"{SERVER_KEY}.key"]
     return moved

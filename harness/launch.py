@@ -39,6 +39,8 @@ from pathlib import Path
 
 import attrs
 
+from harness.store import write_atomic
+
 
 @attrs.frozen
 class SlurmOptions:
@@ -236,10 +238,7 @@ def client_hint(keys: Path) -> str:
 def write_slurm_script(opts: SlurmOptions) -> Path:
     opts.check()
     opts.out.mkdir(parents=True, exist_ok=True)
-    path = opts.out / "workers.sbatch"
-    path.write_text(slurm_script(opts))
-    path.chmod(0o755)
-    return path
+    return write_atomic(opts.out / "workers.sbatch", slurm_script(opts), mode=0o755)
 
 
 def slurm_script(opts: SlurmOptions) -> str:

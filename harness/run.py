@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import shutil
 import signal
 import threading
 import time
@@ -22,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harness import plan as planner
 from harness.pairs import match_pairs
-from harness.store import Store, write_json_atomic
+from harness.store import Store, write_atomic, write_json_atomic
 from harness.suite import Suite, load
 from moe_schema.result import RECORD_KEYS
 from moe_schema.devices import parse_price_args
@@ -397,7 +396,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     run_dir = run_folder(suite, args.out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(args.suite, run_dir / "suite.yaml")
+    write_atomic(run_dir / "suite.yaml", Path(args.suite).read_bytes())
     store = Store(run_dir, use_cache=not args.no_cache,
                   say=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True))
     write_json_atomic(run_dir / "plan.json", planner.plan_document(suite, vs, jobs))

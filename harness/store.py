@@ -1,5 +1,9 @@
 """Results on disk: one JSON file per job key, written atomically.
 
+``write_atomic`` writes every file a run puts in its run folder (results, plan, suite copy, reports,
+exports) and the key and endpoints files: whole, and never through a link planted there, so a run
+folder someone hands you cannot point a write at a file elsewhere.
+
 A run folder keeps ``jobs/<key>.json`` for every job it ran or reused; successful results are
 also kept in a cache shared by all runs (``$MOE_HARNESS_HOME/results``), so running the same
 suite again, into the same or a new folder, skips every job whose key already has a result.
@@ -25,10 +29,11 @@ there alone): anyone could have answered for a worker that did not.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import sys
-import tempfile
 from pathlib import Path
 
 from moe_schema.check import SchemaError
@@ -36,23 +41,77 @@ from moe_schema.home import harness_home
 from moe_schema.result import RECORD_KEYS, check_record
 
 
-def write_json_atomic(path: Path, obj, indent: int | None = 1) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def write_atomic(path: Path, data: str | bytes, *, under: Path | None = None, mode: int | None = None) -> Path:
+    """Write ``path`` whole, following no link: into a new hidden temporary beside it (``O_EXCL |
+    O_NOFOLLOW``: never a file or link someone planted), fsynced, then renamed over ``path``, so a link
+    planted at ``path`` is replaced, never written through, and a crash leaves the old file or the
+    new one. The folders from ``under`` down to ``path``'s are made as needed and must not be links
+    (each is opened with ``O_NOFOLLOW`` and the next one reached through it); ``under`` itself and
+    the folders above it are the caller's to trust. ``mode``: the file's exact bits (``fchmod``);
+    default 0666 less the umask. Every file a run writes goes through here. An OSError names
+    ``path``, not its temporary."""
+    path = Path(path)
+    folder = _open_folder(path.parent, Path(under) if under is not None else path.parent)
+    tmp = f".{path.name}.{os.urandom(6).hex()}.tmp"
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=indent, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o666 if mode is None else 0o600, dir_fd=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                if mode is not None:
+                    os.fchmod(f.fileno(), mode)
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+        except BaseException:
+            try:
+                os.unlink(tmp, dir_fd=folder)
+            except FileNotFoundError:  # pragma: no mutate (equivalent: gone already)
+                pass
+            raise
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)  # pragma: no mutate (as below)
-        if exc.filename is None or exc.filename == tmp:  # name the file meant, not its temporary
+        if exc.filename in (None, tmp):  # name the file meant, not its temporary
             raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
+    finally:
+        os.close(folder)
+    return path
+
+
+def _open_folder(folder: Path, under: Path) -> int:
+    """An open descriptor of ``folder``, reached from ``under`` one folder at a time without
+    following a link (made where missing); OSError naming the link or what is not a folder."""
+    parts = folder.relative_to(under).parts
+    under.mkdir(parents=True, exist_ok=True)
+    fd = os.open(under, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    here = under
+    try:
+        for part in parts:
+            here = here / part
+            try:
+                os.mkdir(part, dir_fd=fd)
+            except FileExistsError:
+                pass
+            try:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    link = stat.S_ISLNK(os.lstat(part, dir_fd=fd).st_mode)
+                    raise OSError(errno.ELOOP if link else errno.ENOTDIR, "a link, which a run never writes "
+                                  "through" if link else "not a folder", str(here)) from None
+                raise
+            os.close(fd)
+            fd = inner
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)  # pragma: no mutate (equivalent: the temporary exists until os.replace, the last step)
+        os.close(fd)
         raise
+    return fd
+
+
+def write_json_atomic(path: Path, obj, indent: int | None = 1, under: Path | None = None) -> None:
+    """``obj`` as JSON (what JSON cannot hold as text) into ``path`` by ``write_atomic``, 0600."""
+    write_atomic(path, json.dumps(obj, indent=indent, default=str), under=under, mode=0o600)
 
 
 def _read(path: Path) -> dict | None:
@@ -131,7 +190,7 @@ class Store:
         if self.use_cache:
             rec = self._usable(self.cache_dir / f"{key}.json", key, kind, variant, shared=True)
             if rec is not None:
-                write_json_atomic(self.path(key), rec)
+                write_json_atomic(self.path(key), rec, under=self.run_dir)
                 return rec
         return None
 
@@ -143,7 +202,7 @@ class Store:
         # reached the cache is reused by the rerun (an OSError names the file it could not write)
         if self.use_cache and share and record.get("status") == "ok":
             write_json_atomic(self.cache_dir / f"{key}.json", record)
-        write_json_atomic(self.path(key), record)
+        write_json_atomic(self.path(key), record, under=self.run_dir)
         return record
 
     def lock(self, key: str):
@@ -162,10 +221,5 @@ class Store:
         return [r for r in (self.get(k) for k in keys) if r is not None]
 
     def write_results_jsonl(self, keys: list[str]) -> Path:
-        out = self.run_dir / "results.jsonl"
-        tmp = out.with_suffix(".jsonl.tmp")  # pragma: no mutate (equivalent: any name beside it, renamed away)
-        with tmp.open("w") as f:
-            for rec in self.records(keys):
-                f.write(json.dumps(rec, default=str) + "\n")
-        os.replace(tmp, out)
-        return out
+        return write_atomic(self.run_dir / "results.jsonl",
+                            "".join(json.dumps(rec, default=str) + "\n" for rec in self.records(keys)))

@@ -401,9 +401,32 @@ def loopback_refusal(endpoint: str) -> str | None:
     return None
 
 
+def abstract_ipc(endpoint: str) -> bool:
+    """True for a Linux abstract socket (``ipc://@name``): it has no file, so no permissions, and
+    every local user can connect to it (or bind its name first)."""
+    return endpoint.startswith("ipc://@")
+
+
+def needs_keys(endpoint: str) -> bool:
+    """Whether other users can reach ``endpoint``, so that it is served and reached over CURVE: tcp,
+    loopback included, and abstract ipc. A file ipc socket in a private folder is ours alone."""
+    return endpoint.startswith("tcp://") or abstract_ipc(endpoint)
+
+
 def is_loopback(endpoint: str) -> bool:
     """True for ipc:// and inproc://, and for tcp:// whose every part is a loopback address."""
     return loopback_refusal(endpoint) is None
+
+
+def owner_refusal(path, fd: int | None = None) -> str | None:
+    """Why ``path`` (or the open ``fd``) is not ours, or None: owned by another user (root included),
+    who can change its mode, and so what it says, whatever its mode is now."""
+    import os
+
+    uid = (os.fstat(fd) if fd is not None else os.stat(path)).st_uid
+    if uid != os.geteuid():
+        return f"{path}: owned by uid {uid}, not by you (uid {os.geteuid()})"
+    return None
 
 
 def file_refusal(path, *, secret: bool = False, ours: bool = False, fd: int | None = None) -> str | None:
@@ -415,8 +438,8 @@ def file_refusal(path, *, secret: bool = False, ours: bool = False, fd: int | No
 
     info = os.fstat(fd) if fd is not None else os.stat(path)
     mode = st.S_IMODE(info.st_mode)
-    if ours and info.st_uid != os.geteuid():
-        return f"{path}: owned by uid {info.st_uid}, not by you (uid {os.geteuid()})"
+    if ours and (reason := owner_refusal(path, fd)):
+        return reason
     if mode & 0o022:
         return f"{path}: writable by group or others (mode {mode:04o}); `chmod go-w {path}`"
     if secret and mode & 0o077:
@@ -425,7 +448,14 @@ def file_refusal(path, *, secret: bool = False, ours: bool = False, fd: int | No
 
 
 def _refuse_loose(*checks) -> None:
+    """Key folders and files as ssh's StrictModes judges ``~/.ssh``: each ours, writable by no one
+    else, a secret readable by no one else. Another user's folder is refused even at mode 0755: its
+    owner can add a key to it (and so send jobs, which run code as us)."""
     for path, secret in checks:
+        reason = owner_refusal(path)
+        if reason:
+            raise ValueError(f"{reason}; its owner decides what it holds: make keys of your own with "
+                             "`harness keys DIR`")
         reason = file_refusal(path, secret=secret)
         if reason:
             raise ValueError(reason)
@@ -498,6 +528,7 @@ def server_public_key(directory) -> bytes:
         except ValueError:
             continue
         if f.is_file():
+            _refuse_loose((f.parent, False), (f, False))
             return zmq.auth.load_certificate(f)[0]
     raise ValueError(f"{directory}: no server.key (make keys with `harness keys DIR`)")
 

@@ -21,18 +21,31 @@ from pathlib import Path
 NAME = "nobody"
 
 # A request a neighbour sends to a daemon: a job whose code writes a marker (tests/fault_jobs.py's
-# test-touch probe stands for a task's `!function`). Prints "reply" or "no reply".
+# test-touch probe stands for a task's `!function`). Prints "reply" or "no reply". With a key pair
+# and the server's public key (z85, argv[4:7]) it speaks CURVE.
 SEND_JOB = r'''
 import sys, msgpack, zmq
 endpoint, marker, wait_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
 sock = zmq.Context().socket(zmq.DEALER)
 sock.linger = 0
+if len(sys.argv) > 4:
+    sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = (k.encode() for k in sys.argv[4:7])
 sock.connect(endpoint)
 variant = {"name": "tiny", "model": "tiny", "build": {"checkpoint": "/nonexistent"}, "routing": None,
            "dtype": "float32", "trust_remote_code": False, "experts_implementation": None}
 job = {"kind": "probe", "variant": variant, "probe": {"name": "test-touch", "params": {"path": marker}}}
 sock.send(msgpack.packb({"jsonrpc": "2.0", "id": 1, "method": "probe", "params": job}))
 print("reply" if sock.poll(wait_s * 1000) else "no reply", flush=True)
+'''
+
+# A neighbour makes a CURVE pair of its own, puts its public certificate at argv[1] (a daemon's
+# authorized/ folder it can write to) and prints the pair (z85).
+PLANT_KEY = r'''
+import sys, zmq
+public, secret = zmq.curve_keypair()
+with open(sys.argv[1], "w") as f:
+    f.write(f'metadata\ncurve\n    public-key = "{public.decode()}"\n')
+print(public.decode(), secret.decode())
 '''
 
 # A 20-line fake daemon on a loopback port the OS picks (printed first): it answers hello, and

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import zmq
+import zmq.auth
 
 from fault_jobs import REPO, RawClient, env
 from harness.cli import main as harness
@@ -198,6 +199,169 @@ def test_another_local_user_cannot_run_code_through_a_keyed_or_local_daemon(curv
     assert "result" in ours.call("probe", _touch_job(marker), timeout_s=60)
     ours.close()
     assert marker.read_text() == f"code ran as uid={os.geteuid()}\n"
+
+
+def _abstract_name() -> str:
+    return f"ipc://@moe-harness-test-{os.getpid()}-{os.urandom(4).hex()}"
+
+
+def test_a_keyless_abstract_ipc_daemon_refuses_to_start_so_no_neighbour_runs_code_through_it(other_user):
+    """Issue 32: `--bind ipc://@name` (a Linux abstract socket: no file, no permissions) started with
+    no keys and no word, and `nobody`'s job ran there as this user. Now it is refused like a tcp bind."""
+    bind = _abstract_name()
+    keyless = _daemon("--bind", bind, "--heartbeat-s", "0.2")
+    try:
+        ready = keyless.stdout.readline()
+        if ready:
+            marker = other_user.home / "abstract-marker"
+            other_user.run(other_user_script("SEND_JOB"), ready.split()[2], marker, 5)
+            assert not marker.exists(), marker.read_text()
+        assert keyless.wait(timeout=60) == 2
+        assert keyless.stderr.read().strip() == (
+            f"harness worker: --bind {bind}: refusing an abstract ipc bind without --keys (CURVE): every local user "
+            "can connect to an abstract socket (it has no file, so no permissions), and whoever reaches it runs code "
+            "as this user through its jobs; make keys with `harness keys DIR`, bind a file socket in a private "
+            "folder (ipc:///PATH), or pass --insecure to serve it in plaintext anyway")
+    finally:
+        keyless.kill()
+        keyless.wait()
+
+
+def test_an_abstract_ipc_daemon_with_keys_runs_only_its_clients_jobs(keys, other_user):
+    """The way out that keeps it abstract: --keys. `nobody`'s job gets no reply and writes nothing; a
+    coordinator with the client keys is answered over CURVE, and its job runs."""
+    bind = _abstract_name()
+    proc = _daemon("--bind", bind, "--keys", str(keys / "server"), "--heartbeat-s", "0.2")
+    try:
+        assert proc.stdout.readline().split()[2] == bind
+        marker = other_user.home / "abstract-keyed-marker"
+        said = other_user.run(other_user_script("SEND_JOB"), bind, marker, 1)
+        assert said.stdout.strip() == "no reply", said.stderr
+        assert not marker.exists()
+        with Coordinator([bind], client_keys=keys, heartbeat_s=0.2, timeout_s=1.0) as c:
+            (info,) = c.hello(timeout_s=60)
+            assert info["pid"] == proc.pid
+        ours = RawClient(bind, keys=p.client_keys(keys), ctx=zmq.Context())
+        assert "result" in ours.call("probe", _touch_job(marker), timeout_s=60)
+        ours.close()
+        assert marker.read_text() == f"code ran as uid={os.geteuid()}\n"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_an_insecure_abstract_ipc_daemon_says_so_and_its_results_are_not_shared():
+    """--insecure is the only other way out, said on every start; a coordinator never counts a
+    plaintext abstract socket (anyone could have bound its name) as authenticated."""
+    from harness.endpoints import authenticated
+
+    bind = _abstract_name()
+    proc = _daemon("--bind", bind, "--insecure")
+    try:
+        assert proc.stdout.readline().split()[2] == bind
+        c = RawClient(bind, ctx=zmq.Context())
+        assert c.call("shutdown", timeout_s=60)["result"]["ok"]
+        c.close()
+        assert proc.wait(timeout=20) == 0
+        (warning,) = [line for line in proc.stderr.read().splitlines() if line.strip()]
+        assert warning.startswith(f"harness worker: --insecure: {bind} serves without authentication: anyone who ")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not authenticated(bind, curve=False) and authenticated(bind, curve=True)
+
+
+def _keys_others_can_reach(other_user) -> Path:
+    """`harness keys` output in a folder `nobody` may traverse (pytest's own tmp folders are 0700)."""
+    k = other_user.home / f"keys-{os.urandom(4).hex()}"
+    assert harness(["keys", str(k)]) == 0
+    for d in (k, k / "server"):
+        d.chmod(0o755)
+    return k
+
+
+def _not_yours(path: Path, uid: int) -> str:
+    return (f"{path}: owned by uid {uid}, not by you (uid {os.geteuid()}); its owner decides what it holds: "
+            "make keys of your own with `harness keys DIR`")
+
+
+def test_a_client_key_planted_by_another_user_in_their_authorized_folder_never_runs_their_job(other_user):
+    """Issue 32: an authorized/ folder owned by `nobody` (0700 or 0755: nothing looked loose) held a key
+    they planted; the daemon accepted it and ran their job as this user. Now it refuses to start."""
+    k = _keys_others_can_reach(other_user)
+    authorized = k / "server" / "authorized"
+    os.chown(authorized, other_user.uid, -1)  # as if they had made it before `harness keys` filled it
+    planted = other_user.run(other_user_script("PLANT_KEY"), authorized / "neighbour.key")
+    public, secret = planted.stdout.split()
+    server_public = zmq.auth.load_certificate(k / "server" / "server.key")[0].decode()
+    ep = f"tcp://127.0.0.1:{_free_port()}"
+    proc = _daemon("--bind", ep, "--keys", str(k / "server"), "--heartbeat-s", "0.2")
+    try:
+        if proc.stdout.readline():  # it serves: what nobody's job does there is the finding itself
+            marker = other_user.home / "planted-key-marker"
+            other_user.run(other_user_script("SEND_JOB"), ep, marker, 5, public, secret, server_public)
+            assert not marker.exists(), marker.read_text()
+        assert proc.wait(timeout=60) == 2
+        assert proc.stderr.read().strip() == f"harness worker: --keys: {_not_yours(authorized, other_user.uid)}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("theirs", ["server", "server/server.key_secret", "server/authorized/client.key"])
+def test_a_daemon_refuses_key_folders_and_files_another_user_owns(other_user, theirs):
+    """What ssh's StrictModes does for ~/.ssh: a key folder or file owned by someone else is refused
+    whatever its mode (its owner can chmod it, or read the secret); the same files, ours, start a
+    daemon (the curve_daemon fixture)."""
+    k = _keys_others_can_reach(other_user)
+    os.chown(k / theirs, other_user.uid, -1)
+    proc = _daemon("--bind", f"tcp://127.0.0.1:{_free_port()}", "--keys", str(k / "server"))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and err.strip() == f"harness worker: --keys: {_not_yours(k / theirs, other_user.uid)}"
+
+
+@pytest.mark.parametrize("theirs", ["client", "client/client.key_secret", "client/server.key"])
+def test_a_coordinator_refuses_key_folders_and_files_another_user_owns(other_user, tmp_path, capsys, theirs):
+    """The coordinator's side: client/, its secret and server.key (which decides which daemon is ours)
+    owned by `nobody` end `harness run --keys` in one line before anything runs; ours, they load."""
+    k = _keys_others_can_reach(other_user)
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nmodels:\n  - name: m\n    config: {model_type: llama, hidden_size: 16, "
+                     "intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2}\n")
+    args = ["run", str(suite), "--out", str(tmp_path / "run"), "--keys", str(k / "client"),
+            "--workers", f"tcp://127.0.0.1:{_free_port()}"]
+    os.chown(k / theirs, other_user.uid, -1)
+    assert harness(args) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == f"harness run: --keys: {_not_yours(k / theirs, other_user.uid)}"
+    assert not (tmp_path / "run").exists()
+    os.chown(k / theirs, os.geteuid(), -1)
+    assert p.client_keys(k / "client")[2] == p.server_public_key(k / "server")
+
+
+def test_harness_keys_refuses_to_fill_a_folder_another_user_made(other_user, capsys):
+    """Issue 32: `harness keys DIR` kept a DIR/server/authorized/ that `nobody` had made in a shared
+    folder, so their later key was accepted. Now it writes nothing there and says why in one line; the
+    same folders made by us are filled (and keep their modes)."""
+    for who in ("nobody", "us"):
+        shared = other_user.home / f"shared-{who}"
+        shared.mkdir()
+        shared.chmod(0o1777)
+        authorized = shared / "server" / "authorized"
+        if who == "nobody":
+            made = other_user.run("import os, sys; os.makedirs(sys.argv[1], 0o755)\n", authorized)
+            assert made.returncode == 0, made.stderr
+        else:
+            authorized.mkdir(mode=0o755, parents=True)
+        code = harness(["keys", str(shared)])
+        err = capsys.readouterr().err.strip()
+        if who == "nobody":
+            assert code == 2 and err == (f"harness keys: {shared / 'server'}: owned by uid {other_user.uid}, not by "
+                                         f"you (uid {os.geteuid()}): refusing to write keys into it (its owner can "
+                                         "add or replace them); remove it or pick another folder")
+            assert not [f for f in shared.rglob("*") if f.is_file()]
+        else:
+            assert code == 0 and _mode(authorized) == 0o755 and (authorized / "client.key").is_file()
 
 
 def other_user_script(name: str) -> str:

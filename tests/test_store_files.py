@@ -30,15 +30,17 @@ def test_a_result_is_written_to_a_hidden_temporary_beside_it_then_renamed(tmp_pa
     renames = []
     real = os.replace
 
-    def spy(src, dst):
-        renames.append((src, dst, open(src).read()))
-        real(src, dst)
+    def spy(src, dst, *, src_dir_fd, dst_dir_fd):  # names in one open folder: no link on the way
+        folder = os.readlink(f"/proc/self/fd/{src_dir_fd}")
+        renames.append((os.path.join(folder, src), os.path.join(os.readlink(f"/proc/self/fd/{dst_dir_fd}"), dst),
+                        open(os.path.join(folder, src)).read()))
+        real(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
 
     monkeypatch.setattr(store_mod.os, "replace", spy)
     target = tmp_path / "jobs" / "k.json"
     write_json_atomic(target, {"a": 1})
     (src, dst, text), = renames
-    assert dst == target
+    assert dst == str(target)
     assert os.path.dirname(src) == str(target.parent)
     name = os.path.basename(src)
     assert name.startswith(".k.json.") and name.endswith(".tmp")

@@ -26,12 +26,13 @@ sockets, exit 0. A running job whose client has been silent for ``--orphan-s`` i
 killed coordinator does not leave its daemons busy.
 
 Whoever can send a job runs code as the daemon's user (a task's ``!function``,
-``trust_remote_code``), so a tcp daemon, loopback included (every local user reaches 127.0.0.1),
-refuses to bind without ``--keys`` (CURVE, with ZeroMQ's authenticator started before the bind,
-accepting only the client keys in ``authorized/``) unless given ``--insecure``, which it then
-says on every start. It refuses key files others could read (the secret) or replace (the folder,
-``authorized/``, its keys). An ipc socket is made owner-only (0600) as soon as it is bound; put it
-in a private folder, as ``harness.local`` does.
+``trust_remote_code``), so a daemon that other users can reach refuses to bind without ``--keys``
+(CURVE, with ZeroMQ's authenticator started before the bind, accepting only the client keys in
+``authorized/``) unless given ``--insecure``, which it then says on every start: tcp, loopback
+included (every local user reaches 127.0.0.1), and abstract ipc (``ipc://@name``: no file, so no
+permissions). It refuses key files others could read (the secret), replace (the folder,
+``authorized/``, its keys) or own. A file ipc socket is made owner-only (0600) as soon as it is
+bound; put it in a private folder, as ``harness.local`` does.
 
 Tests and benchmarks may set ``MOE_HARNESS_RUN_JOB=module:function`` to replace
 ``workers.jobs.run_job`` (same signature) in a real daemon process.
@@ -73,9 +74,10 @@ class StartupError(Exception):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda:N or mps (default cpu)")
     p.add_argument("--bind", required=True, help="endpoint to bind: tcp://HOST:PORT or ipc:///path")
-    p.add_argument("--keys", help="CURVE key folder from `harness keys` (DIR or DIR/server); required for tcp")
-    p.add_argument("--insecure", action="store_true", help="serve tcp without keys: anyone who reaches the "
-                   "port runs code as this user through its jobs (said on every start)")
+    p.add_argument("--keys", help="CURVE key folder from `harness keys` (DIR or DIR/server); required for tcp "
+                   "and abstract ipc")
+    p.add_argument("--insecure", action="store_true", help="serve tcp or abstract ipc without keys: anyone who "
+                   "reaches it runs code as this user through its jobs (said on every start)")
     p.add_argument("--heartbeat-s", type=float, default=1.0, help="seconds between heartbeats (default 1)")
     p.add_argument("--orphan-s", type=float, default=60.0,
                    help="cancel a job whose client is silent this long; 0: never (default 60)")
@@ -207,8 +209,12 @@ class Daemon:
             refusal = protocol.loopback_refusal(bind)
         except ValueError as exc:
             raise StartupError(f"--bind: {exc}") from None
-        if transport == "tcp" and not keys and not insecure:
-            raise StartupError(_refused(bind, refusal or "every local user can reach a loopback port"))
+        exposed = protocol.needs_keys(bind)  # tcp, or an abstract socket: other users reach both
+        if exposed and not keys and not insecure:
+            raise StartupError(_refused(bind, refusal or ("every local user can connect to an abstract socket "
+                                                          "(it has no file, so no permissions)"
+                                                          if transport == "ipc" else
+                                                          "every local user can reach a loopback port")))
         try:  # before the slow start-up: loose or missing keys are refused at once
             server = protocol.server_keys(keys) if keys else None
         except ValueError as exc:
@@ -239,7 +245,7 @@ class Daemon:
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         if transport == "ipc":
             _owner_only(self.endpoint)
-        if transport == "tcp" and not keys:  # --insecure: said on every start, where the log shows it
+        if exposed and not keys:  # --insecure: said on every start, where the log shows it
             print(f"harness worker: --insecure: {self.endpoint} serves without authentication: anyone who can "
                   f"reach it runs code as uid {os.geteuid()} through its jobs (task !function, trust_remote_code); "
                   "coordinators keep its results out of the shared cache", file=sys.stderr, flush=True)
@@ -520,8 +526,10 @@ def _failure(exc: BaseException) -> tuple[int, str]:
 
 
 def _refused(bind: str, reason: str) -> str:
-    return (f"--bind {bind}: refusing a tcp bind without --keys (CURVE): {reason}, and whoever reaches it runs "
-            "code as this user through its jobs; make keys with `harness keys DIR`, or pass --insecure "
+    what, private = ("an abstract ipc", ", bind a file socket in a private folder (ipc:///PATH)") \
+        if protocol.abstract_ipc(bind) else ("a tcp", "")
+    return (f"--bind {bind}: refusing {what} bind without --keys (CURVE): {reason}, and whoever reaches it runs "
+            f"code as this user through its jobs; make keys with `harness keys DIR`{private}, or pass --insecure "
             "to serve it in plaintext anyway")
 
 

@@ -33,6 +33,7 @@ import yaml
 
 from harness.report.run import ReportError, Run, metric_names
 from harness.report.tables import Table, fmt_value, is_bucket_metric, text_table
+from harness.store import write_atomic
 
 DEFAULTS = {"metric_tolerance": 0.05, "metric_rel_tolerance": 0.02, "latency_tolerance_ms": 2.0,
             "latency_rel_tolerance": 0.5}
@@ -207,14 +208,13 @@ def baseline_from_run(run: Run, defaults: dict | None = None) -> dict:
 
 
 def write_baseline(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".json":
         text = json.dumps(data, indent=2) + "\n"
     else:
         text = ("# moe-harness regression baseline: `harness check RUN --baseline THIS --update` rewrites it.\n"
                 "# defaults: tolerances; each check allows the larger of the absolute and the relative one.\n"
                 + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-    path.write_text(text, encoding="utf-8")
+    write_atomic(path, text)
 
 
 def main(args: argparse.Namespace) -> int:

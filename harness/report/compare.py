@@ -16,6 +16,7 @@ from harness.report.markdown import table_md
 from harness.report.run import ReportError, Run
 from harness.report.pairdiff import pair_diffs
 from harness.report.tables import Table, fmt_diff, is_bucket_metric
+from harness.store import write_atomic
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +97,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     print(text)
     if args.out:
-        args.out.write_text(text, encoding="utf-8")
+        write_atomic(args.out, text)
     return 0
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from harness.report.run import Run, is_stderr, lower_is_better
+from harness.store import write_atomic
 
 FILTER = "none"  # lm-eval's filter name when a task defines no filter
 
@@ -104,12 +105,10 @@ def export_lm_eval(run: Run) -> dict[str, Path]:
         if data is None:
             continue
         folder = run.path / "lm_eval" / safe_name(variant)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "results.json"
-        path.write_text(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n", encoding="utf-8")
+        path = write_atomic(folder / "results.json", json.dumps(data, indent=2, default=str, ensure_ascii=False)
+                            + "\n", under=run.path)
         for task, rows in run.samples(variant).items():
-            with open(folder / f"samples_{safe_name(task)}.jsonl", "w", encoding="utf-8") as f:
-                for row in rows:
-                    f.write(json.dumps(row, default=str) + "\n")
+            write_atomic(folder / f"samples_{safe_name(task)}.jsonl",
+                         "".join(json.dumps(row, default=str) + "\n" for row in rows), under=run.path)
         written[variant] = path
     return written
