@@ -329,6 +329,8 @@ def portable_includes(data: bytes, yaml_dir: Path, folder: Path) -> bytes:
     path (or a ``../`` that comes back in) rewritten relative to the YAML's own folder: lm-eval
     reads includes itself, so the shipped copy must name its sibling, not the original. Anything
     else (no include, one outside, a file that is not YAML) is left byte for byte as it was."""
+    if b"include" not in data:
+        return data
     import json
 
     import yaml

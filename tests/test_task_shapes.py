@@ -88,10 +88,16 @@ def make_shapes(root: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(root.glob("*/*.yaml")) if not p.name.startswith("_")}
 
 
-def _suite(path: Path, checkpoint: Path, tasks: list[Path], extra: str = "") -> Path:
+#: a build the refusal tests never make (they stop before any job)
+CONFIG = ("{model_type: llama, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, "
+          "num_attention_heads: 4, num_key_value_heads: 2}")
+
+
+def _suite(path: Path, checkpoint: Path | None, tasks: list[Path]) -> Path:
+    """A suite of the tiny build (``checkpoint``, or ``CONFIG`` when None) and ``tasks``."""
     entries = "\n".join(f"  - {{path: {t}, num_fewshot: 0}}" for t in tasks)
-    path.write_text(f"name: shapes\ndtype: float32\nmodels:\n  - {{name: tiny, checkpoint: {checkpoint}}}\n"
-                    f"tasks:\n{entries}\n{extra}")
+    build = f"checkpoint: {checkpoint}" if checkpoint else f"config: {CONFIG}"
+    path.write_text(f"name: shapes\ndtype: float32\nmodels:\n  - {{name: tiny, {build}}}\ntasks:\n{entries}\n")
     return path
 
 
@@ -193,11 +199,8 @@ REFUSED = [  # (what the task yaml says beyond its name, the key path refused, t
 ]
 
 
-@pytest.mark.parametrize("body,key,named", REFUSED, ids=[r[1] + ":" + r[2].split("/")[-1] for r in REFUSED])
-def test_a_path_the_worker_would_refuse_is_refused_by_harness_plan_in_one_line(tmp_path, eval_tiny_checkpoint,
-                                                                               body, key, named):
-    """A real ``harness plan`` process: exit 2, one line naming the suite entry, the YAML key
-    path and the offending path; no run folder, no daemon (the same suite under ``harness run``)."""
+def _refused_suite(tmp_path: Path, body: str) -> tuple[Path, Path, dict]:
+    """``(suite, task folder, fill)``: a suite of one task ``mytask/t.yaml`` saying ``body``."""
     folder = tmp_path / "mytask"
     sibling = tmp_path / "mytask2"  # shares the folder's name as a prefix: still another folder
     for f in (folder, sibling):
@@ -208,26 +211,48 @@ def test_a_path_the_worker_would_refuse_is_refused_by_harness_plan_in_one_line(t
     (tmp_path / "private.jsonl").write_text(_docs(2, "private"))
     fill = {"outside": tmp_path / "private.jsonl", "sibling": sibling, "shared": tmp_path / "shared.yaml"}
     (folder / "t.yaml").write_text("task: t\ntest_split: test\n" + body.format(**fill) + MC)
-    suite = _suite(tmp_path / "suite.yaml", eval_tiny_checkpoint, [folder / "t.yaml"])
-    proc = harness("plan", str(suite), timeout=120)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and proc.stdout == "", proc.stderr
-    assert lines[0].startswith(f"harness: tasks[0].path: {key}: {named.format(**fill)!r} "), lines[0]
+    return _suite(tmp_path / "suite.yaml", None, [folder / "t.yaml"]), folder, fill
+
+
+def _assert_refusal(line: str, key: str, named: str, folder: Path) -> None:
+    assert line.startswith(f"harness: tasks[0].path: {key}: {named!r} "), line
     if key.endswith("include") or "include[" in key:
-        assert "outside the task folder" in lines[0] and "copy the file into it" in lines[0]
-    elif key == "t.yaml.dataset_path" and "{" not in named:
-        assert "datasets builder" in lines[0] and "working directory" in lines[0]
+        assert "outside the task folder" in line and "copy the file into it" in line
+    elif named in ("json", "csv"):
+        assert "datasets builder" in line and "working directory" in line
     else:
-        assert f"is outside the task folder {folder}; " in lines[0]
+        assert f"is outside the task folder {folder}; " in line
 
 
-def test_a_refused_task_stops_harness_run_before_its_run_folder_or_any_daemon(tmp_path, eval_tiny_checkpoint):
+@pytest.mark.parametrize("body,key,named", REFUSED, ids=[r[1] + ":" + r[2].split("/")[-1] for r in REFUSED])
+def test_a_path_the_worker_would_refuse_is_refused_by_harness_plan_in_one_line(tmp_path, capsys, body, key, named):
+    """``harness plan`` (its command line, in this process): exit 2, one line naming the suite entry,
+    the YAML key path and the offending path, nothing on stdout."""
+    from harness.cli import main
+
+    suite, folder, fill = _refused_suite(tmp_path, body)
+    assert main(["plan", str(suite)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1, err
+    _assert_refusal(err.strip(), key, named.format(**fill), folder)
+
+
+def test_harness_plan_refuses_an_absolute_path_outside_the_task_folder_as_a_process(tmp_path):
+    """The real ``harness plan`` process: exit 2, one line on stderr, nothing on stdout."""
+    body, key, named = REFUSED[0]
+    suite, folder, fill = _refused_suite(tmp_path, body)
+    proc = harness("plan", str(suite), timeout=120)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout + proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    _assert_refusal(proc.stderr.strip(), key, named.format(**fill), folder)
+
+
+def test_a_refused_task_stops_harness_run_before_its_run_folder_or_any_daemon(tmp_path):
     folder = tmp_path / "mytask"
     folder.mkdir()
     (folder / "t.yaml").write_text(f"task: t\ndataset_path: json\ntest_split: train\n{MC}")
     out = tmp_path / "run"
-    proc = harness("run", str(_suite(tmp_path / "suite.yaml", eval_tiny_checkpoint, [folder / "t.yaml"])),
+    proc = harness("run", str(_suite(tmp_path / "suite.yaml", None, [folder / "t.yaml"])),
                    "--out", str(out), timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "tasks[0].path: t.yaml.dataset_path: 'json' is a datasets builder" in proc.stderr
