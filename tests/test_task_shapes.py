@@ -117,7 +117,7 @@ def shapes_run(tmp_path_factory, eval_tiny_checkpoint):
     out = root / "run"
     proc = harness("run", str(_suite(root / "suite.yaml", eval_tiny_checkpoint, list(shapes.values()))),
                    "--out", str(out))
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (out / "results.jsonl").is_file(), proc.stderr[-4000:]  # a failed job is its shape's test's failure
     records = {}
     for line in (out / "results.jsonl").read_text().splitlines():
         rec = json.loads(line)
@@ -176,6 +176,36 @@ def test_each_task_shape_runs_from_its_shipped_copy_as_lm_eval_hf_runs_it(shapes
         for x, y in zip(a["loglikelihoods"], b["loglikelihoods"]):
             assert abs(x - y) <= 1e-4, (name, a["doc_id"], x, y)
     assert rec["metrics"][name]["acc"] == pytest.approx(sum(s["acc"] for s in want) / len(want))
+
+
+def test_the_worker_reads_its_shipped_copy_not_the_original_folder_edited_since(tmp_path, eval_tiny_model):
+    """The task's absolute include and data path name the original folder; the worker (its evaluate
+    job, in this process) reads the files as they were shipped even when the originals changed
+    after: the include's data (3 documents), not the edited include's (5) nor the edited file (7)."""
+    import threading
+    from types import SimpleNamespace
+
+    from harness import plan as planner
+    from harness.run import wire_spec
+    from harness.suite import load as load_suite
+    from workers.jobs import _evaluate
+
+    folder = tmp_path / "mytask"
+    _write(folder, {"test.jsonl": _docs(3, "shipped"), "other.jsonl": _docs(5, "other"),
+                    "_base.yaml": f"dataset_path: json\ndataset_kwargs: {{data_files: {{test: {folder}/test.jsonl}}}}\n"
+                                  f"test_split: test\n{MC}",
+                    "t.yaml": f"include: {folder}/_base.yaml\ntask: t\n"})
+    spec = next(j for j in planner.expand(load_suite(_suite(tmp_path / "s.yaml", None, [folder / "t.yaml"])))[1]
+                if j.kind == "evaluate").spec
+    sent = wire_spec(spec, {})
+    (folder / "_base.yaml").write_text((folder / "_base.yaml").read_text().replace("test.jsonl", "other.jsonl"))
+    (folder / "test.jsonl").write_text(_docs(7, "edited"))
+    model, tok = eval_tiny_model
+    loaded = SimpleNamespace(model=model, tokenizer=tok, path=None, variant=None, routing_session=None,
+                             home=tmp_path / "worker")
+    result = _evaluate(sent, loaded, lambda *a: None, threading.Event())
+    assert [d["target"] for d in result["samples"]["t"]] == [i % 2 for i in range(3)]
+    assert len(result["samples"]["t"]) == 3
 
 
 # ---------------------------------------------------------------- refused by `harness plan`, in one line
