@@ -424,3 +424,20 @@ def test_an_include_inside_the_folder_ships_relative_to_its_yaml_and_the_digest_
     digest = folder_digest(folder / "t.yaml")[0]
     path = unpack(shipped, digest, "t.yaml", tmp_path / "home")
     assert folder_digest(path)[0] == digest  # the copy is already portable
+
+
+@pytest.mark.parametrize("origin,path_set,ok", [("/home/me/tasks/mytask", True, True), ("tasks/mytask", True, False),
+                                                ("/home/me/tasks/mytask", False, False), (7, True, False)])
+def test_the_worker_takes_a_tasks_origin_only_as_an_absolute_folder_of_a_local_task(tmp_path, origin, path_set, ok):
+    from workers.errors import JobError
+    from workers.evaluation.job import check_job
+
+    (tmp_path / "t.yaml").write_text("task: t\n")
+    task = {"name": "t", "path": str(tmp_path / "t.yaml") if path_set else None, "limit": None, "num_fewshot": None,
+            "origin": origin}
+    if ok:
+        assert check_job({"task": task})[0]["origin"] == origin
+    else:
+        with pytest.raises(JobError, match=r"^job\.task\.origin: expected the absolute folder a local task was "
+                                           r"shipped from, got "):
+            check_job({"task": task})
