@@ -305,6 +305,7 @@ def _task_name_from_yaml(path: str, file: Path, outside_ok: bool = False) -> str
         pass
 
     _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
     def load(yaml_file: Path):
         try:
             return yamlfile.load(yaml_file.read_text(), _Loader)

@@ -242,7 +242,7 @@ def run(job: dict, loaded, progress, cancelled) -> dict:
     """Evaluate ``loaded`` (model, tokenizer, routing_session) on ``job["task"]``; see the module doc."""
     task, seed, options, shard = check_job(job)
     _DATA["outside_ok"] = bool(options.get("data_outside_task_folder", False))
-    _DATA["origin"] = task.get("origin") if task.get("path") else None
+    _DATA["origin"] = task.get("origin")  # only with a path (check_job)
     tm, tasks, is_group = load_task(task)
     cancellable_requests(tasks, cancelled, progress)
 
