@@ -307,16 +307,20 @@ def _task_name_from_yaml(path: str, file: Path, outside_ok: bool = False) -> str
         pass
 
     _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-    try:
-        doc = yamlfile.load(file.read_text(), _Loader)
-    except yaml.YAMLError as exc:
-        raise SuiteError(path, f"{file} is not valid YAML: {str(exc).splitlines()[0]}") from None
+
+    def load(yaml_file: Path):
+        try:
+            return yamlfile.load(yaml_file.read_text(), _Loader)
+        except yaml.YAMLError as exc:
+            raise SuiteError(path, f"{yaml_file} is not valid YAML: {str(exc).splitlines()[0]}") from None
+
+    doc = load(file)
     if not isinstance(doc, dict) or not isinstance(doc.get("task"), str):
         raise SuiteError(path, f"{file} is not an lm-eval task file (no 'task:' name)")
-    from moe_schema.taskfiles import TaskFilesError, check_links, data_paths  # the worker's checks
+    from moe_schema.taskfiles import TaskFilesError, check_links, data_paths, with_includes  # the worker's checks
 
-    try:
-        data_paths(doc, file.parent, outside_ok=outside_ok, where=file.name)
+    try:  # the config lm-eval builds (includes merged), with the paths the worker will read
+        data_paths(with_includes(file, load, where=file.name), file.parent, outside_ok=outside_ok, where=file.name)
         check_links(file.parent)
     except TaskFilesError as exc:
         raise SuiteError(path, str(exc)) from None

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from moe_schema.check import SchemaError, expect, fits, got, is_type, known_keys, short, type_name, value_problem
 
-#: the task fields on the wire (``job["task"]``)
-TASK_KEYS = ("name", "path", "limit", "num_fewshot")
+#: the task fields on the wire (``job["task"]``); a worker that unpacks a shipped task folder adds
+#: ``origin``, the folder it was shipped from (moe_schema.taskfiles.data_paths)
+TASK_KEYS = ("name", "path", "limit", "num_fewshot", "origin")
 #: the suite's ``eval:`` options, sent with every evaluate job (``job["eval"]``)
 EVAL_OPTIONS = {"max_batch_tokens": int, "prefix_sharing": bool, "bootstrap_iters": int, "generate_batch_size": int,
                 # a local task's data paths may leave its folder (read on each worker: moe_schema.taskfiles)

@@ -9,6 +9,12 @@ folder of at most ``SHIP_LIMIT`` bytes. A worker writes them once into
 ``$MOE_HARNESS_HOME/tasks/<digest>/`` (``unpack``: checked against the digest, names confined to the
 folder) and evaluates from there. A larger folder is not shipped: the workers read it at its path.
 
+A task names its own files by absolute paths too (``/home/me/tasks/mine/test.jsonl`` beside
+``/home/me/tasks/mine/mine.yaml``): a path inside the folder is a path inside the task, wherever
+the folder lands. The worker is told the folder a shipped copy came from (``origin``) and
+``data_paths`` maps such a data path into the copy; an ``include:`` (read by lm-eval itself) is
+shipped relative to its YAML (``portable_includes``), and the digest covers the files as shipped.
+
 Torch-free: the harness (``bundle``) and the workers (``unpack``) both use it.
 """
 
@@ -72,10 +78,19 @@ def _chunks(path: Path):
             yield chunk
 
 
+def _shipped(name: str, path: Path, folder: Path):
+    """A file's content as shipped, in chunks: a YAML's includes made portable, the rest as it is."""
+    if name.endswith((".yaml", ".yml")):
+        return [portable_includes(path.read_bytes(), path.parent, folder)]
+    return _chunks(path)
+
+
 def folder_digest(yaml_path: str | Path) -> tuple[str, int]:
-    """``(digest, total bytes)`` of the folder holding ``yaml_path``, read in chunks."""
-    listing = _listing(Path(yaml_path).parent)
-    return _digest((name, _chunks(p)) for name, p in listing), sum(p.stat().st_size for _, p in listing)
+    """``(digest, total bytes)`` of the folder holding ``yaml_path`` as shipped, read in chunks."""
+    folder = Path(yaml_path).parent
+    listing = _listing(folder)
+    return (_digest((name, _shipped(name, p, folder)) for name, p in listing),
+            sum(p.stat().st_size for _, p in listing))
 
 
 def folder_bytes(yaml_path: str | Path) -> int:
@@ -85,10 +100,11 @@ def folder_bytes(yaml_path: str | Path) -> int:
 
 def bundle(yaml_path: str | Path) -> dict[str, bytes] | None:
     """The folder's files ``{relative name: bytes}`` to ship, or None when it is over ``SHIP_LIMIT``."""
-    listing = _listing(Path(yaml_path).parent)
+    folder = Path(yaml_path).parent
+    listing = _listing(folder)
     if sum(p.stat().st_size for _, p in listing) > SHIP_LIMIT:
         return None
-    return {name: p.read_bytes() for name, p in listing}
+    return {name: b"".join(_shipped(name, p, folder)) for name, p in listing}
 
 
 def unpack(files: dict, digest: str, yaml_name: str, home: str | Path | None = None) -> Path:
@@ -171,30 +187,30 @@ def evict(root: str | Path, keep: Path | None = None, keep_bytes: int | None = N
 #: a task YAML's keys that may name local data (lm-eval passes them to ``datasets.load_dataset``)
 DATA_KEYS = ("dataset_path", "dataset_kwargs.data_files", "dataset_kwargs.data_dir")
 
+#: ``datasets``' packaged builders: ``dataset_path: json`` reads the files its ``data_files`` or
+#: ``data_dir`` name, and with neither, the files of the process's working directory
+BUILDERS = frozenset({
+    "arrow", "audiofolder", "conll", "csv", "eval", "fasta", "fastq", "genbank", "harbor", "hdf5", "iceberg",
+    "imagefolder", "json", "lance", "meshfolder", "mmcif", "niftifolder", "pandas", "parquet", "pdb", "pdffolder",
+    "text", "tsfile", "videofolder", "vortex", "webdataset", "xml"})
+
 
 def _is_url(value: str) -> bool:
     return "://" in value
 
 
-def _confined(value: str, folder: Path, where: str, outside_ok: bool, root: Path | None = None) -> str:
-    """``value`` (a path or glob, relative to ``folder``) as an absolute path inside ``root``
-    (default ``folder``); one that leaves it (``../``, an absolute path elsewhere, a symlink out)
-    is refused unless ``outside_ok``."""
-    root = root or folder
-    path = Path(value).expanduser()
-    absolute = path if path.is_absolute() else folder / path
-    resolved = Path(os.path.normpath(absolute))
-    real = Path(os.path.realpath(resolved))
-    inside = all(p == root or root in p.parents for p in (resolved, real))
-    if not inside and not outside_ok:
-        raise TaskFilesError(f"{where}: {value!r} is outside the task folder {root}; a task reads its data "
-                             f"from its own folder (the suite's `eval: {{data_outside_task_folder: true}}` "
-                             f"allows other paths, read on each worker)")
-    return str(resolved)
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _outside(where: str, value, root: Path) -> TaskFilesError:
+    return TaskFilesError(f"{where}: {value!r} is outside the task folder {root}; a task reads its data "
+                          f"from its own folder (the suite's `eval: {{data_outside_task_folder: true}}` "
+                          f"allows other paths, read on each worker)")
 
 
 def data_paths(config: dict, folder: str | Path, *, outside_ok: bool = False, where: str = "task",
-               root: str | Path | None = None) -> dict:
+               root: str | Path | None = None, origin: str | Path | None = None) -> dict:
     """A task config (one YAML, includes merged) with its local data paths made absolute against
     the task's own ``folder``: lm-eval hands ``dataset_kwargs.data_files`` / ``data_dir`` to
     ``datasets``, which reads a relative one against the process's working directory, so a worker
@@ -202,39 +218,65 @@ def data_paths(config: dict, folder: str | Path, *, outside_ok: bool = False, wh
     the shipped one). A path outside the folder is refused (``TaskFilesError``) unless the suite
     opts in. ``dataset_path`` is local when it starts with ``/ ./ ../ ~`` or names something in
     the folder; otherwise it is a hub dataset or a builder (``json``): a hub dataset's
-    ``data_files`` are names inside that dataset and left alone. Torch- and yaml-free: the suite
-    parser checks a task file with it, the worker resolves each YAML lm-eval loads with it
-    (``folder``: that YAML's; ``root``: the task folder shipped, which confines them all)."""
+    ``data_files`` are names inside that dataset and left alone, and a builder with neither
+    ``data_files`` nor ``data_dir`` (nor a ``custom_dataset``) is refused: it would read the
+    working directory. Torch- and yaml-free: the suite parser checks a task file with it, the
+    worker resolves each YAML lm-eval loads with it (``folder``: that YAML's; ``root``: the task
+    folder here, which confines them all; ``origin``: the folder ``root`` is a shipped copy of,
+    where the YAML's absolute paths point: one inside it is read at its place in ``root``)."""
     folder = Path(os.path.normpath(Path(folder).resolve()))
     root = Path(os.path.normpath(Path(root).resolve())) if root is not None else folder
+    named_root = Path(os.path.normpath(origin)) if origin is not None else root
+    named_folder = named_root / folder.relative_to(root) if _inside(folder, root) else folder
+
+    def place(value: str, at: str, base: Path = named_folder) -> tuple[Path, str]:
+        """``value`` (relative to ``base``) as the YAML names it, and where this process reads it."""
+        path = Path(value).expanduser()
+        named = Path(os.path.normpath(path if path.is_absolute() else base / path))
+        if _inside(named, named_root):
+            here = root / named.relative_to(named_root)
+            if _inside(Path(os.path.realpath(here)), root):  # no symbolic link out of the folder
+                return named, str(here)
+            if outside_ok:
+                return named, str(here)
+        elif outside_ok:
+            return named, str(named)
+        raise _outside(at, value, named_root)
+
     out = dict(config)
     dpath = out.get("dataset_path")
-    hub = False
+    hub = builder = False
+    base = None  # a local dataset folder: datasets reads data_dir and relative data_files inside it
     if isinstance(dpath, str) and dpath and not _is_url(dpath):
         if dpath.startswith(("/", "./", "../", "~")) or (folder / dpath).exists():
-            out["dataset_path"] = _confined(dpath, folder, f"{where}.dataset_path", outside_ok, root)
+            named, out["dataset_path"] = place(dpath, f"{where}.dataset_path")
+            base = named if Path(out["dataset_path"]).is_dir() else None
         else:
             hub = "/" in dpath  # org/name on the hub; a bare name is a builder (json, csv, ...)
+            builder = dpath in BUILDERS
     kwargs = out.get("dataset_kwargs")
+    if builder and "custom_dataset" not in out and not (
+            isinstance(kwargs, dict) and (kwargs.get("data_files") or kwargs.get("data_dir"))):
+        raise TaskFilesError(f"{where}.dataset_path: {dpath!r} is a datasets builder and the task names no "
+                             f"dataset_kwargs.data_files or data_dir: it would read whatever files stand in "
+                             f"the worker's working directory; name the task's own (dataset_kwargs: "
+                             f"{{data_files: {{test: test.jsonl}}}}, relative to the task file)")
     if not isinstance(kwargs, dict) or hub:
         return out
     kwargs = dict(kwargs)
-    local = out.get("dataset_path")
-    base = Path(local) if isinstance(local, str) and Path(local).is_absolute() and Path(local).is_dir() else None
     if isinstance(kwargs.get("data_dir"), str) and not _is_url(kwargs["data_dir"]):
-        data_dir = str(base / kwargs["data_dir"]) if base is not None else kwargs["data_dir"]
-        kwargs["data_dir"] = _confined(data_dir, folder, f"{where}.dataset_kwargs.data_dir", outside_ok, root)
-        if base is None:
-            base = Path(kwargs["data_dir"])  # datasets reads relative data_files inside data_dir
+        named, kwargs["data_dir"] = place(kwargs["data_dir"], f"{where}.dataset_kwargs.data_dir",
+                                          base or named_folder)
+        base = base or named  # datasets reads relative data_files inside data_dir
 
     def fix(value, at):
         if isinstance(value, str):
             if _is_url(value):
                 return value
             if base is not None and not Path(value).is_absolute():  # datasets reads it inside that folder
-                _confined(str(base / value), folder, at, outside_ok, root)
+                place(value, at, base)
                 return value
-            return _confined(value, folder, at, outside_ok, root)
+            return place(value, at)[1]
         if isinstance(value, list):
             return [fix(v, f"{at}[{i}]") for i, v in enumerate(value)]
         if isinstance(value, dict):
@@ -245,6 +287,79 @@ def data_paths(config: dict, folder: str | Path, *, outside_ok: bool = False, wh
         kwargs["data_files"] = fix(kwargs["data_files"], f"{where}.dataset_kwargs.data_files")
     out["dataset_kwargs"] = kwargs
     return out
+
+
+def with_includes(yaml_path: str | Path, load, *, where: str = "task", root: str | Path | None = None,
+                  _seen: tuple = ()) -> dict:
+    """A task YAML merged with the YAMLs it ``include``s, as lm-eval merges them (each include
+    read relative to the YAML that names it, unless absolute; the file's own keys win);
+    ``load(path) -> dict`` reads one file. An include outside the task folder (``root``, default
+    the YAML's) is refused (``TaskFilesError``): it is not shipped with the task, nor in its digest."""
+    path = Path(os.path.normpath(Path(yaml_path).resolve()))
+    root = Path(os.path.normpath(Path(root).resolve())) if root is not None else path.parent
+    config = load(path)
+    if not isinstance(config, dict):
+        raise TaskFilesError(f"{where}: {path} is not a mapping of task keys")
+    config = dict(config)
+    includes = config.pop("include", None)
+    if includes is None:
+        return config
+    merged: dict = {}
+    for i, inc in enumerate(includes if isinstance(includes, list) else [includes]):
+        at = f"{where}.include" + (f"[{i}]" if isinstance(includes, list) else "")
+        if not isinstance(inc, str) or not inc:
+            raise TaskFilesError(f"{at}: expected the path of a YAML file, got {inc!r}")
+        target = Path(os.path.normpath(path.parent / inc))  # an absolute inc stays itself
+        if not (_inside(target, root) and _inside(Path(os.path.realpath(target)), root)):
+            raise TaskFilesError(f"{at}: {inc!r} is outside the task folder {root}; only the folder travels "
+                                 f"with the task: copy the file into it")
+        if not target.is_file():
+            raise TaskFilesError(f"{at}: no such file: {target}")
+        if target in _seen or target == path:
+            raise TaskFilesError(f"{at}: {inc!r} includes itself again (a cycle)")
+        included = with_includes(target, load, where=f"{at}", root=root, _seen=(*_seen, path))
+        included.pop("task_list", None)  # lm-eval: it defines tasks for the included file only
+        merged.update(included)
+    merged.update(config)
+    return merged
+
+
+def portable_includes(data: bytes, yaml_dir: Path, folder: Path) -> bytes:
+    """A task YAML's bytes with each ``include:`` that names a file inside ``folder`` by an absolute
+    path (or a ``../`` that comes back in) rewritten relative to the YAML's own folder: lm-eval
+    reads includes itself, so the shipped copy must name its sibling, not the original. Anything
+    else (no include, one outside, a file that is not YAML) is left byte for byte as it was."""
+    if b"include" not in data:
+        return data
+    import json
+
+    import yaml
+
+    try:
+        text = data.decode()
+        node = yaml.compose(text, Loader=yaml.SafeLoader)  # composes unknown tags (!function) as they are
+    except (UnicodeDecodeError, yaml.YAMLError, RecursionError, ValueError):
+        return data
+    if not isinstance(node, yaml.MappingNode):
+        return data
+    yaml_dir, folder = Path(os.path.normpath(yaml_dir)), Path(os.path.normpath(folder))
+    real_folder = Path(os.path.realpath(folder))
+    edits = []
+    for key, value in node.value:
+        if not (isinstance(key, yaml.ScalarNode) and key.value == "include"):
+            continue
+        for item in [value] if isinstance(value, yaml.ScalarNode) else getattr(value, "value", []):
+            if not isinstance(item, yaml.ScalarNode) or not isinstance(item.value, str) or not item.value:
+                continue
+            target = Path(os.path.normpath(yaml_dir / item.value))
+            if not (_inside(target, folder) and _inside(Path(os.path.realpath(target)), real_folder)):
+                continue
+            relative = os.path.relpath(target, yaml_dir)
+            if relative != item.value:
+                edits.append((item.start_mark.index, item.end_mark.index, json.dumps(relative)))
+    for start, end, replacement in sorted(edits, reverse=True):
+        text = text[:start] + replacement + text[end:]
+    return text.encode() if edits else data
 
 
 def count_documents(config: dict, folder: str | Path) -> int | None:

@@ -233,7 +233,7 @@ def test_a_native_routing_with_parameters_is_named_for_them():
 def test_a_local_tasks_key_follows_its_files(tmp_path):
     folder = tmp_path / "task"
     folder.mkdir()
-    (folder / "t.yaml").write_text("task: t\ndataset_path: json\n")
+    (folder / "t.yaml").write_text("task: t\ndataset_path: json\ndataset_kwargs: {data_files: data.jsonl}\n")
     data = {"name": "l", "models": [{"name": "m", "config": MOE}], "tasks": [{"path": str(folder / "t.yaml")}]}
     _, before = planner.expand(parse(data))
     (folder / "data.jsonl").write_text('{"x": 1}\n')

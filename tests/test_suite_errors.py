@@ -322,7 +322,8 @@ def test_the_fields_a_suite_sets_reach_the_suite():
 
 def test_tasks_by_name_by_file_and_from_the_corpus(tmp_path):
     task_file = tmp_path / "mine.yaml"
-    task_file.write_text("task: mine\ndataset_path: json\nprocess_docs: !function utils.process\n")
+    task_file.write_text("task: mine\ndataset_path: json\ndataset_kwargs: {data_files: mine.jsonl}\n"
+                         "process_docs: !function utils.process\n")
     (tmp_path / "other.yml").write_text("task: other\n")
     data = _with(TRAINED, tasks=["arc_easy", str(task_file), str(tmp_path / "other.yml"),
                                  {"path": str(task_file), "name": "mine", "limit": 7, "num_fewshot": 2},

@@ -115,9 +115,11 @@ def _local_task(task: dict, home) -> dict:
         raise bad("job.task.path", f"a task with a digest needs its yaml path, got {path!r}")
     if "files" in task:
         try:
-            return {**rest, "path": str(unpack(task["files"], task["digest"], Path(path).name, home))}
+            shipped = unpack(task["files"], task["digest"], Path(path).name, home)
         except TaskFilesError as exc:
             raise bad("job.task.files", str(exc)) from None
+        # the task's absolute paths name the folder it was shipped from: moe_schema.taskfiles.data_paths
+        return {**rest, "path": str(shipped), "origin": str(Path(path).parent)}
     if not Path(path).is_file():
         raise bad("job.task.path", f"no such file on this worker ({socket.gethostname()}): {path}; task "
                                    f"folders over {SHIP_LIMIT >> 20} MiB are not shipped with the job, so put "

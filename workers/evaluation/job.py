@@ -47,16 +47,19 @@ def task_manager(include_path: str | None):
     return _TASK_MANAGERS[key]
 
 
-_DATA = {"outside_ok": False}  # the job's eval.data_outside_task_folder (one job at a time per daemon)
+#: the job's eval.data_outside_task_folder and task.origin (one job at a time per daemon)
+_DATA: dict = {"outside_ok": False, "origin": None}
 
 
 def _data_paths(config: dict, yaml: Path, root: Path) -> dict:
     """A local task's data paths against its own folder, whatever this daemon's working directory
-    (``moe_schema.taskfiles.data_paths``); a path outside the task folder fails the job in one line."""
+    (``moe_schema.taskfiles.data_paths``; an absolute path into the folder a shipped copy came from
+    is read in the copy); a path outside the task folder fails the job in one line."""
     from moe_schema.taskfiles import TaskFilesError, data_paths
 
     try:
-        return data_paths(config, yaml.parent, outside_ok=_DATA["outside_ok"], where=yaml.name, root=root)
+        return data_paths(config, yaml.parent, outside_ok=_DATA["outside_ok"], where=yaml.name, root=root,
+                          origin=_DATA["origin"])
     except TaskFilesError as exc:
         raise bad("job.task.path", str(exc)) from None
 
@@ -78,6 +81,9 @@ def check_job(job: dict) -> tuple[dict, int, dict, dict | None]:
             raise bad("job.task.path", f"expected an absolute yaml path or None, got {path!r}")
         if not Path(path).is_file():
             raise bad("job.task.path", f"no such file: {path}")
+    origin = task.get("origin")
+    if origin is not None and not (isinstance(origin, str) and Path(origin).is_absolute() and path is not None):
+        raise bad("job.task.origin", f"expected the absolute folder a local task was shipped from, got {origin!r}")
     try:  # the checks the suite parser ran on tasks[i] (moe_schema.task)
         check_limit(task.get("limit"), "job.task.limit")
         check_num_fewshot(task.get("num_fewshot"), "job.task.num_fewshot")
@@ -236,6 +242,7 @@ def run(job: dict, loaded, progress, cancelled) -> dict:
     """Evaluate ``loaded`` (model, tokenizer, routing_session) on ``job["task"]``; see the module doc."""
     task, seed, options, shard = check_job(job)
     _DATA["outside_ok"] = bool(options.get("data_outside_task_folder", False))
+    _DATA["origin"] = task.get("origin")  # only with a path (check_job)
     tm, tasks, is_group = load_task(task)
     cancellable_requests(tasks, cancelled, progress)
 
