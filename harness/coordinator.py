@@ -36,6 +36,10 @@ reliability logic, in the spirit of the ZeroMQ guide's Paranoid Pirate, is this 
   ``engines`` hosts transformers only), and gets only jobs of those engines. A job that no worker
   can run (none lists its engine, or those that do have been lost for ``timeout_s``) fails at once
   with that reason and the engines each worker has, never waits.
+- **Claims.** ``run(..., claim=f)``: ``f(job)`` is asked just before a job is sent, and may take
+  it back (False: the caller ran it elsewhere or already has its result, and reports it itself);
+  such a job is neither sent, nor reported, nor ``not_run``. ``harness run`` takes a job key's
+  cross-run lock there, so it holds one lock per job in flight, not one per job planned.
 - **Stopping.** ``stop`` set (first Ctrl-C, or ``interrupt()``): nothing new is dispatched,
   running jobs finish, then ``run`` returns; jobs never finished are in ``Summary.not_run`` and
   get no ``on_result``. ``cancel`` set (second Ctrl-C, ``interrupt()`` again, or
@@ -60,7 +64,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Callable
 
 import attrs
@@ -104,6 +108,7 @@ class _Task:
     crashes: int = 0
     done: bool = False
     request: str | None = None  # id of the current dispatch
+    claimed: bool = False       # ``claim`` was asked (once, before the first dispatch)
 
 
 @attrs.define(eq=False)
@@ -131,6 +136,49 @@ class _Worker:
         if isinstance(listed, dict):
             return {str(k): str(v) for k, v in listed.items()}
         return {TRANSFORMERS: "?"}  # a daemon from before engines: transformers only
+
+
+class _Queue(deque):
+    """The jobs waiting for a worker, in order, with how many of them name each engine, build
+    (``affinity``) and need, so that placing a job scans the queue only as far as the first best
+    one and the loop never walks the whole queue: a run of 10,000 jobs is not quadratic."""
+
+    def __init__(self, tasks=()):
+        super().__init__()
+        self.engines: Counter = Counter()
+        self.affinities: Counter = Counter()
+        self.needs: Counter = Counter()
+        for t in tasks:
+            self.append(t)
+
+    def _count(self, task: _Task, n: int) -> None:
+        for counter, value in ((self.engines, task.job.engine), (self.affinities, task.job.affinity),
+                               (self.needs, task.job.needs)):
+            counter[value] += n
+            if not counter[value]:
+                del counter[value]
+
+    def append(self, task: _Task) -> None:
+        super().append(task)
+        self._count(task, 1)
+
+    def appendleft(self, task: _Task) -> None:
+        super().appendleft(task)
+        self._count(task, 1)
+
+    def popleft(self) -> _Task:
+        task = super().popleft()
+        self._count(task, -1)
+        return task
+
+    def remove(self, task: _Task) -> None:
+        super().remove(task)
+        self._count(task, -1)
+
+    def clear(self) -> None:
+        super().clear()
+        for counter in (self.engines, self.affinities, self.needs):
+            counter.clear()
 
 
 class Coordinator:
@@ -167,10 +215,11 @@ class Coordinator:
         for w in self.workers:
             self._poller.register(w.sock, zmq.POLLIN)
         self._tasks: dict[str, _Task] = {}  # request id -> task, for job dispatches in flight
-        self._queue: deque[_Task] = deque()  # jobs waiting for a worker
+        self._queue = _Queue()  # jobs waiting for a worker
         self._summary = Summary()
         self._on_result: Callable | None = None
         self._on_progress: Callable | None = None
+        self._claim: Callable | None = None
 
     def _socket(self, endpoint: str) -> zmq.Socket:
         sock = self._ctx.socket(zmq.DEALER)
@@ -225,10 +274,12 @@ class Coordinator:
 
     def run(self, jobs: list[Job], on_result: Callable[[Job, dict], None],
             on_progress: Callable | None = None, stop: threading.Event | None = None,
-            cancel: threading.Event | None = None, deadline_s: float | None = None) -> Summary:
+            cancel: threading.Event | None = None, deadline_s: float | None = None,
+            claim: Callable[[Job], bool] | None = None) -> Summary:
         """Run every job; call ``on_result(job, outcome)`` once per finished job and
         ``on_progress(job, done, total, note)`` as workers report. Returns a Summary.
-        With ``deadline_s``, jobs still unfinished that many seconds in fail with the reason."""
+        With ``deadline_s``, jobs still unfinished that many seconds in fail with the reason.
+        With ``claim``, a job ``claim`` takes back just before its first dispatch is dropped (see Claims)."""
         if deadline_s is not None and not deadline_s > 0:
             raise ValueError(f"Coordinator.run: deadline_s must be > 0, got {deadline_s}")
         keys = [j.key for j in jobs]
@@ -236,14 +287,15 @@ class Coordinator:
             raise ValueError("Coordinator.run: job keys must be unique")
         t0 = time.monotonic()
         self._summary = Summary()
-        self._on_result, self._on_progress = on_result, on_progress
+        self._on_result, self._on_progress, self._claim = on_result, on_progress, claim
         self._stop.clear()
         self._cancel.clear()
         for j in jobs:
             if not isinstance(j.spec, dict) or j.spec.get("kind") not in protocol.JOB_METHODS:
                 raise ValueError(f"job {j.key}: spec.kind must be one of {', '.join(protocol.JOB_METHODS)}")
         tasks = [_Task(j) for j in jobs]
-        self._queue = queue = deque(tasks)
+        self._queue = queue = _Queue(tasks)
+        self._undone = len(tasks)
         cancel_sent_at = None
         while True:
             now = time.monotonic()
@@ -272,7 +324,7 @@ class Coordinator:
             else:
                 self._dispatch(queue, now)
                 self._fail_unhostable(queue, now)
-                if all(t.done for t in tasks):
+                if not self._undone:
                     break
                 if self._all_lost(now):
                     reasons = "; ".join(f"{w.endpoint}: {w.reason}" for w in self.workers)
@@ -410,6 +462,7 @@ class Coordinator:
             self._summary.late_replies += 1
             return
         task.done = True
+        self._undone -= 1
         if task.request is not None:
             self._tasks.pop(task.request, None)
             task.request = None
@@ -480,13 +533,12 @@ class Coordinator:
             return engines is not None and engine in engines and not w.dead and now - w.since <= self.timeout_s
         return engines is None or engine in engines
 
-    def _fail_unhostable(self, queue: deque, now: float) -> None:
+    def _fail_unhostable(self, queue: _Queue, now: float) -> None:
         """Fail each queued job whose engine no worker hosts or may still host, with the reason
         (when every worker is lost, the all-lost rule says so instead)."""
         if all(w.state == "lost" for w in self.workers):
             return
-        engines = {t.job.engine for t in queue}
-        for engine in engines:
+        for engine in list(queue.engines):
             if any(self._can_host(w, engine, now) for w in self.workers):
                 continue
             have = "; ".join(f"{w.endpoint}: {', '.join(w.engines) if w.engines is not None else 'no hello'}"
@@ -504,38 +556,53 @@ class Coordinator:
         return all(w.state == "lost" and (w.dead or now - w.since > self.timeout_s) for w in self.workers)
 
     # --- placement -------------------------------------------------------------------------------
-    def _dispatch(self, queue: deque, now: float) -> None:
+    def _dispatch(self, queue: _Queue, now: float) -> None:
         for w in self.workers:
-            if not queue:
-                return
-            if w.state != "idle":
-                continue
-            task = self._pick(w, queue)
-            if task is None:  # every queued job needs what another worker has
-                continue
-            rid = self._send(w, task.job.spec["kind"], task.job.spec)
-            if rid is None:  # no connection right now: leave the job queued, liveness will tell
-                queue.appendleft(task)
-                continue
-            task.request, task.attempts = rid, task.attempts + 1
-            self._tasks[rid] = task
-            self._set(w, "busy", now)
-            w.task, w.dispatched = task, self._counter
-            w.holds.add(task.job.affinity)  # it will hold the build once the job loads it
+            while queue and w.state == "idle":
+                task = self._pick(w, queue)
+                if task is None:  # every queued job needs what another worker has
+                    break
+                if not task.claimed and self._claim is not None:
+                    task.claimed = True
+                    if not self._claim(task.job):
+                        task.done = True  # taken back by the caller, who reports it (see Claims)
+                        self._undone -= 1
+                        continue
+                rid = self._send(w, task.job.spec["kind"], task.job.spec)
+                if rid is None:  # no connection right now: leave the job queued, liveness will tell
+                    queue.appendleft(task)
+                    break
+                task.request, task.attempts = rid, task.attempts + 1
+                self._tasks[rid] = task
+                self._set(w, "busy", now)
+                w.task, w.dispatched = task, self._counter
+                w.holds.add(task.job.affinity)  # it will hold the build once the job loads it
 
-    def _pick(self, w: _Worker, queue: deque) -> _Task | None:
+    def _pick(self, w: _Worker, queue: _Queue) -> _Task | None:
         others = [o for o in self.workers if o is not w and o.state != "lost"]
         had_elsewhere = set().union(*(o.has for o in others))
+        held_elsewhere = set().union(*(o.holds for o in others))
         engines = w.engines or {TRANSFORMERS: "?"}
         # what this worker may take: its engine, and no need, a need it has, or a need no other live worker has
-        fits = [t for t in queue if t.job.engine in engines
-                and (not t.job.needs or t.job.needs in w.has or t.job.needs not in had_elsewhere)]
-        if not fits:
-            return None
-        held_elsewhere = set().union(*(o.holds for o in others))
-        choice = next((t for t in fits if t.job.needs and t.job.needs in w.has), None)
-        choice = choice or next((t for t in fits if t.job.affinity in w.holds), None)
-        if choice is None:
-            choice = next((t for t in fits if t.job.affinity not in held_elsewhere), fits[0])
-        queue.remove(choice)
+        def fits(t: _Task) -> bool:
+            return t.job.engine in engines and (not t.job.needs or t.job.needs in w.has
+                                                or t.job.needs not in had_elsewhere)
+        # in order of preference: a need it has; a build it holds; a build no other live worker holds;
+        # any. Only the ones some queued job can meet are tried, so the scan stops at the first best.
+        ranks = [test for test, possible in (
+            (lambda t: bool(t.job.needs) and t.job.needs in w.has, any(n in w.has for n in queue.needs if n)),
+            (lambda t: t.job.affinity in w.holds, any(a in w.holds for a in queue.affinities)),
+            (lambda t: t.job.affinity not in held_elsewhere, any(a not in held_elsewhere for a in queue.affinities)),
+        ) if possible]
+        choice, rank = None, len(ranks) + 1
+        for t in queue:
+            if not fits(t):
+                continue
+            better = next((r for r, test in enumerate(ranks[:rank]) if test(t)), len(ranks))
+            if better < rank:
+                choice, rank = t, better
+                if rank == 0:
+                    break
+        if choice is not None:
+            queue.remove(choice)
         return choice
