@@ -224,6 +224,7 @@ class Coordinator:
     def _socket(self, endpoint: str) -> zmq.Socket:
         sock = self._ctx.socket(zmq.DEALER)
         protocol.configure_socket(sock)
+        sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_RECEIVED_BYTES)  # a larger reply is refused by name
         sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue for a peer that is not connected
         if self._curve and endpoint.startswith("tcp://"):  # CURVE is for tcp; ipc daemons are local
             public, secret, server = self._curve
@@ -379,7 +380,9 @@ class Coordinator:
         w.last_seen = now
         try:
             msg = protocol.parse_reply(frame)
-        except protocol.ProtocolError:
+        except protocol.ProtocolError as exc:
+            if exc.over_limit:  # too large to decode: it can only be a job's reply, refused here
+                self._refused_reply(w, exc, now)
             return  # a broken frame from a worker: it is alive, nothing else to learn
         if "method" in msg:  # a notification
             params = msg["params"]
@@ -388,6 +391,8 @@ class Coordinator:
                 self._on_progress(task.job, params.get("done", 0), params.get("total", 0), params.get("note", ""))
             return
         rid = msg.get("id")
+        if rid is None and "error" in msg and w.state == "busy":
+            rid = w.task.request  # the daemon could not read our request (its id with it): it was the job
         method = rid.split(":")[1] if isinstance(rid, str) and rid.startswith(self._prefix + ":") else None
         if method in protocol.JOB_METHODS:
             self._job_reply(w, rid, msg, now)
@@ -446,6 +451,21 @@ class Coordinator:
             self._finish(task, w, "failed", error="cancelled by the user")
         else:
             self._finish(task, w, "failed", error=f"{protocol.ERROR_NAMES.get(code, code)}: {text}")
+
+    def _refused_reply(self, w: _Worker, exc: protocol.ProtocolError, now: float) -> None:
+        """A reply over the frame or object limit (``protocol.unpack``): its job fails with the
+        limit and the size, once; the worker is idle again. Its id is the job's (read without
+        decoding the rest), or, where it cannot be read, the job the worker is busy with."""
+        rid = exc.id if isinstance(exc.id, str) else (w.task.request if w.state == "busy" else None)
+        task = self._tasks.get(rid) if rid is not None else None
+        if task is None or task.done:
+            self._summary.late_replies += 1
+            return
+        self._tasks.pop(rid, None)
+        if w.task is task:
+            self._set(w, "idle", now)
+        task.request = None
+        self._finish(task, w, "failed", error=f"reply from {w.endpoint} refused: {exc.message}")
 
     def _malformed(self, job: Job, result) -> str | None:
         """Why ``result`` is not a result of ``job``'s kind (one line), or None."""
