@@ -8,8 +8,16 @@ reliability logic, in the spirit of the ZeroMQ guide's Paranoid Pirate, is this 
   runs. Any frame from a worker counts as a sign of life.
 - **Lost.** A worker silent for ``timeout_s`` is declared lost; its job goes back to the front of
   the queue and counts one crash. So does a job whose worker was restarted under it (a heartbeat
-  answered after the dispatch says it runs nothing of ours, and no reply came). A job that took down ``max_crashes`` workers is quarantined:
-  reported failed with the reason, the run goes on.
+  answered after the dispatch says it runs nothing of ours, and no reply came); that restart is in
+  ``Summary.lost`` too, so a quarantine's count of workers taken down is the summary's. A job that
+  took down ``max_crashes`` workers is quarantined: reported failed with the reason, the run goes on.
+- **Refusals are not crashes.** A daemon that cannot read a request (over its object bound: a task
+  folder of tens of thousands of files) answers with the request's id, read without decoding the
+  rest (``protocol.peek_id``); the job fails once with that reason. An error without an id from
+  a worker busy with our job is that job's, likewise.
+- **Bounded replies.** A reply is decoded within ``protocol.MAX_REPLY_OBJECTS``; one over that or
+  over the frame limit (the sockets take up to ``protocol.MAX_RECEIVED_BYTES`` so it arrives) fails
+  its job once naming the limit and the size; the worker is kept.
 - **Back from the dead.** A lost worker is probed with ``hello`` every ``heartbeat_s``; one that
   answers (restarted, or resumed after a freeze) is used again. If it is still running a job of
   ours that we gave up on, we cancel that job first.
@@ -403,10 +411,13 @@ class Coordinator:
             # job's reply (which would have come first) never came: the daemon was restarted.
             busy = msg["result"].get("busy") if isinstance(msg["result"], dict) else None
             if int(rid.rsplit(":", 1)[1]) > w.dispatched and busy != w.task.request:
-                task = w.task
+                task, reason = w.task, "the worker restarted and no longer runs the job"
                 self._set(w, "idle", now)
                 w.holds.clear()
-                self._crashed(task, w, "the worker restarted and no longer runs the job")
+                self._summary.lost.append(f"{w.endpoint}: {reason}")  # what a quarantine counts is in the summary
+                if self.on_lost is not None:
+                    self.on_lost(w.endpoint, reason)
+                self._crashed(task, w, reason)
 
     def _hello_reply(self, w: _Worker, info: dict, now: float) -> None:
         w.info = info if isinstance(info, dict) else {}
@@ -450,6 +461,10 @@ class Coordinator:
         elif code == protocol.JOB_CANCELLED and self._cancel.is_set():
             self._finish(task, w, "failed", error="cancelled by the user")
         else:
+            files = ((task.job.spec.get("task") or {}).get("files") if isinstance(task.job.spec.get("task"), dict)
+                     else None)
+            if code == protocol.PARSE_ERROR and isinstance(files, dict) and len(files) > 1000:
+                text += f" (the job ships its task folder's {len(files):,} files, two objects each)"
             self._finish(task, w, "failed", error=f"{protocol.ERROR_NAMES.get(code, code)}: {text}")
 
     def _refused_reply(self, w: _Worker, exc: protocol.ProtocolError, now: float) -> None:

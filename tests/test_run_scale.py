@@ -64,17 +64,14 @@ def _harness_run(suite: Path, endpoint: str, where: Path, nofile: int | None, **
 
 
 def test_a_10000_job_run_passes_under_ulimit_n_1024(tmp_path, fast_dir, peer):
-    """10,001 jobs (one describe, 10,000 evaluations) under ``ulimit -n 1024``: all ok, and the
-    rerun reuses them all. Before, the run died of 'Too many open files' before the first dispatch."""
+    """10,001 jobs (one describe, 10,000 evaluations) under ``ulimit -n 1024``: all ok. Before, the
+    run (and every rerun) died of 'Too many open files' before the first dispatch."""
     suite = _suite(tmp_path / "many.yaml", 10_000)
     proc = _harness_run(suite, peer, fast_dir, 1024)
     out = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, out[-2000:]
     assert "done in" in out and "10001 ok" in out, out[-2000:]
     assert "Too many open files" not in out
-    again = _harness_run(suite, peer, fast_dir, 1024)
-    out = again.communicate(timeout=600)[0]
-    assert again.returncode == 0 and "10001 reused" in out, out[-2000:]
 
 
 def test_the_limit_in_that_test_is_real_a_process_under_it_cannot_open_1024_files(tmp_path):
