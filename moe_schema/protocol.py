@@ -21,6 +21,7 @@ ever pickled.
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import itertools
 import socket
@@ -202,9 +203,10 @@ def peek_id(frame: bytes) -> str | int | None:
     """The ``id`` of a message frame read without decoding the rest: the keys before it are read
     and their values skipped (``pack`` writes ``jsonrpc`` then ``id`` first, so it is the second
     key); None for a batch, a message without one, or anything unreadable."""
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=len(frame) or 1, **_unpack_limits)
+    # read from the frame in small pieces (not fed whole: that would copy a frame of 64 MiB)
+    unpacker = msgpack.Unpacker(io.BytesIO(frame), raw=False, strict_map_key=True, read_size=4096,
+                                **_unpack_limits)
     try:
-        unpacker.feed(frame)
         for _ in range(min(unpacker.read_map_header(), 8)):
             if unpacker.unpack() == "id":
                 value = unpacker.unpack()
