@@ -8,8 +8,16 @@ reliability logic, in the spirit of the ZeroMQ guide's Paranoid Pirate, is this 
   runs. Any frame from a worker counts as a sign of life.
 - **Lost.** A worker silent for ``timeout_s`` is declared lost; its job goes back to the front of
   the queue and counts one crash. So does a job whose worker was restarted under it (a heartbeat
-  answered after the dispatch says it runs nothing of ours, and no reply came). A job that took down ``max_crashes`` workers is quarantined:
-  reported failed with the reason, the run goes on.
+  answered after the dispatch says it runs nothing of ours, and no reply came); that restart is in
+  ``Summary.lost`` too, so a quarantine's count of workers taken down is the summary's. A job that
+  took down ``max_crashes`` workers is quarantined: reported failed with the reason, the run goes on.
+- **Refusals are not crashes.** A daemon that cannot read a request (over its object bound: a task
+  folder of tens of thousands of files) answers with the request's id, read without decoding the
+  rest (``protocol.peek_id``); the job fails once with that reason. An error without an id from
+  a worker busy with our job is that job's, likewise.
+- **Bounded replies.** A reply is decoded within ``protocol.MAX_REPLY_OBJECTS``; one over that or
+  over the frame limit (the sockets take up to ``protocol.MAX_RECEIVED_BYTES`` so it arrives) fails
+  its job once naming the limit and the size; the worker is kept.
 - **Back from the dead.** A lost worker is probed with ``hello`` every ``heartbeat_s``; one that
   answers (restarted, or resumed after a freeze) is used again. If it is still running a job of
   ours that we gave up on, we cancel that job first.
@@ -36,6 +44,10 @@ reliability logic, in the spirit of the ZeroMQ guide's Paranoid Pirate, is this 
   ``engines`` hosts transformers only), and gets only jobs of those engines. A job that no worker
   can run (none lists its engine, or those that do have been lost for ``timeout_s``) fails at once
   with that reason and the engines each worker has, never waits.
+- **Claims.** ``run(..., claim=f)``: ``f(job)`` is asked just before a job is sent, and may take
+  it back (False: the caller ran it elsewhere or already has its result, and reports it itself);
+  such a job is neither sent, nor reported, nor ``not_run``. ``harness run`` takes a job key's
+  cross-run lock there, so it holds one lock per job in flight, not one per job planned.
 - **Stopping.** ``stop`` set (first Ctrl-C, or ``interrupt()``): nothing new is dispatched,
   running jobs finish, then ``run`` returns; jobs never finished are in ``Summary.not_run`` and
   get no ``on_result``. ``cancel`` set (second Ctrl-C, ``interrupt()`` again, or
@@ -60,7 +72,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Callable
 
 import attrs
@@ -104,6 +116,7 @@ class _Task:
     crashes: int = 0
     done: bool = False
     request: str | None = None  # id of the current dispatch
+    claimed: bool = False       # ``claim`` was asked (once, before the first dispatch)
 
 
 @attrs.define(eq=False)
@@ -131,6 +144,49 @@ class _Worker:
         if isinstance(listed, dict):
             return {str(k): str(v) for k, v in listed.items()}
         return {DEFAULT: "?"}  # a daemon from before engines: the default engine only
+
+
+class _Queue(deque):
+    """The jobs waiting for a worker, in order, with how many of them name each engine, build
+    (``affinity``) and need, so that placing a job scans the queue only as far as the first best
+    one and the loop never walks the whole queue: a run of 10,000 jobs is not quadratic."""
+
+    def __init__(self, tasks=()):
+        super().__init__()
+        self.engines: Counter = Counter()
+        self.affinities: Counter = Counter()
+        self.needs: Counter = Counter()
+        for t in tasks:
+            self.append(t)
+
+    def _count(self, task: _Task, n: int) -> None:
+        for counter, value in ((self.engines, task.job.engine), (self.affinities, task.job.affinity),
+                               (self.needs, task.job.needs)):
+            counter[value] += n
+            if not counter[value]:
+                del counter[value]
+
+    def append(self, task: _Task) -> None:
+        super().append(task)
+        self._count(task, 1)
+
+    def appendleft(self, task: _Task) -> None:
+        super().appendleft(task)
+        self._count(task, 1)
+
+    def popleft(self) -> _Task:
+        task = super().popleft()
+        self._count(task, -1)
+        return task
+
+    def remove(self, task: _Task) -> None:
+        super().remove(task)
+        self._count(task, -1)
+
+    def clear(self) -> None:
+        super().clear()
+        for counter in (self.engines, self.affinities, self.needs):
+            counter.clear()
 
 
 class Coordinator:
@@ -167,14 +223,16 @@ class Coordinator:
         for w in self.workers:
             self._poller.register(w.sock, zmq.POLLIN)
         self._tasks: dict[str, _Task] = {}  # request id -> task, for job dispatches in flight
-        self._queue: deque[_Task] = deque()  # jobs waiting for a worker
+        self._queue = _Queue()  # jobs waiting for a worker
         self._summary = Summary()
         self._on_result: Callable | None = None
         self._on_progress: Callable | None = None
+        self._claim: Callable | None = None
 
     def _socket(self, endpoint: str) -> zmq.Socket:
         sock = self._ctx.socket(zmq.DEALER)
         protocol.configure_socket(sock)
+        sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_RECEIVED_BYTES)  # a larger reply is refused by name
         sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue for a peer that is not connected
         if self._curve and protocol.needs_keys(endpoint):  # tcp, abstract ipc; a file ipc socket is private
             public, secret, server = self._curve
@@ -225,10 +283,12 @@ class Coordinator:
 
     def run(self, jobs: list[Job], on_result: Callable[[Job, dict], None],
             on_progress: Callable | None = None, stop: threading.Event | None = None,
-            cancel: threading.Event | None = None, deadline_s: float | None = None) -> Summary:
+            cancel: threading.Event | None = None, deadline_s: float | None = None,
+            claim: Callable[[Job], bool] | None = None) -> Summary:
         """Run every job; call ``on_result(job, outcome)`` once per finished job and
         ``on_progress(job, done, total, note)`` as workers report. Returns a Summary.
-        With ``deadline_s``, jobs still unfinished that many seconds in fail with the reason."""
+        With ``deadline_s``, jobs still unfinished that many seconds in fail with the reason.
+        With ``claim``, a job ``claim`` takes back just before its first dispatch is dropped (see Claims)."""
         if deadline_s is not None and not deadline_s > 0:
             raise ValueError(f"Coordinator.run: deadline_s must be > 0, got {deadline_s}")
         keys = [j.key for j in jobs]
@@ -236,14 +296,15 @@ class Coordinator:
             raise ValueError("Coordinator.run: job keys must be unique")
         t0 = time.monotonic()
         self._summary = Summary()
-        self._on_result, self._on_progress = on_result, on_progress
+        self._on_result, self._on_progress, self._claim = on_result, on_progress, claim
         self._stop.clear()
         self._cancel.clear()
         for j in jobs:
             if not isinstance(j.spec, dict) or j.spec.get("kind") not in protocol.JOB_METHODS:
                 raise ValueError(f"job {j.key}: spec.kind must be one of {', '.join(protocol.JOB_METHODS)}")
         tasks = [_Task(j) for j in jobs]
-        self._queue = queue = deque(tasks)
+        self._queue = queue = _Queue(tasks)
+        self._undone = len(tasks)
         cancel_sent_at = None
         while True:
             now = time.monotonic()
@@ -272,7 +333,7 @@ class Coordinator:
             else:
                 self._dispatch(queue, now)
                 self._fail_unhostable(queue, now)
-                if all(t.done for t in tasks):
+                if not self._undone:
                     break
                 if self._all_lost(now):
                     reasons = "; ".join(f"{w.endpoint}: {w.reason}" for w in self.workers)
@@ -327,7 +388,9 @@ class Coordinator:
         w.last_seen = now
         try:
             msg = protocol.parse_reply(frame)
-        except protocol.ProtocolError:
+        except protocol.ProtocolError as exc:
+            if exc.over_limit:  # too large to decode: it can only be a job's reply, refused here
+                self._refused_reply(w, exc, now)
             return  # a broken frame from a worker: it is alive, nothing else to learn
         if "method" in msg:  # a notification
             params = msg["params"]
@@ -336,6 +399,8 @@ class Coordinator:
                 self._on_progress(task.job, params.get("done", 0), params.get("total", 0), params.get("note", ""))
             return
         rid = msg.get("id")
+        if rid is None and "error" in msg and w.state == "busy":
+            rid = w.task.request  # the daemon could not read our request (its id with it): it was the job
         method = rid.split(":")[1] if isinstance(rid, str) and rid.startswith(self._prefix + ":") else None
         if method in protocol.JOB_METHODS:
             self._job_reply(w, rid, msg, now)
@@ -346,10 +411,13 @@ class Coordinator:
             # job's reply (which would have come first) never came: the daemon was restarted.
             busy = msg["result"].get("busy") if isinstance(msg["result"], dict) else None
             if int(rid.rsplit(":", 1)[1]) > w.dispatched and busy != w.task.request:
-                task = w.task
+                task, reason = w.task, "the worker restarted and no longer runs the job"
                 self._set(w, "idle", now)
                 w.holds.clear()
-                self._crashed(task, w, "the worker restarted and no longer runs the job")
+                self._summary.lost.append(f"{w.endpoint}: {reason}")  # what a quarantine counts is in the summary
+                if self.on_lost is not None:
+                    self.on_lost(w.endpoint, reason)
+                self._crashed(task, w, reason)
 
     def _hello_reply(self, w: _Worker, info: dict, now: float) -> None:
         w.info = info if isinstance(info, dict) else {}
@@ -393,7 +461,26 @@ class Coordinator:
         elif code == protocol.JOB_CANCELLED and self._cancel.is_set():
             self._finish(task, w, "failed", error="cancelled by the user")
         else:
+            files = ((task.job.spec.get("task") or {}).get("files") if isinstance(task.job.spec.get("task"), dict)
+                     else None)
+            if code == protocol.PARSE_ERROR and isinstance(files, dict) and len(files) > 1000:
+                text += f" (the job ships its task folder's {len(files):,} files, two objects each)"
             self._finish(task, w, "failed", error=f"{protocol.ERROR_NAMES.get(code, code)}: {text}")
+
+    def _refused_reply(self, w: _Worker, exc: protocol.ProtocolError, now: float) -> None:
+        """A reply over the frame or object limit (``protocol.unpack``): its job fails with the
+        limit and the size, once; the worker is idle again. Its id is the job's (read without
+        decoding the rest), or, where it cannot be read, the job the worker is busy with."""
+        rid = exc.id if isinstance(exc.id, str) else (w.task.request if w.state == "busy" else None)
+        task = self._tasks.get(rid) if rid is not None else None
+        if task is None or task.done:
+            self._summary.late_replies += 1
+            return
+        self._tasks.pop(rid, None)
+        if w.task is task:
+            self._set(w, "idle", now)
+        task.request = None
+        self._finish(task, w, "failed", error=f"reply from {w.endpoint} refused: {exc.message}")
 
     def _malformed(self, job: Job, result) -> str | None:
         """Why ``result`` is not a result of ``job``'s kind (one line), or None."""
@@ -410,6 +497,7 @@ class Coordinator:
             self._summary.late_replies += 1
             return
         task.done = True
+        self._undone -= 1
         if task.request is not None:
             self._tasks.pop(task.request, None)
             task.request = None
@@ -480,13 +568,12 @@ class Coordinator:
             return engines is not None and engine in engines and not w.dead and now - w.since <= self.timeout_s
         return engines is None or engine in engines
 
-    def _fail_unhostable(self, queue: deque, now: float) -> None:
+    def _fail_unhostable(self, queue: _Queue, now: float) -> None:
         """Fail each queued job whose engine no worker hosts or may still host, with the reason
         (when every worker is lost, the all-lost rule says so instead)."""
         if all(w.state == "lost" for w in self.workers):
             return
-        engines = {t.job.engine for t in queue}
-        for engine in engines:
+        for engine in list(queue.engines):
             if any(self._can_host(w, engine, now) for w in self.workers):
                 continue
             have = "; ".join(f"{w.endpoint}: {', '.join(w.engines) if w.engines is not None else 'no hello'}"
@@ -504,38 +591,53 @@ class Coordinator:
         return all(w.state == "lost" and (w.dead or now - w.since > self.timeout_s) for w in self.workers)
 
     # --- placement -------------------------------------------------------------------------------
-    def _dispatch(self, queue: deque, now: float) -> None:
+    def _dispatch(self, queue: _Queue, now: float) -> None:
         for w in self.workers:
-            if not queue:
-                return
-            if w.state != "idle":
-                continue
-            task = self._pick(w, queue)
-            if task is None:  # every queued job needs what another worker has
-                continue
-            rid = self._send(w, task.job.spec["kind"], task.job.spec)
-            if rid is None:  # no connection right now: leave the job queued, liveness will tell
-                queue.appendleft(task)
-                continue
-            task.request, task.attempts = rid, task.attempts + 1
-            self._tasks[rid] = task
-            self._set(w, "busy", now)
-            w.task, w.dispatched = task, self._counter
-            w.holds.add(task.job.affinity)  # it will hold the build once the job loads it
+            while queue and w.state == "idle":
+                task = self._pick(w, queue)
+                if task is None:  # every queued job needs what another worker has
+                    break
+                if not task.claimed and self._claim is not None:
+                    task.claimed = True
+                    if not self._claim(task.job):
+                        task.done = True  # taken back by the caller, who reports it (see Claims)
+                        self._undone -= 1
+                        continue
+                rid = self._send(w, task.job.spec["kind"], task.job.spec)
+                if rid is None:  # no connection right now: leave the job queued, liveness will tell
+                    queue.appendleft(task)
+                    break
+                task.request, task.attempts = rid, task.attempts + 1
+                self._tasks[rid] = task
+                self._set(w, "busy", now)
+                w.task, w.dispatched = task, self._counter
+                w.holds.add(task.job.affinity)  # it will hold the build once the job loads it
 
-    def _pick(self, w: _Worker, queue: deque) -> _Task | None:
+    def _pick(self, w: _Worker, queue: _Queue) -> _Task | None:
         others = [o for o in self.workers if o is not w and o.state != "lost"]
         had_elsewhere = set().union(*(o.has for o in others))
+        held_elsewhere = set().union(*(o.holds for o in others))
         engines = w.engines or {DEFAULT: "?"}
         # what this worker may take: its engine, and no need, a need it has, or a need no other live worker has
-        fits = [t for t in queue if t.job.engine in engines
-                and (not t.job.needs or t.job.needs in w.has or t.job.needs not in had_elsewhere)]
-        if not fits:
-            return None
-        held_elsewhere = set().union(*(o.holds for o in others))
-        choice = next((t for t in fits if t.job.needs and t.job.needs in w.has), None)
-        choice = choice or next((t for t in fits if t.job.affinity in w.holds), None)
-        if choice is None:
-            choice = next((t for t in fits if t.job.affinity not in held_elsewhere), fits[0])
-        queue.remove(choice)
+        def fits(t: _Task) -> bool:
+            return t.job.engine in engines and (not t.job.needs or t.job.needs in w.has
+                                                or t.job.needs not in had_elsewhere)
+        # in order of preference: a need it has; a build it holds; a build no other live worker holds;
+        # any. Only the ones some queued job can meet are tried, so the scan stops at the first best.
+        ranks = [test for test, possible in (
+            (lambda t: bool(t.job.needs) and t.job.needs in w.has, any(n in w.has for n in queue.needs if n)),
+            (lambda t: t.job.affinity in w.holds, any(a in w.holds for a in queue.affinities)),
+            (lambda t: t.job.affinity not in held_elsewhere, any(a not in held_elsewhere for a in queue.affinities)),
+        ) if possible]
+        choice, rank = None, len(ranks) + 1
+        for t in queue:
+            if not fits(t):
+                continue
+            better = next((r for r, test in enumerate(ranks[:rank]) if test(t)), len(ranks))
+            if better < rank:
+                choice, rank = t, better
+                if rank == 0:
+                    break
+        if choice is not None:
+            queue.remove(choice)
         return choice

@@ -243,32 +243,35 @@ def execute(suite: Suite, jobs: list[planner.PlannedJob], store: Store, endpoint
             for phase in _phases(todo):
                 pending, said = list(phase), False
                 while pending and not interrupts.stop.is_set():
-                    mine, elsewhere = [], []
-                    for j in pending:  # a key another run holds is in flight there: wait for it, reuse it
+                    elsewhere = []
+
+                    def claim(job, elsewhere=elsewhere):
+                        """Just before ``job`` is sent: take its key's lock (held until its result is
+                        stored), or leave it to the run that holds it; reuse what finished since."""
+                        j = by_key[job.key]
                         lock = store.lock(j.key)
-                        if lock is None or lock.try_acquire():
-                            if lock is not None:
-                                held[j.key] = lock
-                            mine.append(j)
-                        else:
-                            elsewhere.append(j)
-                    runnable = []
-                    for j in mine:
+                        if lock is not None and not lock.try_acquire():
+                            elsewhere.append(j)  # in flight in another run: wait for it, reuse it
+                            return False
+                        if lock is not None:
+                            held[j.key] = lock
                         if store.done(j.key, j.kind, j.variant):  # finished by another run since this one looked
-                            if j.key in held:
+                            if lock is not None:
                                 held.pop(j.key).release()
                             reused(j)
-                        elif j.after is not None and not store.done(j.after, "train"):
+                            return False
+                        if j.after is not None and not store.done(j.after, "train"):
                             on_result(j, {"status": "failed", "attempts": 0,
                                           "error": f"its train job {j.after[:12]} did not finish"})
-                        else:
-                            runnable.append(j)
+                            return False
+                        return True
+
                     try:
                         summary = coord.run(
                             [Job(key=j.key, spec=wire_spec(j.spec, bundles), affinity=j.affinity,
                                  needs=j.spec["variant"]["build"].get("trained", ""), provides=provides(j.spec))
-                             for j in runnable], on_result,
-                            on_progress=on_progress, stop=interrupts.stop, cancel=interrupts.cancel)
+                             for j in pending], on_result,
+                            on_progress=on_progress, stop=interrupts.stop, cancel=interrupts.cancel, claim=claim)
                     finally:
                         for key in list(held):  # jobs not run (stopped): free for another run
                             held.pop(key).release()

@@ -22,10 +22,12 @@ from typing import Callable
 
 
 class KeyLock:
-    """An exclusive lock on ``path`` (created with its folder), not held until acquired."""
+    """An exclusive lock on ``path`` (created with its folder), not held until acquired; with
+    ``shared``, a shared one (many holders; excludes only an exclusive holder)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, shared: bool = False):
         self.path = Path(path)
+        self.shared = shared
         self._fd: int | None = None
 
     @property
@@ -36,25 +38,47 @@ class KeyLock:
         """Take the lock if no other process (or other ``KeyLock`` on the same file) holds it."""
         if self._fd is not None:
             return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = self._open()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            got = self._flock(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not got:
             os.close(fd)
             return False
+        self._fd = fd
+        return True
+
+    def acquire(self, stop: Callable[[], bool] = lambda: False, poll_s: float = 0.2) -> bool:
+        """Wait for the lock; False if ``stop()`` turns true first (a cancel, Ctrl-C). The file is
+        opened once for the whole wait: a wait of hours holds one file descriptor, not one per poll."""
+        if self._fd is not None:
+            return True
+        fd = self._open()
+        try:
+            while not self._flock(fd):
+                if stop():
+                    os.close(fd)
+                    return False
+                time.sleep(poll_s)
         except BaseException:
             os.close(fd)
             raise
         self._fd = fd
         return True
 
-    def acquire(self, stop: Callable[[], bool] = lambda: False, poll_s: float = 0.2) -> bool:
-        """Wait for the lock; False if ``stop()`` turns true first (a cancel, Ctrl-C)."""
-        while not self.try_acquire():
-            if stop():
-                return False
-            time.sleep(poll_s)
+    def _open(self) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def _flock(self, fd: int) -> bool:
+        """Try the lock on ``fd`` (exclusive, or shared for ``shared``); False while someone else
+        holds it the other way."""
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
         return True
 
     def release(self) -> None:

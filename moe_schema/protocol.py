@@ -11,11 +11,17 @@ Unpacking is bounded. A frame larger than ``MAX_MESSAGE_BYTES`` is refused by Ze
 the total: 4 MB of ``0x80`` bytes is 4,000,000 empty maps, about 290 MB of Python dicts. So a frame
 sent to a daemon is first walked (``count_objects``, no objects built) and refused with a parse
 error past ``MAX_REQUEST_OBJECTS``; a frame that holds many bytes in few objects (a 16 MiB task
-folder) still travels. Nothing on the wire is ever pickled.
+folder) still travels. A reply the coordinator receives is bounded the same way, by
+``MAX_REPLY_OBJECTS``, and its sockets take frames up to ``MAX_RECEIVED_BYTES`` so that a reply
+over ``MAX_MESSAGE_BYTES`` reaches it and fails its job naming the size (ZeroMQ would drop it
+silently, and the job would look lost). A refused frame's ``id`` is read without decoding the
+rest (``peek_id``), so the refusal answers, or fails, the request it was. Nothing on the wire is
+ever pickled.
 """
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import itertools
 import socket
@@ -67,6 +73,13 @@ NOTIFY_HEARTBEAT = "heartbeat"  # params: {"id": request id or None, "busy": boo
 # decode into. A job request is a few hundred objects; a shipped task folder adds two per file.
 # 100,000 empty maps decode into ~7 MB, and walking that many costs ~35 ms of the main loop.
 MAX_REQUEST_OBJECTS = 100_000
+# The most objects a reply frame may decode into. An evaluation's result holds about 8 objects per
+# document (its per-document samples), so this is over 100,000 documents in one job (split larger
+# ones with shards); 1,000,000 empty maps, the worst case, decode into ~70 MB.
+MAX_REPLY_OBJECTS = 1_000_000
+# What a coordinator's socket accepts (ZeroMQ MAXMSGSIZE): past MAX_MESSAGE_BYTES, so that a peer
+# that sends a larger reply without checking has it refused by name; beyond this, ZeroMQ drops it.
+MAX_RECEIVED_BYTES = 2 * MAX_MESSAGE_BYTES
 MAX_BATCH = 64  # requests in one batch: each is answered before the main loop moves on
 
 _unpack_limits = dict(  # the frame's own size is checked first (and by ZeroMQ's MAXMSGSIZE)
@@ -81,12 +94,14 @@ _unpack_limits = dict(  # the frame's own size is checked first (and by ZeroMQ's
 class ProtocolError(Exception):
     """A frame that is not a valid JSON-RPC 2.0 message. ``code`` is the JSON-RPC error code."""
 
-    def __init__(self, code: int, message: str, id: Any = None, notification: bool = False):
+    def __init__(self, code: int, message: str, id: Any = None, notification: bool = False,
+                 over_limit: bool = False):
         super().__init__(message)
         self.code = code
         self.message = message
         self.id = id
         self.notification = notification  # a well-formed notification: JSON-RPC says never reply
+        self.over_limit = over_limit  # refused for its size or object count (``unpack``), not malformed
 
 
 class RemoteError(Exception):
@@ -160,17 +175,20 @@ def count_objects(frame: bytes, limit: int) -> int:
     return count
 
 
-def unpack(frame: bytes, max_objects: int | None = None) -> Any:
+def unpack(frame: bytes, max_objects: int | None = None, what: str = "request") -> Any:
     """Decode one frame with bounded limits; raise ProtocolError(PARSE_ERROR) on anything malformed.
 
     With ``max_objects``, a frame that would decode into more objects is refused before any is
     built (a frame of N bytes holds at most N objects, so a short frame is not walked at all).
+    A frame refused for its size or object count carries its ``id`` where one can be read
+    (``peek_id``) and ``over_limit``.
     """
     if len(frame) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(PARSE_ERROR, f"frame of {len(frame)} bytes exceeds {MAX_MESSAGE_BYTES}")
+        raise ProtocolError(PARSE_ERROR, f"frame of {len(frame)} bytes exceeds {MAX_MESSAGE_BYTES}",
+                            peek_id(frame), over_limit=True)
     if max_objects is not None and len(frame) > max_objects and count_objects(frame, max_objects) > max_objects:
         raise ProtocolError(PARSE_ERROR, f"frame of {len(frame)} bytes decodes into more than {max_objects} "
-                                         f"objects, the limit per request frame")
+                                         f"objects, the limit per {what} frame", peek_id(frame), over_limit=True)
     try:
         return msgpack.unpackb(frame, raw=False, strict_map_key=True, **_unpack_limits)
     except Exception as exc:  # msgpack raises a zoo of types for bad input
@@ -179,6 +197,24 @@ def unpack(frame: bytes, max_objects: int | None = None) -> Any:
             detail = "containers nested too deep"
         raise ProtocolError(PARSE_ERROR, f"cannot decode frame: {type(exc).__name__}"
                                          + (f": {detail}" if detail else "")) from None
+
+
+def peek_id(frame: bytes) -> str | int | None:
+    """The ``id`` of a message frame read without decoding the rest: the keys before it are read
+    and their values skipped (``pack`` writes ``jsonrpc`` then ``id`` first, so it is the second
+    key); None for a batch, a message without one, or anything unreadable."""
+    # read from the frame in small pieces (not fed whole: that would copy a frame of 64 MiB)
+    unpacker = msgpack.Unpacker(io.BytesIO(frame), raw=False, strict_map_key=True, read_size=4096,
+                                **_unpack_limits)
+    try:
+        for _ in range(min(unpacker.read_map_header(), 8)):
+            if unpacker.unpack() == "id":
+                value = unpacker.unpack()
+                return value if _valid_id(value) else None
+            unpacker.skip()
+    except Exception:  # not a map, truncated, over a container limit: no id to tell
+        return None
+    return None
 
 
 _ids = itertools.count(1)
@@ -276,10 +312,11 @@ def batch_frame(frames: list[bytes]) -> bytes:
 def parse_reply(frame: bytes) -> dict:
     """Decode a reply or notification sent by a daemon; raise ProtocolError if it is neither.
 
-    No object bound here: a coordinator decodes only what the daemons it chose send, and a job's
-    result (per-document metrics) may legitimately hold far more objects than any request.
+    Bounded by ``MAX_REPLY_OBJECTS``, above any request's bound: a job's result (per-document
+    metrics) holds far more objects than a request, but not without end (a reply of 8 MiB of
+    empty maps grew a coordinator by 570 MB).
     """
-    return check_reply(unpack(frame))
+    return check_reply(unpack(frame, MAX_REPLY_OBJECTS, what="reply"))
 
 
 def check_reply(msg: Any) -> dict:

@@ -8,6 +8,9 @@ files themselves travel only in the message to the worker (not in plan.json or t
 folder of at most ``SHIP_LIMIT`` bytes. A worker writes them once into
 ``$MOE_HARNESS_HOME/tasks/<digest>/`` (``unpack``: checked against the digest, names confined to the
 folder) and evaluates from there. A larger folder is not shipped: the workers read it at its path.
+A worker holds a shipped folder in use (``using``: a shared ``flock`` on ``tasks/.locks/<digest>.lock``,
+taken before the folder is looked for and kept until the job ends), and eviction removes only
+folders it can lock exclusively, so daemons sharing a home never evict one another's task in use.
 
 A task names its own files by absolute paths too (``/home/me/tasks/mine/test.jsonl`` beside
 ``/home/me/tasks/mine/mine.yaml``): a path inside the folder is a path inside the task, wherever
@@ -24,9 +27,11 @@ import hashlib
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from moe_schema.home import harness_home
+from moe_schema.locks import KeyLock
 
 SHIP_LIMIT = 16 * 1024 * 1024
 _CHUNK = 1 << 20
@@ -142,20 +147,47 @@ def unpack(files: dict, digest: str, yaml_name: str, home: str | Path | None = N
     return final / yaml_name
 
 
+def _in_use_lock(root: Path, digest: str, shared: bool) -> KeyLock:
+    """The lock saying a shipped folder is in use (shared) or being evicted (exclusive). Lock files
+    stay (as ``moe_schema.locks`` explains); they are empty."""
+    return KeyLock(root / ".locks" / f"{digest}.lock", shared=shared)
+
+
+@contextmanager
+def using(files: dict, digest: str, yaml_name: str, home: str | Path | None = None):
+    """``unpack``, holding the folder in use until the block ends: no worker sharing this home
+    evicts it meanwhile. Yields the task YAML's path."""
+    if not (isinstance(digest, str) and digest.isalnum()):  # it names the lock file
+        raise TaskFilesError(f"digest {str(digest)[:80]!r} is not a hex digest")
+    lock = _in_use_lock(harness_home(home) / "tasks", digest, shared=True)
+    lock.acquire()  # before looking for the folder: an eviction under way finishes first
+    try:
+        yield unpack(files, digest, yaml_name, home)
+    finally:
+        lock.release()
+
+
 #: what a worker keeps of shipped task folders: least recently used go first past these
 KEEP_BYTES = int(os.environ.get("MOE_HARNESS_TASKS_KEEP_MIB", "1024")) << 20
 KEEP_AGE_S = 7 * 24 * 3600
 
 
 def _bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    total = 0
+    try:
+        for p in folder.rglob("*"):
+            if p.is_file() and not p.is_symlink():
+                total += p.stat().st_size
+    except OSError:  # evicted by another worker while counted
+        pass
+    return total
 
 
 def evict(root: str | Path, keep: Path | None = None, keep_bytes: int | None = None,
           keep_age_s: float = KEEP_AGE_S, now: float | None = None, say=None) -> list[str]:
     """Remove shipped task folders under ``root`` unused for ``keep_age_s``, then the least recently
-    used until the rest hold at most ``keep_bytes`` (``keep``, the one in use, stays); each removal
-    is said (``say``, default stderr: the daemon's log) and its digest returned. Workers kept every
+    used until the rest hold at most ``keep_bytes`` (``keep``, the one in use, stays, and so does
+    every folder another job holds in use: ``using``); each removal is said (``say``, default stderr: the daemon's log) and its digest returned. Workers kept every
     folder they were ever sent."""
     import sys
     import time
@@ -164,17 +196,31 @@ def evict(root: str | Path, keep: Path | None = None, keep_bytes: int | None = N
     now = time.time() if now is None else now
     say = say or (lambda line: print(line, file=sys.stderr, flush=True))
     root = Path(root)
-    folders = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                     key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    used: dict[Path, float] = {}
+    for p in (root.iterdir() if root.is_dir() else ()):
+        try:
+            if p.is_dir() and not p.name.startswith("."):
+                used[p] = p.stat().st_mtime
+        except OSError:  # evicted by another worker meanwhile
+            continue
+    folders = sorted(used, key=used.get)
     sizes = {p: _bytes(p) for p in folders}
     total, gone = sum(sizes.values()), []
     for p in folders:
         if keep is not None and p == keep:
             continue
-        age = now - p.stat().st_mtime
+        age = now - used[p]
         if age <= keep_age_s and total <= keep_bytes:
             continue
-        shutil.rmtree(p, ignore_errors=True)
+        lock = _in_use_lock(root, p.name, shared=False)
+        if not lock.try_acquire():
+            continue  # in use by a job of a worker sharing this home: never evicted under it
+        try:
+            if not p.is_dir():
+                continue  # evicted by another worker meanwhile
+            shutil.rmtree(p, ignore_errors=True)
+        finally:
+            lock.release()
         total -= sizes[p]
         gone.append(p.name)
         why = f"unused for {age / 86400:.1f} days" if age > keep_age_s else f"over {keep_bytes >> 20} MiB kept"

@@ -119,6 +119,9 @@ class Peer(threading.Thread):
                         later.append((time.monotonic() + action[1], ident, protocol.pack(protocol.result(rid, action[2]))))
                         running = rid
                         continue
+                    elif action[0] == "raw":
+                        sock.send_multipart([ident, action[1](rid)], copy=False)
+                        continue
                     elif action[0] == "hang":
                         running = rid  # says it runs the job, and never finishes it
                         continue

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 
 import pytest
 
 from fault_jobs import RawClient, probe_spec
-from harness.coordinator import Coordinator, Job, _Task
+from harness.coordinator import Coordinator, Job, _Queue, _Task
 
 # A run with a deadline of its own: a lost job fails with the reason in two minutes at most (contended
 # machine), not at pytest's 600 s timeout.
@@ -148,7 +147,7 @@ def test_placement_prefers_held_builds_then_spreads(tmp_path):
         w0, w1 = c.workers
         for w in (w0, w1):
             w.state = "idle"
-        queue = deque([_Task(Job("a1", {}, "A")), _Task(Job("a2", {}, "A")), _Task(Job("b1", {}, "B")),
+        queue = _Queue([_Task(Job("a1", {}, "A")), _Task(Job("a2", {}, "A")), _Task(Job("b1", {}, "B")),
                        _Task(Job("c1", {}, "C"))])
         w1.holds = {"B"}
         assert c._pick(w1, queue).job.key == "b1"   # the build it holds
@@ -166,7 +165,7 @@ def test_placement_sends_a_job_to_a_worker_that_has_what_it_needs(tmp_path):
         w0, w1 = c.workers
         for w in (w0, w1):
             w.state = "idle"
-        queue = deque([_Task(Job("t1", {}, "A", needs="k1")), _Task(Job("t2", {}, "A", needs="k2")),
+        queue = _Queue([_Task(Job("t1", {}, "A", needs="k1")), _Task(Job("t2", {}, "A", needs="k2")),
                        _Task(Job("free", {}, "B"))])
         w0.has = {"k1"}
         assert c._pick(w1, queue).job.key == "t2"    # nobody has k2: w1 may take it

@@ -8,6 +8,7 @@ A bad job dict raises ``JobError(INVALID_PARAMS)`` naming the field.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
@@ -100,31 +101,36 @@ def _evaluate(job, loaded, progress, cancelled) -> dict:
         task = {**{k: v for k, v in task.items() if k != "corpus"}, "path": tasks[task["name"]]}
         job = {**job, "task": task}
     elif "digest" in task:  # a local task: its folder shipped with the job, or (too big) at a shared path
-        job = {**job, "task": _local_task(task, loaded.home)}
+        with _local_task(task, loaded.home) as task:  # in use until the evaluation ends: not evicted under it
+            return _lazy("workers.evaluation.job", "evaluate")({**job, "task": task}, loaded, progress, cancelled)
     return _lazy("workers.evaluation.job", "evaluate")(job, loaded, progress, cancelled)
 
 
-def _local_task(task: dict, home) -> dict:
+@contextlib.contextmanager
+def _local_task(task: dict, home):
+    """The task spec as this worker reads it (a shipped folder unpacked, held in use meanwhile)."""
     from pathlib import Path
 
-    from moe_schema.taskfiles import SHIP_LIMIT, TaskFilesError, unpack
+    from moe_schema.taskfiles import SHIP_LIMIT, TaskFilesError, using
 
     rest = {k: v for k, v in task.items() if k not in ("files", "digest")}
     path = task.get("path")
     if not isinstance(path, str) or not path:
         raise bad("job.task.path", f"a task with a digest needs its yaml path, got {path!r}")
     if "files" in task:
-        try:
-            shipped = unpack(task["files"], task["digest"], Path(path).name, home)
-        except TaskFilesError as exc:
-            raise bad("job.task.files", str(exc)) from None
-        # the task's absolute paths name the folder it was shipped from: moe_schema.taskfiles.data_paths
-        return {**rest, "path": str(shipped), "origin": str(Path(path).parent)}
+        with contextlib.ExitStack() as stack:
+            try:
+                unpacked = stack.enter_context(using(task["files"], task["digest"], Path(path).name, home))
+            except TaskFilesError as exc:
+                raise bad("job.task.files", str(exc)) from None
+            # the task's absolute paths name the folder it was shipped from: moe_schema.taskfiles.data_paths
+            yield {**rest, "path": str(unpacked), "origin": str(Path(path).parent)}
+        return
     if not Path(path).is_file():
         raise bad("job.task.path", f"no such file on this worker ({socket.gethostname()}): {path}; task "
                                    f"folders over {SHIP_LIMIT >> 20} MiB are not shipped with the job, so put "
                                    f"this one on a filesystem every worker shares")
-    return rest
+    yield rest
 
 
 def _probe(job, loaded, progress, cancelled) -> dict:
