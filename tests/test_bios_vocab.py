@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from transformers import AutoTokenizer  # at collection: its first import takes longer than a mutant's test may
 
 from moe_schema import bios
 from moe_schema.hashing import content_hash
@@ -111,8 +112,6 @@ def test_one_token_per_word_and_the_text_comes_back():
 
 
 def test_the_saved_word_tokenizer_loads_in_transformers_with_its_specials(tmp_path):
-    from transformers import AutoTokenizer
-
     words = bios.vocabulary()
     ids = tk.word_vocab(words)
     out = tk.save_word_tokenizer(tmp_path / "w", words)
@@ -143,8 +142,6 @@ def test_the_byte_table_is_gpt2s():
 
 
 def test_the_saved_byte_tokenizer_keeps_spaces_and_specials(tmp_path):
-    from transformers import AutoTokenizer
-
     out = tk.save_byte_tokenizer(tmp_path / "b")
     hf = AutoTokenizer.from_pretrained(out)
     assert hf("hi .", add_special_tokens=False)["input_ids"] == [104, 105, 32, 46]

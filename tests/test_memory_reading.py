@@ -189,3 +189,29 @@ def test_lines_of_other_controllers_and_malformed_lines_are_not_memory_limits(tm
     assert cgroup_room("4:memoryx:/job\n", tmp_path) is None
     assert cgroup_room("garbage\n", tmp_path / "nothing") is None
     assert cgroup_room("4:cpu:/x\n4:memory:/job\n", tmp_path) == GiB
+
+
+def test_the_defaults_read_this_machines_own_files():
+    """With no arguments the readers read /proc/meminfo, /proc/self/cgroup and /sys/fs/cgroup: what the
+    daemon's hello reports is this machine's MemAvailable, within what moved between two reads."""
+    from pathlib import Path
+
+    assert mem_available() == pytest.approx(mem_available("/proc/meminfo"), rel=0.05)
+    here = cgroup_room(Path("/proc/self/cgroup").read_text(), "/sys/fs/cgroup")
+    room = cgroup_room()
+    assert (room is None) == (here is None) and (room is None or room == pytest.approx(here, rel=0.05))
+    want = mem_available("/proc/meminfo") if here is None else min(mem_available("/proc/meminfo"), here)
+    assert cpu_available() == pytest.approx(want, rel=0.05)
+    assert device_memory("cpu")["free"] == pytest.approx(want, rel=0.05)
+
+
+def test_a_cuda_device_is_never_read_as_the_cpus_memory():
+    """Without CUDA, asking for a CUDA device's memory is an error, not the host's RAM passed off as
+    the GPU's (admission would load a build the GPU cannot hold)."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        mem = device_memory("cuda:0")
+        assert 0 < mem["free"] <= mem["total"] == torch.cuda.mem_get_info(0)[1]
+    else:
+        with pytest.raises((RuntimeError, AssertionError, ValueError)):
+            device_memory("cuda:0")
