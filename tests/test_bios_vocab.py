@@ -32,6 +32,16 @@ def test_the_word_lists_and_templates_are_what_trained_builds_were_trained_on():
     assert all(0 <= c < len(bios.CITIES) for c in bios.EMPLOYER_CITY) and len(bios.EMPLOYER_CITY) == 263
 
 
+def test_the_lists_are_drawn_the_same_way_each_time():
+    """The lists are made when the module is imported; made again now they are the same words, and the
+    employers' cities the same draw (a change to the drawing would otherwise hide behind the import)."""
+    assert bios._words(400, ("n", "l", "ra"), 7919) == bios.FIRST
+    assert bios._words(1000, ("son", "well", "ford", "wick", "more"), 7901) == bios.LAST
+    assert bios._words(263, ("corp", "tech", "works", "labs"), 6037) == bios.EMPLOYERS
+    assert bios._words(3, ("a",), 1) == ("Babaa", "Babea", "Babia")
+    assert bios._employer_cities() == bios.EMPLOYER_CITY
+
+
 def test_every_list_has_its_size_of_distinct_capitalised_words():
     assert [len(x) for x in LISTS] == [400, 400, 1000, 200, 300, 100, 263]
     for words in LISTS:

@@ -61,6 +61,7 @@ def test_a_tick_is_in_view_within_a_billionth_of_the_span():
     fig, ax = plt.subplots()
     ax.set_xlim(0, 10)
     assert ticks._in_view(ax.xaxis, 0) and ticks._in_view(ax.xaxis, 10) and ticks._in_view(ax.xaxis, 10 + 5e-9)
+    assert ticks._in_view(ax.xaxis, -5e-9)  # the same tolerance below the view as above it
     assert not ticks._in_view(ax.xaxis, 10 + 2e-8) and not ticks._in_view(ax.xaxis, -2e-8)
     ax.set_xlim(10, 0)  # inverted
     assert ticks._in_view(ax.xaxis, 3) and not ticks._in_view(ax.xaxis, 11)
