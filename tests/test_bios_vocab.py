@@ -53,7 +53,7 @@ def test_every_list_has_its_size_of_distinct_capitalised_words():
 def test_a_stride_not_prime_to_the_stems_is_refused():
     """24 onsets x 8 vowels squared x 2 suffixes = 73,728 words; a stride sharing a factor repeats them."""
     assert len(bios._words(5, ("a", "b"), 7919)) == 5
-    with pytest.raises(AssertionError, match="stride must be prime"):
+    with pytest.raises(AssertionError, match=r"^stride must be prime to the number of stems x suffixes$"):
         bios._words(2, ("a", "b"), 73728)
 
 

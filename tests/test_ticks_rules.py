@@ -63,6 +63,9 @@ def test_a_tick_is_in_view_within_a_billionth_of_the_span():
     assert ticks._in_view(ax.xaxis, 0) and ticks._in_view(ax.xaxis, 10) and ticks._in_view(ax.xaxis, 10 + 5e-9)
     assert ticks._in_view(ax.xaxis, -5e-9)  # the same tolerance below the view as above it
     assert not ticks._in_view(ax.xaxis, 10 + 2e-8) and not ticks._in_view(ax.xaxis, -2e-8)
+    assert ticks._in_view(ax.xaxis, -1e-9 * 10) and ticks._in_view(ax.xaxis, 10 + 1e-9 * 10)  # the edges are in
+    ax.set_xlim(5, 10)  # the tolerance is a billionth of the span (5), not of the far end
+    assert ticks._in_view(ax.xaxis, 10 + 4e-9) and not ticks._in_view(ax.xaxis, 10 + 1e-8)
     ax.set_xlim(10, 0)  # inverted
     assert ticks._in_view(ax.xaxis, 3) and not ticks._in_view(ax.xaxis, 11)
 
