@@ -36,12 +36,18 @@ FILES = {
     # the result schema (checked by the coordinator and the store)
     "test_result_schema.py",
     "test_core_edges.py",
+    # what the report prints: statistics, costs, the number rule, tick labels
+    "test_stats_rules.py", "test_costs.py", "test_cost_rules.py", "test_number_rule.py", "test_ticks_rules.py",
+    # what a key, an engine and a bios vocabulary are made of; the word tokenizer
+    "test_keys_and_engines.py", "test_engines.py", "test_bios_vocab.py",
+    # a worker's reading of free memory
+    "test_memory_reading.py",
 }
 
 # Tests in those files that load a model or start processes (a test name containing one of these).
 SKIP = (
     "cli_prints", "torch_free", "imports_no_torch", "shards_merge_to_the_unsplit", "hello_lists", "run_reports",
-    "busy_worker", "stop_lets", "cancel_cancels", "interrupt_escalates", "test_cli_exit_2",
+    "busy_worker", "stop_lets", "cancel_cancels", "interrupt_escalates", "test_cli_exit_2", "plan_prints_the_same",
 )
 
 # test_evaluation.py: only these (the rest load a model, a session fixture rebuilt in every mutant's fork)

@@ -639,32 +639,6 @@ def test_admission_follows_the_cgroup_limit_for_builds_and_probes(elsewhere, tmp
         client.close()
 
 
-def test_cgroup_room_is_the_least_room_of_the_cgroup_and_its_ancestors(tmp_path):
-    """The arithmetic on fake cgroup files, v1 and v2: limit minus (usage minus inactive file
-    cache), the tightest level wins, "max" and v1's huge number mean no limit."""
-    from workers.host import cgroup_room
-
-    v2 = tmp_path / "v2"
-    (v2 / "job" / "step").mkdir(parents=True)
-    (v2 / "cgroup.procs").write_text("")
-    (v2 / "job" / "memory.max").write_text(str(4 << 30))
-    (v2 / "job" / "memory.current").write_text(str(3 << 30))
-    (v2 / "job" / "memory.stat").write_text(f"anon 1\ninactive_file {1 << 30}\n")
-    (v2 / "job" / "step" / "memory.max").write_text("max\n")
-    (v2 / "job" / "step" / "memory.current").write_text(str(1 << 30))
-    assert cgroup_room("0::/job/step\n", v2) == 2 << 30  # the parent's 4 GiB - (3 - 1 reclaimable)
-    (v2 / "job" / "step" / "memory.max").write_text(str(1536 << 20))
-    assert cgroup_room("0::/job/step\n", v2) == 512 << 20
-    v1 = tmp_path / "v1" / "memory" / "slurm" / "uid_0" / "job_7"
-    v1.mkdir(parents=True)
-    (v1 / "memory.limit_in_bytes").write_text(str(1 << 30))
-    (v1 / "memory.usage_in_bytes").write_text(str(300 << 20))
-    (v1.parent / "memory.limit_in_bytes").write_text("9223372036854771712")
-    (v1.parent / "memory.usage_in_bytes").write_text(str(50 << 30))
-    assert cgroup_room("4:memory:/slurm/uid_0/job_7\n3:cpu:/x\n", tmp_path / "v1") == (1 << 30) - (300 << 20)
-    assert cgroup_room("4:cpu,cpuacct:/x\n", tmp_path / "v1") is None
-
-
 # ---------------------------------------------------------------- last: it ends the module's daemon
 
 def test_sigterm_mid_probe_is_answered_within_the_grace_period(elsewhere, tmp_path):

@@ -162,8 +162,8 @@ def plain(obj: Any) -> Any:
 
 
 def memory(device: str) -> dict:
-    """What hello says of the device's memory: ``workers.host.device_memory`` (on a CPU, the cgroup's room)."""
-    from workers.host import device_memory
+    """What hello says of the device's memory: ``workers.memory.device_memory`` (on a CPU, the cgroup's room)."""
+    from workers.memory import device_memory
 
     mem = device_memory(device)
     return {"total_bytes": mem["total"], "free_bytes": mem["free"]}

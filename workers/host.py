@@ -37,6 +37,7 @@ from workers.errors import JobError
 from moe_schema.hashing import model_key
 from moe_schema.train import held_trained, trained_path
 from moe_schema.units import BYTE_UNITS
+from workers.memory import device_memory  # the OS's reading of free memory (cgroups, MemAvailable)
 
 @attrs.define
 class Loaded:
@@ -301,91 +302,6 @@ class Host:
                 "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
 
 
-def device_memory(device: str) -> dict:
-    """``{"total", "free"}`` bytes of ``device`` now: CUDA's own count, or on a CPU the physical
-    memory and ``_cpu_available`` (the cgroup's room included). Admission, probes and hello read it."""
-    if device.startswith("cuda"):
-        import torch
-
-        free, total = torch.cuda.mem_get_info(torch.device(device))
-        return {"total": int(total), "free": int(free)}
-    return {"total": os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "free": _cpu_available()}
-
-
-def _cpu_available() -> int:
-    """Memory a new allocation can get: the smaller of MemAvailable (page cache counts as free) and
-    what this process's memory cgroup leaves (``cgroup_room``): in a 1 GiB Slurm job on a 512 GB
-    node, MemAvailable says 500 GB and the kernel kills the daemon at 1 GiB."""
-    free = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                free = int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    if free is None:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    room = cgroup_room()
-    return free if room is None else min(free, room)
-
-
-_UNLIMITED = 1 << 62  # cgroup v1 writes "no limit" as a page-rounded 2^63 - 1
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return None if text in ("", "max") else int(text)
-
-
-def _inactive_file(stat: Path, key: str) -> int:
-    """Page cache the kernel reclaims before it kills (``memory.stat``'s inactive file pages)."""
-    try:
-        for line in stat.read_text().splitlines():
-            name, _, value = line.partition(" ")
-            if name == key:
-                return int(value)
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-def cgroup_room(proc_cgroup: str | None = None, root: str | Path = "/sys/fs/cgroup") -> int | None:
-    """Bytes this process's memory cgroup (v2, or v1's ``memory`` controller) and every cgroup
-    above it still allow: the least of ``limit - (usage - inactive file cache)``; None without a
-    limit. ``proc_cgroup``: the text of ``/proc/self/cgroup`` (read when None); ``root``: where the
-    hierarchies are mounted (a test passes fake files)."""
-    root = Path(root)
-    if proc_cgroup is None:
-        try:
-            proc_cgroup = Path("/proc/self/cgroup").read_text()
-        except OSError:
-            return None
-    rooms = []
-    for line in proc_cgroup.splitlines():
-        _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", "", "")
-        v1 = "memory" in controllers.split(",")
-        if not (v1 or controllers == ""):
-            continue
-        base = root / "memory" if v1 else (root / "unified" if (root / "unified" / "cgroup.procs").exists()
-                                            and not (root / "cgroup.procs").exists() else root)
-        limit_name, usage_name, stat_key = (("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
-                                            if v1 else ("memory.max", "memory.current", "inactive_file"))
-        folder = base / path.strip().lstrip("/")
-        if not folder.is_dir():  # a namespace shows the host's path: our own cgroup is the mount's root
-            folder = base
-        while True:
-            limit = _read_int(folder / limit_name)
-            usage = _read_int(folder / usage_name)
-            if limit is not None and limit < _UNLIMITED and usage is not None:
-                used = max(0, usage - _inactive_file(folder / "memory.stat", stat_key))
-                rooms.append(max(0, limit - used))
-            if folder == base or base not in folder.parents:
-                break
-            folder = folder.parent
-    return min(rooms) if rooms else None
 
 
 def _cpu_name() -> str:

@@ -84,7 +84,7 @@ def fmt_effect(mean, lo=None, hi=None, signed: bool = True, sig: int = SIG) -> t
     """(mean, lo, hi) printed with one shared precision that keeps the interval's width visible.
 
     Fixed notation when the largest magnitude is in [SCI_LOW, SCI_HIGH), else scientific with
-    enough significant digits that lo and hi differ in print. ``lo``/``hi`` None: "-".
+    enough significant digits that lo and hi differ in print. ``lo``/``hi`` None: "-"; NaN: "nan".
     """
     bad = _bad(mean)
     if bad is not None:
@@ -108,9 +108,14 @@ def fmt_effect(mean, lo=None, hi=None, signed: bool = True, sig: int = SIG) -> t
             digits = max(sig, math.floor(math.log10(big)) - math.floor(math.log10(width)) + 2)
         digits = min(digits, 15)
         f = lambda v: ("+" if signed and v >= 0 else "") + _sci(v, digits)  # noqa: E731
-        return f(mean), f(lo) if lo is not None else "-", f(hi) if hi is not None else "-"
-    f = lambda v: _fixed(v, decimals, signed)  # noqa: E731
-    return f(mean), f(lo) if lo is not None else "-", f(hi) if hi is not None else "-"
+    else:
+        f = lambda v: _fixed(v, decimals, signed)  # noqa: E731
+    return f(mean), _end(lo, f), _end(hi, f)
+
+
+def _end(v, f) -> str:
+    """One end of an interval: "-" when missing, "nan"/"inf" as they are (never "+nan"), else ``f(v)``."""
+    return "-" if v is None else _bad(v) or f(v)
 
 
 def fmt_ci(lo, hi, signed: bool = True, mean=None) -> str:

@@ -7,8 +7,9 @@
   no minor labels; where that leaves fewer than two ticks in view (an axis spanning less than a
   decade), three geometrically spaced ticks rounded to 2 significant digits;
 - then, drawn with the figure's own renderer, any axis whose labels still overlap gets fewer ticks
-  (linear: fewer bins; log: powers of the base only, then every other one), and fixed text labels
-  are rotated, until none overlap.
+  (linear: fewer bins; log: powers of the base only, then every other one), and text labels (a
+  figure's own, ``set_xticks(locs, labels)``, or categories) are rotated, never renumbered, until
+  none overlap.
 
 :func:`overlaps` is the check itself (also used by the tests): pairs of tick labels of one Axes
 whose rendered bounding boxes intersect.
@@ -103,9 +104,17 @@ def _set_log(axis, subs) -> None:
 
 
 def _fixed_text(axis) -> bool:
-    from matplotlib.ticker import FixedFormatter
+    """Are the axis's labels text the figure chose (``set_xticks(locs, labels)``, categories), which
+    the number rule must leave alone? matplotlib >= 3.9 gives such labels a ``FuncFormatter`` over
+    its own lookup, older ones a ``FixedFormatter``; categorical axes a ``StrCategoryFormatter``. A
+    ``FuncFormatter`` is numeric only when it is the number rule's own."""
+    from matplotlib.category import StrCategoryFormatter
+    from matplotlib.ticker import FixedFormatter, FuncFormatter
 
-    return isinstance(axis.get_major_formatter(), FixedFormatter)
+    formatter = axis.get_major_formatter()
+    if isinstance(formatter, FuncFormatter):
+        return formatter.func is not tick
+    return isinstance(formatter, (FixedFormatter, StrCategoryFormatter))
 
 
 def fit_ticks(fig) -> None:

@@ -52,7 +52,7 @@ def probe_bytes(config, shape) -> tuple[int, int, int]:
 def admit(config, shape, device) -> None:
     """A probe whose largest step cannot fit the device's free memory (the cgroup's on a CPU)
     fails at once with OUT_OF_MEMORY, before it allocates: a batch of 10^5 was the daemon's death."""
-    from workers.host import device_memory
+    from workers.memory import device_memory
 
     need, batch, tokens = probe_bytes(config, shape)
     free = device_memory(str(device))["free"]

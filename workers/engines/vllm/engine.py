@@ -77,7 +77,8 @@ class VllmEngine(Engine):
     def _plan(self, variant, device, home) -> dict:
         """Every refusal that needs no vLLM start; what ``load`` passes to ``LLM``."""
         from workers.builds.materialize import materialize
-        from workers.host import device_memory, estimate_bytes
+        from workers.host import estimate_bytes
+        from workers.memory import device_memory
 
         name, engine = variant.name, variant.spec["engine"]
         params = engine["params"]
