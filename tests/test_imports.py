@@ -1,6 +1,8 @@
 """The import rule (docs/internals.md, "Three packages, one rule"): the coordinator side never imports torch,
 transformers or lm-eval (it starts in well under a second on a machine without a GPU), and the one
-package both sides share, ``moe_schema``, is all ``harness`` takes from the worker side."""
+package both sides share, ``moe_schema``, is all ``harness`` takes from the worker side. And no import
+circle anywhere in ``harness``, ``workers`` or ``moe_schema``, imports inside functions included: a
+module that two others need moves down."""
 
 from __future__ import annotations
 
@@ -133,10 +135,42 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-def test_no_import_cycles_among_worker_and_shared_modules():
-    # workers/experts/forward.py and triton_moe.py once imported each other
-    assert _cycles(_module_graph("workers", "moe_schema")) == []
+def test_no_import_circles_in_any_package_function_level_imports_included():
+    # once: workers/experts/forward.py <-> triton_moe.py; harness/report's sections -> capacity -> plots ->
+    # probes -> parity -> sections (8 modules held by ~49 imports inside functions); describe <-> plan_cmd
+    assert _cycles(_module_graph("harness", "workers", "moe_schema")) == []
 
 
 def test_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_a_circle_closed_by_an_import_inside_a_function_is_found(tmp_path, monkeypatch):
+    """A planted circle a -> sub.b -> c -> a, its last edge an import inside a function
+    (the kind that used to hide harness/report's circle), is found; the same tree with that import gone, a
+    lazy import of a heavy library left in its place, has none."""
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg.sub import b\n")
+    (pkg / "sub" / "b.py").write_text("from ..c import f\n")  # relative, two levels up
+    (pkg / "c.py").write_text("import json\n\n\ndef f():\n    import torch\n    from pkg import a\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert _cycles(_module_graph("pkg")) == [["pkg.a", "pkg.c", "pkg.sub.b"]]
+    (pkg / "c.py").write_text("import json\n\n\ndef f():\n    import torch\n")
+    assert _cycles(_module_graph("pkg")) == []
+
+
+def test_no_module_imports_a_private_name_of_another_project_module():
+    """A name two modules need is public where it lives (the report's ``figure.pyplot``/``encode``/``colors``,
+    once ``plots._plt``/``_encode``/``_colors`` imported by four modules)."""
+    bad = []
+    for package in ("harness", "moe_schema"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] in
+                                                         ("harness", "workers", "moe_schema")):
+                    bad += [f"{path.relative_to(ROOT)}: {a.name}" for a in node.names
+                            if a.name.startswith("_") and not a.name.startswith("__")]
+    assert bad == []
