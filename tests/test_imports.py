@@ -85,8 +85,10 @@ def test_no_harness_module_imports_torch_transformers_or_lm_eval():
 
 
 def _module_graph(*packages: str) -> dict[str, set[str]]:
-    """Module -> the modules of ``packages`` it imports (at any depth in the file). A submodule's
-    import of its own parent package is left out: Python runs the parent's ``__init__`` first anyway."""
+    """Module -> the modules of ``packages`` it imports (at any depth in the file), and the packages
+    above each (importing ``a.b.c`` from outside ``a.b`` runs ``a/b/__init__.py`` too, and whatever it
+    imports). A submodule's import of its own parent package is left out: Python runs the parent's
+    ``__init__`` first anyway."""
     files = {}
     for package in packages:
         for path in (ROOT / package).rglob("*.py"):
@@ -98,7 +100,9 @@ def _module_graph(*packages: str) -> dict[str, set[str]]:
         for module in imports_of(path):
             for candidate in (module, module.rpartition(".")[0]):
                 if candidate in files and candidate != name and not name.startswith(candidate + "."):
-                    deps.add(candidate)
+                    parts = candidate.split(".")
+                    deps |= {p for p in (".".join(parts[:i]) for i in range(1, len(parts) + 1))
+                             if p in files and p != name and not name.startswith(p + ".")}
                     break
         graph[name] = deps
     return graph
@@ -159,6 +163,23 @@ def test_a_circle_closed_by_an_import_inside_a_function_is_found(tmp_path, monke
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert _cycles(_module_graph("pkg")) == [["pkg.a", "pkg.c", "pkg.sub.b"]]
     (pkg / "c.py").write_text("import json\n\n\ndef f():\n    import torch\n")
+    assert _cycles(_module_graph("pkg")) == []
+
+
+def test_a_circle_through_a_package_init_is_found(tmp_path, monkeypatch):
+    """pkg.c imports pkg.sub.b, which imports nothing; but importing it runs pkg/sub/__init__.py first,
+    which imports pkg.sub.d, which imports pkg.c back: a circle at run time (harness/report/sections/ is
+    such a package). With the ``__init__``'s import gone, none."""
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("from pkg.sub.d import g\n")
+    (pkg / "sub" / "b.py").write_text("")
+    (pkg / "sub" / "d.py").write_text("def g():\n    from pkg import c\n")
+    (pkg / "c.py").write_text("from pkg.sub import b\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert _cycles(_module_graph("pkg")) == [["pkg.c", "pkg.sub", "pkg.sub.d"]]
+    (pkg / "sub" / "__init__.py").write_text("")
     assert _cycles(_module_graph("pkg")) == []
 
 

@@ -1,6 +1,6 @@
 """Probes: latency, throughput, memory and routing tables (``harness.report.probes``), and the figures:
-decode throughput vs batch size for each MoE variant and its dense twins, each with
-its roofline (dashed) and the crossover; experts touched vs batch size (routing probe)."""
+decode throughput vs batch size for each MoE variant and its dense twins, each with its roofline
+(dashed) and the crossover; experts touched vs batch size (routing probe)."""
 
 from __future__ import annotations
 
