@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from harness.report import answers as A
 from harness.report import tables as T
 from harness.report.figure import MOE_COLOR, Figure, encode, pyplot
@@ -19,8 +21,6 @@ def routing_section(ctx: Context) -> Section:
 def expert_load(run: Run) -> list[Figure]:
     """Per MoE variant: layer × expert heatmap of each expert's token share, and the experts/token histogram."""
     plt = pyplot()
-    import numpy as np
-
     figures = []
     for v in run.variants:
         routing = run.routing(v)
