@@ -38,25 +38,11 @@ def _m(n) -> str:
     return "-" if n is None else f"{n / 1e6:,.2f}M"
 
 
-def untrained(describe: list[planner.PlannedJob], jobs: list[planner.PlannedJob]) -> list[planner.PlannedJob]:
-    """The describe jobs, those of trained variants pointed at the build their train job starts from."""
-    start = {j.key: j.spec["variant"]["build"] for j in jobs if j.kind == "train"}  # by train job key:
-    out = []  # an eval_routing variant is described on the build its checkpoint's train job starts from
-    for j in describe:
-        if j.after is None:
-            out.append(j)
-            continue
-        variant = {**j.spec["variant"], "build": start[j.after]}
-        spec = {**j.spec, "variant": variant}
-        out.append(planner.PlannedJob(planner.job_key(spec), spec, planner.build_id(variant)))
-    return out
-
-
 def count_records(suite) -> list[dict]:
     """One describe record per variant (the shape ``harness run`` stores), counted without weights."""
     _, jobs = planner.expand(suite)
     records = []
-    for job in untrained([j for j in jobs if j.kind == "describe"], jobs):
+    for job in planner.untrained([j for j in jobs if j.kind == "describe"], jobs):
         rec = {**job.summary(), "status": "ok", "error": None}
         try:
             counted = count_variant(job.spec["variant"])

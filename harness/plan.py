@@ -321,3 +321,17 @@ def plan_document(suite: Suite, vs: list[dict], jobs: list[PlannedJob], pairs: l
         "jobs": [j.summary() for j in jobs],
         "pairs": pairs or [],
     }
+
+
+def untrained(describe: list[PlannedJob], jobs: list[PlannedJob]) -> list[PlannedJob]:
+    """The describe jobs, those of trained variants pointed at the build their train job starts from."""
+    start = {j.key: j.spec["variant"]["build"] for j in jobs if j.kind == "train"}  # by train job key:
+    out = []  # an eval_routing variant is described on the build its checkpoint's train job starts from
+    for j in describe:
+        if j.after is None:
+            out.append(j)
+            continue
+        variant = {**j.spec["variant"], "build": start[j.after]}
+        spec = {**j.spec, "variant": variant}
+        out.append(PlannedJob(job_key(spec), spec, build_id(variant)))
+    return out

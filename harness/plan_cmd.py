@@ -83,7 +83,6 @@ def _task_tokens(text: str) -> dict[str, int]:
 def estimates(suite, jobs, args) -> dict:
     """The cost document ``--json`` prints (and the tables show)."""
     from harness import estimate
-    from harness.describe import untrained
 
     try:
         target = estimate.parse_target(args.device, args.peaks, args.devices)
@@ -92,7 +91,7 @@ def estimates(suite, jobs, args) -> dict:
     if not 0 < args.mfu <= 1:
         raise SuiteError("--mfu", f"expected a fraction in (0, 1], got {args.mfu}")
     tokens = _task_tokens(args.task_tokens)
-    start = {j.spec["variant"]["name"]: j for j in untrained([j for j in jobs if j.kind == "describe"], jobs)}
+    start = {j.spec["variant"]["name"]: j for j in planner.untrained([j for j in jobs if j.kind == "describe"], jobs)}
     probes = [p.to_dict() for p in suite.probes]
     per_variant, failed = {}, {}
     for name, job in start.items():

@@ -1,7 +1,8 @@
-"""The report's knowledge-capacity section (harness/report/capacity.py) on a constructed run: per build
-R = bits / P (P: one embedding table), R_max and the paper's expectation side by side with "bounded by
-the corpus" where R_max < 1.5x the law's peak, the MoE against the best dense R with the paper's factor
-only for the paper's geometry, its equal-total twin apart, and the log-log figure."""
+"""The report's knowledge-capacity section (harness/report/capacity.py; its builder and figure in
+harness/report/sections/capacity.py) on a constructed run: per build R = bits / P (P: one embedding
+table), R_max and the paper's expectation side by side with "bounded by the corpus" where R_max < 1.5x
+the law's peak, the MoE against the best dense R with the paper's factor only for the paper's
+geometry, its equal-total twin apart, and the log-log figure."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 from harness.derive import derive_twin
 from harness.report import capacity as C
 from harness.report.run import Run
+from harness.report.sections import build_sections
+from harness.report.sections.capacity import bits_vs_params
 from moe_schema import bios
 from moe_schema.params import count
 
@@ -98,9 +101,8 @@ def test_moe_factor_only_for_the_papers_geometry_against_the_best_dense(tmp_path
 
 def test_figure_and_section(tmp_path):
     run = _run(tmp_path)
-    figures = C.bits_vs_params(run)
+    figures = bits_vs_params(run)
     assert len(figures) == 1 and len(figures[0].png_base64) > 1000
-    from harness.report.sections import build_sections
 
     section = next(s for s in build_sections(run, with_figures=False) if s.id == "capacity")
     assert section.has_data and [t.title for t in section.tables][0].startswith("Knowledge capacity")
@@ -109,5 +111,5 @@ def test_figure_and_section(tmp_path):
 def test_no_capacity_scoring_says_so(tmp_path):
     run = Run(path=tmp_path, plan={}, suite={}, records=[{"kind": "train", "variant": "x", "status": "ok",
                                                           "params": {"total": 10}}], variant_order=["x"])
-    assert C.capacity_table(run).rows == [] and C.bits_vs_params(run) == []
+    assert C.capacity_table(run).rows == [] and bits_vs_params(run) == []
     assert "No train result carries a capacity scoring" in C.capacity_table(run).empty

@@ -1,6 +1,8 @@
 """The import rule (docs/internals.md, "Three packages, one rule"): the coordinator side never imports torch,
 transformers or lm-eval (it starts in well under a second on a machine without a GPU), and the one
-package both sides share, ``moe_schema``, is all ``harness`` takes from the worker side."""
+package both sides share, ``moe_schema``, is all ``harness`` takes from the worker side. And no import
+circle anywhere in ``harness``, ``workers`` or ``moe_schema``, imports inside functions included: a
+module that two others need moves down."""
 
 from __future__ import annotations
 
@@ -83,8 +85,10 @@ def test_no_harness_module_imports_torch_transformers_or_lm_eval():
 
 
 def _module_graph(*packages: str) -> dict[str, set[str]]:
-    """Module -> the modules of ``packages`` it imports (at any depth in the file). A submodule's
-    import of its own parent package is left out: Python runs the parent's ``__init__`` first anyway."""
+    """Module -> the modules of ``packages`` it imports (at any depth in the file), and the packages
+    above each (importing ``a.b.c`` from outside ``a.b`` runs ``a/b/__init__.py`` too, and whatever it
+    imports). A submodule's import of its own parent package is left out: Python runs the parent's
+    ``__init__`` first anyway."""
     files = {}
     for package in packages:
         for path in (ROOT / package).rglob("*.py"):
@@ -96,7 +100,9 @@ def _module_graph(*packages: str) -> dict[str, set[str]]:
         for module in imports_of(path):
             for candidate in (module, module.rpartition(".")[0]):
                 if candidate in files and candidate != name and not name.startswith(candidate + "."):
-                    deps.add(candidate)
+                    parts = candidate.split(".")
+                    deps |= {p for p in (".".join(parts[:i]) for i in range(1, len(parts) + 1))
+                             if p in files and p != name and not name.startswith(p + ".")}
                     break
         graph[name] = deps
     return graph
@@ -133,10 +139,59 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-def test_no_import_cycles_among_worker_and_shared_modules():
-    # workers/experts/forward.py and triton_moe.py once imported each other
-    assert _cycles(_module_graph("workers", "moe_schema")) == []
+def test_no_import_circles_in_any_package_function_level_imports_included():
+    # once: workers/experts/forward.py <-> triton_moe.py; harness/report's sections -> capacity -> plots ->
+    # probes -> parity -> sections (8 modules held by ~49 imports inside functions); describe <-> plan_cmd
+    assert _cycles(_module_graph("harness", "workers", "moe_schema")) == []
 
 
 def test_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_a_circle_closed_by_an_import_inside_a_function_is_found(tmp_path, monkeypatch):
+    """A planted circle a -> sub.b -> c -> a, its last edge an import inside a function
+    (the kind that used to hide harness/report's circle), is found; the same tree with that import gone, a
+    lazy import of a heavy library left in its place, has none."""
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg.sub import b\n")
+    (pkg / "sub" / "b.py").write_text("from ..c import f\n")  # relative, two levels up
+    (pkg / "c.py").write_text("import json\n\n\ndef f():\n    import torch\n    from pkg import a\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert _cycles(_module_graph("pkg")) == [["pkg.a", "pkg.c", "pkg.sub.b"]]
+    (pkg / "c.py").write_text("import json\n\n\ndef f():\n    import torch\n")
+    assert _cycles(_module_graph("pkg")) == []
+
+
+def test_a_circle_through_a_package_init_is_found(tmp_path, monkeypatch):
+    """pkg.c imports pkg.sub.b, which imports nothing; but importing it runs pkg/sub/__init__.py first,
+    which imports pkg.sub.d, which imports pkg.c back: a circle at run time (harness/report/sections/ is
+    such a package). With the ``__init__``'s import gone, none."""
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("from pkg.sub.d import g\n")
+    (pkg / "sub" / "b.py").write_text("")
+    (pkg / "sub" / "d.py").write_text("def g():\n    from pkg import c\n")
+    (pkg / "c.py").write_text("from pkg.sub import b\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert _cycles(_module_graph("pkg")) == [["pkg.c", "pkg.sub", "pkg.sub.d"]]
+    (pkg / "sub" / "__init__.py").write_text("")
+    assert _cycles(_module_graph("pkg")) == []
+
+
+def test_no_module_imports_a_private_name_of_another_project_module():
+    """A name two modules need is public where it lives (the report's ``figure.pyplot``/``encode``/``colors``,
+    once ``plots._plt``/``_encode``/``_colors`` imported by four modules)."""
+    bad = []
+    for package in ("harness", "moe_schema"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] in
+                                                         ("harness", "workers", "moe_schema")):
+                    bad += [f"{path.relative_to(ROOT)}: {a.name}" for a in node.names
+                            if a.name.startswith("_") and not a.name.startswith("__")]
+    assert bad == []

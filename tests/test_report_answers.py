@@ -276,7 +276,7 @@ def test_malformed_or_partial_curves_never_crash(tmp_path):
     shutil.copytree(ANSWERS, run_dir)
     (run_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     from harness.report.markdown import render_markdown
-    from harness.report.plots_answers import heldout_curves
+    from harness.report.sections.efficiency import heldout_curves
     from harness.report.sections import build_sections
 
     run = Run.load(run_dir)

@@ -103,7 +103,7 @@ def test_eval_routing_uses_the_trained_checkpoint_of_the_native_variant():
             assert job.after == native.after == trains[f"moe#s{seed}"].key
             assert job.spec["variant"]["routing"]["name"] == label.split("(")[0]
     # describe counts each routing on the build its checkpoint starts from
-    from harness.describe import untrained
+    from harness.plan import untrained
 
     described = untrained([j for j in jobs if j.kind == "describe"], jobs)
     assert all("config" in j.spec["variant"]["build"] for j in described)

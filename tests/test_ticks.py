@@ -29,20 +29,20 @@ def _smoke_with_untrained_perplexities(tmp_path: Path) -> Path:
 
 
 def _figures(run_dir: Path, monkeypatch) -> list:
-    from harness.report import plots, plots_answers, plots_probes, plots_training
+    from harness.report import figure
     from harness.report.run import Run
+    from harness.report.sections import efficiency, longtail, probes, routing, sweeps, training, variants
     from harness.report.sweeps import sweep_series
 
     seen = []
-    monkeypatch.setattr(plots, "FIGURE_HOOK", seen.append)
+    monkeypatch.setattr(figure, "FIGURE_HOOK", seen.append)
     run = Run.load(run_dir)
     made = []
-    for f in (plots.quality_vs_params, plots.quality_vs_cost, plots.buckets, plots.expert_load,
-              plots_answers.heldout_curves, plots_probes.decode_vs_batch, plots_probes.experts_touched,
-              plots_training.loss_curves):
+    for f in (variants.quality_vs_params, variants.quality_vs_cost, longtail.buckets, routing.expert_load,
+              efficiency.heldout_curves, probes.decode_vs_batch, probes.experts_touched, training.loss_curves):
         made += f(run)
-    made += plots_answers.sweeps(run, sweep_series(run))
-    assert len(seen) == len(made)  # every figure passed through _encode (and so through fit_ticks)
+    made += sweeps.sweeps(run, sweep_series(run))
+    assert len(seen) == len(made)  # every figure passed through encode (and so through fit_ticks)
     return seen
 
 
@@ -70,10 +70,10 @@ def test_no_two_tick_labels_overlap(which, tmp_path, monkeypatch):
 def test_the_check_sees_overlapping_labels():
     """The check itself: a log axis over less than a decade with matplotlib's default minor labels
     overlaps (the issue's 1.2×10^5 1.4×10^5 ...); after fit_ticks it does not."""
-    from harness.report.plots import _plt
+    from harness.report.figure import pyplot
     from harness.report.ticks import fit_ticks, overlaps
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4, 3))
     ax.plot([118_000, 121_000, 163_000, 171_000], [0.5, 0.6, 0.55, 0.7], "o")
     ax.set_xscale("log")

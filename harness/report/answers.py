@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from harness.report.bootstrap import paired_diff
 from harness.report.buckets import BUCKETS, main_metrics, member_tasks, task_samples
+from harness.report.card import regime_ids, tally
 from harness.report.curves import (OLMOE_SECONDS_FRACTION, OLMOE_TOKEN_FRACTION, PairEfficiency, pair_efficiency,
                                    seed_label)
 from harness.report.knowledge import BITS_PER_PARAM, regime_sentence, stored, values_groups
@@ -125,8 +126,6 @@ def title(key: str) -> str:
 def verdict_lines(run: Run, verdicts: dict | None = None) -> list[str]:
     """Per claim: its tally, then one sentence per comparison; each regime stated once, where it first
     appears, and named by id after."""
-    from harness.report.card import regime_ids, tally
-
     verdicts = all_verdicts(run) if verdicts is None else verdicts
     ids, stated, out = regime_ids(verdicts), set(), []
     untrained = bool(untrained_variants(run))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.report.claims import claim as claim_text
-from harness.report.knowledge import Regime, facts_against_capacity
+from harness.report.knowledge import Regime, facts_against_capacity, regime_sentence
 from harness.report.numbers import fmt, fmt_effect, fmt_level, unit
 from harness.report.run import Run
 from harness.report.verdicts import CLAIMS, PREDICTIONS, Verdict, all_verdicts, untrained_variants
@@ -114,8 +114,6 @@ def regime_words(regimes: list[Regime]) -> str:
 def regime_ids(verdicts: dict) -> dict[str, str]:
     """{regime sentence: "R1", "R2", ...} in order of first appearance over every verdict: the card and
     the sentences below it name a regime by its id and state it once."""
-    from harness.report.knowledge import regime_sentence
-
     ids: dict[str, str] = {}
     for vs in verdicts.values():
         for v in vs:
@@ -124,8 +122,6 @@ def regime_ids(verdicts: dict) -> dict[str, str]:
 
 
 def build_card(run: Run, verdicts: dict | None = None) -> Card:
-    from harness.report.knowledge import regime_sentence
-
     verdicts = all_verdicts(run) if verdicts is None else verdicts
     card = Card()
     untrained = untrained_variants(run)

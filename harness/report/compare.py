@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.report.bootstrap import paired_diff
 from harness.report.numbers import fmt, fmt_signed
 from harness.report.check import run_latencies
 from harness.report.markdown import table_md
@@ -30,8 +31,6 @@ def _num(x, digits=4) -> str:
 
 
 def metrics_table(a: Run, b: Run) -> Table:
-    from harness.report.bootstrap import paired_diff
-
     table = Table("Task metrics", ["variant", "task", "metric", "A (metric unit)", "B (metric unit)", "Δ (B − A)",
                                    "95% CI (paired)", "sig."],
                   empty="Neither run has evaluation results.")

@@ -9,7 +9,7 @@ Token efficiency of an equal-active pair (claim 1, OLMoE arXiv 2409.02060 Fig. 4
 needed to reach its dense twin's *final* held-out loss, over the twin's tokens. The MoE's curve is
 interpolated linearly in log(tokens) between the two evaluations around the crossing (loss curves are
 close to straight on a log-token axis). The same in training seconds, on the device that trained them.
-Pure python; the figures are in :mod:`harness.report.plots_answers`.
+Pure python; the figures are in :mod:`harness.report.sections.efficiency`.
 """
 
 from __future__ import annotations

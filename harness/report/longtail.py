@@ -7,6 +7,7 @@ each train result (``corpus``), with its ``regime`` already computed by the work
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from harness.report.buckets import ALL, BUCKETS, bucket_cell, bucket_groups, group_metrics
@@ -14,6 +15,7 @@ from harness.report.pairdiff import compare_pair
 from harness.report.run import Run
 from harness.report.seeds import fmt_mean_sd, model_pairs, seed_groups
 from harness.report.tables import Table, fmt_num, fmt_params, fmt_value, pair_cells, pair_columns, pair_notes
+from moe_schema.capacity import accuracy_by_attribute, knowledge_bits
 
 
 def _num(x) -> bool:
@@ -113,16 +115,12 @@ def _task_rows(corpus: dict, task: str) -> list[dict] | None:
         return None
     jsonl = Path(path).with_suffix(".jsonl")
     try:
-        import json
-
         return [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, ValueError):
         return None
 
 
 def knowledge_table(run: Run) -> Table:
-    from moe_schema.capacity import accuracy_by_attribute, knowledge_bits
-
     cols = ["variant", "total (params)"] + [f"{b} (bits)" for b in BUCKETS] + ["stored (bits)", "of the corpus's (fraction)",
                                                                           "bits / param (ratio)", "from"]
     table = Table("Knowledge stored", cols, empty="No knowledge-corpus evaluation in this run.")

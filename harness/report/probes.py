@@ -8,8 +8,10 @@ read and FLOPs done would take at the device's bandwidth and peak) next to the m
 
 from __future__ import annotations
 
-from harness.report.run import Run
+from harness.report.costs import probe_price, usd_per_million
 from harness.report.numbers import fmt_usd
+from harness.report.parity import engine_of, engines_in
+from harness.report.run import Run
 from harness.report.tables import Table, fmt_num
 
 #: probe row columns shown first by the plain table, in this order; any other keys follow as they come
@@ -75,8 +77,6 @@ def _by_engine(run: Run, table: Table, rows: list | None = None) -> None:
     """In a run with variants on another engine than transformers: an ``engine`` column after the
     variant and, where probe ``rows`` (one per table row) carry them, vLLM's time to first token
     and time per output token. A one-engine run's table is unchanged."""
-    from harness.report.parity import engine_of, engines_in
-
     if engines_in(run) == ["transformers"] or not engines_in(run):
         return
     served = rows is not None and any(_num(r.get("ttft_s")) or _num(r.get("tpot_s")) for _, _, r in rows)
@@ -116,8 +116,6 @@ def latency_table(run: Run) -> Table:
 
 
 def throughput_table(run: Run) -> Table:
-    from harness.report.costs import probe_price, usd_per_million
-
     cols = ["variant", "phase", "batch (sequences)", "prompt / context (tokens)", "throughput (tokens/s)",
             "cost per 1M tokens (USD)", "roofline throughput (tokens/s)", "measured / roofline (ratio)",
             "p50 (ms)", "experts touched (count)", "S-MBU (fraction)", "S-MFU (fraction)"]

@@ -8,6 +8,7 @@ results came from such a worker, and so is its model's mean over seeds (``<model
 
 from __future__ import annotations
 
+from harness.report.card import headline
 from harness.report.run import Run
 from harness.report.seeds import SEED_SUFFIX
 
@@ -39,8 +40,6 @@ def mark_tables(tables, names: set[str]) -> None:
 
 def mark_verdicts(card, table, verdicts: dict, names: set[str]) -> None:
     """The answer card's effect and the verdict table's advantage, where the comparison read one of ``names``."""
-    from harness.report.card import headline
-
     if not names:
         return
     flat = [v for vs in verdicts.values() for v in vs]

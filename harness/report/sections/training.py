@@ -1,10 +1,17 @@
-"""Training figures: loss against tokens seen, one colour per model, each seed a thin line."""
+"""Training: loss against tokens seen, one colour per model, each seed a thin line; training speed."""
 
 from __future__ import annotations
 
-from harness.report.plots import Figure, _colors, _encode, _plt
+from harness.report import tables as T
+from harness.report.figure import Figure, colors, encode, pyplot
 from harness.report.run import Run
+from harness.report.section import Context, Section
 from harness.report.seeds import seed_groups
+
+
+def training_section(ctx: Context) -> Section:
+    return Section("training", "Training", "Training loss curves and training speed of trained builds.",
+                   [T.training_table(ctx.run)], ctx.fig(loss_curves), "No training results in this run.")
 
 
 def loss_curves(run: Run) -> list[Figure]:
@@ -17,11 +24,11 @@ def loss_curves(run: Run) -> list[Figure]:
             models[model] = (variants[0], curves)
     if not models:
         return []
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5))
     use_tokens = all("tokens" in p for _, cs in models.values() for c in cs for p in c)
     x_of = lambda p: p.get("tokens") if use_tokens else p.get("step")  # noqa: E731
-    for (model, (first, curves)), color in zip(models.items(), _colors(len(models))):
+    for (model, (first, curves)), color in zip(models.items(), colors(len(models))):
         style = "-" if run.is_moe(first) else "--"
         if len(curves) == 1:
             c = curves[0]
@@ -37,4 +44,4 @@ def loss_curves(run: Run) -> list[Figure]:
     ax.set_title("Training loss (solid: MoE, dashed: dense; thin: single seeds)")
     ax.legend(loc="best")
     fig.tight_layout()
-    return [Figure("Training loss curves", _encode(fig))]
+    return [Figure("Training loss curves", encode(fig))]

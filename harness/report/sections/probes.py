@@ -1,13 +1,27 @@
-"""Probe figures: decode throughput vs batch size for each MoE variant and its dense twins, each with
-its roofline (dashed) and the crossover; experts touched vs batch size (routing probe)."""
+"""Probes: latency, throughput, memory and routing tables (``harness.report.probes``), and the figures:
+decode throughput vs batch size for each MoE variant and its dense twins, each with its roofline
+(dashed) and the crossover; experts touched vs batch size (routing probe)."""
 
 from __future__ import annotations
 
-from harness.report.plots import DENSE_COLOR, MOE_COLOR, Figure, _colors, _encode, _plt
+from harness.report import probes as PR
+from harness.report.figure import DENSE_COLOR, MOE_COLOR, Figure, colors, encode, pyplot
 from harness.report.probes import crossover, decode_rows, position, probe_rows, roofline_tokens_per_s, twins
 from harness.report.run import Run
+from harness.report.section import Context, Section
 
 TWIN_COLORS = {"moe": MOE_COLOR, "active": DENSE_COLOR, "total": "#7570b3"}
+
+
+def probes_section(ctx: Context) -> Section:
+    run = ctx.run
+    probes = [PR.latency_table(run), PR.throughput_table(run), PR.decode_twins_table(run), PR.memory_table(run),
+              PR.routing_probe_table(run)] + PR.plain_probe_tables(run)
+    return Section("probes", "Probes",
+                   "Latency, throughput (with its cost per 1M tokens) and memory as measured, next to the roofline "
+                   "estimate; where an MoE's decode stops being cheap against its dense twins; experts touched per "
+                   "batch.",
+                   probes, ctx.fig(decode_vs_batch) + ctx.fig(experts_touched), "No probe results in this run.")
 
 
 def _series(ax, run: Run, variant: str, color, label: str, style: str) -> list[dict]:
@@ -33,13 +47,13 @@ def decode_vs_batch(run: Run) -> list[Figure]:
         if not variants:
             return []
         groups = [(None, {})]
-    plt = _plt()
+    plt = pyplot()
     ncols = min(2, len(groups))
     nrows = (len(groups) + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(7.5 * ncols, 4.8 * nrows), squeeze=False)
     for ax, (moe, tw) in zip(axes.flat, groups):
         if moe is None:
-            for v, color in zip(variants, _colors(len(variants))):
+            for v, color in zip(variants, colors(len(variants))):
                 _series(ax, run, v, color, v, "o-" if run.is_moe(v) else "s-")
             ax.set_title("Decode throughput vs batch size")
         else:
@@ -64,7 +78,7 @@ def decode_vs_batch(run: Run) -> list[Figure]:
         ax.set_visible(False)
     fig.tight_layout()
     return [Figure("Decode throughput vs batch size: measured (solid) and roofline (dashed); the crossover is where "
-                   "the MoE's decode costs more like its equal-total twin than its equal-active one", _encode(fig))]
+                   "the MoE's decode costs more like its equal-total twin than its equal-active one", encode(fig))]
 
 
 def experts_touched(run: Run) -> list[Figure]:
@@ -75,10 +89,10 @@ def experts_touched(run: Run) -> list[Figure]:
             series.setdefault(v, []).append(r)
     if not series:
         return []
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
     top = 0
-    for (v, rows), color in zip(series.items(), _colors(len(series))):
+    for (v, rows), color in zip(series.items(), colors(len(series))):
         rows.sort(key=lambda r: r["batch_size"])
         bs = [r["batch_size"] for r in rows]
         ax.plot(bs, [r["experts_touched"] for r in rows], "o-", color=color, lw=2, label=v)
@@ -95,4 +109,4 @@ def experts_touched(run: Run) -> list[Figure]:
     ax.set_title("Experts touched per decode step vs batch size")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
-    return [Figure("Experts touched per decode step vs batch size (routing probe)", _encode(fig))]
+    return [Figure("Experts touched per decode step vs batch size (routing probe)", encode(fig))]
