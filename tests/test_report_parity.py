@@ -299,7 +299,8 @@ def test_unequal_totals_are_shown_and_a_vllm_preemption_named(tmp_path):
     assert _routing_cell(rows["ppl"]) == "2 / 2"
 
 
-def test_probe_tables_carry_the_engine_and_a_one_engine_run_is_unchanged(tmp_path):
+def test_probe_tables_carry_the_engine_and_a_run_on_the_default_engine_alone_is_unchanged(tmp_path):
+    """The engine column shows whenever a variant runs on another engine than the default, alone too."""
     from harness.report.probes import latency_table, throughput_table
 
     run = Run.load(write_run(tmp_path / "run", 1e-6))
@@ -315,6 +316,12 @@ def test_probe_tables_carry_the_engine_and_a_one_engine_run_is_unchanged(tmp_pat
     (path / "plan.json").write_text(json.dumps({"suite": "one", "variants": [spec("moe")]}))
     one = Run.load(path)
     assert "engine" not in latency_table(one).columns and parity_rows(one) == []
+    path = tmp_path / "vllm-only"
+    path.mkdir()
+    (path / "results.jsonl").write_text("\n".join(json.dumps(r) for r in recs if r["variant"] == "moe[vllm]") + "\n")
+    (path / "plan.json").write_text(json.dumps({"suite": "one", "variants": [spec("moe[vllm]", VLLM)]}))
+    alone = latency_table(Run.load(path))
+    assert alone.columns[1] == "engine" and [r[:2] for r in alone.rows] == [["moe[vllm]", "vllm"]]
 
 
 @pytest.mark.parametrize("vllm_change, same", [(-0.01, "yes"), (-0.02, "NO")])

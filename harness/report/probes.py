@@ -13,6 +13,7 @@ from harness.report.numbers import fmt_usd
 from harness.report.parity import engine_of, engines_in
 from harness.report.run import Run
 from harness.report.tables import Table, fmt_num
+from moe_schema.engines import is_default
 
 #: probe row columns shown first by the plain table, in this order; any other keys follow as they come
 PROBE_COLUMNS = ("batch_size", "context", "phase", "ms_p50", "ms_p90", "ms_p95", "ms_p99", "ms_mean", "ms_std",
@@ -74,10 +75,10 @@ def _device_notes(run: Run, name: str) -> list[str]:
 
 
 def _by_engine(run: Run, table: Table, rows: list | None = None) -> None:
-    """In a run with variants on another engine than transformers: an ``engine`` column after the
-    variant and, where probe ``rows`` (one per table row) carry them, vLLM's time to first token
-    and time per output token. A one-engine run's table is unchanged."""
-    if engines_in(run) == ["transformers"] or not engines_in(run):
+    """In a run with variants on another engine than the default one: an ``engine`` column after the
+    variant and, where probe ``rows`` (one per table row) carry them, the served engine's time to
+    first token and time per output token. A run on the default engine alone keeps its table."""
+    if all(is_default(e) for e in engines_in(run)):
         return
     served = rows is not None and any(_num(r.get("ttft_s")) or _num(r.get("tpot_s")) for _, _, r in rows)
     table.columns[1:1] = ["engine"]

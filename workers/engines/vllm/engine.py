@@ -85,7 +85,7 @@ class VllmEngine(Engine):
         if version(self.name) is None:
             raise JobError(protocol.UNSUPPORTED,
                            f"variant {name}: engine vllm is not installed in this worker ({sys.executable}); "
-                           f"install it with pip install 'moe-harness[vllm]' (README, 'The vLLM engine')")
+                           f"install it with python workers/engines/vllm/install.py (README, 'The vLLM engine')")
         if not device.startswith("cpu"):
             raise Unsupported(f"variant {name}: this worker drives vLLM's CPU build; device {device} is not one")
         path = materialize(variant.spec["build"], home)
