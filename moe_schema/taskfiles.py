@@ -12,8 +12,8 @@ A worker holds a shipped folder in use (``using``: a shared ``flock`` on ``tasks
 taken before the folder is looked for and kept until the job ends), and eviction removes only
 folders it can lock exclusively, so daemons sharing a home never evict one another's task in use.
 
-A task names its own files by absolute paths too (``/home/me/tasks/mine/test.jsonl`` beside
-``/home/me/tasks/mine/mine.yaml``): a path inside the folder is a path inside the task, wherever
+A task names its own files by absolute paths too (``/data/me/tasks/mine/test.jsonl`` beside
+``/data/me/tasks/mine/mine.yaml``): a path inside the folder is a path inside the task, wherever
 the folder lands. The worker is told the folder a shipped copy came from (``origin``) and
 ``data_paths`` maps such a data path into the copy; an ``include:`` (read by lm-eval itself) is
 shipped relative to its YAML (``portable_includes``), and the digest covers the files as shipped.

@@ -151,11 +151,25 @@ def test_a_records_engine_is_its_specs_name_else_transformers(variant, want):
 
 # ---------------------------------------------------------------- what vLLM on CPU hosts
 
+
+def _vllm_build_refusal(config, dtype, family=None):
+    """What the registry's one check says of a build on vLLM (None: it runs), the why alone."""
+    r = engines.refusal(engines.engine_spec("vllm"), config=config, dtype=dtype, family=family)
+    assert r is None or r.what == "build"
+    return None if r is None else r.why
+
+
+def _cpu_refusal(spec):
+    """What the registry's one check says of an engine spec on a CPU worker (a build it runs)."""
+    r = engines.refusal(spec, config=OK_MOE, dtype="float32", device="cpu")
+    assert r is None or r.what == "device"
+    return None if r is None else r.why
+
 @pytest.mark.parametrize("dtype, refused", [("float32", False), ("bfloat16", False), ("float16", False),
                                             ("auto", False), ("float64", True), ("int8", True)])
 def test_vllm_dtypes(dtype, refused):
     """vLLM's CPU platform runs three dtypes and the checkpoint's own (auto); others are refused by name."""
-    why = engines.vllm_refusal(OK_MOE, dtype)
+    why = _vllm_build_refusal(OK_MOE, dtype)
     assert (why is not None) == refused
     if refused:
         assert why == f"dtype {dtype} is not one vLLM runs (float32, bfloat16, float16)"
@@ -163,19 +177,19 @@ def test_vllm_dtypes(dtype, refused):
 
 def test_a_family_vllm_has_no_class_for_is_refused_even_without_a_config():
     """The family comes from the config, else from the argument (a checkpoint's model type)."""
-    assert engines.vllm_refusal(None, "float32", "gpt2").startswith("vLLM 0.32 has no model class for family 'gpt2'; "
+    assert _vllm_build_refusal(None, "float32", "gpt2").startswith("vLLM 0.32 has no model class for family 'gpt2'; "
                                                                      "it loads llama, qwen3,")
-    assert engines.vllm_refusal(None, "float32", "llama") is None
-    assert engines.vllm_refusal({"model_type": "gpt2"}, "float32", "llama") is not None  # the config's own wins
-    assert engines.vllm_refusal({}, "float32", None) is None
-    assert engines.vllm_refusal({"model_type": "qwen3_moe", "hidden_size": "x"}, "float32") is None  # its own check
+    assert _vllm_build_refusal(None, "float32", "llama") is None
+    assert _vllm_build_refusal({"model_type": "gpt2"}, "float32", "llama") is not None  # the config's own wins
+    assert _vllm_build_refusal({}, "float32", None) is None
+    assert _vllm_build_refusal({"model_type": "qwen3_moe", "hidden_size": "x"}, "float32") is None  # its own check
 
 
 @pytest.mark.parametrize("hidden, heads, refused", [(128, 4, False), (64, 4, True), (512, 2, False), (576, 2, True),
                                                     (2048, 4, False), (1024, 1, True)])
 def test_head_sizes_vllms_cpu_attention_takes(hidden, heads, refused):
     """32 and 256 and 512 are head sizes vLLM's CPU attention compiles for; 16, 288 and 1024 are not."""
-    why = engines.vllm_refusal({**OK_MOE, "hidden_size": hidden, "num_attention_heads": heads}, "float32")
+    why = _vllm_build_refusal({**OK_MOE, "hidden_size": hidden, "num_attention_heads": heads}, "float32")
     assert (why is not None) == refused
     if refused:
         assert why.startswith(f"attention head size {hidden // heads} is not one vLLM's CPU attention takes (32, ")
@@ -186,7 +200,7 @@ def test_latent_attention_takes_only_576(lora, rope, refused):
     """DeepSeek's MLA: kv_lora_rank + qk_rope_head_dim must be 576 (the one size the CPU kernels take)."""
     mla = {"model_type": "deepseek_v3", "hidden_size": 128, "num_attention_heads": 4, "kv_lora_rank": lora,
            "qk_rope_head_dim": rope}
-    why = engines.vllm_refusal(mla, "float32")
+    why = _vllm_build_refusal(mla, "float32")
     assert (why is not None) == refused
     if refused:
         assert why == (f"latent attention head size {lora + rope} (kv_lora_rank + qk_rope_head_dim) is not one "
@@ -196,10 +210,10 @@ def test_latent_attention_takes_only_576(lora, rope, refused):
 @pytest.mark.parametrize("tp, refused", [(1, False), (2, True)])
 def test_a_cpu_worker_hosts_a_build_on_one_device(tp, refused):
     """tensor_parallel_size 1 runs on a CPU worker; 2 needs two devices and is refused, saying so."""
-    why = engines.cpu_refusal(engines.engine_spec("vllm", {"tensor_parallel_size": tp}))
+    why = _cpu_refusal(engines.engine_spec("vllm", {"tensor_parallel_size": tp}))
     assert (why is not None) == refused
     if refused:
         assert why == ("tensor_parallel_size 2 needs 2 devices; a CPU worker hosts a build on one "
                        "(tensor_parallel_size 1)")
-    assert engines.cpu_refusal({"name": "vllm", "params": {}}) is None
-    assert engines.cpu_refusal({"name": "transformers", "params": {"tensor_parallel_size": 9}}) is None
+    assert _cpu_refusal({"name": "vllm", "params": {}}) is None
+    assert _cpu_refusal({"name": "transformers", "params": {"tensor_parallel_size": 9}}) is None

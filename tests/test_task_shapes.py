@@ -220,7 +220,7 @@ REFUSED = [  # (what the task yaml says beyond its name, the key path refused, t
     ("dataset_path: json\ndataset_kwargs: {{data_dir: {sibling}, data_files: {{test: test.jsonl}}}}\n",
      "t.yaml.dataset_kwargs.data_dir", "{sibling}"),
     ("dataset_path: {sibling}\n", "t.yaml.dataset_path", "{sibling}"),
-    ("include: ../shared.yaml\n", "t.yaml.include", "../shared.yaml"),
+    ("include: ../common.yaml\n", "t.yaml.include", "../common.yaml"),
     ("include: [ok.yaml, {shared}]\n", "t.yaml.include[1]", "{shared}"),
     ("include: ok.yaml\ndataset_kwargs: {{data_files: {{test: ../private.jsonl}}}}\n",  # the merged config
      "t.yaml.dataset_kwargs.data_files.test", "../private.jsonl"),
@@ -237,9 +237,9 @@ def _refused_suite(tmp_path: Path, body: str) -> tuple[Path, Path, dict]:
         f.mkdir()
         (f / "test.jsonl").write_text(_docs(2, "x"))
     (folder / "ok.yaml").write_text(f"dataset_path: json\ndataset_kwargs: {{data_files: {{test: test.jsonl}}}}\n{MC}")
-    (tmp_path / "shared.yaml").write_text("test_split: test\n")
+    (tmp_path / "common.yaml").write_text("test_split: test\n")
     (tmp_path / "private.jsonl").write_text(_docs(2, "private"))
-    fill = {"outside": tmp_path / "private.jsonl", "sibling": sibling, "shared": tmp_path / "shared.yaml"}
+    fill = {"outside": tmp_path / "private.jsonl", "sibling": sibling, "shared": tmp_path / "common.yaml"}
     (folder / "t.yaml").write_text("task: t\ntest_split: test\n" + body.format(**fill) + MC)
     return _suite(tmp_path / "suite.yaml", None, [folder / "t.yaml"]), folder, fill
 
@@ -426,8 +426,8 @@ def test_an_include_inside_the_folder_ships_relative_to_its_yaml_and_the_digest_
     assert folder_digest(path)[0] == digest  # the copy is already portable
 
 
-@pytest.mark.parametrize("origin,path_set,ok", [("/home/me/tasks/mytask", True, True), ("tasks/mytask", True, False),
-                                                ("/home/me/tasks/mytask", False, False), (7, True, False)])
+@pytest.mark.parametrize("origin,path_set,ok", [("/data/me/tasks/mytask", True, True), ("tasks/mytask", True, False),
+                                                ("/data/me/tasks/mytask", False, False), (7, True, False)])
 def test_the_worker_takes_a_tasks_origin_only_as_an_absolute_folder_of_a_local_task(tmp_path, origin, path_set, ok):
     from workers.errors import JobError
     from workers.evaluation.job import check_job
