@@ -63,6 +63,7 @@ def _harness_run(suite: Path, endpoint: str, where: Path, nofile: int | None, **
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
+@pytest.mark.heavy  # tox -e heavy (.ci/run)
 def test_a_10000_job_run_passes_under_ulimit_n_1024(tmp_path, fast_dir, peer):
     """10,001 jobs (one describe, 10,000 evaluations) under ``ulimit -n 1024``: all ok. Before, the
     run (and every rerun) died of 'Too many open files' before the first dispatch."""

@@ -23,7 +23,7 @@ from harness.launch import default_harness
 REPO = Path(__file__).resolve().parent.parent
 UP = REPO / "tests" / "slurm" / "up.sh"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]  # tox -e heavy (.ci/run): two clusters jobs, ~90 s
 
 
 @pytest.fixture(scope="module")

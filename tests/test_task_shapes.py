@@ -158,6 +158,7 @@ DOCS = {"abs_str": 3, "abs_list": 5, "abs_map": 4, "rel_str": 3, "rel_list": 5, 
         "dir_rel": 2, "ds_abs": 4, "ds_rel": 4, "inc_abs": 3, "inc_rel": 3, "fn": 3}
 
 
+@pytest.mark.heavy  # tox -e heavy (.ci/run): one real run over 13 shapes and lm-eval hf on each, ~70 s
 @pytest.mark.parametrize("name", SHAPE_NAMES)
 def test_each_task_shape_runs_from_its_shipped_copy_as_lm_eval_hf_runs_it(shapes_run, hf_reference, name):
     """The shape's evaluate job is ok, read the task's own files (its document count) and equals

@@ -139,7 +139,13 @@ def test_a_figures_own_text_labels_are_kept_not_renumbered():
 
 def test_crowded_category_labels_are_rotated_not_dropped():
     """Eight long variant names under a narrow plot: all eight stay, rotated until none overlap
-    (30 degrees right-aligned first, then upright)."""
+    (30 degrees right-aligned first, then upright). Matplotlib's default style, so the label widths
+    do not depend on which report figure an earlier test drew (figure.pyplot() sets a larger font)."""
+    with plt.style.context("default"):
+        _crowded_category_labels()
+
+
+def _crowded_category_labels():
     names = [f"variant-number-{i}" for i in range(8)]
     fig, ax = plt.subplots(figsize=(2, 2))
     ax.bar(names, range(8))
