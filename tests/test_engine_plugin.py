@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+#: a fresh venv, a pip install and a real run: `tox -e heavy`, which .ci/run runs
+pytestmark = pytest.mark.heavy
+
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "examples" / "engine_plugin"
 MOE = {"model_type": "qwen3_moe", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
