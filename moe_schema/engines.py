@@ -98,8 +98,9 @@ class EngineSpec:
         local checkpoint's config.json (None: not known before a worker loads it, e.g. a hub id)."""
         return None
 
-    def routing_refusal(self, strategy: StrategyConfig) -> str | None:
-        """Why this engine cannot run ``strategy``, from the one fact the strategy states (``needs``)."""
+    def routing_refusal(self, strategy: StrategyConfig, config: dict | None = None) -> str | None:
+        """Why this engine cannot run ``strategy``, from the one fact the strategy states (``needs``);
+        ``config`` is the build's (None: not known yet), for an engine whose limits depend on it."""
         if strategy.needs in self.routes:
             return None
         return f"its rule {NEEDS.get(strategy.needs, strategy.needs)}, and {self.routes_why or f'engine {self.name} does not give it that'}"
@@ -107,6 +108,12 @@ class EngineSpec:
     def device_refusal(self, params: dict, device: str) -> str | None:
         """Why this engine, with these parameters, cannot run on ``device`` (``cpu``, ``cuda:0``), or None."""
         return None
+
+    def exact(self, params: dict) -> bool:
+        """Whether, with these parameters, the engine computes the build's own weights at the variant's
+        dtype, so it is held to the parity tolerance against the reference engine (harness.report.parity);
+        False for an approximation (quantized weights), whose error the report measures instead."""
+        return True
 
 
 @functools.lru_cache(maxsize=None)
@@ -139,7 +146,7 @@ def refusal(engine: dict, *, config: dict | None, dtype: str, family: str | None
     if why:
         return Refusal("build", why)
     for i, strategy in enumerate(strategies):
-        if strategy is not None and (why := spec.routing_refusal(strategy)):
+        if strategy is not None and (why := spec.routing_refusal(strategy, config)):
             return Refusal("routing", why, i)
     if device is not None and (why := spec.device_refusal(engine.get("params") or {}, device)):
         return Refusal("device", why)
