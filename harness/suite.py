@@ -183,7 +183,7 @@ def _parse_build(path: str, m: dict, base: Path, seed: int) -> tuple[dict, str |
 
 
 MODEL_KEYS = ["name", "checkpoint", "config", "derive", "seed", "routing", "eval_routing", "dtype",
-              "trust_remote_code", "experts_implementation", "train", "engine"]
+              "trust_remote_code", "experts_implementation", "train", "engine", "quant"]
 DERIVE_KEYS = ["from", "match", "family", "multiple_of", "num_experts", "top_k", "shared_experts", "granularity"]
 
 
@@ -244,9 +244,49 @@ def _parse_model(path: str, m: Any, base: Path, seed: int, dtype: str, scale_con
     train_over = _expect(f"{path}.train", m.get("train") or {}, dict)
     if train_over and "config" not in build:
         raise SuiteError(f"{path}.train", "only config builds are trained; this one is a checkpoint")
-    engines = _parse_engines(path, m.get("engine"), name, build, family, mdtype, routes, eval_routes)
+    raw_engines = _quant_axis(path, m["quant"], m.get("engine")) if "quant" in m else m.get("engine")
+    engines = _parse_engines(path, raw_engines, name, build, family, mdtype, routes, eval_routes)
     return ModelSpec(name, build, family, moe, tuple(routes), mdtype, trc, impl, m.get("derive"), dict(train_over),
                      tuple(eval_routes), engines=engines)
+
+
+def _quant_axis(path: str, quants, raw) -> list:
+    """A model's ``quant: [f32, q8_0, q4_0]``: each of its engines that takes a ``quant`` parameter
+    (llamacpp) becomes one engine entry per quantization, so each is its own variant, as routing
+    strategies are; engines without one (transformers) stay as they are. Pairs then form within one
+    engine and one quantization (``harness.pairs``: the engine label carries it)."""
+    from moe_schema import engines as eng
+
+    if isinstance(quants, str):
+        quants = [quants]
+    _expect(f"{path}.quant", quants, list, "a quantization or a list of them")
+    if not quants:
+        raise SuiteError(f"{path}.quant", "empty: name at least one quantization")
+    if len(set(map(repr, quants))) != len(quants):
+        raise SuiteError(f"{path}.quant", "a quantization is listed twice")
+    items = raw if isinstance(raw, list) else [eng.DEFAULT if raw is None else raw]
+    out, takers = [], []
+    for item in items:
+        name = item if isinstance(item, str) else item.get("name") if isinstance(item, dict) else None
+        try:
+            spec = eng.get(name) if isinstance(name, str) else None
+        except eng.UnknownName:
+            spec = None  # suite_engines names it, with its path
+        if spec is None or "quant" not in attrs.fields_dict(spec.Params):
+            out.append(item)
+            continue
+        takers.append(name)
+        if isinstance(item, dict) and "quant" in item:
+            raise SuiteError(f"{path}.engine", f"engine {name} names quant {item['quant']!r} and the model's "
+                                               f"quant axis too; write it in one place")
+        for j, q in enumerate(quants):
+            eng.params_of(name, {"quant": q}, f"{path}.quant[{j}]")  # the engine's own check, at this path
+            out.append({**(item if isinstance(item, dict) else {"name": item}), "quant": q})
+    if not takers:
+        known = [n for n in eng.ENGINES.names() if "quant" in attrs.fields_dict(eng.get(n).Params)]
+        raise SuiteError(f"{path}.quant", f"none of this model's engines takes a quantization; "
+                                          f"{', '.join(known) or 'no installed engine'} does (add it to engine:)")
+    return out
 
 
 def _parse_engines(path: str, raw, name: str, build: dict, family, dtype: str, routes, eval_routes) -> tuple:
@@ -266,7 +306,8 @@ def _parse_engines(path: str, raw, name: str, build: dict, family, dtype: str, r
              for j, r in enumerate(items)]
     for i, spec in enumerate(specs):
         refused = eng.refusal(spec, config=config, dtype=dtype, family=family,
-                              strategies=[r.config for _, _, r in asked])
+                              strategies=[r.config for _, _, r in asked],
+                              checkpoint=build.get("checkpoint") if family is not None else None)  # a local folder
         if refused is None:
             continue
         label = eng.label(spec)

@@ -109,6 +109,11 @@ class EngineSpec:
         """Why this engine, with these parameters, cannot run on ``device`` (``cpu``, ``cuda:0``), or None."""
         return None
 
+    def checkpoint_refusal(self, path: str) -> str | None:
+        """Why this engine cannot host the local checkpoint folder ``path`` (read without torch:
+        its tokenizer files, say), or None."""
+        return None
+
     def exact(self, params: dict) -> bool:
         """Whether, with these parameters, the engine computes the build's own weights at the variant's
         dtype, so it is held to the parity tolerance against the reference engine (harness.report.parity);
@@ -137,12 +142,13 @@ class Refusal:
 
 
 def refusal(engine: dict, *, config: dict | None, dtype: str, family: str | None = None,
-            strategies=(), device: str | None = None) -> Refusal | None:
+            strategies=(), device: str | None = None, checkpoint: str | None = None) -> Refusal | None:
     """The one check of what ``engine`` (a checked spec, ``{"name", "params"}``) can run: the build
     (``config``, ``dtype``, ``family``), each of ``strategies`` (``StrategyConfig``s; None: the
-    checkpoint's own routing, which every engine runs) and, with ``device``, the device."""
+    checkpoint's own routing, which every engine runs), with ``device`` the device, and with
+    ``checkpoint`` (a local folder) what the engine reads there."""
     spec = get(engine["name"])
-    why = spec.build_refusal(config, dtype, family)
+    why = spec.build_refusal(config, dtype, family) or (checkpoint and spec.checkpoint_refusal(checkpoint))
     if why:
         return Refusal("build", why)
     for i, strategy in enumerate(strategies):
@@ -236,7 +242,9 @@ def suite_engine(path: str, item: Any) -> dict:
 
 def suite_engines(path: str, data: Any) -> tuple[dict, ...]:
     """A model's ``engine:``: one engine (a name or a map) or a list of them, each its own variant
-    of the same build (``engine: [transformers, vllm]`` runs one build on both engines)."""
+    of the same build (``engine: [transformers, vllm]`` runs one build on both engines; one engine
+    twice with other parameters, ``[{name: llamacpp, quant: f32}, {name: llamacpp, quant: q8_0}]``,
+    is two variants)."""
     if data is None:
         return (engine_spec(DEFAULT),)
     items = data if isinstance(data, list) else [data]
@@ -244,10 +252,13 @@ def suite_engines(path: str, data: Any) -> tuple[dict, ...]:
         raise SchemaError(path, "empty: name at least one engine")
     many = isinstance(data, list)
     out = tuple(suite_engine(f"{path}[{i}]" if many else path, item) for i, item in enumerate(items))
-    names = [e["name"] for e in out]
-    dup = next((n for n in names if names.count(n) > 1), None)
-    if dup:
-        raise SchemaError(path, f"engine {dup!r} listed twice (one build runs once per engine)")
+    labels = [label(e) or e["name"] for e in out]  # one engine may run twice with other parameters (quant)
+    dup = next((i for i, n in enumerate(labels) if labels.count(n) > 1), None)
+    if dup is not None:
+        name, shown = out[dup]["name"], labels[dup]
+        extra = "" if shown in (name, f"[{name}]") else f" ({shown[len(name) + 2:-1]})"
+        raise SchemaError(path, f"engine {name!r}{extra} listed twice with the same parameters (one build runs "
+                                f"once per engine setting)")
     return out
 
 

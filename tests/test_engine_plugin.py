@@ -53,7 +53,7 @@ def test_the_plugin_engine_is_unknown_without_its_install(tmp_path):
     """The neighbouring case: this Python has no such entry point, so the suite is refused by name."""
     proc = harness(sys.executable, "plan", str(write_suite(tmp_path / "s.json", ["native"], "hf_eager")))
     assert proc.returncode == 2
-    assert "models[0].engine: unknown engine 'hf_eager'; known: transformers, vllm" in proc.stderr
+    assert "models[0].engine: unknown engine 'hf_eager'; known: llamacpp, transformers, vllm" in proc.stderr
 
 
 def test_a_strategy_the_plugin_refuses_is_refused_when_the_suite_is_read(plugin_python, tmp_path):

@@ -105,7 +105,7 @@ def test_a_trained_build_on_two_engines_is_trained_once():
      "models[0].engine[1]: tiny[vllm] cannot run on engine vllm: attention head size 16 is not one vLLM's CPU "
      "attention takes (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)"),
     ([{"name": "moe", "config": MOE, "engine": "sglang"}],
-     "models[0].engine: unknown engine 'sglang'; known: transformers, vllm"),
+     "models[0].engine: unknown engine 'sglang'; known: llamacpp, transformers, vllm"),
     ([{"name": "moe", "config": MOE, "engine": {"name": "vllm", "tensor_parallel_size": 0}}],
      "models[0].engine.tensor_parallel_size: must be an integer >= 1, got 0"),
     ([{"name": "moe", "config": MOE, "engine": {"name": "vllm", "kv_cache": "1GiB"}}],

@@ -22,7 +22,7 @@ def test_missing_engine_is_transformers_and_vllm_fills_its_defaults():
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"name": "vlm"}, "variant.engine.name: unknown engine 'vlm' (did you mean 'vllm'?); known: transformers, vllm"),
+    ({"name": "vlm"}, "variant.engine.name: unknown engine 'vlm' (did you mean 'vllm'?); known: llamacpp, transformers, vllm"),
     ({"name": "vllm", "params": {"tensor_parallel_size": 0}},
      "variant.engine.params.tensor_parallel_size: must be an integer >= 1, got 0"),
     ({"name": "vllm", "params": {"kv_cache_byte": 5}},

@@ -63,3 +63,16 @@ def load_model(variant, device: str, home: str | Path | None = None, **options):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def meta_twin(path, dtype: str, trust_remote_code: bool):
+    """The build's transformers model on the meta device, in ``dtype`` (shapes, no storage)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(cfg, trust_remote_code=trust_remote_code)
+    if dtype != "auto":
+        model.to(torch_dtype(dtype))
+    return model.eval()

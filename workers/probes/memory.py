@@ -118,8 +118,10 @@ def _engine_rows(config, ctx) -> list[dict]:
         weights, kv, activations, method = ctx.memory_point(batch, length)
         rows.append({
             "phase": "prefill", "batch_size": batch, "context": length, "prompt_length": length,
-            "weights_bytes": weights, "weights_method": "computed: the engine model's parameter and buffer bytes",
-            "kv_cache_bytes": kv, "kv_cache_method": "allocated: the engine's KV cache (kv_cache_memory_bytes)",
+            "weights_bytes": weights,
+            "weights_method": getattr(ctx, "weights_method", "computed: the engine model's parameter and buffer bytes"),
+            "kv_cache_bytes": kv,
+            "kv_cache_method": getattr(ctx, "kv_method", "allocated: the engine's KV cache (kv_cache_memory_bytes)"),
             "kv_cache_bytes_analytic": ctx.shape.kv_bytes_per_token() * batch * length,
             "activations_peak_bytes": activations, "activations_method": method,
             "peak_bytes": weights + kv + (activations or 0),

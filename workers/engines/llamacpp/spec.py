@@ -14,7 +14,8 @@ and checked on tiny builds (tests/engine_llamacpp):
   else can. ``k`` below 1 or above the build's experts aborts the process inside llama.cpp with no
   exception, so it is refused here, before any load.
 - **what differs from transformers**, refused: qwen3_moe with ``norm_topk_prob: false`` (llama.cpp
-  always renormalises the chosen experts' weights), olmoe with fewer KV heads than heads (its
+  always renormalises the chosen experts' weights, ``src/models/qwen3moe.cpp``), olmoe with
+  ``norm_topk_prob: true`` (llama.cpp's olmoe never does, ``src/models/olmoe.cpp``), olmoe with fewer KV heads than heads (its
   ``attn_k_norm`` is read with the query's shape and the load fails), qwen2_moe (NaN logits where a
   token's embedding row is zero, as transformers' init leaves the pad token's: the shared-expert
   gate computes 0/0).
@@ -100,6 +101,9 @@ class Llamacpp(EngineSpec):
         if model_type == "qwen3_moe" and c.get("norm_topk_prob", False) is False:
             return ("qwen3_moe with norm_topk_prob false: llama.cpp always renormalises the chosen experts' "
                     "weights, so it would compute another model")
+        if model_type == "olmoe" and c.get("norm_topk_prob", False) is True:
+            return ("olmoe with norm_topk_prob true: llama.cpp's olmoe never renormalises the chosen experts' "
+                    "weights, so it would compute another model")
         if model_type == "olmoe":
             heads = c.get("num_attention_heads")
             kv = c.get("num_key_value_heads", heads)
@@ -127,6 +131,9 @@ class Llamacpp(EngineSpec):
             return f"the harness runs llama.cpp on CPU (its CPU build, no layers offloaded); device {device} is not one"
         return None
 
+    def checkpoint_refusal(self, path):
+        return tokenizer_refusal(path)
+
     def exact(self, params) -> bool:
         return params.get("quant", "f32") == "f32" and params.get("kv_cache", "f32") == "f32"
 
@@ -144,3 +151,29 @@ def _experts(config) -> int | None:
 
         value = FAMILY_DEFAULTS.get(fam.model_type, {}).get(key)
     return value if is_type(int, value) else None
+
+
+def tokenizer_refusal(path) -> str | None:
+    """Why the GGUF writer cannot express the tokenizer of checkpoint folder ``path``, or None.
+
+    llama.cpp needs a vocabulary to load a model even when it is only given token ids, and its SPM
+    vocabulary needs a token for each byte it may print (a newline at least). The harness's byte
+    tokenizer (``workers.builds.tokenizer``: ids 0..255 are the bytes) is written as SPM byte tokens;
+    any other (a hub model's BPE, the bios corpus's word tokenizer) is refused."""
+    import json
+    from pathlib import Path
+
+    file = Path(path) / "tokenizer.json"
+    if not file.is_file():
+        return f"no tokenizer.json in {path}: the GGUF writer expresses the harness's byte tokenizer only"
+    try:
+        model = json.loads(file.read_text()).get("model") or {}
+    except (OSError, ValueError) as exc:
+        return f"{file} cannot be read: {exc}"
+    vocab = model.get("vocab") if isinstance(model.get("vocab"), dict) else {}
+    ids = sorted(v for v in vocab.values() if isinstance(v, int))
+    if model.get("type") != "BPE" or model.get("merges") or ids[:256] != list(range(256)) or len(
+            [k for k, v in vocab.items() if isinstance(v, int) and v < 256 and len(k) == 1]) != 256:
+        return (f"its tokenizer ({model.get('type', 'unknown')} with {len(vocab):,} tokens) is not the harness's byte "
+                f"tokenizer, the one the GGUF writer expresses (as llama.cpp byte tokens)")
+    return None

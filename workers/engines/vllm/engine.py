@@ -37,6 +37,7 @@ from moe_schema.headers import SUITE_DTYPE_BYTES
 from moe_schema.roofline import kv_bytes_per_token
 from workers.engines import version
 from workers.engines.base import Engine, Hosted, routing_errors
+from workers.builds.load import meta_twin
 from workers.errors import JobError, ModelLoadFailed, Unsupported
 
 DEFAULT_SEQUENCES = 8  # KV cache room when the suite does not size it: sequences of max_model_len
@@ -52,21 +53,6 @@ def kv_bytes(config: dict, dtype: str) -> int:
     kv_heads = int(config.get("num_key_value_heads") or heads)
     head = int(config.get("head_dim") or int(config["hidden_size"]) // heads)
     return int(kv_bytes_per_token(int(config["num_hidden_layers"]), kv_heads, head, SUITE_DTYPE_BYTES.get(dtype, 4)))
-
-
-def meta_twin(path, dtype: str, trust_remote_code: bool):
-    """The build's transformers model on the meta device, in ``dtype`` (shapes, no storage)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from workers.builds.load import torch_dtype
-
-    cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(cfg, trust_remote_code=trust_remote_code)
-    if dtype != "auto":
-        model.to(torch_dtype(dtype))
-    return model.eval()
 
 
 class VllmEngine(Engine):
