@@ -40,7 +40,7 @@ from harness.report.bootstrap import Diff, paired_diff, seeded_paired_diff
 from harness.report.buckets import main_metrics, member_tasks, task_samples
 from harness.report.pairdiff import PairRow, no_ci_reason
 from harness.report.run import Run
-from harness.report.seeds import ModelPair, mean_sd, model_pairs
+from harness.report.seeds import ModelPair, mean_sd, model_pairs, split_seed
 from harness.report.stats import t_interval
 from moe_schema.engines import engine_name, get
 from moe_schema.hashing import canonical_json
@@ -81,7 +81,14 @@ def _differing(a: dict, b: dict) -> list[str]:
 
 
 def groups(run: Run) -> list[list[str]]:
-    """Each build on one engine at two or more engine settings, one of them inexact: its variants."""
+    """Each build on one engine at two or more engine settings, one of them inexact: its variants
+    (read-only: cached on the run, as its metrics are)."""
+    if ("quant_groups",) not in run._memo:
+        run._memo[("quant_groups",)] = _groups(run)
+    return run._memo[("quant_groups",)]
+
+
+def _groups(run: Run) -> list[list[str]]:
     by_build: dict[str, list[str]] = {}
     for v in run.variants:
         if run.spec(v):
@@ -264,7 +271,7 @@ class Comparison:
     @property
     def subject(self) -> str:
         p = self.row.pair
-        refs = ", ".join(dict.fromkeys(x for pair in self.references[:1] for x in pair))
+        refs = ", ".join(dict.fromkeys(split_seed(x)[0] for pair in self.references[:1] for x in pair))
         return f"{p.moe} vs {p.dense} (equal {p.kind}; each against its exact {refs})"
 
 
