@@ -50,10 +50,11 @@ def spec(model, engine=None):
     return out
 
 
-def write_run(path, values, engines, nan_at=None, probes=True):
+def write_run(path, values, engines, nan_at=None, probes=True, acc_drop=tuple(PARAMS)):
     """``values[model][setting]``: the per-document ``loss`` (lower is better) of each of DOCS documents
     (a number: the same on all) and ``acc``; ``engines``: the settings each model runs at (``None``:
-    transformers). ``nan_at``: (variant, doc) whose loss is NaN."""
+    transformers). ``nan_at``: (variant, doc) whose loss is NaN; ``acc_drop``: the models whose q4_0 variant
+    answers every fourth document wrongly (accuracy 1 elsewhere)."""
     plan, records = [], []
     for model, settings in engines.items():
         for setting in settings:
@@ -65,7 +66,8 @@ def write_run(path, values, engines, nan_at=None, probes=True):
             heldout = [{"doc_id": d, "loss": (math.nan if nan_at == (v, d) else x), "loglikelihoods": [-x]}
                        for d, x in enumerate(per_doc)]
             quant = setting.split("+")[0] if setting else None
-            acc = [{"doc_id": d, "acc": float(not (quant == "q4_0" and d % 4 == 0))} for d in range(DOCS)]
+            acc = [{"doc_id": d, "acc": float(not (quant == "q4_0" and d % 4 == 0 and model in acc_drop))}
+                   for d in range(DOCS)]
             build = {"gguf": {"quant": quant, "bytes": int(PARAMS[model]["total"] * BITS[quant] / 8),
                               "bits_per_weight": BITS[quant]}} if quant else {}
             eng = {"name": engine["name"] if engine else "transformers", "version": "1"}
@@ -144,6 +146,15 @@ def test_claim9_flips_at_minus_one_percent_of_the_twins_f32_value(tmp_path, moe_
         assert v.evidence.mean == pytest.approx(100.0 - moe_q)  # the twin's loss (0) − the MoE's
         assert v.verdict == want and v.raw_verdict == want
         assert {"moe[llamacpp]", f"dense-{v.extra['kind']}[llamacpp]"} <= set(v.variants)  # the f32 sides read too
+
+
+@pytest.mark.parametrize("drop, advantage, raw", [(("moe",), -0.25, DOES_NOT_HOLD),
+                                                  (("dense-active", "dense-total"), 0.25, HOLDS)])
+def test_claim9_on_accuracy_counts_a_drop_in_accuracy_as_quality_lost(tmp_path, drop, advantage, raw):
+    run = write_run(tmp_path / "run", flat(100.0), {m: ALL for m in PARAMS}, probes=False, acc_drop=drop)
+    vs = [v for v in all_verdicts(run)["9"] if v.task == "mc" and v.extra["setting"] == "quant=q4_0"]
+    assert len(vs) == 2 and all(v.evidence.mean == pytest.approx(advantage) and v.raw_verdict == raw for v in vs)
+    assert all(v.boundary == pytest.approx(-0.01) for v in vs)  # 1% of the twin's f32 accuracy, 1.0
 
 
 def test_claim9_on_a_perplexity_aggregate_is_the_difference_of_the_two_aggregate_changes(tmp_path):
@@ -238,10 +249,21 @@ def test_the_section_is_absent_without_two_settings_of_one_build(tmp_path):
     assert all_verdicts(run)["9"] == []
 
 
-def test_the_quantization_figure_draws_one_line_per_build(tmp_path):
+def test_the_quantization_figure_draws_one_line_per_build(tmp_path, monkeypatch):
+    """Quality lost against bits per weight: one line per build (the MoE and its twin), its exact setting
+    at 0 and each quantized one at its file's bits per weight. One task, so one panel (seconds saved)."""
+    from harness.report import figure
     from harness.report.sections.quant import loss_vs_bits
 
     run = write_run(tmp_path / "run", flat(2.0, moe_q=2.5, twin_q=2.25), {"moe": ALL, "dense-active": ALL},
                     probes=False)
+    run.records = [r for r in run.records if r.get("task") != "mc"]
+    run._memo.clear()
+    seen = []
+    monkeypatch.setattr(figure, "FIGURE_HOOK", seen.append)
     figs = loss_vs_bits(run)
     assert len(figs) == 1 and figs[0].png_base64 and "bits per weight" in figs[0].title
+    (ax,) = seen[0].axes
+    lines = {c.get_label(): sorted(zip(*c.lines[0].get_data())) for c in ax.containers}
+    assert lines == {"moe[llamacpp] (MoE)": [(4.5, 0.5), (8.5, 0.5), (32.0, 0.0)],
+                     "dense-active[llamacpp] (dense)": [(4.5, 0.25), (8.5, 0.25), (32.0, 0.0)]}
