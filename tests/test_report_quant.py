@@ -74,7 +74,8 @@ def write_run(path, values, engines, nan_at=None, probes=True, acc_drop=tuple(PA
             for task, metric, samples in (("heldout", "loss", heldout), ("mc", "acc", acc)):
                 vals = [s[metric] for s in samples]
                 records.append({"key": f"{v}-{task}", "kind": "evaluate", "variant": v, "model": model, "task": task,
-                                "status": "ok", "error": None, "attempts": 1, "worker": "w", "spec": {"kind": "evaluate"},
+                                "status": "ok", "error": None, "attempts": 1, "worker": "w",
+                                "spec": {"kind": "evaluate"},
                                 "params": PARAMS[model], "metrics": {task: {metric: sum(vals) / len(vals)}},
                                 "timings": {}, "samples": {task: samples}, "engine": eng, "build": build})
             if probes:
@@ -232,7 +233,8 @@ def test_the_section_sets_each_moe_beside_its_twins_at_each_bit_width(tmp_path):
     table = sections["quantization"].tables[0]
     col = table.columns.index
     rows = [(r[col("setting")], r[col("role")], r[col("variant")]) for r in table.rows]
-    assert rows[:3] == [("quant=f32", "MoE", "moe[llamacpp]"), ("quant=f32", "equal-active twin", "dense-active[llamacpp]"),
+    assert rows[:3] == [("quant=f32", "MoE", "moe[llamacpp]"),
+                        ("quant=f32", "equal-active twin", "dense-active[llamacpp]"),
                         ("quant=f32", "equal-total twin", "dense-total[llamacpp]")]
     assert [r[0] for r in rows[3::3]] == ["quant=q8_0", "quant=q4_0"] and len(rows) == 9
     q4 = table.rows[6]
