@@ -64,6 +64,11 @@ def _advantage(v: Verdict) -> str:
                 f"{v.metric} ({fmt(v.values[1])} vs {fmt(v.values[0])} {u}{acc_s})")
     if v.claim == "5":
         return f"native routing is {_by(e.mean, 'better', 'worse', u)} than {a['strategy']} {what}"
+    if v.claim == "9":  # values: each side's change, quantized − exact; advantage: the twin's loss − the MoE's
+        return (f"at {a['setting']} the MoE's {v.task} {v.metric} changed by {fmt_signed(v.values[0])} {u} against "
+                f"its exact build, its equal-{a['kind']} twin's by {fmt_signed(v.values[1])} {u}: the MoE loses "
+                f"{_by(e.mean, 'less', 'more', u)}; margin {fmt(a['margin'])} {u} ({a['margin_rel']:.0%} of the "
+                "twin's exact value): the claim holds while the MoE's extra loss stays under it")
     return f"advantage {fmt_signed(e.mean)} {u} {what}"
 
 
@@ -113,7 +118,9 @@ MISSING = {"1": "no equal-active pair with held-out loss (tasks *_heldout_seen /
                 "train.heldout_curve)",
            "2": "no equal-total pair with held-out loss",
            "3": "no per-bucket knowledge task with a tail bucket evaluated on an equal-active pair",
-           "5": "no MoE checkpoint evaluated under another routing strategy beside its native one"}
+           "5": "no MoE checkpoint evaluated under another routing strategy beside its native one",
+           "9": ("no MoE and dense twin each evaluated on one engine at an exact setting (f32 weights, f32 KV "
+                 "cache) and a quantized one")}
 
 
 def title(key: str) -> str:
@@ -181,7 +188,7 @@ def verdict_table(run: Run, verdicts: dict | None = None) -> Table:
         table.notes.append("advantage: the difference oriented so that positive favours the claim (claim 1: twin − "
                            "MoE loss; claim 2: MoE − twin loss; claim 3: MoE − equal-active twin bits; 3t, the paper's "
                            "prediction at equal total parameters, in a family of its own: equal-total twin − MoE "
-                           "bits; claim 5: other routing − native loss). holds: the whole CI above the boundary; does not hold: wholly below; "
+                           "bits; claim 5: other routing − native loss; claim 9: the twin's quality lost to quantization − the MoE's). holds: the whole CI above the boundary; does not hold: wholly below; "
                            "else inconclusive (a CI touching the boundary is inconclusive). The verdict uses the "
                            "Holm-adjusted CI; the raw verdict the 95% one.")
     return table

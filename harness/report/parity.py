@@ -2,7 +2,9 @@
 
 Variants that differ only in their engine (same build, routing, dtype, loading options: the variant
 spec without ``name`` and ``engine``) form a parity group; each other engine is set against the
-transformers variant (else the first). Per task:
+transformers variant (else the first). A variant at an inexact engine setting (``EngineSpec.exact``
+False: llama.cpp's quantized weights or f16 KV cache) is in no group: it is not held to a tolerance,
+its error is measured as quantization loss instead (``harness.report.quant``). Per task:
 
 - **loglikelihood**: every request's loglikelihood (``samples[].loglikelihoods``: one per choice of
   a multiple-choice document, one per document of a perplexity task) on both engines; the paired
@@ -37,6 +39,7 @@ import math
 import numpy as np
 
 from harness.report.bootstrap import Diff, paired_bootstrap, paired_diff
+from harness.report.quant import exact
 from harness.report.run import Run, is_stderr, telemetry
 from harness.report.tables import Table, fmt_num
 from harness.report.verdicts import MARGINS
@@ -92,11 +95,12 @@ def engines_in(run: Run) -> list[str]:
 
 def groups(run: Run) -> list[tuple[str, list[str]]]:
     """(reference variant, [the same build's variants on other engines]) for every build evaluated on
-    two or more engines; the reference runs on transformers where one does."""
+    two or more engines; the reference runs on transformers where one does. Inexact engine settings
+    (``quant.exact``: quantized weights) are left out."""
     by_build: dict[str, list[str]] = {}
     for v in run.variants:
         spec = run.spec(v)
-        if not spec or not run.ok("evaluate", v):
+        if not spec or not run.ok("evaluate", v) or not exact(run, v):
             continue
         what = canonical_json({k: x for k, x in spec.items() if k not in ("name", "engine")})
         by_build.setdefault(what, []).append(v)

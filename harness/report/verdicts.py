@@ -26,7 +26,10 @@ Claims (1, 2, 3, 5; the others need probes or ablations these verdicts do not re
    MoE stores *less* (1.3–1.5× fewer bits per parameter), so an equal-total pair is no evidence for
    the claim. It is judged apart, oriented to that prediction (``PREDICTIONS["3t"]``: positive = the
    MoE stores less), as a family of its own;
-5. router: the trained MoE's native router beats top-k at half its k, random routing and pruning.
+5. router: the trained MoE's native router beats top-k at half its k, random routing and pruning;
+9. quantization: an MoE loses no more to an inexact engine setting (quantized weights) than its dense
+   twins, within ``QUANT_MARGIN`` of the twin's exact value: the twin's loss minus the MoE's, on the
+   same documents (``harness.report.quant.comparisons``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from harness.report.buckets import bucket_groups, member_tasks, primary_metric, 
 from harness.report.curves import KINDS, heldout_curve, points
 from harness.report.knowledge import regime_of, values_groups
 from harness.report.pairdiff import PairRow, compare_pair
+from harness.report.quant import QUANT_MARGIN, comparisons as quant_comparisons
 from harness.report.run import Run
 from harness.report.seeds import ModelPair, model_pairs, routing_pairs, split_seed, sweep_label
 from harness.report.stats import (ALPHA, docs_needed, holm_levels, mde_bootstrap, mde_seeds, quantile, seeds_needed,
@@ -50,7 +54,7 @@ HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive at 
 EQUIVALENCE_MARGIN = 0.01
 #: the margins claims judge by, as fractions of the twin's value (claims 1, 3 and 5: boundary 0, no
 #: margin); engine parity flags a mean difference beyond the smallest of them
-MARGINS = {"2": EQUIVALENCE_MARGIN}
+MARGINS = {"2": EQUIVALENCE_MARGIN, "9": QUANT_MARGIN}
 HELDOUT = re.compile(r"_heldout_(seen|unseen)$")
 
 
@@ -371,6 +375,18 @@ def claim5(run: Run) -> list[Verdict]:
     return out
 
 
+def claim9(run: Run) -> list[Verdict]:
+    """Each MoE and twin at an inexact engine setting, per task: advantage = the twin's quality lost
+    against its exact build minus the MoE's (a row whose sides are the two changes, MoE first)."""
+    out = []
+    for c in quant_comparisons(run):
+        v = judge("9", c.row, True, -c.margin, c.subject, run, kind=c.row.pair.kind, setting=c.setting,
+                  margin=c.margin, margin_rel=QUANT_MARGIN)
+        v.variants += tuple(x for pair in c.references for x in pair)
+        out.append(v)
+    return out
+
+
 #: claim -> (statement, how to compute its verdicts, short name)
 CLAIMS = {"1": ("At equal active parameters the MoE reaches a lower held-out loss at the same tokens", claim1,
                 "equal active"),
@@ -378,7 +394,8 @@ CLAIMS = {"1": ("At equal active parameters the MoE reaches a lower held-out los
                 "equal total"),
           "3": ("The MoE stores more long-tail (tail-bucket) knowledge than its equal-active dense twin", claim3,
                 "long-tail knowledge"),
-          "5": ("The trained router beats top-k at half k, random routing and pruning", claim5, "router")}
+          "5": ("The trained router beats top-k at half k, random routing and pruning", claim5, "router"),
+          "9": ("An MoE loses no more to quantization than its dense twins", claim9, "quantization")}
 
 
 #: what a claim's own source predicts and a run can check beside the claim, never inside its Holm family
@@ -404,7 +421,7 @@ def untrained_variants(run: Run) -> list[str]:
 
 
 def all_verdicts(run: Run) -> dict[str, list[Verdict]]:
-    """{claim: its verdicts} for claims 1, 2, 3 and 5 ([] where the run cannot speak to a claim), each
+    """{claim: its verdicts} for claims 1, 2, 3, 5 and 9 ([] where the run cannot speak to a claim), each
     claim followed by the predictions that sit beside it (``PREDICTIONS``: "3t" after "3").
 
     A comparison that reads an untrained build (random weights) gets no verdict; each claim's

@@ -21,6 +21,7 @@ from harness.report.sections.sweeps import sweeps_section
 from harness.report.sections.longtail import longtail_section
 from harness.report.sections.capacity import capacity_section
 from harness.report.sections.probes import probes_section
+from harness.report.sections.quant import quant_section
 from harness.report.sections.routing import routing_section
 from harness.report.sections.training import training_section
 from harness.report.sections.provenance import provenance_section
@@ -31,7 +32,7 @@ from harness.report.trust import mark_tables, unauthenticated
 #: them. A new section is one module here (its builder, tables and figures) and one entry.
 SECTION_BUILDERS = [answer_section, parity_section, variants_section, cost_section, seeds_section, pairs_sections,
                     efficiency_section, sweeps_section, longtail_section, capacity_section, probes_section,
-                    routing_section, training_section, provenance_section]
+                    quant_section, routing_section, training_section, provenance_section]
 
 
 def build_sections(run: Run, with_figures: bool = True, builders=None) -> list[Section]:

@@ -7,7 +7,7 @@ from harness.report.card import build_card
 from harness.report.parity import parity_flags
 from harness.report.section import Context, Section
 from harness.report.trust import mark_verdicts, unauthenticated
-from harness.report.verdicts import EQUIVALENCE_MARGIN
+from harness.report.verdicts import EQUIVALENCE_MARGIN, MARGINS
 
 
 def answer_section(ctx: Context) -> Section:
@@ -28,4 +28,5 @@ def answer_section(ctx: Context) -> Section:
                                  "paired differences, when the run trained two or more seeds; else the within-seed "
                                  "paired bootstrap over documents), the Holm-adjusted CI it is judged on, and for an "
                                  "inconclusive one what the run could detect. Claim 2 uses an equivalence margin of "
-                                 f"{EQUIVALENCE_MARGIN:.0%} of the dense twin's value.")
+                                 f"{EQUIVALENCE_MARGIN:.0%} of the dense twin's value; claim 9 a margin of "
+                                 f"{MARGINS['9']:.0%} of the twin's value at its exact (f32) setting.")
