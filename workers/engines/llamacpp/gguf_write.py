@@ -22,8 +22,9 @@ was checked against its source (``src/models/<arch>.cpp``, ``src/llama-model.cpp
   the embedding's rows. Tokenization stays on the harness side (llama.cpp gets token ids): the vocab
   only has to load. Any other tokenizer is refused.
 
-Anything else the GGUF cannot say (another activation, rope scaling, sliding windows, biases, dense
-layers inside an MoE) raises ``UnsupportedCheckpoint`` with one line naming the checkpoint.
+Anything else the GGUF cannot say (``spec.unwritable``: another activation, rope scaling, sliding
+windows, biases, dense layers inside an MoE; the spec refuses the same at plan time) raises
+``UnsupportedCheckpoint`` with one line naming the checkpoint.
 ``quantize`` is llama.cpp's own ``llama_model_quantize``. ``gguf_cache`` caches both per build.
 """
 
@@ -34,7 +35,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from workers.engines.llamacpp.spec import ARCHITECTURES, QUANTS, REFUSED_FAMILIES
+from workers.engines.llamacpp.spec import ARCHITECTURES, QUANTS, REFUSED_FAMILIES, unwritable
 
 #: joins the cache key of every GGUF written (``gguf_cache``): bump it when the output changes
 WRITER_VERSION = 1
@@ -95,8 +96,6 @@ def _config(ckpt: Path):
     """The checkpoint's transformers config, refused here when the GGUF cannot say what it computes."""
     import transformers
 
-    from workers.compat import rope_parameters
-
     if not (ckpt / "config.json").is_file():
         raise UnsupportedCheckpoint(f"checkpoint {ckpt}: no config.json (a local checkpoint folder is needed)")
     model_type = json.loads((ckpt / "config.json").read_text()).get("model_type")
@@ -104,21 +103,9 @@ def _config(ckpt: Path):
         why = REFUSED_FAMILIES.get(model_type, f"the GGUF writer knows {', '.join(ARCHITECTURES)}")
         raise UnsupportedCheckpoint(f"checkpoint {ckpt}: family {model_type!r} is not written: {why}")
     config = transformers.AutoConfig.from_pretrained(ckpt)
-    rope = rope_parameters(config)
-    problems = {
-        f"hidden_act {config.hidden_act!r} (llama.cpp computes silu)": config.hidden_act != "silu",
-        f"rope_type {rope.get('rope_type')!r} (only default rope is written)": rope.get("rope_type", "default") != "default",
-        "sliding-window attention": bool(getattr(config, "use_sliding_window", False))
-        or any(t != "full_attention" for t in (getattr(config, "layer_types", None) or ()))
-        or (model_type == "mixtral" and getattr(config, "sliding_window", None) is not None),
-        "attention or MLP biases": bool(getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False)),
-        "clip_qkv": getattr(config, "clip_qkv", None) is not None,
-        "dense layers between its MoE layers (decoder_sparse_step, mlp_only_layers)":
-            getattr(config, "decoder_sparse_step", 1) != 1 or bool(getattr(config, "mlp_only_layers", None)),
-    }
-    bad = [what for what, yes in problems.items() if yes]
-    if bad:
-        raise UnsupportedCheckpoint(f"checkpoint {ckpt}: {model_type} with {'; '.join(bad)}: not written as GGUF")
+    unsaid = unwritable(config.to_dict())
+    if unsaid:
+        raise UnsupportedCheckpoint(f"checkpoint {ckpt}: {model_type} with {'; '.join(unsaid)}: not written as GGUF")
     return config
 
 
