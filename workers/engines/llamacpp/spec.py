@@ -14,7 +14,8 @@ and checked on tiny builds (tests/engine_llamacpp):
   else can. ``k`` below 1 or above the build's experts aborts the process inside llama.cpp with no
   exception, so it is refused here, before any load.
 - **what differs from transformers**, refused: qwen3_moe with ``norm_topk_prob: false`` (llama.cpp
-  always renormalises the chosen experts' weights), olmoe with fewer KV heads than heads (its
+  always renormalises the chosen experts' weights), olmoe with ``norm_topk_prob: true`` (llama.cpp's
+  olmoe never does; neither architecture reads ``expert_weights_norm``), olmoe with fewer KV heads than heads (its
   ``attn_k_norm`` is read with the query's shape and the load fails), qwen2_moe (NaN logits where a
   token's embedding row is zero, as transformers' init leaves the pad token's: the shared-expert
   gate computes 0/0).
@@ -102,6 +103,9 @@ class Llamacpp(EngineSpec):
             return f"{model_type} with {'; '.join(unsaid)}: not expressed in the GGUF the harness writes"
         if model_type == "qwen3_moe" and c.get("norm_topk_prob", False) is False:
             return ("qwen3_moe with norm_topk_prob false: llama.cpp always renormalises the chosen experts' "
+                    "weights, so it would compute another model")
+        if model_type == "olmoe" and c.get("norm_topk_prob", False) is True:
+            return ("olmoe with norm_topk_prob true: llama.cpp's olmoe never renormalises the chosen experts' "
                     "weights, so it would compute another model")
         if model_type == "olmoe":
             heads = c.get("num_attention_heads")
