@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +68,10 @@ def hf_logprobs(checkpoint, ids=IDS, **config) -> np.ndarray:
 
 
 def load_in_subprocess(gguf_path, **kwargs) -> subprocess.CompletedProcess:
-    """Load ``gguf_path`` in a child process (llama.cpp may abort the process rather than raise)."""
-    code = ("import sys, llama_cpp; llama_cpp.Llama(model_path=sys.argv[1], n_ctx=64, verbose=False, "
+    """Load ``gguf_path`` in a child process (llama.cpp may abort the process rather than raise), its
+    log on stderr."""
+    code = ("import sys, llama_cpp; llama_cpp.Llama(model_path=sys.argv[1], n_ctx=64, verbose=True, "
             f"**{kwargs!r}); print('loaded')")
-    return subprocess.run([sys.executable, "-c", code, str(gguf_path)], capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "GGML_NO_BACKTRACE": "1"}  # an abort prints its assertion, not a gdb backtrace
+    return subprocess.run([sys.executable, "-c", code, str(gguf_path)], capture_output=True, text=True, timeout=120,
+                          env=env)

@@ -42,3 +42,20 @@ def test_expert_used_count_is_topk_for_every_k(tiny, tmp_path, name):
     print(f"routing {name}: k=1..{experts}, max |dlogp| {worst:.2e}")
     assert worst <= FP32_TOL
     assert np.abs(by_k[1] - by_k[2]).max() > 1e-3
+
+
+def test_the_byte_vocabulary_loads_with_the_harness_ids(tiny, tmp_path):
+    """llama.cpp reads the vocabulary the writer gives the byte tokenizer: the embedding's rows, bos
+    and eos at the harness's ids, byte tokens that detokenize to their bytes."""
+    import llama_cpp
+
+    from workers.builds.tokenizer import BOS_ID, BYTE_VOCAB_SIZE, EOS_ID
+    from workers.engines.llamacpp.gguf_write import write_gguf
+
+    llm = llama_cpp.Llama(model_path=str(write_gguf(tiny("qwen3"), tmp_path / "m.gguf")), n_ctx=64, verbose=False)
+    try:
+        assert (llm.n_vocab(), llm.token_bos(), llm.token_eos()) == (BYTE_VOCAB_SIZE, BOS_ID, EOS_ID)
+        assert llm.detokenize(list(b"caf\xc3\xa9\n")) == "café\n".encode()
+        assert llm.tokenize("café".encode(), add_bos=False) == list("café".encode())
+    finally:
+        llm.close()
