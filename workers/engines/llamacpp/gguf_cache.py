@@ -10,17 +10,15 @@ two workers on one machine never write it twice and never read half of it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from pathlib import Path
 
+from moe_schema.hashing import entries_digest, file_chunks
 from moe_schema.home import harness_home
 from moe_schema.locks import KeyLock
 from workers.engines.llamacpp.gguf_write import READS, WRITER_VERSION, UnsupportedCheckpoint, quantize, write_gguf
 from workers.engines.llamacpp.spec import QUANTS
-
-_CHUNK = 1 << 20
 
 
 def gguf_for(checkpoint_dir: str | Path, quant: str = "f32", home: str | Path | None = None,
@@ -47,15 +45,10 @@ def gguf_for(checkpoint_dir: str | Path, quant: str = "f32", home: str | Path | 
 
 
 def checkpoint_digest(ckpt: Path) -> str:
-    """sha256 over the writer's version and ``(name, sha256 of content)`` of each file it reads."""
-    total = hashlib.sha256(f"gguf_write {WRITER_VERSION}\n".encode())
-    for path in sorted({p for pattern in READS for p in ckpt.glob(pattern) if p.is_file()}):
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-        total.update(f"{path.name}\0{h.hexdigest()}\n".encode())
-    return total.hexdigest()[:24]
+    """The digest of the writer's version and of each file it reads, by name and content."""
+    paths = sorted({p for pattern in READS for p in ckpt.glob(pattern) if p.is_file()})
+    return entries_digest([("gguf_write", [str(WRITER_VERSION).encode()])]
+                          + [(p.name, file_chunks(p)) for p in paths])
 
 
 def _file_name(quant: str) -> str:

@@ -259,4 +259,12 @@ def _read(ckpt: Path):
 
 
 def _read_one(ckpt: Path, wanted: str):
-    return next(array for name, array in _read(ckpt) if name == wanted)
+    """One tensor of the checkpoint as float32, read from the shard that holds it."""
+    import torch
+    from safetensors import safe_open
+
+    for shard in _shards(ckpt):
+        with safe_open(str(shard), framework="pt") as f:
+            if wanted in f.keys():
+                return f.get_tensor(wanted).to(torch.float32).numpy()
+    raise UnsupportedCheckpoint(f"checkpoint {ckpt}: no tensor {wanted!r}")
