@@ -50,7 +50,8 @@ class UnsupportedCheckpoint(ValueError):
 
 def write_gguf(checkpoint_dir: str | Path, out_path: str | Path) -> Path:
     """Write ``checkpoint_dir`` (config.json, safetensors, the byte tokenizer) as an F32 GGUF at
-    ``out_path``; return ``out_path``. Raises ``UnsupportedCheckpoint`` before writing anything."""
+    ``out_path``; return ``out_path``. Raises ``UnsupportedCheckpoint`` before writing anything (the
+    weights are held in memory as float32 until the file is written: 4 bytes per parameter)."""
     import gguf
 
     ckpt, out = Path(checkpoint_dir), Path(out_path)
