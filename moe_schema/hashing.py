@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 from moe_schema.engines import DEFAULT, is_default
 
@@ -33,3 +34,27 @@ def model_key(variant: dict) -> str:
     if isinstance(engine, dict) and not is_default(engine.get("name", DEFAULT)):
         parts.append(engine)
     return content_hash(parts)
+
+
+_CHUNK = 1 << 20
+
+
+def entries_digest(entries) -> str:
+    """The first 24 hex digits of the sha256 over one ``name\\0<sha256 of content>`` line per entry,
+    in the order given; ``entries``: ``(name, chunks)``, the content as an iterable of bytes (a file
+    read in pieces: ``file_chunks``). Names shipped task folders (``taskfiles``) and the GGUF files
+    written from a checkpoint (``workers.engines.llamacpp.gguf_cache``)."""
+    total = hashlib.sha256()
+    for name, chunks in entries:
+        h = hashlib.sha256()
+        for chunk in chunks:
+            h.update(chunk)
+        total.update(name.encode() + b"\0" + h.hexdigest().encode() + b"\n")
+    return total.hexdigest()[:24]
+
+
+def file_chunks(path: str | Path):
+    """A file's bytes in pieces of 1 MiB (read lazily: a large file is never held whole)."""
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            yield chunk

@@ -23,13 +23,14 @@ Torch-free: the harness (``bundle``) and the workers (``unpack``) both use it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import uuid
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
+from moe_schema.hashing import entries_digest as _digest
+from moe_schema.hashing import file_chunks as _chunks
 from moe_schema.home import harness_home
 from moe_schema.locks import KeyLock
 
@@ -64,23 +65,6 @@ def _listing(folder: Path) -> list[tuple[str, Path]]:
 def check_links(folder: str | Path) -> None:
     """Refuse a task folder holding a symbolic link out of it (``TaskFilesError``, one line)."""
     _listing(Path(folder))
-
-
-def _digest(entries) -> str:
-    """sha256 over ``(relative name, sha256 of content)`` pairs in name order; entries: (name, chunks)."""
-    total = hashlib.sha256()
-    for name, chunks in entries:
-        h = hashlib.sha256()
-        for chunk in chunks:
-            h.update(chunk)
-        total.update(name.encode() + b"\0" + h.hexdigest().encode() + b"\n")
-    return total.hexdigest()[:24]
-
-
-def _chunks(path: Path):
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            yield chunk
 
 
 def _shipped(name: str, path: Path, folder: Path):

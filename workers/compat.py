@@ -79,3 +79,16 @@ def on_task_configs(task_manager, fix) -> None:
         return fix(config, Path(path)) if path else config
 
     factory._load_full_config = load
+
+
+def rope_parameters(config) -> dict:
+    """A transformers config's rope settings as one dict (``rope_theta``, ``rope_type`` and any
+    scaling keys): transformers 5 keeps them in ``config.rope_parameters``, 4.x in ``rope_theta``
+    beside ``rope_scaling``."""
+    params = getattr(config, "rope_parameters", None)
+    if isinstance(params, dict) and "rope_theta" in params:
+        return dict(params)
+    out = dict(getattr(config, "rope_scaling", None) or {})
+    out.setdefault("rope_type", out.get("type", "default"))
+    out["rope_theta"] = float(getattr(config, "rope_theta", 10000.0))
+    return out

@@ -14,8 +14,8 @@ and checked on tiny builds (tests/engine_llamacpp):
   else can. ``k`` below 1 or above the build's experts aborts the process inside llama.cpp with no
   exception, so it is refused here, before any load.
 - **what differs from transformers**, refused: qwen3_moe with ``norm_topk_prob: false`` (llama.cpp
-  always renormalises the chosen experts' weights, ``src/models/qwen3moe.cpp``), olmoe with
-  ``norm_topk_prob: true`` (llama.cpp's olmoe never does, ``src/models/olmoe.cpp``), olmoe with fewer KV heads than heads (its
+  always renormalises the chosen experts' weights), olmoe with ``norm_topk_prob: true`` (llama.cpp's
+  olmoe never does; neither architecture reads ``expert_weights_norm``), olmoe with fewer KV heads than heads (its
   ``attn_k_norm`` is read with the query's shape and the load fails), qwen2_moe (NaN logits where a
   token's embedding row is zero, as transformers' init leaves the pad token's: the shared-expert
   gate computes 0/0).
@@ -98,6 +98,9 @@ class Llamacpp(EngineSpec):
             return (f"the harness writes GGUF files for families {', '.join(ARCHITECTURES)}; not {model_type!r} "
                     f"(refused: {', '.join(REFUSED_FAMILIES)})")
         c = config or {}
+        unsaid = unwritable(c)
+        if unsaid:
+            return f"{model_type} with {'; '.join(unsaid)}: not expressed in the GGUF the harness writes"
         if model_type == "qwen3_moe" and c.get("norm_topk_prob", False) is False:
             return ("qwen3_moe with norm_topk_prob false: llama.cpp always renormalises the chosen experts' "
                     "weights, so it would compute another model")
@@ -136,6 +139,27 @@ class Llamacpp(EngineSpec):
 
     def exact(self, params) -> bool:
         return params.get("quant", "f32") == "f32" and params.get("kv_cache", "f32") == "f32"
+
+
+def unwritable(config: dict) -> list[str]:
+    """What a config of a family in ``ARCHITECTURES`` asks that the GGUF the harness writes (and the
+    llama.cpp architecture reading it) cannot say; empty when nothing. Absent keys take the families'
+    defaults, which are all writable, so a suite's config block and a saved config.json read alike."""
+    c = config
+    rope = c.get("rope_parameters") or c.get("rope_scaling") or {}
+    rope_type = rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else "default"
+    problems = {
+        f"hidden_act {c.get('hidden_act')!r} (llama.cpp computes silu)": c.get("hidden_act", "silu") != "silu",
+        f"rope_type {rope_type!r} (only default rope is written)": rope_type != "default",
+        "sliding-window attention": bool(c.get("use_sliding_window"))
+        or any(t != "full_attention" for t in c.get("layer_types") or ())
+        or (c.get("model_type") == "mixtral" and c.get("sliding_window") is not None),
+        "attention or MLP biases": bool(c.get("attention_bias") or c.get("mlp_bias")),
+        "clip_qkv": c.get("clip_qkv") is not None,
+        "dense layers between its MoE layers (decoder_sparse_step, mlp_only_layers)":
+            c.get("decoder_sparse_step", 1) != 1 or bool(c.get("mlp_only_layers")),
+    }
+    return [what for what, yes in problems.items() if yes]
 
 
 def _experts(config) -> int | None:
