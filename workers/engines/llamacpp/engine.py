@@ -119,14 +119,15 @@ class LlamacppEngine(Engine):
         from transformers import AutoTokenizer
 
         from workers.builds.load import meta_twin
-        from workers.engines.llamacpp.gguf_write import UnsupportedCheckpoint, gguf_for, tensor_bytes
+        from workers.engines.llamacpp.gguf_cache import gguf_for, tensor_bytes
+        from workers.engines.llamacpp.gguf_write import UnsupportedCheckpoint
         from workers.engines.llamacpp.spec import ARCHITECTURES
 
         plan = self._plan(variant, device, home)
         v, path, config = variant.spec, plan["path"], plan["config"]
         params = v["engine"]["params"]
         try:
-            gguf = gguf_for(path, params["quant"], home)
+            gguf = gguf_for(path, params["quant"], home, threads=thread_count(params.get("threads"), free_cores()))
         except UnsupportedCheckpoint as exc:
             raise Unsupported(f"variant {variant.name}: engine llamacpp cannot host it: {exc}") from None
         except Exception as exc:
@@ -179,7 +180,9 @@ class LlamacppEngine(Engine):
         return {"experts_implementation": "llama.cpp (CPU)", "threads": handle.threads, "n_ctx": handle.n_ctx,
                 "kv_cache": handle.kv_cache, "routing_telemetry": TELEMETRY,
                 "gguf": {"quant": handle.quant, "bytes": sizes["file_bytes"],
-                         "bits_per_weight": sizes["bits_per_weight"]}}
+                         "bits_per_weight": 8 * sizes["total_bytes_per_param"],
+                         "expert_bits_per_weight": (8 * sizes["expert_bytes_per_param"]
+                                                    if sizes["expert_bytes_per_param"] else None)}}
 
 
 def _first_line(exc: BaseException) -> str:

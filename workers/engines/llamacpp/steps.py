@@ -10,7 +10,7 @@ llama.cpp's own server decodes parallel requests.
 - decode: ``context`` tokens prefilled per row, then ``new_tokens`` steps of one token per row, each
   step the argmax of the row's last logits (greedy, as the other engines feed): one sample per step.
 
-The roofline's bytes per parameter are the GGUF's own (``gguf_write.tensor_bytes``: a q4_0 tensor
+The roofline's bytes per parameter are the GGUF's own (``gguf_cache.tensor_bytes``: a q4_0 tensor
 is 4.5 bits per weight, not 4); the KV cache's are its type's (f32: 4, f16: 2). llama.cpp exposes
 no expert choice, so the census is None and the roofline assumes uniform routing.
 """
@@ -153,7 +153,7 @@ class LlamacppProbeContext(ProbeContext):
         runner = self._runner(batch, length)
         kv = int(self.shape.kv_bytes_per_token() * runner.rows * _round_up(length, 256))
         runner.decode(self.prompts(batch, length).tolist(), 0)
-        weights = int(self.handle.sizes["tensor_bytes"])
+        weights = int(self.handle.sizes["total_bytes"])
         if can_reset and _status_kb("VmHWM") is not None:
             peak = max(_status_kb("VmHWM") * 1024 - before - kv, 0)
             return weights, kv, peak, "measured: peak RSS (VmHWM) rise over one prefill, less the KV cache; approximate"
@@ -186,7 +186,7 @@ def open_probe_context(engine, loaded, config, *, progress=None, cancelled=None)
     handle = loaded.handle
     shape = shape_of(loaded.model)
     params = shape.total_params or 1
-    shape = attrs.evolve(shape, bytes_per_param=handle.sizes["tensor_bytes"] / params,
+    shape = attrs.evolve(shape, bytes_per_param=handle.sizes["total_bytes"] / params,
                          kv_bytes=4.0 if handle.kv_cache == "f32" else 2.0)
     peaks = peaks_for(config, torch.device("cpu"), "float32") if timed else None  # llama.cpp's CPU math: f32 sums
     ctx = LlamacppProbeContext(loaded, shape, peaks, config.seed, progress, cancelled)
