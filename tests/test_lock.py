@@ -20,6 +20,7 @@ from packaging.version import Version
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "requirements" / "lock.txt"
 VLLM_LOCK = ROOT / "requirements" / "vllm-lock.txt"  # tox -e vllm: the [vllm] extra's own lock
+LLAMACPP_LOCK = ROOT / "requirements" / "llamacpp-lock.txt"  # tox -e llamacpp: the [llamacpp] extra's own lock
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 
 
@@ -70,6 +71,12 @@ def test_the_vllm_lock_pins_the_vllm_extra_and_the_rest_inside_pyproject():
     assert not problems, ("requirements/vllm-lock.txt disagrees with pyproject.toml; refresh it with the "
                           "commands at its top:\n" + "\n".join(problems))
     assert not {"torchvision", "torchaudio", "torchcodec"} & set(lock_pins(VLLM_LOCK.read_text()))
+
+
+def test_the_llamacpp_lock_pins_the_llamacpp_extra_and_the_rest_inside_pyproject():
+    problems = disagreements(requirements("llamacpp"), lock_pins(LLAMACPP_LOCK.read_text()), LOCK_ENV)
+    assert not problems, ("requirements/llamacpp-lock.txt disagrees with pyproject.toml; recompile it with the "
+                          "command at its top:\n" + "\n".join(problems))
 
 
 def test_the_check_notices_a_range_change_without_a_refreshed_lock():
