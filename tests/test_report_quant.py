@@ -16,16 +16,11 @@ from harness.report.card import build_card
 from harness.report.claims import claims
 from harness.report.markdown import render_markdown
 from harness.report.parity import groups as parity_groups, parity_rows
-from harness.report.quant import QUANT_MARGIN, comparisons, exact, losses, missing_reference_notes, references
+from harness.report.quant import QUANT_MARGIN, comparisons, exact, losses, missing_reference_notes, quant_tasks, references
 from harness.report.run import Run
 from harness.report.sections import build_sections
 from harness.report.verdicts import DOES_NOT_HOLD, EQUIVALENCE_MARGIN, HOLDS, INCONCLUSIVE, all_verdicts
-from moe_schema.engines import ENGINES, label
-
-# the llamacpp engine comes in by an entry point; a checkout whose installed metadata predates it (an
-# editable install made before the entry point was added) registers the same spec here, at collection
-if "llamacpp" not in ENGINES:
-    ENGINES.add("llamacpp", "workers.engines.llamacpp.spec:Llamacpp")
+from moe_schema.engines import label
 
 DOCS = 16  # a power of two: the mean of equal per-document values is exact
 PARAMS = {"moe": {"total": 100, "active": 50, "num_experts": 8}, "dense-active": {"total": 50, "active": 50},
@@ -269,3 +264,57 @@ def test_the_quantization_figure_draws_one_line_per_build(tmp_path, monkeypatch)
     lines = {c.get_label(): sorted(zip(*c.lines[0].get_data())) for c in ax.containers}
     assert lines == {"moe[llamacpp] (MoE)": [(4.5, 0.5), (8.5, 0.5), (32.0, 0.0)],
                      "dense-active[llamacpp] (dense)": [(4.5, 0.25), (8.5, 0.25), (32.0, 0.0)]}
+
+
+# ---- what the first real run of suites/quant.yaml showed (each a decision the card printed wrong) -------
+def test_an_aggregate_task_without_documents_is_not_compared_twice(tmp_path):
+    """lm-eval's group row (longtail_heldout over _seen and _unseen) has a value but no documents: it is
+    left out of the quantization table and of claim 9, whose members are already judged per document."""
+    run = write_run(tmp_path / "run", flat(1.0, moe_q=1.5, twin_q=1.5), {m: ["f32", "q8_0"] for m in PARAMS})
+    lines = (tmp_path / "run" / "results.jsonl").read_text().splitlines()
+    extra = [json.loads(x) for x in lines if '"heldout"' in x and '"evaluate"' in x]
+    for r in extra:  # the same variants with a group row: a metric, no samples
+        r.update(key=r["key"] + "-group", task="heldout_group", metrics={"heldout_group": {"loss": 1.0}}, samples={})
+    (tmp_path / "run" / "results.jsonl").write_text("\n".join(lines + [json.dumps(r) for r in extra]) + "\n")
+    run = Run.load(tmp_path / "run")
+    assert "heldout_group" in run.tasks()
+    assert [t for t, _ in quant_tasks(run)] == ["heldout", "mc"]
+    assert {c.row.task for c in comparisons(run)} == {"heldout", "mc"}
+
+
+def test_claim5_pairs_each_router_with_the_native_of_its_own_engine_setting(tmp_path):
+    """With one checkpoint on transformers and on llama.cpp at two quantizations, top-1 on each engine
+    setting is set against native on that same setting (the card named one setting for all of them)."""
+    from harness.report.seeds import routing_pairs
+
+    run = write_run(tmp_path / "run", flat(1.0), {"moe": ["", "f32", "q8_0"]}, probes=False)
+    plan = json.loads((tmp_path / "run" / "plan.json").read_text())
+    records = [json.loads(x) for x in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    for v in list(plan["variants"]):
+        top1 = {**v, "name": v["name"].replace("moe", "moe@topk(k=1)", 1),
+                "routing": {"name": "topk", "params": {"k": 1}}}
+        plan["variants"].append(top1)
+        records += [{**r, "key": r["key"] + "-top1", "variant": top1["name"]} for r in records if r["variant"] == v["name"]]
+    (tmp_path / "run" / "plan.json").write_text(json.dumps(plan))
+    (tmp_path / "run" / "results.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    pairs = {p.moe: p.dense for p in routing_pairs(Run.load(tmp_path / "run"))}
+    assert pairs == {"moe@topk(k=1)": "moe", "moe@topk(k=1)[llamacpp]": "moe[llamacpp]",
+                     "moe@topk(k=1)[llamacpp,quant=q8_0]": "moe[llamacpp,quant=q8_0]"}
+
+
+def test_a_variant_built_from_another_variants_training_reads_that_training(tmp_path):
+    """The llama.cpp and eval-routing variants of a trained build have no train job of their own: their
+    regime is the train job whose train_key their build names, not 'not recorded'."""
+    run = write_run(tmp_path / "run", flat(1.0), {"moe": ["", "q8_0"]}, probes=False)
+    plan = json.loads((tmp_path / "run" / "plan.json").read_text())
+    for v in plan["variants"]:
+        v["build"] = {"trained": "k1"}
+    (tmp_path / "run" / "plan.json").write_text(json.dumps(plan))
+    train = {"key": "job", "kind": "train", "variant": "moe", "model": "moe", "status": "ok", "spec": {"kind": "train"},
+             "build": {"train_key": "k1"}, "train": {"tokens": 500}, "params": PARAMS["moe"], "metrics": {}}
+    other = {**train, "key": "job2", "build": {"train_key": "k2"}, "train": {"tokens": 9}}
+    with open(tmp_path / "run" / "results.jsonl", "a") as f:
+        f.write(json.dumps(train) + "\n" + json.dumps(other) + "\n")
+    run = Run.load(tmp_path / "run")
+    assert run.training("moe[llamacpp,quant=q8_0]") == {"tokens": 500}
+    assert run.training("nobody") is None

@@ -33,7 +33,7 @@ def _num(x) -> bool:
 
 def corpus_meta(run: Run, variant: str) -> dict | None:
     """The knowledge corpus meta of the variant's train result (``corpus`` or ``train.corpus``)."""
-    for r in run.ok("train", variant):
+    for r in run.trained_by(variant):
         for corpus in (r.get("corpus"), (r.get("train") or {}).get("corpus")):
             if isinstance(corpus, dict):
                 return corpus

@@ -134,9 +134,12 @@ def quant_metric(run: Run, task: str) -> str | None:
 
 
 def quant_tasks(run: Run) -> list[tuple[str, str]]:
-    """(task, metric) of every task but the per-bucket ones, in run order."""
+    """(task, metric) of every task but the per-bucket ones, in run order; a group with no documents of
+    its own (lm-eval's aggregate of tasks listed beside it, such as longtail_heldout over _seen and
+    _unseen) is left out: its members are compared document by document, and it would count them twice."""
     hidden = member_tasks(run)
-    return [(t, m) for t in run.tasks() if t not in hidden and (m := quant_metric(run, t))]
+    return [(t, m) for t in run.tasks() if t not in hidden and (m := quant_metric(run, t))
+            and any(task_samples(run, v, t) for v in run.variants)]
 
 
 def _is_nan(value) -> bool:

@@ -285,8 +285,17 @@ class Run:
                 out.append((r.get("variant"), probe))
         return out
 
+    def trained_by(self, variant: str) -> list[dict]:
+        """The train results behind a variant: its own, else those of the train job whose key its build
+        names (``{"trained": key}``: the same checkpoint on another engine or under another router)."""
+        own = self.ok("train", variant)
+        if own:
+            return own
+        key = (self.spec(variant).get("build") or {}).get("trained")
+        return [r for r in self.ok("train") if key is not None and (r.get("build") or {}).get("train_key") == key]
+
     def training(self, variant: str) -> dict | None:
-        for r in self.ok("train", variant):
+        for r in self.trained_by(variant):
             if isinstance(r.get("train"), dict):
                 return r["train"]
         return None

@@ -16,6 +16,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from harness.pairs import pair_group
 from harness.report.run import Run
 
 SEED_SUFFIX = re.compile(r"#s(-?\d+)$")
@@ -106,20 +107,22 @@ def model_pairs(run: Run, native_only: bool = False) -> list[ModelPair]:
 
 
 def routing_pairs(run: Run) -> list[ModelPair]:
-    """Each non-native routing of a trained MoE against the native routing of the same model, seed
-    and sweep point: ``ModelPair(kind="routing", moe=<strategy variant's model>, dense=<native>)``."""
+    """Each non-native routing of a trained MoE against the native routing of the same model, seed,
+    sweep point and engine setting (``harness.pairs.pair_group``): ``ModelPair(kind="routing", moe=<strategy variant's model>, dense=<native>)``."""
+    def where(v: str) -> tuple:  # the model, and its sweep point, seed and engine setting
+        return (run.spec(v).get("model"), *pair_group(v))
+
     native: dict[tuple, str] = {}
     for v in run.variants:
         if is_native(run, v) and run.is_moe(v):
-            native[(run.spec(v).get("model"), split_seed(v)[1])] = v
+            native[where(v)] = v
     out: dict[tuple, ModelPair] = {}
     for v in run.variants:
         if is_native(run, v) or not run.is_moe(v):
             continue
-        model, seed = run.spec(v).get("model"), split_seed(v)[1]
-        if (model, seed) not in native:
+        if where(v) not in native:
             continue
-        base = native[(model, seed)]
+        base = native[where(v)]
         key = (split_seed(v)[0], split_seed(base)[0])
         pair = out.setdefault(key, ModelPair("routing", key[0], key[1], 1.0, sweep=sweep_of(run, v)))
         pair.seeds.append((v, base))
