@@ -173,3 +173,14 @@ def test_exactness_decides_who_is_held_to_the_parity_tolerance():
     assert not spec.exact({"quant": "f32", "kv_cache": "f16"})
     assert not spec.exact({"quant": "q8_0", "kv_cache": "f32"})
     assert engines.get("transformers").exact({}) and engines.get("vllm").exact({})
+
+
+def test_local_daemons_without_llama_cpp_or_on_a_gpu_are_refused_with_the_install_line():
+    vs, _ = planner.expand(suite([{"name": "moe", "config": MOE, "engine": ["transformers", "llamacpp"]}]), VERSIONS)
+    assert planner.local_engine_refusals(vs, "cpu", installed=lambda name: False) == [
+        "moe[llamacpp]: engine llamacpp is not installed in this Python, where the local daemons run (pip install -e "
+        "'.[llamacpp]' (builds llama.cpp from source: README, 'The llama.cpp engine')), and no --workers name one "
+        "that has it"]
+    assert planner.local_engine_refusals(vs, "cpu", installed=lambda name: True) == []
+    assert planner.local_engine_refusals(vs, "cuda:0", installed=lambda name: True) == [
+        "moe[llamacpp]: the harness runs llama.cpp on CPU (its CPU build, no layers offloaded); device cuda:0 is not one"]
