@@ -45,6 +45,8 @@ FILES = {
     # the knowledge regime and bits stored; job-key locks; task folder confinement; the YAML bounds
     "test_capacity_book.py", "test_capacity_bits.py", "test_capacity_rules.py", "test_lock_rules.py",
     "test_taskfile_rules.py", "test_taskfiles.py", "test_task_shapes.py", "test_yaml_bounds.py",
+    # the vLLM engine's arithmetic (request windows, scores, telemetry per strategy), without vLLM
+    "test_vllm_arithmetic.py",
 }
 
 # Tests in those files that load a model or start processes (a test name containing one of these).
