@@ -18,7 +18,7 @@ def _fds() -> int:
 
 
 def test_a_free_key_is_taken_and_a_held_one_is_refused_until_released(tmp_path):
-    path = tmp_path / "locks" / "k.lock"  # the folder is made with the file
+    path = tmp_path / "cache" / ".locks" / "k.lock"  # the folders are made with the file
     a, b = KeyLock(path), KeyLock(path)
     assert not a.held
     assert a.try_acquire() and a.held

@@ -35,6 +35,9 @@ def test_depth_counts_nesting_not_width():
     assert len(load(wide)) == 300
     deep_then_wide = "[" * 60 + "]" * 60
     assert load("[" + ", ".join([deep_then_wide] * 5) + "]")
+    # a sibling after a value at level 100 is at level 100 too, and its item at 101
+    assert load("[" * 99 + "1, 2" + "]" * 99)
+    assert "nested more than 100" in _refused("[" * 99 + "1, [2]" + "]" * 99)
 
 
 def test_a_document_of_exactly_a_million_values_is_read_and_one_more_is_refused_where_it_stands():
