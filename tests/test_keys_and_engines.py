@@ -217,3 +217,15 @@ def test_a_cpu_worker_hosts_a_build_on_one_device(tp, refused):
                        "(tensor_parallel_size 1)")
     assert _cpu_refusal({"name": "vllm", "params": {}}) is None
     assert _cpu_refusal({"name": "transformers", "params": {"tensor_parallel_size": 9}}) is None
+
+
+def test_an_engine_declared_with_the_decorator_is_found_by_its_name(monkeypatch):
+    """``@engine`` registers a spec under its own ``name``: a suite's ``engine: {name: ...}`` finds it."""
+    monkeypatch.setattr(engines.ENGINES, "_entries", dict(engines.ENGINES._entries))
+
+    @engines.engine
+    class Mine(engines.EngineSpec):
+        name = "mine"
+
+    assert engines.ENGINES.get("mine") is Mine and "mine" in engines.ENGINES.names()
+    assert engines.engine(engines.Transformers) is engines.Transformers  # the same spec again: no clash

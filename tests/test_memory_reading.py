@@ -90,6 +90,22 @@ def test_a_cpu_device_reports_the_machine_total_and_the_reading_of_free():
     assert 0 < mem["free"] <= mem["total"]
 
 
+def test_a_cuda_device_reports_the_drivers_free_and_total_of_that_device(monkeypatch):
+    """CUDA's own count, (free, total) in that order, of the device named (not the current one). The
+    driver's function is replaced: this machine has no GPU, and the decision is which number is which."""
+    import torch
+
+    asked = []
+
+    def mem_get_info(device):
+        asked.append(device)
+        return 3 * GiB, 80 * GiB
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
+    assert device_memory("cuda:1") == {"total": 80 * GiB, "free": 3 * GiB}
+    assert asked == [torch.device("cuda:1")]
+
+
 # ---------------------------------------------------------------- the cgroup's room
 
 def test_room_is_the_limit_less_the_usage_less_reclaimable_page_cache(tmp_path):

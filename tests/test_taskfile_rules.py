@@ -301,6 +301,10 @@ def test_documents_are_counted_by_lines_of_the_evaluated_split_less_a_csvs_heade
         assert _counted(task, files, test_split="test") is None, files
     assert count_documents({"dataset_path": "json"}, task) is None  # a builder with no files: refused
     assert count_documents({"dataset_path": "org/x"}, task) is None
+    # a local dataset folder naming no files, odd files or odd kwargs: not told, never an exception
+    for kwargs in ({"data_files": []}, {"data_files": 7}, {"data_files": None}, "odd"):
+        assert count_documents({"dataset_path": "data", "dataset_kwargs": kwargs}, task) is None, kwargs
+    assert count_documents({"dataset_path": "org/x"}, task) is None
 
 
 def test_documents_outside_the_folder_are_counted_too(task, tmp_path):
