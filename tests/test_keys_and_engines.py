@@ -229,3 +229,20 @@ def test_an_engine_declared_with_the_decorator_is_found_by_its_name(monkeypatch)
 
     assert engines.ENGINES.get("mine") is Mine and "mine" in engines.ENGINES.names()
     assert engines.engine(engines.Transformers) is engines.Transformers  # the same spec again: no clash
+
+
+def test_an_engine_refuses_a_rule_of_an_unknown_need_naming_that_need():
+    """A strategy from a plugin may state a need no engine knows: the refusal names it as written."""
+    import types
+
+    assert engines.Transformers().routing_refusal(types.SimpleNamespace(needs="telepathy")) == \
+        "its rule telepathy, and engine transformers does not give it that"
+
+
+def test_a_bad_engine_parameter_or_key_is_refused_at_its_place_in_the_suite():
+    with pytest.raises(SchemaError) as info:
+        engines.suite_engine("models[0].engine", {"name": "vllm", "tensor_parallel_size": 0})
+    assert str(info.value) == "models[0].engine.tensor_parallel_size: must be an integer >= 1, got 0"
+    with pytest.raises(SchemaError) as info:
+        engines.check_engine("variant.engine", {"name": "vllm", "params": {}, "bogus": 1})
+    assert str(info.value) == "variant.engine.bogus: unknown key; known: name, params"

@@ -108,6 +108,43 @@ def test_a_cuda_device_reports_the_drivers_free_and_total_of_that_device(monkeyp
 
 # ---------------------------------------------------------------- the cgroup's room
 
+def test_the_readers_read_this_processs_own_cgroup_and_the_kernels_files_by_default(tmp_path):
+    """Without arguments: /proc/self/cgroup (here v1 or v2, whichever this host has) under /sys/fs/cgroup.
+    A fake hierarchy with a 4 GiB limit at its root (our own cgroup's path is not in it: the mount's root
+    is read) gives 3 GiB of room only if /proc/self/cgroup was read."""
+    import inspect
+    from workers import memory
+
+    for folder, limit, usage in ((tmp_path, "memory.max", "memory.current"),
+                                 (tmp_path / "memory", "memory.limit_in_bytes", "memory.usage_in_bytes")):
+        folder.mkdir(exist_ok=True)
+        (folder / limit).write_text(f"{4 * GiB}\n")
+        (folder / usage).write_text(f"{GiB}\n")
+    assert cgroup_room(root=tmp_path) == 3 * GiB
+    defaults = {name: {k: p.default for k, p in inspect.signature(f).parameters.items()}
+                for name, f in (("room", memory.cgroup_room), ("cpu", memory.cpu_available),
+                                ("avail", memory.mem_available))}
+    assert defaults["room"]["root"] == defaults["cpu"]["root"] == "/sys/fs/cgroup"
+    assert defaults["cpu"]["meminfo"] == defaults["avail"]["meminfo"] == "/proc/meminfo"
+
+
+@pytest.fixture
+def colon_root(tmp_path):
+    return _v2(tmp_path, {"system.slice/a:b.service": (2 * GiB, 0, 0), "system.slice": (8 * GiB, GiB, 0)})
+
+
+def test_a_cgroup_path_with_a_colon_is_our_own_cgroup(colon_root):
+    assert cgroup_room("0::/system.slice/a:b.service\n", colon_root) == 2 * GiB
+
+
+def test_a_line_that_names_no_hierarchy_is_skipped(colon_root):
+    """Fewer than two colons is no ``id:controllers:path`` line; it is not read as the mount's root."""
+    (colon_root / "memory.max").write_text(f"{GiB}\n")
+    (colon_root / "memory.current").write_text("0\n")
+    assert cgroup_room("garbage\n", colon_root) is None
+    assert cgroup_room("0:/x\n", colon_root) is None
+    assert cgroup_room("garbage\n0::/\n", colon_root) == GiB
+
 def test_room_is_the_limit_less_the_usage_less_reclaimable_page_cache(tmp_path):
     """4 GiB limit, 3 GiB used of which 1 GiB is inactive file cache: 2 GiB of room (the kernel
     reclaims the cache before it kills). Other memory.stat lines (active_file, file) are not it."""

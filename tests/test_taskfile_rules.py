@@ -134,6 +134,34 @@ def test_a_second_unpack_reuses_the_folder_and_marks_it_used_now(task, tmp_path)
     assert path.parent.stat().st_mtime > 1e9 and (path.parent / "data" / "test.jsonl").read_text() == "edited"
 
 
+def test_a_folder_another_job_unpacked_first_is_used_and_the_temporary_copy_removed(task, tmp_path, monkeypatch):
+    """Two jobs of one task on one home: the second's rename finds the first's folder in place."""
+    files, digest = bundle(task / "t.yaml"), folder_digest(task / "t.yaml")[0]
+    rename = os.rename
+
+    def first_job_wins(src, dst):
+        monkeypatch.setattr(taskfiles.os, "rename", rename)
+        unpack(files, digest, "t.yaml", tmp_path / "home")  # the other job, between our check and our rename
+        return rename(src, dst)  # now fails: the folder is there and not empty
+
+    monkeypatch.setattr(taskfiles.os, "rename", first_job_wins)
+    path = unpack(files, digest, "t.yaml", tmp_path / "home")
+    assert path == tmp_path / "home" / "tasks" / digest / "t.yaml" and path.is_file()
+    assert sorted(p.name for p in path.parent.parent.iterdir() if p.name != ".locks") == [digest]  # no .tmp-* left
+
+
+def test_a_failed_rename_with_no_folder_in_place_is_raised_and_leaves_no_temporary(task, tmp_path, monkeypatch):
+    files, digest = bundle(task / "t.yaml"), folder_digest(task / "t.yaml")[0]
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(taskfiles.os, "rename", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        unpack(files, digest, "t.yaml", tmp_path / "home")
+    assert list((tmp_path / "home" / "tasks").iterdir()) == []
+
+
 def test_using_holds_the_folder_in_use_and_refuses_a_digest_that_is_not_a_name(task, tmp_path):
     from moe_schema.locks import KeyLock
 
