@@ -137,6 +137,11 @@ def test_a_cgroup_path_with_a_colon_is_our_own_cgroup(colon_root):
     assert cgroup_room("0::/system.slice/a:b.service\n", colon_root) == 2 * GiB
 
 
+def test_a_cgroup_path_is_taken_as_written_below_the_mount(tmp_path):
+    root = _v2(tmp_path, {"Xorg.slice": (3 * GiB, 0, 0)})
+    assert cgroup_room("0::/Xorg.slice\n", root) == cgroup_room("0::Xorg.slice \n", root) == 3 * GiB
+
+
 def test_a_line_that_names_no_hierarchy_is_skipped(colon_root):
     """Fewer than two colons is no ``id:controllers:path`` line; it is not read as the mount's root."""
     (colon_root / "memory.max").write_text(f"{GiB}\n")

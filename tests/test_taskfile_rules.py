@@ -221,6 +221,29 @@ def test_eviction_spares_the_folder_in_use_and_a_folder_another_job_holds(tmp_pa
     assert evict(tmp_path / "nothing-here", now=now) == []
 
 
+def test_a_folder_another_worker_evicts_meanwhile_is_passed_over_and_the_next_is_still_evicted(tmp_path):
+    import shutil
+
+    now = 2_000_000_000.0
+    _folders(tmp_path, {"old1": 30, "old2": 20, "old3": 10}, now)
+    said = []
+
+    def say(line):  # while this worker says its first removal, another removes old2
+        said.append(line)
+        shutil.rmtree(tmp_path / "old2", ignore_errors=True)
+
+    assert evict(tmp_path, keep_bytes=0, now=now, say=say) == ["old1", "old3"] and len(said) == 2
+
+
+def test_the_reason_given_is_age_only_past_the_age_kept_and_the_days_are_rounded_to_a_tenth(tmp_path):
+    now = 2_000_000_000.0
+    _folders(tmp_path, {"week": 7, "older": 10.05 + 1e-5}, now)
+    said = []
+    evict(tmp_path, keep_bytes=0, now=now, say=said.append)
+    assert said == ["evicted task folder older (1.0 MiB, unused for 10.1 days)",
+                    "evicted task folder week (1.0 MiB, over 0 MiB kept)"]
+
+
 def test_a_folders_size_counts_its_files_not_what_its_symlinks_point_at(tmp_path):
     _write(tmp_path / "f", {"a": b"x" * 10, "sub/b": b"y" * 5})
     (tmp_path / "big").write_bytes(b"z" * 1000)
