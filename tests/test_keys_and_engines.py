@@ -246,3 +246,21 @@ def test_a_bad_engine_parameter_or_key_is_refused_at_its_place_in_the_suite():
     with pytest.raises(SchemaError) as info:
         engines.check_engine("variant.engine", {"name": "vllm", "params": {}, "bogus": 1})
     assert str(info.value) == "variant.engine.bogus: unknown key; known: name, params"
+
+
+def test_an_unknown_engine_is_refused_at_the_place_that_names_it():
+    for call, where in ((lambda: engines.engine_spec("nope"), "variant.engine.params"),
+                        (lambda: engines.params_of("nope", None, "x.params"), "x.params")):
+        with pytest.raises(SchemaError) as info:
+            call()
+        assert str(info.value) == f"{where}: unknown engine 'nope'; known: transformers, vllm"
+
+
+def test_a_refused_strategy_is_named_by_its_place_among_the_variants_strategies():
+    """``harness plan`` points at the strategy an engine cannot run: the second here, not the first."""
+    import types
+
+    token = types.SimpleNamespace(needs="token")
+    hidden = types.SimpleNamespace(needs="telepathy")
+    got = engines.refusal(engines.engine_spec("vllm"), config=None, dtype="float32", strategies=(None, token, hidden))
+    assert (got.what, got.index) == ("routing", 2) and got.why.startswith("its rule telepathy, and vLLM calls")

@@ -368,3 +368,69 @@ def test_documents_are_counted_in_chunks(task, monkeypatch):
     _write(task, {"a.jsonl": "{}\n" * 9})
     monkeypatch.setattr(taskfiles, "_CHUNK", 4)
     assert _counted(task, "a.jsonl") == 9
+
+
+def test_where_a_dataset_path_is_local_the_task_folder_is_the_base_and_where_it_is_not_nothing_changes(task):
+    resolved = lambda dpath, **kw: data_paths({"dataset_path": dpath, **kw}, task).get("dataset_path")  # noqa: E731
+    assert resolved("./not_yet") == str(task / "not_yet")  # local by its prefix, though missing (yet)
+    assert resolved("data") == str(task / "data")  # local because the folder holds it
+    assert resolved("") == "" and resolved("gsm8k") == "gsm8k" and resolved("org/name") == "org/name"
+    for outside in ("/elsewhere/data", "../sibling", "~/x"):
+        with pytest.raises(TaskFilesError, match=r"^task\.dataset_path: .* is outside the task folder"):
+            resolved(outside)
+
+
+def test_files_relative_to_a_local_dataset_folder_are_checked_inside_that_folder(task):
+    _write(task, {"data/sub/a.jsonl": "{}\n", "top.jsonl": "{}\n"})
+    out = data_paths({"dataset_path": "data", "dataset_kwargs": {"data_dir": "sub", "data_files": ["../top.jsonl"]}},
+                     task)
+    # data_dir inside the dataset folder; a file relative to it may step up within the task folder
+    assert out["dataset_kwargs"] == {"data_dir": str(task / "data" / "sub"), "data_files": ["../top.jsonl"]}
+    out = data_paths({"dataset_path": "data", "dataset_kwargs": {"data_files": ["../top.jsonl"]}}, task)
+    assert out["dataset_kwargs"]["data_files"] == ["../top.jsonl"]
+
+
+def test_a_dataset_path_naming_a_file_is_no_base_for_its_data_files(task):
+    out = data_paths({"dataset_path": "./t.yaml", "dataset_kwargs": {"data_files": "data/test.jsonl"}}, task)
+    assert out["dataset_kwargs"]["data_files"] == str(task / "data" / "test.jsonl")
+
+
+def test_a_url_dataset_path_still_has_its_local_files_resolved(task):
+    out = data_paths({"dataset_path": "https://h/x", "dataset_kwargs": {"data_files": "data/test.jsonl"}}, task)
+    assert out["dataset_kwargs"]["data_files"] == str(task / "data" / "test.jsonl")
+
+
+def test_a_yaml_outside_the_confining_root_is_refused_as_outside_not_with_a_traceback(task, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(TaskFilesError, match=r"'a\.jsonl' is outside the task folder"):
+        data_paths({"dataset_path": "json", "dataset_kwargs": {"data_files": "a.jsonl"}}, other, root=task)
+
+
+def test_includes_nested_name_their_whole_path_and_a_cycle_two_files_long_is_refused(task):
+    import yaml
+
+    load = lambda p: yaml.safe_load(p.read_text())  # noqa: E731
+    _write(task, {"a.yaml": "include: b.yaml\n", "b.yaml": "include: [x.yaml, a.yaml]\n", "x.yaml": "k: 1\n"})
+    with pytest.raises(TaskFilesError, match=r"^t\.include\.include\[1\]: 'a\.yaml' includes itself again"):
+        with_includes(task / "a.yaml", load, where="t")
+    _write(task, {"b.yaml": "include: [x.yaml, missing.yaml]\n"})
+    with pytest.raises(TaskFilesError, match=r"^task\.include\.include\[1\]: no such file: "):
+        with_includes(task / "a.yaml", load)
+
+
+def test_a_yml_task_file_ships_its_includes_made_portable_too(task):
+    _write(task, {"_base.yaml": "x: 1\n", "t.yml": f"include: {task}/_base.yaml\n"})
+    assert bundle(task / "t.yaml")["t.yml"] == b'include: "_base.yaml"\n'
+
+
+def test_only_include_is_rewritten_wherever_it_stands_and_whatever_precedes_it(task, tmp_path):
+    from moe_schema.taskfiles import portable_includes
+
+    (tmp_path / "out.yaml").write_text("x: 1\n")
+    (task / "leak.yaml").symlink_to(tmp_path / "out.yaml")
+    text = (f"task: {task}/_base.yaml\ndoc: 1\ninclude: [{{a: 1}}, {task}/leak.yaml, {task}/_base.yaml]\n")
+    assert portable_includes(text.encode(), task, task) == \
+        f'task: {task}/_base.yaml\ndoc: 1\ninclude: [{{a: 1}}, {task}/leak.yaml, "_base.yaml"]\n'.encode()
+    for plain in (b"include: ''\n", b"include: []\n", b"include: {a: b}\n"):
+        assert portable_includes(plain, task, task) == plain
