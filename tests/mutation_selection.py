@@ -42,6 +42,11 @@ FILES = {
     "test_keys_and_engines.py", "test_engines.py", "test_bios_vocab.py",
     # a worker's reading of free memory
     "test_memory_reading.py",
+    # the knowledge regime and bits stored; job-key locks; task folder confinement; the YAML bounds
+    "test_capacity_book.py", "test_capacity_bits.py", "test_capacity_rules.py", "test_lock_rules.py",
+    "test_taskfile_rules.py", "test_taskfiles.py", "test_task_shapes.py", "test_yaml_bounds.py",
+    # the vLLM engine's arithmetic (request windows, scores, telemetry per strategy), without vLLM
+    "test_vllm_arithmetic.py",
 }
 
 # Tests in those files that load a model or start processes (a test name containing one of these).
@@ -50,10 +55,19 @@ SKIP = (
     "busy_worker", "stop_lets", "cancel_cancels", "interrupt_escalates", "test_cli_exit_2", "plan_prints_the_same",
 )
 
-# test_evaluation.py: only these (the rest load a model, a session fixture rebuilt in every mutant's fork)
+# only these tests of these files (test_evaluation.py: the rest load a model, a session fixture rebuilt in every
+# mutant's fork)
 ONLY = {
     "test_evaluation.py": ("test_window_cuts_like_lm_eval", "test_grouping_and_budgeted_batches",
                            "test_merge_errors_and_aggregations"),
+    # the rest run harness processes, daemons or lm-eval
+    "test_taskfiles.py": ("test_unpack_round_trip_and_refusals", "test_a_folder_over_the_limit_is_not_shipped",
+                          "test_editing_a_task_file_changes_the_keys_of_its_jobs_only"),
+    "test_task_shapes.py": ("test_a_path_inside_the_task_folder_is_read_in_the_workers_copy",
+                            "test_data_dir_and_a_dataset_folder_are_read_in_the_copy_and_files_relative_to_them_stay_relative",
+                            "test_a_path_outside_the_task_folder_is_refused_on_both_sides_naming_the_users_folder",
+                            "test_a_builder_with_no_files_named_is_refused_rather_than_reading_the_working_directory",
+                            "test_an_include_inside_the_folder_ships_relative_to_its_yaml_and_the_digest_covers_it"),
 }
 
 

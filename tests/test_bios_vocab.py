@@ -151,6 +151,23 @@ def test_the_byte_table_is_gpt2s():
     assert len(set(chars)) == 256
 
 
+def test_the_tokenizers_are_saved_into_a_new_nested_folder_and_saved_again_over_themselves(tmp_path):
+    for save in (tk.save_byte_tokenizer, lambda d: tk.save_word_tokenizer(d, ["a", "b"])):
+        folder = tmp_path / save.__name__ / "build" / "tokenizer"
+        assert save(folder) == folder and (folder / "tokenizer.json").is_file()
+        (folder / "tokenizer.json").write_text("{}")
+        assert save(folder) == folder and (folder / "tokenizer.json").stat().st_size > 2  # written again
+
+
+def test_the_saved_tokenizers_ask_every_transformers_version_not_to_clean_up_spaces(tmp_path):
+    """transformers 5 ignores the clean-up for a BPE tokenizer; older ones (tox -e oldest) apply it
+    when the file asks, and "hi ." would decode as "hi."."""
+    import json
+
+    for folder in (tk.save_byte_tokenizer(tmp_path / "b"), tk.save_word_tokenizer(tmp_path / "w", ["a"])):
+        assert json.loads((folder / "tokenizer_config.json").read_text())["clean_up_tokenization_spaces"] is False
+
+
 def test_the_saved_byte_tokenizer_keeps_spaces_and_specials(tmp_path):
     out = tk.save_byte_tokenizer(tmp_path / "b")
     hf = AutoTokenizer.from_pretrained(out)

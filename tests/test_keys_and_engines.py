@@ -217,3 +217,50 @@ def test_a_cpu_worker_hosts_a_build_on_one_device(tp, refused):
                        "(tensor_parallel_size 1)")
     assert _cpu_refusal({"name": "vllm", "params": {}}) is None
     assert _cpu_refusal({"name": "transformers", "params": {"tensor_parallel_size": 9}}) is None
+
+
+def test_an_engine_declared_with_the_decorator_is_found_by_its_name(monkeypatch):
+    """``@engine`` registers a spec under its own ``name``: a suite's ``engine: {name: ...}`` finds it."""
+    monkeypatch.setattr(engines.ENGINES, "_entries", dict(engines.ENGINES._entries))
+
+    @engines.engine
+    class Mine(engines.EngineSpec):
+        name = "mine"
+
+    assert engines.ENGINES.get("mine") is Mine and "mine" in engines.ENGINES.names()
+    assert engines.engine(engines.Transformers) is engines.Transformers  # the same spec again: no clash
+
+
+def test_an_engine_refuses_a_rule_of_an_unknown_need_naming_that_need():
+    """A strategy from a plugin may state a need no engine knows: the refusal names it as written."""
+    import types
+
+    assert engines.Transformers().routing_refusal(types.SimpleNamespace(needs="telepathy")) == \
+        "its rule telepathy, and engine transformers does not give it that"
+
+
+def test_a_bad_engine_parameter_or_key_is_refused_at_its_place_in_the_suite():
+    with pytest.raises(SchemaError) as info:
+        engines.suite_engine("models[0].engine", {"name": "vllm", "tensor_parallel_size": 0})
+    assert str(info.value) == "models[0].engine.tensor_parallel_size: must be an integer >= 1, got 0"
+    with pytest.raises(SchemaError) as info:
+        engines.check_engine("variant.engine", {"name": "vllm", "params": {}, "bogus": 1})
+    assert str(info.value) == "variant.engine.bogus: unknown key; known: name, params"
+
+
+def test_an_unknown_engine_is_refused_at_the_place_that_names_it():
+    for call, where in ((lambda: engines.engine_spec("nope"), "variant.engine.params"),
+                        (lambda: engines.params_of("nope", None, "x.params"), "x.params")):
+        with pytest.raises(SchemaError) as info:
+            call()
+        assert str(info.value) == f"{where}: unknown engine 'nope'; known: transformers, vllm"
+
+
+def test_a_refused_strategy_is_named_by_its_place_among_the_variants_strategies():
+    """``harness plan`` points at the strategy an engine cannot run: the second here, not the first."""
+    import types
+
+    token = types.SimpleNamespace(needs="token")
+    hidden = types.SimpleNamespace(needs="telepathy")
+    got = engines.refusal(engines.engine_spec("vllm"), config=None, dtype="float32", strategies=(None, token, hidden))
+    assert (got.what, got.index) == ("routing", 2) and got.why.startswith("its rule telepathy, and vLLM calls")

@@ -90,7 +90,65 @@ def test_a_cpu_device_reports_the_machine_total_and_the_reading_of_free():
     assert 0 < mem["free"] <= mem["total"]
 
 
+def test_a_cuda_device_reports_the_drivers_free_and_total_of_that_device(monkeypatch):
+    """CUDA's own count, (free, total) in that order, of the device named (not the current one). The
+    driver's function is replaced: this machine has no GPU, and the decision is which number is which."""
+    import torch
+
+    asked = []
+
+    def mem_get_info(device):
+        asked.append(device)
+        return 3 * GiB, 80 * GiB
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
+    assert device_memory("cuda:1") == {"total": 80 * GiB, "free": 3 * GiB}
+    assert asked == [torch.device("cuda:1")]
+
+
 # ---------------------------------------------------------------- the cgroup's room
+
+def test_the_readers_read_this_processs_own_cgroup_and_the_kernels_files_by_default(tmp_path):
+    """Without arguments: /proc/self/cgroup (here v1 or v2, whichever this host has) under /sys/fs/cgroup.
+    A fake hierarchy with a 4 GiB limit at its root (our own cgroup's path is not in it: the mount's root
+    is read) gives 3 GiB of room only if /proc/self/cgroup was read."""
+    import inspect
+    from workers import memory
+
+    for folder, limit, usage in ((tmp_path, "memory.max", "memory.current"),
+                                 (tmp_path / "memory", "memory.limit_in_bytes", "memory.usage_in_bytes")):
+        folder.mkdir(exist_ok=True)
+        (folder / limit).write_text(f"{4 * GiB}\n")
+        (folder / usage).write_text(f"{GiB}\n")
+    assert cgroup_room(root=tmp_path) == 3 * GiB
+    defaults = {name: {k: p.default for k, p in inspect.signature(f).parameters.items()}
+                for name, f in (("room", memory.cgroup_room), ("cpu", memory.cpu_available),
+                                ("avail", memory.mem_available))}
+    assert defaults["room"]["root"] == defaults["cpu"]["root"] == "/sys/fs/cgroup"
+    assert defaults["cpu"]["meminfo"] == defaults["avail"]["meminfo"] == "/proc/meminfo"
+
+
+@pytest.fixture
+def colon_root(tmp_path):
+    return _v2(tmp_path, {"system.slice/a:b.service": (2 * GiB, 0, 0), "system.slice": (8 * GiB, GiB, 0)})
+
+
+def test_a_cgroup_path_with_a_colon_is_our_own_cgroup(colon_root):
+    assert cgroup_room("0::/system.slice/a:b.service\n", colon_root) == 2 * GiB
+
+
+def test_a_cgroup_path_is_taken_as_written_below_the_mount(tmp_path):
+    root = _v2(tmp_path, {"Xorg.slice": (3 * GiB, 0, 0)})
+    assert cgroup_room("0::/Xorg.slice\n", root) == cgroup_room("0::Xorg.slice \n", root) == 3 * GiB
+
+
+def test_a_line_that_names_no_hierarchy_is_skipped(colon_root):
+    """Fewer than two colons is no ``id:controllers:path`` line; it is not read as the mount's root."""
+    (colon_root / "memory.max").write_text(f"{GiB}\n")
+    (colon_root / "memory.current").write_text("0\n")
+    assert cgroup_room("garbage\n", colon_root) is None
+    assert cgroup_room("0:/x\n", colon_root) is None
+    assert cgroup_room("garbage\n0::/\n", colon_root) == GiB
 
 def test_room_is_the_limit_less_the_usage_less_reclaimable_page_cache(tmp_path):
     """4 GiB limit, 3 GiB used of which 1 GiB is inactive file cache: 2 GiB of room (the kernel

@@ -84,7 +84,9 @@ def cgroup_room(proc_cgroup: str | None = None, root: str | Path = "/sys/fs/cgro
             return None
     rooms = []
     for line in proc_cgroup.splitlines():
-        _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", "", "")
+        if line.count(":") < 2:
+            continue  # not an ``id:controllers:path`` line
+        _, controllers, path = line.split(":", 2)  # a path may hold a colon
         v1 = "memory" in controllers.split(",")
         if not (v1 or controllers == ""):
             continue

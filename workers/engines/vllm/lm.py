@@ -22,7 +22,7 @@ A request vLLM preempts (its KV cache full) is computed again from its first tok
 those tokens are counted again: ``stats["preemptions"]`` (the result's ``eval.preemptions``) says how
 many times that happened, and the report says so where the engines' counts differ.
 The prompt and the sampled token share ``max_model_len``, so ``max_length`` is ``max_model_len``
-minus one.
+minus one. The windows, the scores read back and the sampling settings are in ``arithmetic`` (torch only).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from __future__ import annotations
 import torch
 from lm_eval.models.utils import postprocess_generated_text
 
-from workers.evaluation.batching import window
+from workers.engines.vllm.arithmetic import (generation_settings, loglikelihood_rows, preemptions,
+                                            prompt_logprobs, score)
 from workers.evaluation.lm import EngineLM
 
 CHUNK = 64  # requests per vLLM call: progress and cancellation are checked between calls
@@ -57,35 +58,23 @@ class VllmLM(EngineLM):
 
         self.stats["tokens"] += sum(len(p) for p in prompts)
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False)
-        self.stats["preemptions"] += sum(int(getattr(o.metrics, "num_preemptions", 0) or 0) for o in outs)
+        self.stats["preemptions"] += preemptions(outs)
         return outs
 
     # ---- log-likelihood --------------------------------------------------------------------
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kw):
         from vllm import SamplingParams
 
-        rows = []
-        for _, ctx, cont in requests:
-            context, continuation = window(ctx, cont, self.max_length)
-            rows.append((list(context) + list(continuation[:-1]), list(continuation)))
+        rows = loglikelihood_rows(requests, self.max_length)
         results: list[tuple[float, bool]] = []
         self._tick(0, len(requests), "loglikelihood")
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start:start + CHUNK]
-            params = [SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0 if len(cont) > 1 else None,
+            params = [SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=prompt_logprobs(cont),
                                      logprob_token_ids=[cont[-1]], skip_reading_prefix_cache=True, detokenize=False)
                       for _, cont in chunk]
             for (prompt, cont), out in zip(chunk, self._run([p for p, _ in chunk], params)):
-                total, greedy = 0.0, True
-                first = len(prompt) - (len(cont) - 1)  # the continuation's first token in the prompt
-                for position in range(first, len(prompt)):
-                    entry = out.prompt_logprobs[position][prompt[position]]
-                    total += float(entry.logprob)
-                    greedy = greedy and entry.rank == 1
-                sampled = out.outputs[0]
-                total += float(sampled.logprobs[0][cont[-1]].logprob)
-                greedy = greedy and sampled.token_ids[0] == cont[-1]
-                results.append((total, greedy))
+                results.append(score(prompt, cont, out))
             self.stats["batches"] += 1
             self._tick(len(results), len(requests), "loglikelihood")
         self.stats["requests"] += len(requests)
@@ -100,12 +89,8 @@ class VllmLM(EngineLM):
 
         contexts, kwargs, until, max_gen, max_ctx, special = self._generation_request(args, eos)
         prompts = [self.tokenizer(c, **special)["input_ids"][-max_ctx:] for c in contexts]
-        sampled = kwargs.get("do_sample") or kwargs.get("temperature", 0.0) > 0.0
-        params = SamplingParams(
-            max_tokens=max_gen, temperature=float(kwargs.get("temperature", 1.0)) if sampled else 0.0,
-            top_p=float(kwargs.get("top_p") or 1.0), top_k=int(kwargs.get("top_k") or 0) or -1,
-            stop=[u for u in until if u], detokenize=True, skip_special_tokens=True,
-            skip_reading_prefix_cache=True)
+        params = SamplingParams(**generation_settings(kwargs, max_gen, until), detokenize=True,
+                                skip_special_tokens=True, skip_reading_prefix_cache=True)
         texts = []
         for out in self._run(prompts, params):
             text = self.tokenizer.decode(list(out.outputs[0].token_ids), skip_special_tokens=True)

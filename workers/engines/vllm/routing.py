@@ -15,18 +15,18 @@ input embedding keeps the step's flattened ``input_ids`` (one per row of ``gatin
 model forward sees the scheduled tokens flattened, in the order every layer sees them), which
 ``gate.token_ids(n)`` returns when the count matches; a pre-hook on the model's forward keeps its
 ``positions`` the same way (``gate.token_positions(n)``). ``prune`` calibrates by running its text through vLLM under native routing.
+The routing function, the hooks and the census's arithmetic are in ``arithmetic`` (torch only).
 """
 
 from __future__ import annotations
 
-import re
 import types
 
 import torch
 
 from moe_schema.routing import config_from_spec
+from workers.engines.vllm.arithmetic import TokenIds, census_summary, layer_number, routing_function
 from workers.errors import Unsupported
-from workers.experts.sentinel import fill_empty_slots
 from workers.routing.base import LogitsRule
 from workers.routing.session import RoutingSession
 from workers.routing.telemetry import LayerCounts
@@ -64,47 +64,6 @@ class VllmGate:
     def native(self, hidden):
         raise Unsupported("on vLLM the checkpoint's router module is not callable; native routing is "
                           "workers.routing.base.native_rule")
-
-
-class TokenIds:
-    """The current step's flattened input ids (a pre-hook on the input embedding) and positions
-    (a pre-hook on the model's forward, ``positions``)."""
-
-    def __init__(self):
-        self.ids: torch.Tensor | None = None
-        self.positions: torch.Tensor | None = None
-
-    def token_ids(self, n: int) -> torch.Tensor | None:
-        ids = self.ids
-        return ids.reshape(-1) if ids is not None and ids.numel() == n else None
-
-    def token_positions(self, n: int) -> torch.Tensor | None:
-        positions = self.positions
-        return positions.reshape(-1) if positions is not None and positions.numel() == n else None
-
-    def hook(self, module, args):
-        if args and isinstance(args[0], torch.Tensor) and not args[0].is_floating_point():
-            self.ids = args[0]
-
-    def model_hook(self, module, args, kwargs):
-        positions = kwargs.get("positions", args[1] if len(args) > 1 else None)
-        self.positions = positions if isinstance(positions, torch.Tensor) and positions.dim() == 1 else None
-
-
-def routing_function(strategy: LogitsRule, gate: VllmGate):
-    """The ``custom_routing_function`` of one layer."""
-
-    def route(hidden_states, gating_output, topk, renormalize):
-        weights, index = strategy.rule(gate, gating_output)
-        gate.counts.record(index, None, None, 0)
-        if gate.census is not None:
-            valid = index[index < gate.num_experts]
-            gate.census.append((int(valid.unique().numel()), int(valid.numel()), int(index.shape[0])))
-        if strategy.padded:
-            index, weights = fill_empty_slots(index, weights, gate.num_experts)
-        return weights.to(torch.float32).contiguous(), index.to(torch.int32).contiguous()
-
-    return route
 
 
 def _routers(model) -> list[tuple[str, object]]:
@@ -179,17 +138,7 @@ class VllmRoutingSession(RoutingSession):
     def census_summary(self, skip: int = 0) -> dict | None:
         """``ExpertCensus.summary``'s shape from what the gates recorded, without the first ``skip``
         forwards (a decode's prefill)."""
-        if not self.gates:
-            return None
-        recorded = [(g.census or [])[skip:] for g in self.gates]
-        passes = min(len(r) for r in recorded)
-        if not passes:
-            return None
-        per_layer = [sum(x[0] for x in r[:passes]) / passes for r in recorded]
-        picks = sum(x[1] for r in recorded for x in r[:passes])
-        tokens = sum(x[2] for r in recorded for x in r[:passes])
-        return {"experts_touched": sum(per_layer) / len(per_layer), "experts_touched_per_layer": per_layer,
-                "experts_per_token": picks / tokens if tokens else None, "passes": passes}
+        return census_summary([g.census for g in self.gates], skip)
 
 
 def install(llm, meta, strategy, tokenizer=None, previous: VllmRoutingSession | None = None) -> VllmRoutingSession:
@@ -213,8 +162,7 @@ def install(llm, meta, strategy, tokenizer=None, previous: VllmRoutingSession | 
     context = TokenIds()
     gates = []
     for position, (name, router) in enumerate(found):
-        match = re.search(r"layers\.(\d+)\.", name + ".")
-        gates.append(VllmGate(router, int(match.group(1)) if match else position, position, context))
+        gates.append(VllmGate(router, layer_number(name, position), position, context))
 
     def put(model):
         for gate in gates:
