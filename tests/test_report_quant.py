@@ -318,3 +318,11 @@ def test_a_variant_built_from_another_variants_training_reads_that_training(tmp_
     run = Run.load(tmp_path / "run")
     assert run.training("moe[llamacpp,quant=q8_0]") == {"tokens": 500}
     assert run.training("nobody") is None
+
+
+def test_file_sizes_and_memory_read_as_numbers_never_in_e_notation():
+    from harness.report.probes import fmt_bytes
+
+    assert fmt_bytes(1010 * 1024) == "1,010 KiB"  # was 1.01e+03 KiB in the quantization table
+    assert fmt_bytes(99.5 * 1024) == "99.5 KiB" and fmt_bytes(5 * 2**20) == "5 MiB" and fmt_bytes(12) == "12 B"
+    assert fmt_bytes(float("nan")) == "-"

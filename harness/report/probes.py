@@ -29,8 +29,9 @@ def fmt_bytes(n) -> str:
     if not _num(n):
         return "-"
     for div, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if abs(n) >= div:
-            return f"{n / div:.3g} {unit}"
+        if abs(n) >= div:  # three significant figures, never in e-notation (1,010 KiB, not 1.01e+03)
+            v = n / div
+            return f"{v:,.0f} {unit}" if abs(v) >= 100 else f"{v:.3g} {unit}"
     return f"{n:.0f} B"
 
 
