@@ -8,6 +8,8 @@ read and FLOPs done would take at the device's bandwidth and peak) next to the m
 
 from __future__ import annotations
 
+import math
+
 from harness.report.costs import probe_price, usd_per_million
 from harness.report.numbers import fmt_usd
 from harness.report.parity import engine_of, engines_in
@@ -26,7 +28,7 @@ def _num(x) -> bool:
 
 
 def fmt_bytes(n) -> str:
-    if not _num(n):
+    if not _num(n) or not math.isfinite(n):
         return "-"
     for div, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
         if abs(n) >= div:  # three significant figures, never in e-notation (1,010 KiB, not 1.01e+03)
