@@ -253,7 +253,7 @@ def test_an_unknown_engine_is_refused_at_the_place_that_names_it():
                         (lambda: engines.params_of("nope", None, "x.params"), "x.params")):
         with pytest.raises(SchemaError) as info:
             call()
-        assert str(info.value) == f"{where}: unknown engine 'nope'; known: transformers, vllm"
+        assert str(info.value) == f"{where}: unknown engine 'nope'; known: llamacpp, transformers, vllm"
 
 
 def test_a_refused_strategy_is_named_by_its_place_among_the_variants_strategies():

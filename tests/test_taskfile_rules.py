@@ -89,7 +89,9 @@ def test_the_digest_separates_names_from_contents():
 def test_a_large_file_is_digested_in_chunks_as_one_content(task, monkeypatch):
     (task / "data" / "big.bin").write_bytes(bytes(range(256)) * 10)
     whole = folder_digest(task / "t.yaml")[0]
-    monkeypatch.setattr(taskfiles, "_CHUNK", 7)
+    from moe_schema import hashing
+
+    monkeypatch.setattr(hashing, "_CHUNK", 7)  # files are read in pieces by moe_schema.hashing.file_chunks
     assert list(taskfiles._chunks(task / "data" / "big.bin"))[0] == bytes(range(7))
     assert folder_digest(task / "t.yaml")[0] == whole
     assert unpack(bundle(task / "t.yaml"), whole, "t.yaml", task.parent / "home").is_file()
