@@ -42,6 +42,9 @@ FILES = {
     "test_keys_and_engines.py", "test_engines.py", "test_bios_vocab.py",
     # a worker's reading of free memory
     "test_memory_reading.py",
+    # what the report decides: engine parity, the answer card, the claims' verdicts, knowledge capacity
+    "test_report_parity.py", "test_report_claims.py", "test_report_answers.py", "test_capacity_report.py",
+    "test_verdict_rules.py", "test_card_rules.py", "test_parity_rules.py", "test_capacity_rules.py",
 }
 
 # Tests in those files that load a model or start processes (a test name containing one of these).
@@ -54,6 +57,20 @@ SKIP = (
 ONLY = {
     "test_evaluation.py": ("test_window_cuts_like_lm_eval", "test_grouping_and_budgeted_batches",
                            "test_merge_errors_and_aggregations"),
+    # the pure verdict tests (the rest write and render whole reports)
+    "test_report_answers.py": ("test_t_quantiles_and_interval_width_on_known_data",
+                               "test_detectable_difference_and_needed_seeds_and_documents",
+                               "test_decide_and_an_interval_touching_the_boundary_is_inconclusive",
+                               "test_claim1_holds_does_not_hold_and_inconclusive_over_seeds",
+                               "test_within_seed_bootstrap_touching_zero_is_inconclusive_with_documents_needed",
+                               "test_claim2_equivalence_margin_and_higher_is_better_metrics",
+                               "test_fixture_verdicts_are_the_designed_ones",
+                               "test_power_wording_for_zero_spread_both_zero_and_a_margin"),
+    # test_figure_and_section draws the figure (matplotlib, seconds)
+    "test_capacity_report.py": ("test_capacity_table_gives_r_r_max_and_the_papers_expectation_side_by_side",
+                                "test_an_untied_build_is_counted_with_one_embedding_table",
+                                "test_moe_factor_only_for_the_papers_geometry_against_the_best_dense",
+                                "test_no_capacity_scoring_says_so"),
 }
 
 
