@@ -1,0 +1,325 @@
+"""Engine parity's decisions from both sides (harness/report/parity.py): which variants are compared
+and against which reference, each dtype's tolerance at its edge, one bad request among many documents,
+NaN and infinity, answers, generations, routing layers, a metric beyond claim 2's margin, and the
+sentences that open the report. In-memory runs of a few documents: milliseconds each (mutation
+testing runs them for every mutant). The whole report around them: tests/test_report_parity.py."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from harness.report import parity as P
+from harness.report.bootstrap import Diff
+from harness.report.run import Run
+
+BUILD = {"config": {"model_type": "qwen3_moe"}, "trained": "t"}
+TF, VL = {"name": "transformers", "version": "5.19"}, {"name": "vllm", "version": "0.32.0"}
+
+
+def spec(name, engine=None, dtype="float32", routing=None, build=BUILD):
+    out = {"name": name, "model": "moe", "build": build, "routing": routing, "dtype": dtype}
+    if engine:
+        out["engine"] = {"name": engine}
+    return out
+
+
+def ev(variant, task, lls=None, responses=None, engine=TF, metric="acc", value=0.5, routing=None, extra=None):
+    samples = []
+    for d in range(len(lls if lls is not None else responses)):
+        s = {"doc_id": d}
+        if lls is not None:
+            s["loglikelihoods"] = list(lls[d])
+        if responses is not None:
+            s["responses"] = [responses[d]]
+        samples.append(s)
+    rec = {"key": f"{variant}-{task}", "kind": "evaluate", "variant": variant, "task": task, "status": "ok",
+           "metrics": {task: {metric: value}}, "samples": {task: samples}, "routing": routing, "engine": engine}
+    rec.update(extra or {})
+    return rec
+
+
+def run_of(specs, records) -> Run:
+    return Run(Path("mem"), {"variants": specs}, {}, records, variant_order=[s["name"] for s in specs])
+
+
+def two(ref_lls, other_lls, dtype="float32", task="mc", **kw) -> P.Parity:
+    """One build on transformers (``ref_lls``) and vLLM (``other_lls``): the parity row of ``task``."""
+    run = run_of([spec("m", dtype=dtype), spec("m[v]", "vllm", dtype=dtype)],
+                 [ev("m", task, ref_lls, **kw), ev("m[v]", task, other_lls, engine=VL, **kw)])
+    return P.Parity(run, "m", "m[v]", task)
+
+
+DOCS = [[-1.0, -2.0, -3.0, -4.0] for _ in range(12)]
+
+
+def shifted(doc, choice, by, docs=DOCS):
+    out = [list(x) for x in docs]
+    out[doc][choice] += by
+    return out
+
+
+# ---- which variants are compared --------------------------------------------------------------
+def test_the_reference_is_the_transformers_variant_whatever_the_order():
+    run = run_of([spec("m[v]", "vllm"), spec("m"), spec("m[x]", "other")],
+                 [ev("m[v]", "t", DOCS, engine=VL), ev("m", "t", DOCS), ev("m[x]", "t", DOCS, engine={"name": "other"})])
+    assert P.groups(run) == [("m", ["m[v]", "m[x]"])]
+
+
+def test_a_build_on_one_engine_or_without_an_evaluation_is_not_compared():
+    other_build = {"config": {"model_type": "olmoe"}, "trained": "t"}
+    run = run_of([spec("m"), spec("m[v]", "vllm", dtype="bfloat16"), spec("n"), spec("n2", build=other_build),
+                  spec("q"), spec("q[v]", "vllm")],
+                 [ev("m", "t", DOCS), ev("m[v]", "t", DOCS, engine=VL), ev("n", "t", DOCS), ev("n2", "t", DOCS),
+                  ev("q", "t", DOCS), {"key": "x", "kind": "evaluate", "variant": "q[v]", "status": "failed"}])
+    assert P.groups(run) == []  # another dtype is another build; a failed evaluation is none
+
+
+def test_without_a_transformers_variant_the_first_is_the_reference_and_its_engine_twin_left_out():
+    run = run_of([spec("a", "vllm"), spec("b", "sglang"), spec("c", "vllm")],
+                 [ev("a", "t", DOCS, engine=VL), ev("b", "t", DOCS, engine={"name": "sglang"}),
+                  ev("c", "t", DOCS, engine=VL)])
+    assert P.groups(run) == [("a", ["b"])]
+
+
+def test_the_engine_comes_from_the_spec_else_the_results_else_transformers():
+    run = run_of([{"name": "a", "engine": {"name": "vllm"}}, {"name": "b"}, {"name": "c", "engine": "vllm"},
+                  {"name": "d"}],
+                 [ev("a", "t", DOCS, engine={"name": "sglang"}), ev("b", "t", DOCS, engine={"name": "sglang", "version": 7}),
+                  ev("c", "t", DOCS, engine={"version": "1"}), ev("d", "t", DOCS, engine={"name": 3})])
+    assert [P.engine_of(run, v) for v in "abcd"] == ["vllm", "sglang", "transformers", "transformers"]
+    assert P.engine_version(run, "b") == "7" and P.engine_version(run, "d") == ""
+    assert P._engine_label(run, "b") == "sglang 7" and P._engine_label(run, "d") == "transformers"
+    assert P.engines_in(run) == ["vllm", "sglang", "transformers"]
+
+
+# ---- tolerance per dtype, at its edge ------------------------------------------------------------
+def _last_passing(allowed: float) -> float:
+    """The other engine's value for a reference of -4 whose computed |difference| is the largest at
+    most ``allowed`` (the next float down is beyond it)."""
+    v = -4.0 - allowed
+    while abs(v + 4.0) > allowed:
+        v = math.nextafter(v, 0.0)
+    while abs(math.nextafter(v, -math.inf) + 4.0) <= allowed:
+        v = math.nextafter(v, -math.inf)
+    return v
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "int8"])
+def test_a_request_at_atol_plus_rtol_passes_and_the_next_float_past_it_is_flagged(dtype):
+    """The last choice (|loglikelihood| 4) of the last of 12 documents; a dtype without a tolerance of
+    its own (int8) gets bfloat16's."""
+    atol, rtol = P.TOLERANCE.get(dtype, P.TOLERANCE["bfloat16"])
+    edge = _last_passing(atol + rtol * 4.0)
+    at = two(DOCS, [*DOCS[:11], [-1.0, -2.0, -3.0, edge]], dtype=dtype)
+    assert at.beyond == 0 and at.reasons == [] and not at.loglikelihood_flag and at.worst <= 1.0
+    above = two(DOCS, [*DOCS[:11], [-1.0, -2.0, -3.0, math.nextafter(edge, -math.inf)]], dtype=dtype)
+    assert above.beyond == 1 and above.loglikelihood_flag and above.reasons == ["BEYOND TOLERANCE"]
+    assert above.worst > 1.0 and (at.atol, at.rtol, at.dtype) == (atol, rtol, dtype)
+    # atol alone would not pass it: rtol scales with the reference's loglikelihood
+    assert abs(edge + 4.0) > atol
+
+
+def test_the_tolerance_reads_atol_plus_rtol_and_a_dtype_without_one_gets_bfloat16s():
+    assert two(DOCS, DOCS).tolerance == "0.001 + 0.0001·|ll|"
+    p = two(DOCS, DOCS, dtype="float8")
+    assert (p.atol, p.rtol) == P.TOLERANCE["bfloat16"] and p.dtype == "float8"
+    p.rtol = 0.0
+    assert p.tolerance == "0.5"
+
+
+def test_one_request_of_the_last_of_many_documents_is_flagged_and_counted_once():
+    p = two(DOCS, shifted(11, 2, 5e-3))
+    assert (p.docs, p.requests, p.beyond, p.nonfinite, p.flips) == (12, 48, 1, 0, 0)
+    assert p.max_abs == pytest.approx(5e-3) and p.flagged and p.compared
+    assert p.diff is not None and p.diff.mean == pytest.approx(5e-3 / 4 / 12)
+    ok = two(DOCS, DOCS)
+    assert (ok.beyond, ok.max_abs, ok.flagged) == (0, 0.0, False) and ok.reasons == []
+
+
+@pytest.mark.parametrize("where", ["ref", "other"])
+@pytest.mark.parametrize("value", [math.nan, -math.inf])
+def test_a_nan_or_infinite_loglikelihood_on_either_engine_is_flagged_without_an_interval(where, value):
+    bad = shifted(11, 3, 0.0)
+    bad[11][3] = value
+    p = two(bad, DOCS) if where == "ref" else two(DOCS, bad)
+    # -inf on the reference leaves |Δ| = inf against an rtol × inf allowance: only the NaN/inf check sees it
+    beyond = 0 if (where, value) == ("ref", -math.inf) else 1
+    assert p.nonfinite == 1 and p.beyond == beyond and p.diff is None and p.loglikelihood_flag
+    assert p.reasons[0] == "NaN/INFINITE" and ("BEYOND TOLERANCE" in p.reasons) == bool(beyond)
+    assert math.isnan(p.max_abs) if math.isnan(value) else p.max_abs == math.inf
+
+
+def test_documents_that_do_not_pair_up_are_not_compared():
+    ref = DOCS[:3] + [[-1.0, -2.0]]
+    p = two(ref, DOCS[:4])  # the 4th document has 2 choices on one engine, 4 on the other
+    assert (p.docs, p.requests) == (3, 12)
+    empty = two([[]] * 3, [[]] * 3)
+    assert (empty.docs, empty.max_abs, empty.diff, empty.loglikelihood_flag) == (0, None, None, False)
+    assert not empty.compared
+
+
+# ---- answers, generations, routing ------------------------------------------------------------
+def test_a_changed_choice_is_an_answer_flip_and_a_single_request_document_never_is():
+    flip = two(DOCS, shifted(5, 1, 1.5), dtype="bfloat16")  # choice 1 (-0.5) passes choice 0 (-1)
+    assert (flip.flips, flip.choice_docs, flip.beyond) == (1, 12, 1) and flip.answer_flag
+    assert "ANSWERS DIFFER" in flip.reasons
+    kept = two(DOCS, shifted(5, 1, 0.5), dtype="bfloat16")  # -1.5: still below choice 0
+    assert (kept.flips, kept.beyond, kept.flagged) == (0, 0, False)
+    single = two([[-1.0]] * 4, [[-1.2]] * 4, dtype="bfloat16")
+    assert (single.choice_docs, single.flips) == (0, 0)
+
+
+def test_one_differing_generation_among_many_is_flagged():
+    run = run_of([spec("m"), spec("m[v]", "vllm")],
+                 [ev("m", "g", responses=["a"] * 9), ev("m[v]", "g", responses=["a"] * 8 + ["b"], engine=VL)])
+    p = P.Parity(run, "m", "m[v]", "g")
+    assert (p.generations, p.identical, p.generation_flag, p.reasons) == (9, 8, True, ["GENERATIONS DIFFER"])
+    assert p.compared and p.docs == 0
+    line = "ENGINES DISAGREE: m[v] against m, g: greedy generations differ on 1 of 9 documents"
+    assert P.parity_lines(run, [p])[0].startswith(line)
+    same = run_of([spec("m"), spec("m[v]", "vllm")],
+                  [ev("m", "g", responses=["a"] * 9), ev("m[v]", "g", responses=["a"] * 9, engine=VL)])
+    q = P.Parity(same, "m", "m[v]", "g")
+    assert (q.identical, q.generation_flag) == (9, False)
+    assert P.parity_lines(same, [q]) == ["Engines agree on 1 build × task comparison(s); generations identical on "
+                                         "9 of 9 documents."]
+
+
+def tele(*layers, tokens=None):
+    return {"layers": [{"tokens_per_expert": list(c)} for c in layers],
+            "summary": {"tokens": tokens if tokens is not None else sum(layers[0])}}
+
+
+def test_routing_layers_are_equal_only_with_equal_counts_and_a_layer_count_mismatch_is_none_equal():
+    a = tele([3, 1], [2, 2])
+    assert P._layers_equal(a, tele([3, 1], [2, 2])) == (2, 2)
+    assert P._layers_equal(a, tele([3, 1], [1, 3])) == (1, 2)
+    assert P._layers_equal(a, tele([3, 1])) == (0, 2)
+    assert P._layers_equal(tele([3, 1]), a) == (0, 2)
+    assert P._layers_equal(None, a) is None and P._layers_equal(a, {"layers": []}) is None
+
+
+def test_the_routing_cell_shows_both_totals_only_where_layers_and_totals_differ():
+    p = two(DOCS, DOCS)
+    p.routing, p.routed_tokens, p.preemptions = None, (None, None), 0
+    assert P._routing_cell(p) == "-"
+    p.routing, p.routed_tokens = (2, 2), (10, 12)
+    assert P._routing_cell(p) == "2 / 2"
+    p.routing = (1, 2)
+    assert P._routing_cell(p) == "1 / 2 (10 vs 12 tokens counted)"
+    p.preemptions = 3
+    assert P._routing_cell(p) == ("1 / 2 (10 vs 12 tokens counted; vLLM preempted and recomputed 3 request(s), "
+                                  "counted again)")
+    p.routed_tokens = (12, 12)
+    assert P._routing_cell(p) == "1 / 2"
+    p.routed_tokens = (None, 12)
+    assert P._routing_cell(p) == "1 / 2"
+
+
+def test_routing_tokens_and_preemptions_are_read_per_engine():
+    run = run_of([spec("m"), spec("m[v]", "vllm")],
+                 [ev("m", "t", DOCS, routing=tele([3, 1], tokens=4)),
+                  ev("m[v]", "t", DOCS, engine=VL, routing=tele([2, 1], tokens=3), extra={"eval": {"preemptions": 2}})])
+    p = P.Parity(run, "m", "m[v]", "t")
+    assert p.routing == (0, 1) and p.routed_tokens == (3, 4) and p.preemptions == 2
+    assert P._tokens({"summary": {"tokens": "4"}}) is None and P._tokens(None) is None
+    assert P._preemptions(run, "m", "t") == 0
+
+
+# ---- a metric beyond claim 2's margin ----------------------------------------------------------
+def test_a_metric_is_shifted_only_when_its_interval_lies_wholly_beyond_the_margin():
+    p = two(DOCS, DOCS)
+    p.metric_diffs = [("acc", Diff(0.02, 0.011, 0.03, 12), 0.01), ("f1", Diff(0.0, -0.005, 0.01, 12), 0.01),
+                      ("x", Diff(-0.02, -0.03, -0.011, 12), 0.01), ("edge", Diff(0.02, 0.01, 0.03, 12), 0.01),
+                      ("edge2", Diff(-0.02, -0.03, -0.01, 12), 0.01)]
+    assert [m for m, _, _ in p.shifted] == ["acc", "x"] and p.reasons == ["METRIC BEYOND MARGIN"]
+    assert P.MARGIN == 0.01
+    lines = P.parity_lines(Run(Path("m"), {}, {}, []), [p])
+    assert lines[0] == ("ENGINES DISAGREE: m[v] against m, mc: acc differs by +0.02 [+0.011, +0.03] (95% CI over "
+                        "12 documents), wholly beyond ±0.01, the 1% of the reference's value that claim 2 judges by.")
+
+
+def test_the_margin_is_one_percent_of_the_references_value_and_a_stderr_or_nan_value_is_skipped():
+    mc = [{"doc_id": d, "acc": float(d % 2), "loglikelihoods": [-1.0, -2.0]} for d in range(10)]
+    run = run_of([spec("m"), spec("m[v]", "vllm")],
+                 [{"key": "a", "kind": "evaluate", "variant": "m", "status": "ok", "samples": {"t": mc},
+                   "metrics": {"t": {"acc": 0.5, "acc_stderr": 0.1, "f1": math.nan, "acc_norm": 0.4}}},
+                  {"key": "b", "kind": "evaluate", "variant": "m[v]", "status": "ok", "samples": {"t": mc},
+                   "metrics": {"t": {"acc": 0.5, "acc_norm": 0.5}}, "engine": VL}])
+    p = P.Parity(run, "m", "m[v]", "t")
+    assert [(m, bound) for m, _, bound in p.metric_diffs] == [("acc", pytest.approx(0.005))]
+    assert p.metric == "acc" and p.values == (0.5, 0.5)
+
+
+# ---- the sentences that open the report --------------------------------------------------------
+def test_the_agreement_sentence_gives_the_largest_difference_and_its_share_of_the_tolerance():
+    p = two(DOCS, shifted(3, 0, 5e-4))
+    lines = P.parity_lines(Run(Path("m"), {}, {}, []), [p])
+    assert lines == ["Engines agree on 1 build × task comparison(s): largest loglikelihood |Δ| 0.000500, at most "
+                     "45.5% of what a request may differ by (tolerance float32 0.001 + 0.0001·|ll| nats); the same "
+                     "answer chosen on 12 of 12 multiple-choice documents."]
+    assert P.parity_flags(Run(Path("m"), {}, {}, []), [p]) == []
+    assert P.parity_lines(Run(Path("m"), {}, {}, []), []) == []
+
+
+def test_each_disagreement_opens_its_own_line_and_the_card_gets_only_those():
+    bad = shifted(11, 3, 0.0)
+    bad[11][3] = math.nan
+    p = two(DOCS, bad)
+    lines = P.parity_lines(Run(Path("m"), {}, {}, []), [p])
+    assert lines == ["ENGINES DISAGREE: m[v] against m, mc: a NaN or infinite loglikelihood on 1 of 12 documents "
+                     "(on either engine; max |Δ| nan).",
+                     "ENGINES DISAGREE: m[v] against m, mc: loglikelihood max |Δ| nan is beyond the float32 "
+                     "tolerance of 0.001 + 0.0001·|ll| nats (1 of 12 documents).",
+                     # argmax takes the NaN as the chosen answer: a changed answer too
+                     "ENGINES DISAGREE: m[v] against m, mc: the chosen answer (argmax over the choices' "
+                     "loglikelihoods) differs on 1 of 12 documents."]
+    assert P.parity_flags(Run(Path("m"), {}, {}, []), [p, two(DOCS, DOCS)]) == lines
+
+
+def test_parity_rows_pair_each_other_engine_with_the_reference_per_task():
+    run = run_of([spec("m"), spec("m[v]", "vllm")],
+                 [ev("m", "a", DOCS), ev("m[v]", "a", DOCS, engine=VL),
+                  {**ev("m", "b", DOCS), "key": "m-b"}, {**ev("m[v]", "b", shifted(0, 0, 1.0), engine=VL), "key": "v-b"}])
+    rows = P.parity_rows(run)
+    assert [(p.ref, p.other, p.task, p.flagged) for p in rows] == [("m", "m[v]", "a", False), ("m", "m[v]", "b", True)]
+
+
+# ---- routing strategies across engines ----------------------------------------------------------
+def test_a_routing_strategys_native_twin_is_the_same_build_on_the_same_engine():
+    topk = {"name": "topk", "params": {"k": 1}}
+    run = run_of([spec("n"), spec("k", routing=topk), spec("nv", "vllm", routing={"name": "native"}),
+                  spec("kv", "vllm", routing=topk), spec("np", routing={"name": "native", "params": {"x": 1}})], [])
+    assert P._native_of(run, "k") == "n" and P._native_of(run, "kv") == "nv"
+    assert P._native_of(run, "n") is None and P._native_of(run, "nv") is None
+    assert P._native_of(run, "np") == "n"  # native with parameters is a strategy of its own
+    alone = run_of([spec("k", routing=topk)], [])
+    assert P._native_of(alone, "k") is None
+
+
+@pytest.mark.parametrize("gap, same", [(0.0, "yes"), (0.0019, "yes"), (0.0021 + 2e-4 * 4, "NO")])
+def test_a_routing_change_is_the_same_on_both_engines_within_twice_the_tolerance(gap, same):
+    topk = {"name": "topk", "params": {"k": 1}}
+    change = shifted(2, 3, -0.5)
+    other_change = shifted(2, 3, -0.5 + gap)
+    run = run_of([spec("n"), spec("k", routing=topk), spec("nv", "vllm"), spec("kv", "vllm", routing=topk)],
+                 [ev("n", "t", DOCS), ev("k", "t", change), ev("nv", "t", DOCS, engine=VL),
+                  ev("kv", "t", other_change, engine=VL)])
+    rows = [r for r in P.parity_rows(run) if r.ref == "k"]
+    table = P.routing_effect_table(run, rows)
+    assert [r[:3] for r in table.rows] == [["kv", "k", "t"]]
+    assert table.rows[0][6] == "yes" and table.rows[0][7] == same
+    assert table.rows[0][5] == f"{gap:.2e}" and table.notes
+
+
+def test_a_routing_change_within_atol_does_not_change_outputs():
+    topk = {"name": "topk", "params": {"k": 1}}
+    run = run_of([spec("n"), spec("k", routing=topk), spec("nv", "vllm"), spec("kv", "vllm", routing=topk)],
+                 [ev("n", "t", DOCS), ev("k", "t", shifted(2, 3, -5e-4)), ev("nv", "t", DOCS, engine=VL),
+                  ev("kv", "t", shifted(2, 3, -5e-4), engine=VL)])
+    table = P.routing_effect_table(run, [r for r in P.parity_rows(run) if r.ref == "k"])
+    assert table.rows[0][6:] == ["no", "yes"]
+    assert P.routing_effect_table(run, [r for r in P.parity_rows(run) if r.ref == "n"]).rows == []
