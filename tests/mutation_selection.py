@@ -51,6 +51,9 @@ FILES = {
 SKIP = (
     "cli_prints", "torch_free", "imports_no_torch", "shards_merge_to_the_unsplit", "hello_lists", "run_reports",
     "busy_worker", "stop_lets", "cancel_cancels", "interrupt_escalates", "test_cli_exit_2", "plan_prints_the_same",
+    # parses every source file, mutated ones included (calls no mutated function): under mutmut's tracing,
+    # CPython 3.11's ast.parse fails on the deepest of them ("AST constructor recursion depth mismatch")
+    "there_is_one_did_you_mean",
 )
 
 # test_evaluation.py: only these (the rest load a model, a session fixture rebuilt in every mutant's fork)
