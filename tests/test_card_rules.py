@@ -144,3 +144,20 @@ def test_the_regime_says_whether_the_facts_exceed_the_smaller_builds_capacity():
     assert C.regime_words([big, small]) == "1.00 tokens/param, facts exceed the smaller build's capacity"
     at = Regime("s", 100.0, 1.0, fact_bits=200.0)
     assert C.regime_words([big, at]) == "1.00 tokens/param, capacity does not bind"
+
+
+def test_the_card_states_its_multiplicity_method_and_the_untrained_headline_in_words():
+    assert C.UNTRAINED == "untrained builds: no claim can be judged"
+    assert C.METHOD == (
+        "Multiplicity: each claim's comparisons are one family under Holm's step-down at 5% family-wise "
+        "error; the i-th strongest of m is judged on its interval at level 1 − 0.05/(m − i + 1), and from the "
+        "first that does not clear the boundary on, every one is shown at that level and judged inconclusive, "
+        "so each interval shown agrees with its verdict (docs/claims.md). These adjusted intervals are not "
+        "simultaneous 95% intervals: four comparisons away from their boundaries cover their true values "
+        "together only about 86-91% of the time.")
+    card = C.build_card(run_of(a=RANDOM), {"1": [], "2": [], "3": [], "5": []})
+    assert card.notes[0] == (
+        "This run's builds made from a config and never trained have random weights (a): no claim about trained "
+        "models can be judged on them, and no other comparison here reads a claim. The tables and plots below "
+        "still show what was measured. Suites that train their builds and can judge claims: suites/claims.yaml "
+        "(claims 1, 2, 3 and 5); suites/longtail.yaml (claim 3).")

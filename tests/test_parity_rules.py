@@ -323,3 +323,85 @@ def test_a_routing_change_within_atol_does_not_change_outputs():
     table = P.routing_effect_table(run, [r for r in P.parity_rows(run) if r.ref == "k"])
     assert table.rows[0][6:] == ["no", "yes"]
     assert P.routing_effect_table(run, [r for r in P.parity_rows(run) if r.ref == "n"]).rows == []
+
+
+# ---- the tables ----------------------------------------------------------------------------------
+def test_the_parity_table_names_both_engines_with_versions_and_its_columns():
+    # the other engine's results come first: the reference's label must be read from its own
+    run = run_of([spec("m"), spec("m[v]", "vllm")],
+                 [ev("m[v]", "t", shifted(0, 0, 5e-4), engine=VL), ev("m", "t", DOCS)])
+    rows = P.parity_rows(run)
+    table = P.parity_table(run, rows)
+    assert table.columns == ["variant", "against", "engines", "task", "dtype", "docs", "requests", "mean Δ loglik",
+                             "95% CI", "max |Δ|", "tolerance", "answers differ", "generations identical",
+                             "routing layers equal", "metric", "flag"]
+    row = table.rows[0]
+    assert row[:7] == ["m[v]", "m", "vllm 0.32.0 vs transformers 5.19", "t", "float32", "12", "48"]
+    assert row[9] == "5.00e-04" and row[10] == "0.001 + 0.0001·|ll|" and row[11] == "0 / 12" and row[15] == ""
+    assert row[14] == "acc 0.5000 vs 0.5000"
+    assert table.notes and "float32 0.001 + 0.0001, float16 0.0625 + 0.008, bfloat16 0.5 + 0.01" in table.notes[0]
+    assert P.parity_table(run, []).rows == [] and P.parity_table(run, []).notes == []
+
+
+def test_the_parity_bootstrap_is_seeded_so_the_interval_is_the_same_each_report():
+    from harness.report.bootstrap import paired_bootstrap
+    other = [[x + 1e-4 * (d % 3) for x in doc] for d, doc in enumerate(DOCS)]
+    p = two(DOCS, other)
+    order = sorted(range(12), key=str)  # documents by id as text, as parity pairs them
+    want = paired_bootstrap([sum(other[d]) / 4 for d in order], [sum(DOCS[d]) / 4 for d in order], seed=0)
+    assert (p.diff.lo, p.diff.hi) == pytest.approx((want.lo, want.hi), rel=1e-12)
+
+
+def test_a_reference_without_the_tasks_metric_is_compared_on_its_requests_alone():
+    """The reference's evaluation recorded samples of ``t`` but no metric for it: the rows still
+    compare loglikelihoods; the metric reads None on that side and no margin is checked."""
+    run = run_of([spec("m"), spec("m[v]", "vllm")],
+                 [{**ev("m", "t", DOCS), "metrics": {}}, ev("m[v]", "t", DOCS, engine=VL)])
+    p = P.Parity(run, "m", "m[v]", "t")
+    assert p.metric == "acc" and p.values == (0.5, None) and p.metric_diffs == [] and p.docs == 12
+    assert P.parity_table(run, [p]).rows[0][14] == "-"
+
+
+def test_the_routing_effect_tables_columns():
+    topk = {"name": "topk", "params": {"k": 1}}
+    run = run_of([spec("n"), spec("k", routing=topk), spec("nv", "vllm"), spec("kv", "vllm", routing=topk)],
+                 [ev("n", "t", DOCS), ev("k", "t", shifted(2, 3, -0.5)), ev("nv", "t", DOCS, engine=VL),
+                  ev("kv", "t", shifted(2, 3, -0.5), engine=VL)])
+    table = P.routing_effect_table(run, [r for r in P.parity_rows(run) if r.ref == "k"])
+    assert table.title == "Routing changes the outputs the same way on both engines"
+    assert table.columns == ["variant", "against", "task", "change vs native (reference)", "change vs native (other)",
+                             "max |difference of changes|", "changes outputs", "same change"]
+    assert table.rows[0][3:5] == [f"{-0.5 / 4 / 12:+.3e}"] * 2
+
+
+def test_the_parity_tables_note_states_the_difference_the_tolerances_their_source_and_the_decision_checks():
+    run = run_of([spec("m"), spec("m[v]", "vllm")], [ev("m", "t", DOCS), ev("m[v]", "t", DOCS, engine=VL)])
+    note = P.parity_table(run, P.parity_rows(run)).notes[0]
+    for said in ("Δ: the other engine's loglikelihood minus the reference's, per document (mean over its requests), "
+                 "95% CI by the paired bootstrap over documents; max |Δ| over every request (nan where any is). "
+                 "A request may differ by atol + rtol × |the reference's loglikelihood| nats: ",
+                 "float32's atol 1e-3 and rtol 1e-4 are those of lm-eval's own parity test of two engines "
+                 "(lm-evaluation-harness tests/models/test_onnxruntime_parity.py: atol 1e-3 on summed "
+                 "continuation log-probs, rtol 1e-4 on rolling perplexity)",
+                 "; bfloat16's atol catches a broken engine, not rounding (its kernels round differently at every "
+                 "layer: 0.36 nats measured on tiny builds), float16's is 8 times finer (3 more mantissa bits), "
+                 "and their rtol is at most 1%. In every dtype a NaN or infinite loglikelihood, a multiple-choice "
+                 "document whose chosen answer (argmax over its choices) differs, a greedy generation that "
+                 "differs, and a task metric whose paired difference over documents has its 95% CI wholly beyond "
+                 "1% of the reference's value (the smallest margin a claim judges by: claim 2's) are flagged. "
+                 "Routing: MoE layers whose tokens-per-expert counts are equal on both engines. Both count every "
+                 "token each request feeds the model, as if it ran alone: a loglikelihood request its context and "
+                 "continuation but the last token (a context shared by n requests n times), a generation its "
+                 "prompt and its generated tokens but the one it stopped at. Where the engines counted different "
+                 "totals (a generation that stopped at another step, a request cut to another window, a request "
+                 "vLLM preempted and computed again), both are shown."):
+        assert said in note
+    topk = {"name": "topk", "params": {"k": 1}}
+    run = run_of([spec("n"), spec("k", routing=topk), spec("nv", "vllm"), spec("kv", "vllm", routing=topk)],
+                 [ev("n", "t", DOCS), ev("k", "t", DOCS), ev("nv", "t", DOCS, engine=VL), ev("kv", "t", DOCS, engine=VL)])
+    table = P.routing_effect_table(run, [r for r in P.parity_rows(run) if r.ref == "k"])
+    assert table.empty == "No routing strategy other than native ran on two engines."
+    assert table.notes == ["change vs native: the mean per-document loglikelihood change from the same build's "
+                           "native routing on the same engine; the same change: on every request the two engines' "
+                           "changes differ by at most twice the dtype's tolerance (each change is a difference of "
+                           "two loglikelihoods)."]
