@@ -213,3 +213,21 @@ def test_usd_per_million_tokens(tps, price, want):
     or no price: no figure."""
     got = costs.usd_per_million(tps, price)
     assert got == (pytest.approx(want) if want is not None else None)
+
+
+def test_a_variants_device_is_read_from_its_own_results_not_another_variants():
+    """The dense variant's result comes first and names another device: the MoE keeps its own; a probe
+    is priced on the variant's probe result, not on its evaluation's device."""
+    recs = [{"key": "a", "kind": "probe", "variant": "dense", "status": "ok", "env": {"device_name": H100}},
+            {"key": "b", "kind": "evaluate", "variant": "moe", "status": "ok", "env": {"device_name": H100}},
+            {"key": "c", "kind": "probe", "variant": "moe", "status": "ok", "env": {"device_name": A100, "device": "cuda"}}]
+    run = _run(*recs)
+    assert costs.variant_device(run, "moe", "probe") == (A100, "cuda")
+    assert costs.variant_device(run, "moe") == (H100, None)
+    assert costs.probe_price(run, "moe", {}) == ("a100", 1.8)
+
+
+def test_the_prices_table_has_its_columns_and_no_empty_message():
+    table = costs.prices_table(_run())
+    assert table.title == "Device prices used" and table.columns == ["device", "price (USD/hour)", "from"]
+    assert table.empty == ""

@@ -52,6 +52,7 @@ def test_boxes_intersect_by_more_than_half_a_pixel_or_within_the_gap():
     assert ticks._intersect(a, Bbox.from_extents(9, 0, 20, 10))  # 1 px of overlap
     assert not ticks._intersect(a, Bbox.from_extents(9.5, 0, 20, 10))  # half a pixel: touching
     assert not ticks._intersect(a, Bbox.from_extents(9, 9.5, 20, 20))  # overlapping in x, touching in y
+    assert ticks._intersect(a, Bbox.from_extents(5, 9, 20, 20))  # 1 px of overlap in y (5 in x)
     assert not ticks._intersect(a, Bbox.from_extents(14, 0, 20, 10), gap=4.0)  # 4 px apart, 4 px gap
     assert ticks._intersect(a, Bbox.from_extents(13, 0, 20, 10), gap=4.0)  # 3 px apart within a 4 px gap
     assert ticks._intersect(a, Bbox.from_extents(13, 0, 20, 10), gap=ticks.GAP_PX)
@@ -102,7 +103,7 @@ def test_a_base_2_log_axis_gets_powers_of_two_only():
     assert _texts(ax.xaxis) == ["1", "2", "4", "8", "16", "32", "64"]
 
 
-@pytest.mark.parametrize("lo, hi, want", [(5, 7, [5, 5.9, 7]), (33, 60, [33, 44, 60]), (3, 7, [3, 4.6, 7]), (2, 9, [2, 4, 8]), (2, 5, [2, 4])])
+@pytest.mark.parametrize("lo, hi, want", [(5, 7, [5, 5.9, 7]), (33, 60, [33, 44, 60]), (3, 7, [3, 4.6, 7]), (2, 9, [2, 4, 8]), (2, 5, [2, 4]), (2, 4, [2, 4])])
 def test_a_log_axis_with_fewer_than_two_powers_in_view_gets_three_readable_ticks(lo, hi, want):
     """Base 2 from 5 to 7 holds no power of two: three geometric ticks (5, 5.9, 7) instead of none;
     3 to 7 holds only one (4): geometric too; 2 to 5 holds two (2, 4) and 2 to 9 three: kept."""
