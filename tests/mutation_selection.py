@@ -68,7 +68,10 @@ ONLY = {
                                "test_within_seed_bootstrap_touching_zero_is_inconclusive_with_documents_needed",
                                "test_claim2_equivalence_margin_and_higher_is_better_metrics",
                                "test_fixture_verdicts_are_the_designed_ones",
-                               "test_power_wording_for_zero_spread_both_zero_and_a_margin"),
+                               "test_power_wording_for_zero_spread_both_zero_and_a_margin",
+                               "test_one_seed_uses_the_within_seed_bootstrap_and_curves_stand_in_for_tasks",
+                               "test_claim5_without_held_out_tasks_reads_the_runs_own_tasks",
+                               "test_a_seed_without_a_value_drops_out_and_the_others_keep_their_labels"),
     # test_figure_and_section draws the figure (matplotlib, seconds)
     "test_capacity_report.py": ("test_capacity_table_gives_r_r_max_and_the_papers_expectation_side_by_side",
                                 "test_an_untied_build_is_counted_with_one_embedding_table",

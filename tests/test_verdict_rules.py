@@ -258,3 +258,52 @@ def test_a_claims_word_over_its_verdicts_is_the_common_one_else_mixed():
     assert V.overall([]) is None and V.overall([h, h]) == HOLDS and V.overall([h, n]) == "mixed"
     assert V.short_name("3t").startswith("at equal total") and V.short_name("1") == "equal active"
     assert V.comparisons("2") is V.claim2 and V.comparisons("3t") is V.claim3_total
+
+
+def test_holm_takes_the_familys_alpha():
+    """p ~ 0.07: inconclusive at the default 5%, holds in a family judged at 10%."""
+    e = ev(1.0, -0.1, 2.1, "bootstrap", 100)
+    assert 0.05 < e.p_value() < 0.1
+    assert V.holm_family([verdict(e)])[0].verdict == INC
+    assert V.holm_family([verdict(e)], alpha=0.1)[0].verdict == HOLDS
+
+
+def test_a_verdict_without_a_raw_verdict_keeps_its_own_as_raw_under_holm():
+    x = verdict(ev(1.0, 0.9, 1.1))
+    x.raw_verdict = ""
+    assert V.holm_family([x])[0].raw_verdict == HOLDS
+
+
+def test_a_task_without_metrics_has_no_metric_and_the_preferred_one_wins_over_the_first():
+    recs = [{"key": "e", "kind": "evaluate", "variant": "m", "status": "ok",
+             "metrics": {"t": {"acc": 0.5, "bits_per_byte": 1.0}}}]
+    run = run_of({"m": {}}, recs)
+    assert V._metric(run, "t", "bits_per_byte") == "bits_per_byte"
+    assert V._metric(run, "t", "f1") == "acc"
+    assert V._metric(run, "none", "acc") is None
+
+
+# ---- the constructed claims run (tests/data/answers_fixture) -------------------------------------
+ANSWERS = Path(__file__).resolve().parent / "data" / "answers_fixture"
+
+
+def test_every_verdict_carries_its_claim_and_claim_2_and_3_their_figures():
+    v = V.all_verdicts(Run.load(ANSWERS))
+    assert [c for c in v] == ["1", "2", "3", "3t", "5"]
+    assert all(x.claim == c for c, xs in v.items() for x in xs) and all(v.values())
+    assert {x.extra["cost_from"] for x in v["2"]} == {"training FLOPs per token"}
+    assert all(x.extra["margin"] == pytest.approx(0.01 * abs(x.values[0])) for x in v["2"])
+    assert all(x.boundary == -x.extra["margin"] for x in v["2"])
+    assert all(isinstance(x.extra["acc"], tuple) and len(x.extra["acc"]) == 2 for x in v["3"] + v["3t"])
+    assert {x.extra["kind"] for x in v["3"]} == {"active"} and {x.extra["kind"] for x in v["3t"]} == {"total"}
+
+
+def test_held_out_loss_is_judged_on_bits_per_byte_when_the_task_also_reports_accuracy():
+    run = Run.load(ANSWERS)
+    for r in run.records:
+        for task, values in (r.get("metrics") or {}).items():
+            if task.endswith(("_heldout_seen", "_heldout_unseen")):
+                values["acc"] = 0.5
+    assert run.task_metrics("kg_heldout_seen")[0] == "acc"  # accuracy is listed first
+    v = V.all_verdicts(run)
+    assert {x.metric for x in v["1"] + v["2"] + v["5"]} == {"bits_per_byte"}
