@@ -182,6 +182,24 @@ def test_crowded_y_labels_on_a_two_tick_axis_are_laid_flat():
     assert len(_locs(ax.yaxis)) == 2
 
 
+def test_crowded_x_labels_on_a_two_tick_axis_stand_upright_and_y_labels_lie_flat():
+    """Two ticks left to thin: x labels turn to 90 degrees, y labels to 0, and none overlap."""
+    fig, ax = plt.subplots(figsize=(0.3, 3))
+    ax.plot([1000000.5, 1000001.5], [0, 1])
+    assert ticks.overlaps(fig) != []  # crowded before
+    ax.set_xticks([1000000.5, 1000001.5])
+    ticks.fit_ticks(fig)
+    assert len(_locs(ax.xaxis)) == 2 and {label.get_rotation() for label in ax.get_xticklabels()} == {90.0}
+    assert ticks.overlaps(fig) == []
+    fig, ax = plt.subplots(figsize=(3, 0.35))
+    ax.plot([0, 1], [1000000.5, 1000001.5])
+    ax.set_yticks([1000000.5, 1000001.5])
+    for label in ax.get_yticklabels():
+        label.set_rotation(45)
+    ticks.fit_ticks(fig)
+    assert {label.get_rotation() for label in ax.get_yticklabels()} == {0.0}
+
+
 def test_the_check_finds_two_labels_on_top_of_each_other_and_names_the_axes():
     fig, ax = plt.subplots(figsize=(3, 3))
     ax.set_title("quality")

@@ -307,3 +307,31 @@ def test_held_out_loss_is_judged_on_bits_per_byte_when_the_task_also_reports_acc
     assert run.task_metrics("kg_heldout_seen")[0] == "acc"  # accuracy is listed first
     v = V.all_verdicts(run)
     assert {x.metric for x in v["1"] + v["2"] + v["5"]} == {"bits_per_byte"}
+
+
+def test_each_verdict_names_what_it_compares_its_sweep_point_and_each_sides_value():
+    v = V.all_verdicts(Run.load(ANSWERS))
+    own = {c: next(x for x in xs if not x.sweep) for c, xs in v.items()}
+    assert own["1"].subject == "moe vs dense-active" and own["3"].subject == "moe vs dense-active"
+    assert own["2"].subject == "moe vs dense-total" and own["3t"].subject == "moe vs dense-total"
+    assert own["5"].subject == "moe (native) vs top-k at half k"
+    assert own["5"].extra == {"role": "top-k at half k", "strategy": "topk(k=1)"}
+    swept = next(x for x in v["1"] if x.sweep)
+    assert swept.subject == ("moe[train.tokens=16384] vs dense-active[train.tokens=16384] at train.tokens=16384")
+    # the claim's side first: claim 1 and 3 the MoE's, claim 2 the dense twin's, claim 3t the twin's, claim 5 native's
+    assert own["1"].values == pytest.approx((1.2003333, 1.262)) and own["2"].values == pytest.approx((1.1956667, 1.2003333))
+    assert own["3t"].values == pytest.approx((0.6284306, 0.5728580)) and own["5"].values == pytest.approx((1.2003333, 1.2516667))
+    two = own["2"].extra
+    assert (two["flops_moe"], two["flops_dense"], two["margin_rel"]) == (700032.0, 1584000.0, 0.01)
+    assert two["cost_ratio"] == pytest.approx(1584000.0 / 700032.0)
+    assert set(own["1"].variants) == {f"{m}#s{s}" for m in ("moe", "dense-active") for s in (1, 2, 3)}
+
+
+def test_claim_1_names_the_seeds_whose_two_sides_trained_on_unequal_tokens():
+    run = Run.load(ANSWERS)
+    for r in run.records:
+        if r.get("kind") == "train" and r["variant"] == "dense-active#s2":
+            r["train"]["tokens"] = 131072
+    own = [x for x in V.claim1(run) if not x.sweep]
+    assert own and all(x.extra["unequal_tokens"] == [(262144, 131072)] for x in own)
+    assert all(x.extra["unequal_tokens"] == [] for x in V.claim1(Run.load(ANSWERS)))
