@@ -226,3 +226,67 @@ def test_the_capacity_tables_notes_state_the_measure_p_the_ceiling_and_the_corpu
                           "measured with 32 experts, each as wide as the model (d -> d -> d), top-1, against the "
                           "law's peak; it is quoted only for that geometry. Here the MoE is compared with the best "
                           "dense R this run measured at its exposure count; the equal-total twin's ratio is shown apart.")
+
+
+def test_a_config_the_counter_rejects_or_a_malformed_job_spec_falls_back_to_the_build_description():
+    desc = {"tie_word_embeddings": False, "vocab_size": 100, "hidden_size": 8, "family": "llama"}
+    bad = rec("a", False, 10_000, config={"model_type": "mystery"}, build=desc)
+    p = C.points(run_of(bad))[0]
+    assert (p.paper_params, p.tied, p.gated, p.geometry) == (9_200, False, True, None)
+    odd = rec("b", False, 10_000, build=desc)
+    odd["spec"] = {"variant": "not a map"}
+    assert C.points(run_of(odd))[0].paper_params == 9_200
+
+
+def test_a_dense_config_has_no_moe_geometry_and_an_moe_config_has_its_experts_width():
+    dense = {"model_type": "llama", "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
+             "num_attention_heads": 2, "num_key_value_heads": 2, "vocab_size": 100, "tie_word_embeddings": True}
+    moe = {"model_type": "olmoe", "hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1,
+           "num_attention_heads": 2, "num_key_value_heads": 2, "vocab_size": 100, "tie_word_embeddings": True,
+           "num_experts": 4, "num_experts_per_tok": 1}
+    by = {p.variant: p for p in C.points(run_of(rec("d", False, 10_000, config=dense), rec("m", True, 10_000, config=moe)))}
+    assert by["d"].geometry is None
+    assert by["m"].geometry == {"num_experts": 4, "top_k": 1, "hidden": 8, "expert_width": 8}
+
+
+def test_the_capacity_tables_title_columns_and_empty_message():
+    t = C.capacity_table(run_of())
+    assert t.title == "Knowledge capacity (Allen-Zhu & Li's bound, whole population)"
+    assert t.columns == ["build", "kind", "exposures / person", "tokenizer", "P (one embedding table)",
+                         "params as built", "params (no embeddings)", "value facts (bits)", "most the bound gives",
+                         "bits stored", "value bits", "name bits", "R = bits / P", "R_max", "paper expects",
+                         "reading", "bits / param as built", "bits / param (no emb.)"]
+    assert t.empty == "No train result carries a capacity scoring (only bios corpora are scored)."
+    m = C.moe_factor_table(run_of())
+    assert m.title == "MoE capacity per parameter against dense" and m.rows == []
+    assert m.columns == ["MoE", "exposures / person", "MoE R", "best dense R (build)", "best dense / MoE", "paper",
+                         "equal-total twin", "vs its equal-total twin (dense / MoE bits)"]
+    assert m.empty == "No MoE with a scored dense build at its exposure count."
+
+
+def test_a_row_without_a_paper_figure_tokenizer_or_name_bits_shows_dashes_and_exposures_keep_four_digits():
+    no_names = cap()
+    del no_names["name_space"]
+    r = rec("a", False, 1000, exposures=12345.6, capacity={**no_names, "tokenizer": None})
+    row = dict(zip(C.capacity_table(run_of(r)).columns, C.capacity_table(run_of(r)).rows[0]))
+    assert row["paper expects"] == "-" and row["reading"] == "no paper figure at this exposure count"
+    assert row["tokenizer"] == "-" and row["name bits"] == "-" and row["exposures / person"] == "1.235e+04"
+    named = dict(zip(C.capacity_table(run_of(rec("b", False, 1000))).columns,
+                     C.capacity_table(run_of(rec("b", False, 1000))).rows[0]))
+    bits = C.points(run_of(rec("b", False, 1000)))[0].stored["name_bits"]
+    assert named["name bits"] == f"{bits:,.0f}" != "-" and named["tokenizer"] == "word"
+
+
+def test_rows_run_by_exposures_with_unknown_exposures_first_then_size():
+    unknown = rec("u", False, 1000, capacity=cap())
+    unknown["corpus"] = {}
+    rows = C.capacity_table(run_of(rec("half", False, 1000, exposures=0.5), unknown,
+                                   rec("big", False, 2000, exposures=0.5))).rows
+    assert [r[0] for r in rows] == ["u", "half", "big"]
+
+
+def test_the_equal_total_twin_is_the_nearest_below_or_above():
+    m = pt("m", moe=True, total=1000.0)
+    below, above = pt("below", total=990.0), pt("above", total=1005.0)
+    assert C.equal_total_twin(m, [below, above]) is above
+    assert C.equal_total_twin(m, [pt("b2", total=995.0), pt("a2", total=1010.0)]).variant == "b2"
