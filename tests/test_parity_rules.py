@@ -405,3 +405,13 @@ def test_the_parity_tables_note_states_the_difference_the_tolerances_their_sourc
                            "native routing on the same engine; the same change: on every request the two engines' "
                            "changes differ by at most twice the dtype's tolerance (each change is a difference of "
                            "two loglikelihoods)."]
+
+
+def test_a_routing_change_is_measured_on_the_documents_both_runs_share():
+    """The native run lacks the last document: the change is taken over the 11 both have."""
+    topk = {"name": "topk", "params": {"k": 1}}
+    run = run_of([spec("n"), spec("k", routing=topk), spec("nv", "vllm"), spec("kv", "vllm", routing=topk)],
+                 [ev("n", "t", DOCS[:11]), ev("k", "t", shifted(11, 3, -0.5)), ev("nv", "t", DOCS[:11], engine=VL),
+                  ev("kv", "t", shifted(11, 3, -0.5), engine=VL)])
+    table = P.routing_effect_table(run, [r for r in P.parity_rows(run) if r.ref == "k"])
+    assert table.rows[0][3:] == ["+0.000e+00", "+0.000e+00", "0.00e+00", "no", "yes"]
