@@ -290,3 +290,57 @@ def test_the_equal_total_twin_is_the_nearest_below_or_above():
     below, above = pt("below", total=990.0), pt("above", total=1005.0)
     assert C.equal_total_twin(m, [below, above]) is above
     assert C.equal_total_twin(m, [pt("b2", total=995.0), pt("a2", total=1010.0)]).variant == "b2"
+
+
+def cap_bits(value_bits: float) -> dict:
+    """A scoring of 10 persons and one 4-valued attribute storing ``value_bits`` (no name term)."""
+    import math
+    return {"persons": 10, "tokenizer": "word", "value_counts": {"a": 4},
+            "loss_nats": {"a": (20.0 - value_bits) * math.log(2)}}
+
+
+def test_the_moe_table_shows_only_the_twin_when_no_dense_build_shares_its_exposures():
+    m = rec("m", True, 1000, exposures=12345.6, capacity=cap_bits(8.0))
+    twin = rec("twin", False, 1000, exposures=100, capacity=cap_bits(10.0))
+    row = C.moe_factor_table(run_of(m, twin)).rows[0]
+    p = C.points(run_of(m))[0]
+    assert row[:4] == ["m", "1.235e+04", C._f(p.r), "-"] and row[4] == "-"
+    assert row[6:] == ["twin", C._f(10.0 / 8.0)]
+
+
+def test_a_best_dense_the_corpus_does_not_bound_has_no_bounded_note_and_a_missing_twin_a_dash():
+    m = rec("m", True, 1000, exposures=1000, capacity=cap_bits(8.0))
+    small = rec("small", False, 5, exposures=1000, capacity=cap_bits(16.0))  # R_max = 20 / 5: above 1.5 x 2
+    row = C.moe_factor_table(run_of(m, small)).rows[0]
+    assert C.points(run_of(small))[0].expected["bounded"] is False
+    assert row[3] == f"{C._f(3.2)} (small)" and row[4] == C._f(3.2 / 0.008) and row[6:] == ["-", "-"]
+
+
+@pytest.mark.parametrize("bits, shown", [(0.0, False), (0.5, True)])
+def test_ratios_over_an_moe_that_stored_nothing_are_not_computed(bits, shown):
+    m = rec("m", True, 1000, exposures=1000, capacity=cap_bits(bits))
+    d = rec("d", False, 1000, exposures=1000, capacity=cap_bits(10.0))
+    row = C.moe_factor_table(run_of(m, d)).rows[0]
+    assert (row[4] != "-") == shown and (row[7] != "-") == shown
+    if shown:
+        assert row[7] == C._f(10.0 / 0.5, 3)
+
+
+def test_an_moe_without_a_comparison_is_skipped_and_the_next_one_shown():
+    rows = C.moe_factor_table(run_of(rec("m1", True, 1000, exposures=5000), rec("m2", True, 1000, exposures=1000),
+                                     rec("d", False, 500, exposures=1000))).rows
+    assert [r[0] for r in rows] == ["m2"]
+
+
+def test_a_builds_point_reads_its_first_train_result_with_a_scoring_and_that_results_own_params():
+    unscored = {**rec("a", False, 1000), "capacity": None, "key": "a0"}
+    scored = rec("a", False, 2000)
+    evaluate = {**rec("e", False, 3000), "kind": "evaluate"}  # only train results are scored
+    describe = {"key": "d", "kind": "describe", "variant": "a", "status": "ok", "params": {"total": 9999}}
+    pts = C.points(run_of(unscored, scored, evaluate, describe))
+    assert [(p.variant, p.total) for p in pts] == [("a", 2000.0)]
+    bare = {**rec("b", False, 0), "params": None}
+    other = {"key": "o", "kind": "describe", "variant": "a", "status": "ok", "params": {"total": 7777}}
+    own = {"key": "d2", "kind": "describe", "variant": "b", "status": "ok", "params": {"total": 4444}}
+    by = {p.variant: p for p in C.points(run_of(other, bare, own))}
+    assert by["b"].total == 4444.0  # without params of its own: the variant's describe result's

@@ -39,6 +39,8 @@ def test_a_trained_run_with_one_untrained_variant_shows_its_verdicts_and_names_w
     assert "Not judged: comparisons reading untrained builds (rand; random weights)." in card.notes
     assert card.notes[0] == C.METHOD
     assert card.notes[-1] == "This run cannot speak to claim(s) 2, 3, 5 (see the details below)."
+    two = C.build_card(run_of(moe=TRAINED, r1=RANDOM, r2=RANDOM), {"1": [v(HOLDS)], "2": [], "3": [], "5": []})
+    assert "Not judged: comparisons reading untrained builds (r1, r2; random weights)." in two.notes
     # the same run without the untrained variant: no such note
     plain = C.build_card(run_of(moe=TRAINED, dense=TRAINED), {"1": [v(HOLDS)], "2": [], "3": [], "5": []})
     assert not any(n.startswith("Not judged") for n in plain.notes) and plain.lines
