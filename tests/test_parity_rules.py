@@ -447,3 +447,100 @@ def test_a_routing_change_is_shown_for_every_task_with_shared_documents_after_on
     rows = [r for r in P.parity_rows(run) if r.ref == "k"]
     assert [r.task for r in rows] == ["a", "b"]
     assert [r[2] for r in P.routing_effect_table(run, rows).rows] == ["b"]
+
+
+# ---- grouping and pairing edge cases -------------------------------------------------------------
+def test_a_variant_without_an_evaluation_is_not_grouped_and_the_others_still_are():
+    describe = {"key": "d", "kind": "describe", "variant": "m[v]", "status": "ok", "engine": VL}
+    run = run_of([spec("m"), spec("m[v]", "vllm")], [ev("m", "t", DOCS), describe])
+    assert P.groups(run) == []  # the vLLM variant was only described
+    other = {"config": {"model_type": "olmoe"}, "trained": "t"}
+    run = run_of([spec("x", build=other), spec("solo", build={"checkpoint": "/s"}), spec("m"), spec("m[v]", "vllm")],
+                 [ev("solo", "t", DOCS), ev("m", "t", DOCS), ev("m[v]", "t", DOCS, engine=VL)])
+    assert P.groups(run) == [("m", ["m[v]"])]  # after one without an evaluation and one on one engine
+
+
+def test_a_task_only_the_reference_ran_gives_no_row():
+    run = run_of([spec("m"), spec("m[v]", "vllm")], [ev("m", "a", DOCS), ev("m", "b", DOCS),
+                                                      ev("m[v]", "a", DOCS, engine=VL)])
+    assert [p.task for p in P.parity_rows(run)] == ["a"]
+
+
+def test_rows_follow_the_references_task_order():
+    run = run_of([spec("m"), spec("m[v]", "vllm")],
+                 [ev("m[v]", "b", DOCS, engine=VL), ev("m", "a", DOCS), ev("m", "b", DOCS),
+                  ev("m[v]", "a", DOCS, engine=VL)])
+    assert [p.task for p in P.parity_rows(run)] == ["a", "b"]
+
+
+def test_a_variant_without_a_dtype_is_held_to_float32s_tolerance():
+    no_dtype = {"name": "m", "model": "moe", "build": BUILD}
+    run = run_of([no_dtype, {**no_dtype, "name": "m[v]", "engine": {"name": "vllm"}}],
+                 [ev("m", "t", DOCS), ev("m[v]", "t", DOCS, engine=VL)])
+    p = P.Parity(run, "m", "m[v]", "t")
+    assert p.dtype == "float32" and (p.atol, p.rtol) == P.TOLERANCE["float32"]
+
+
+def test_documents_or_generations_on_one_engine_only_are_left_out():
+    p = two(DOCS + [[-1.0, -2.0]], DOCS)  # a 13th document on the reference only
+    assert (p.docs, p.requests) == (12, 48)
+    run = run_of([spec("m"), spec("m[v]", "vllm")],
+                 [ev("m", "g", responses=["a"] * 4), ev("m[v]", "g", responses=["a"] * 3, engine=VL)])
+    q = P.Parity(run, "m", "m[v]", "g")
+    assert (q.generations, q.identical, q.generation_flag) == (3, 3, False)
+
+
+def test_a_two_choice_document_is_multiple_choice_and_a_flip_from_any_choice_counts():
+    p = two([[-1.0, -2.0]] * 5, [[-1.0, -2.0]] * 4 + [[-2.0, -1.0]], dtype="bfloat16")
+    assert (p.choice_docs, p.flips) == (5, 1)
+    best_last = [[-3.0, -2.0, -1.0]] * 4
+    q = two(best_last, best_last)
+    assert (q.choice_docs, q.flips, q.flagged) == (4, 0, False)
+
+
+def test_the_parity_bootstrap_gives_the_same_interval_every_time_and_at_seed_zero():
+    mc = [{"doc_id": d, "acc": float(d % 2), "loglikelihoods": [-1.0 - 1e-4 * ((7 * d) % 11), -2.0]} for d in range(12)]
+    mc_v = [{"doc_id": d, "acc": float(d % 3 == 0), "loglikelihoods": [-1.0, -2.0]} for d in range(12)]
+    run = run_of([spec("m"), spec("m[v]", "vllm")],
+                 [{"key": "a", "kind": "evaluate", "variant": "m", "status": "ok", "samples": {"t": mc},
+                   "metrics": {"t": {"acc": 0.5}}},
+                  {"key": "b", "kind": "evaluate", "variant": "m[v]", "status": "ok", "samples": {"t": mc_v},
+                   "metrics": {"t": {"acc": 4 / 12}}, "engine": VL}])
+    one, two_ = P.parity_rows(run)[0], P.parity_rows(run)[0]
+    seeded = P.Parity(run, "m", "m[v]", "t", seed=0)
+    for p in (one, two_):
+        assert (p.diff.lo, p.diff.hi) == (seeded.diff.lo, seeded.diff.hi)
+        assert [(m, d.lo, d.hi) for m, d, _ in p.metric_diffs] == [(m, d.lo, d.hi) for m, d, _ in seeded.metric_diffs]
+    other_seed = P.Parity(run, "m", "m[v]", "t", seed=1)
+    assert seeded.metric_diffs and (other_seed.diff.lo, other_seed.diff.hi) != (seeded.diff.lo, seeded.diff.hi)
+
+
+def test_a_metric_after_one_that_cannot_be_compared_is_still_compared():
+    mc = [{"doc_id": d, "acc": float(d % 2), "f1": float(d % 2), "loglikelihoods": [-1.0, -2.0]} for d in range(10)]
+    run = run_of([spec("m"), spec("m[v]", "vllm")],
+                 [{"key": "a", "kind": "evaluate", "variant": "m", "status": "ok", "samples": {"t": mc},
+                   "metrics": {"t": {"acc": math.nan, "f1": 0.5}}},
+                  {"key": "b", "kind": "evaluate", "variant": "m[v]", "status": "ok", "samples": {"t": mc},
+                   "metrics": {"t": {"acc": 0.5, "f1": 0.5}}, "engine": VL}])
+    assert [m for m, _, _ in P.Parity(run, "m", "m[v]", "t").metric_diffs] == ["f1"]
+
+
+def test_a_task_without_any_metric_has_no_metric_column():
+    run = run_of([spec("m"), spec("m[v]", "vllm")],
+                 [{**ev("m", "t", DOCS), "metrics": {}}, {**ev("m[v]", "t", DOCS, engine=VL), "metrics": {}}])
+    p = P.Parity(run, "m", "m[v]", "t")
+    assert p.metric is None and p.values == (None, None) and p.metric_diffs == []
+
+
+def test_routing_and_preemptions_are_each_engines_own_whatever_the_record_order():
+    run = run_of([spec("m"), spec("m[v]", "vllm")],
+                 [ev("m[v]", "t", DOCS, engine=VL, routing=tele([2, 1], tokens=3), extra={"eval": {"preemptions": 2}}),
+                  ev("m", "t", DOCS, routing=tele([3, 1], tokens=4), extra={"eval": {"preemptions": 1}})])
+    p = P.Parity(run, "m", "m[v]", "t")
+    assert p.routing == (0, 1) and p.routed_tokens == (3, 4) and p.preemptions == 3
+
+
+def test_the_agreement_sentence_lists_each_dtypes_tolerance():
+    lines = P.parity_lines(Run(Path("m"), {}, {}, []), [two(DOCS, DOCS), two(DOCS, DOCS, dtype="bfloat16")])
+    assert "(tolerance bfloat16 0.5 + 0.01·|ll|, float32 0.001 + 0.0001·|ll| nats)" in lines[0]
+    assert lines[0].startswith("Engines agree on 2 build × task comparison(s): largest loglikelihood |Δ| 0, at most 0.0%")
