@@ -126,3 +126,15 @@ def test_every_metric_reads_with_its_unit(metric, want):
     """The unit beside a column (before lm-eval's filter suffix); an unknown metric is its own name."""
     assert nb.unit(metric) == want
     assert nb.with_unit("score", metric) == f"score ({want})"
+
+
+def test_an_interval_alone_takes_its_midpoints_precision():
+    """Without a mean the midpoint's first digit sets the precision: [-0.5, 0.500004] has its
+    midpoint at 2e-6, so six decimals show it (a third of it would ask for seven)."""
+    assert nb.fmt_ci(-0.5, 0.500004) == "[-0.500000, +0.500004]"
+    assert nb.fmt_ci(-0.5, 0.50001) == "[-0.500000, +0.500010]"
+
+
+def test_one_significant_digit_and_a_signed_number_at_three():
+    assert nb.fmt(2500000.0, 1) == "2e+06"
+    assert nb.fmt_signed(0.123456, 3) == "+0.123" and nb.fmt_signed(0.123456) == "+0.1235"
