@@ -47,6 +47,14 @@ def test_three_geometric_ticks_rounded_to_two_digits_inside_the_view(lo, hi, n, 
     assert all(lo <= x <= hi for x in got) or lo <= 0 or lo >= hi
 
 
+def test_geometric_ticks_are_the_printed_numbers_exactly_and_the_last_rounds_down_into_view():
+    """5.9, not 5.9000000000000004 (the label and the tick's place agree); to 9.96 the last tick is 9.9,
+    rounded down into the view, not 10 (outside it); an upper end at 0 keeps the ends."""
+    assert ticks._nice_geometric(5, 7) == [5.0, 5.9, 7.0]
+    assert ticks._nice_geometric(1, 9.96) == [1.0, 3.2, 9.9]
+    assert ticks._nice_geometric(5, 0) == [5, 0]
+
+
 def test_boxes_intersect_by_more_than_half_a_pixel_or_within_the_gap():
     a = Bbox.from_extents(0, 0, 10, 10)
     assert ticks._intersect(a, Bbox.from_extents(9, 0, 20, 10))  # 1 px of overlap
@@ -103,7 +111,7 @@ def test_a_base_2_log_axis_gets_powers_of_two_only():
     assert _texts(ax.xaxis) == ["1", "2", "4", "8", "16", "32", "64"]
 
 
-@pytest.mark.parametrize("lo, hi, want", [(5, 7, [5, 5.9, 7]), (33, 60, [33, 44, 60]), (3, 7, [3, 4.6, 7]), (2, 9, [2, 4, 8]), (2, 5, [2, 4]), (2, 4, [2, 4])])
+@pytest.mark.parametrize("lo, hi, want", [(5, 7, [5, 5.9, 7]), (33, 60, [33, 44, 60]), (3, 7, [3, 4.6, 7]), (2, 9, [2, 4, 8]), (2, 5, [2, 4]), (2, 4, [2, 4]), (0.5, 0.7, [0.5, 0.59, 0.7])])
 def test_a_log_axis_with_fewer_than_two_powers_in_view_gets_three_readable_ticks(lo, hi, want):
     """Base 2 from 5 to 7 holds no power of two: three geometric ticks (5, 5.9, 7) instead of none;
     3 to 7 holds only one (4): geometric too; 2 to 5 holds two (2, 4) and 2 to 9 three: kept."""
