@@ -342,6 +342,8 @@ def test_the_parity_table_names_both_engines_with_versions_and_its_columns():
                              "routing layers equal", "metric", "flag"]
     row = table.rows[0]
     assert row[:7] == ["m[v]", "m", "vllm 0.32.0 vs transformers 5.19", "t", "float32", "12", "48"]
+    p = rows[0]
+    assert row[7] == f"{p.diff.mean:+.2e}" and row[8] == f"[{p.diff.lo:+.2e}, {p.diff.hi:+.2e}]" != "-"
     assert row[9] == "5.00e-04" and row[10] == "0.001 + 0.0001·|ll|" and row[11] == "0 / 12" and row[15] == ""
     assert row[14] == "acc 0.5000 vs 0.5000"
     assert table.notes and "float32 0.001 + 0.0001, float16 0.0625 + 0.008, bfloat16 0.5 + 0.01" in table.notes[0]
@@ -499,8 +501,9 @@ def test_a_two_choice_document_is_multiple_choice_and_a_flip_from_any_choice_cou
 
 
 def test_the_parity_bootstrap_gives_the_same_interval_every_time_and_at_seed_zero():
-    mc = [{"doc_id": d, "acc": float(d % 2), "loglikelihoods": [-1.0 - 1e-4 * ((7 * d) % 11), -2.0]} for d in range(12)]
-    mc_v = [{"doc_id": d, "acc": float(d % 3 == 0), "loglikelihoods": [-1.0, -2.0]} for d in range(12)]
+    mc = [{"doc_id": d, "acc": ((7 * d) % 11) / 10, "loglikelihoods": [-1.0 - 1e-4 * ((7 * d) % 11), -2.0]}
+          for d in range(12)]
+    mc_v = [{"doc_id": d, "acc": ((5 * d) % 7) / 10, "loglikelihoods": [-1.0, -2.0]} for d in range(12)]
     run = run_of([spec("m"), spec("m[v]", "vllm")],
                  [{"key": "a", "kind": "evaluate", "variant": "m", "status": "ok", "samples": {"t": mc},
                    "metrics": {"t": {"acc": 0.5}}},
@@ -511,6 +514,8 @@ def test_the_parity_bootstrap_gives_the_same_interval_every_time_and_at_seed_zer
     for p in (one, two_):
         assert (p.diff.lo, p.diff.hi) == (seeded.diff.lo, seeded.diff.hi)
         assert [(m, d.lo, d.hi) for m, d, _ in p.metric_diffs] == [(m, d.lo, d.hi) for m, d, _ in seeded.metric_diffs]
+    default = P.Parity(run, "m", "m[v]", "t")
+    assert (default.diff.lo, default.diff.hi) == (seeded.diff.lo, seeded.diff.hi)
     other_seed = P.Parity(run, "m", "m[v]", "t", seed=1)
     assert seeded.metric_diffs and (other_seed.diff.lo, other_seed.diff.hi) != (seeded.diff.lo, seeded.diff.hi)
 
@@ -544,3 +549,38 @@ def test_the_agreement_sentence_lists_each_dtypes_tolerance():
     lines = P.parity_lines(Run(Path("m"), {}, {}, []), [two(DOCS, DOCS), two(DOCS, DOCS, dtype="bfloat16")])
     assert "(tolerance bfloat16 0.5 + 0.01·|ll|, float32 0.001 + 0.0001·|ll| nats)" in lines[0]
     assert lines[0].startswith("Engines agree on 2 build × task comparison(s): largest loglikelihood |Δ| 0, at most 0.0%")
+
+
+def test_a_routing_change_needs_a_native_twin_on_both_engines():
+    topk = {"name": "topk", "params": {"k": 1}}
+    run = run_of([spec("n"), spec("k", routing=topk), spec("kv", "vllm", routing=topk)],
+                 [ev("n", "t", DOCS), ev("k", "t", shifted(2, 3, -0.5)), ev("kv", "t", shifted(2, 3, -0.5), engine=VL)])
+    assert P.routing_effect_table(run, [r for r in P.parity_rows(run) if r.ref == "k"]).rows == []
+
+
+@pytest.mark.parametrize("other_change, same", [(-48.0, "yes"), (math.nextafter(-48.0, 0.0), "NO")])
+def test_changes_exactly_twice_the_tolerance_apart_are_the_same(other_change, same):
+    """bfloat16 at a loglikelihood of -50: each request may differ by 0.5 + 0.01 × 50 = 1, so two
+    changes (-50 and -48) exactly 2 apart are the same change; a hair further apart they are not."""
+    topk = {"name": "topk", "params": {"k": 1}}
+    bf = lambda name, engine=None, routing=None: spec(name, engine, dtype="bfloat16", routing=routing)  # noqa: E731
+    zero = [[0.0]] * 3
+    run = run_of([bf("n"), bf("k", routing=topk), bf("nv", "vllm"), bf("kv", "vllm", routing=topk)],
+                 [ev("n", "t", zero), ev("k", "t", [[-50.0]] * 3), ev("nv", "t", zero, engine=VL),
+                  ev("kv", "t", [[-50.0], [-50.0], [other_change]], engine=VL)])
+    table = P.routing_effect_table(run, [r for r in P.parity_rows(run) if r.ref == "k"])
+    assert table.rows[0][7] == same
+
+
+@pytest.mark.parametrize("change, shown", [(-0.5, "no"), (math.nextafter(-0.5, -1.0), "yes")])
+def test_a_routing_change_of_exactly_atol_does_not_change_outputs(change, shown):
+    """bfloat16's atol is 0.5: a change of exactly 0.5 nats is within what the engines' rounding
+    allows; the next float beyond it changes outputs."""
+    topk = {"name": "topk", "params": {"k": 1}}
+    bf = lambda name, engine=None, routing=None: spec(name, engine, dtype="bfloat16", routing=routing)  # noqa: E731
+    zero = [[0.0]] * 3
+    run = run_of([bf("n"), bf("k", routing=topk), bf("nv", "vllm"), bf("kv", "vllm", routing=topk)],
+                 [ev("n", "t", zero), ev("k", "t", [[change]] * 3), ev("nv", "t", zero, engine=VL),
+                  ev("kv", "t", [[change]] * 3, engine=VL)])
+    table = P.routing_effect_table(run, [r for r in P.parity_rows(run) if r.ref == "k"])
+    assert table.rows[0][6] == shown
