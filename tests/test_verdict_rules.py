@@ -335,3 +335,40 @@ def test_claim_1_names_the_seeds_whose_two_sides_trained_on_unequal_tokens():
     own = [x for x in V.claim1(run) if not x.sweep]
     assert own and all(x.extra["unequal_tokens"] == [(262144, 131072)] for x in own)
     assert all(x.extra["unequal_tokens"] == [] for x in V.claim1(Run.load(ANSWERS)))
+
+
+def test_power_after_holm_is_measured_from_the_claims_boundary():
+    """Two claim-2 comparisons that hold only before Holm: the effect their power is sized for is
+    their distance from -1%, not from 0."""
+    vs = [verdict(ev(0.01, -0.0098, 0.0298, "bootstrap", 100), boundary=-0.01) for _ in range(2)]
+    assert all(v.verdict == HOLDS for v in vs)
+    V.holm_family(vs)
+    assert all(v.verdict == INC and v.power.effect == pytest.approx(0.02) for v in vs)
+
+
+def test_claim_1_from_curves_reads_each_seeds_last_held_out_point():
+    """Without held-out tasks claim 1 reads the curves: each seed's point at the most tokens, not the
+    second, nor the one before last (a third point is put between the fixture's two)."""
+    run = Run.load(ANSWERS)
+    run.records = [r for r in run.records if r.get("task") != "kg_heldout"]
+    last = {}
+    for r in run.records:
+        if r.get("kind") == "train" and isinstance(r.get("train"), dict) and r["train"].get("heldout_curve"):
+            curve = sorted(r["train"]["heldout_curve"], key=lambda p: p["tokens"])
+            mid = (curve[0]["tokens"] + curve[-1]["tokens"]) // 2  # a third point between the two
+            r["train"]["heldout_curve"] = [*curve, {"tokens": mid, "seconds": 1.0, "loss": {"seen": 9.0, "unseen": 9.0}}]
+            last[r["variant"]] = curve[-1]["loss"]["seen"]
+    c1 = next(x for x in V.claim1(run) if not x.sweep and x.task == "train.heldout_curve (seen)")
+    moe = [last[f"moe#s{s}"] for s in (1, 2, 3)]
+    dense = [last[f"dense-active#s{s}"] for s in (1, 2, 3)]
+    assert c1.values == pytest.approx((sum(moe) / 3, sum(dense) / 3)) and c1.metric == "loss"
+
+
+def test_claim_3_is_judged_on_accuracy_where_the_tail_task_has_no_bits():
+    run = Run.load(ANSWERS)
+    for r in run.records:
+        for task, values in (r.get("metrics") or {}).items():
+            if task.endswith("_values_tail"):
+                values.pop("bits", None)
+    c3 = V.claim3(run)
+    assert c3 and {x.metric for x in c3} == {"acc"} and all("acc" not in x.extra for x in c3)
