@@ -181,6 +181,18 @@ def test_a_crowded_linear_axis_gets_fewer_ticks_until_none_overlap():
     assert 2 <= len(texts) <= 4 and "1e8" in texts
 
 
+def test_thirteen_crowded_linear_ticks_are_thinned_to_round_steps():
+    """Ticks every 10 from 0 to 120 on a 2-inch axis overlap: half as many bins on 1-2-2.5-5-10 steps
+    leave 0, 50, 100 in view, none overlapping."""
+    import numpy as np
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 123.4], [0, 1])
+    ax.set_xticks(np.linspace(0, 120, 13))
+    assert ticks.overlaps(fig) != []
+    ticks.fit_ticks(fig)
+    assert [t for t in _locs(ax.xaxis) if 0 <= t <= 123.4] == [0, 50, 100] and ticks.overlaps(fig) == []
+
+
 def test_crowded_y_labels_on_a_two_tick_axis_are_laid_flat():
     """With only two ticks left to thin, a crowded y axis keeps them and lays its labels horizontal."""
     fig, ax = plt.subplots(figsize=(3, 0.35))
