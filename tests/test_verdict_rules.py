@@ -193,6 +193,8 @@ def test_power_over_seeds_counts_the_seeds_still_needed_from_the_boundary():
     assert V.power(ev(0.1, -0.05, 0.25, "seeds", 30, sd=0.01)).more_seeds == 0  # already enough
     assert V.power(ev(0.0, -0.05, 0.05, "seeds", 3, sd=0.2)).more_seeds is None  # zero effect: never
     assert V.power(ev(0.1, -0.05, 0.25, "seeds", 3)).mde == mde_seeds(0.0, 3)
+    # no sd recorded: read as 0, which two seeds detect (three are already enough)
+    assert V.power(ev(0.1, -0.05, 0.25, "seeds", 3)).more_seeds == 0 == max(0, seeds_needed(0.1, 0.0) - 3)
 
 
 def test_power_from_one_seed_counts_the_documents_still_needed():
