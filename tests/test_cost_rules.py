@@ -213,3 +213,60 @@ def test_usd_per_million_tokens(tps, price, want):
     or no price: no figure."""
     got = costs.usd_per_million(tps, price)
     assert got == (pytest.approx(want) if want is not None else None)
+
+
+def test_a_variants_device_is_read_from_its_own_results_not_another_variants():
+    """The dense variant's result comes first and names another device: the MoE keeps its own; a probe
+    is priced on the variant's probe result, not on its evaluation's device."""
+    recs = [{"key": "a", "kind": "probe", "variant": "dense", "status": "ok", "env": {"device_name": H100}},
+            {"key": "b", "kind": "evaluate", "variant": "moe", "status": "ok", "env": {"device_name": H100}},
+            {"key": "c", "kind": "probe", "variant": "moe", "status": "ok", "env": {"device_name": A100, "device": "cuda"}}]
+    run = _run(*recs)
+    assert costs.variant_device(run, "moe", "probe") == (A100, "cuda")
+    assert costs.variant_device(run, "moe") == (H100, None)
+    assert costs.probe_price(run, "moe", {}) == ("a100", 1.8)
+
+
+def test_the_prices_table_has_its_columns_and_no_empty_message():
+    table = costs.prices_table(_run())
+    assert table.title == "Device prices used" and table.columns == ["device", "price (USD/hour)", "from"]
+    assert table.empty == ""
+
+
+def test_the_cost_table_states_its_title_columns_units_and_method():
+    run = _run(_ev(eval_s=60.0, metrics={"mc": {"acc": 0.5}}, samples={"mc": _docs(20, 10)}))
+    table = costs.cost_per_answer_table(run)
+    assert table.title == "Cost per correct answer"
+    assert table.columns == ["variant", "task", "accuracy (fraction correct)", "documents (count)",
+                             "correct answers (count)", "evaluation time (s)", "time per correct answer (s)", "device",
+                             "price (USD/hour)", "cost per correct answer (USD)", "cost per 1,000 correct answers (USD)"]
+    assert table.empty == "No multiple-choice task (an acc metric) with a measured evaluation time in this run."
+    assert table.notes == ["Time: the evaluation job's seconds (shared among its tasks by document count); cost: that "
+                           "time at the device's price per hour. Correct answers: documents scored correct (acc). "
+                           "Compare variants on one device; TokenArena (arXiv 2605.00300) found dollars per correct "
+                           "answer varying 6.2x for one model across endpoints."]
+    assert table.rows[0][4] == "10"  # a whole count of correct answers, not 10.00
+    half = costs.cost_per_answer_table(_run(_ev(eval_s=6.0, metrics={"mc": {"acc": 0.5}},
+                                                samples={"mc": [{"doc_id": 0}, {"doc_id": 1}, {"doc_id": 2}]})))
+    assert half.rows[0][4] == "1.500"  # from the metric: 0.5 × 3 documents
+    priced = _run(_ev(eval_s=6.0, metrics={"mc": {"acc": 0.5}}, samples={"mc": _docs(4, 2)}), prices={"h100": 2.5})
+    assert costs.prices_table(priced).notes == [
+        "Override with the suite's `prices: {h100: 2.5}` or `--price h100=2.5` (repeatable)."]
+
+
+def test_only_evaluations_are_charged_and_a_result_without_time_or_answers_does_not_stop_the_next():
+    probe = {"key": "p", "kind": "probe", "variant": "moe", "status": "ok", "env": GPU, "eval_s": 1000.0,
+             "metrics": {"mc": {"acc": 1.0}}, "samples": {"mc": _docs(10, 10)}}
+    untimed = _ev(key="e0", metrics={"mc": {"acc": 1.0}}, samples={"mc": _docs(10, 10)})
+    no_mc = _ev(key="e1", eval_s=50.0, metrics={"ppl": {"word_perplexity": 3.0}}, samples={"ppl": _docs(5, 0)})
+    timed = _ev(key="e2", eval_s=20.0, metrics={"mc": {"acc": 0.5}}, samples={"mc": _docs(10, 5)})
+    c = _one(_run(probe, untimed, no_mc, timed))
+    assert (c.docs, c.correct, c.seconds) == (10, 5.0, 20.0)
+
+
+def test_each_probes_device_is_priced_from_its_own_variant():
+    recs = [{"key": "a", "kind": "probe", "variant": "moe", "status": "ok", "env": {"device_name": H100},
+             "probe": {"name": "throughput", "rows": []}},
+            {"key": "b", "kind": "probe", "variant": "dense", "status": "ok", "env": {"device_name": A100},
+             "probe": {"name": "throughput", "rows": []}}]
+    assert costs.probe_price_keys(_run(*recs)) == {"h100", "a100"}

@@ -126,3 +126,28 @@ def test_every_metric_reads_with_its_unit(metric, want):
     """The unit beside a column (before lm-eval's filter suffix); an unknown metric is its own name."""
     assert nb.unit(metric) == want
     assert nb.with_unit("score", metric) == f"score ({want})"
+
+
+def test_an_interval_alone_takes_its_midpoints_precision():
+    """Without a mean the midpoint's first digit sets the precision: [-0.5, 0.500004] has its
+    midpoint at 2e-6, so six decimals show it (a third of it would ask for seven)."""
+    assert nb.fmt_ci(-0.5, 0.500004) == "[-0.500000, +0.500004]"
+    assert nb.fmt_ci(-0.5, 0.50001) == "[-0.500000, +0.500010]"
+
+
+def test_one_significant_digit_and_a_signed_number_at_three():
+    assert nb.fmt(2500000.0, 1) == "2e+06"
+    assert nb.fmt_signed(0.123456, 3) == "+0.123" and nb.fmt_signed(0.123456) == "+0.1235"
+
+
+def test_the_switches_to_scientific_at_exactly_ten_to_the_six_and_fixed_at_ten_to_the_minus_four():
+    assert nb.fmt(1_000_000.0) == "1.000e+06"
+    assert nb.fmt_effect(1e6) == ("+1.000e+06", "-", "-")
+    assert nb.fmt_effect(1e-4) == ("+0.0001000", "-", "-")
+
+
+def test_an_effect_without_an_interval_keeps_the_rules_digits_and_thousands_separators():
+    assert nb.fmt_effect(1234.5) == ("+1,234", "-", "-")
+    assert nb.fmt_effect(1234.5, 1000.0, 1500.0) == ("+1,234", "+1,000", "+1,500")
+    assert nb.fmt_effect(0.123456, sig=3) == ("+0.123", "-", "-")
+    assert nb.fmt_ci(-0.5, 0.500003) == "[-0.500000, +0.500003]"

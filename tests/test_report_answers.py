@@ -246,7 +246,7 @@ def test_one_seed_uses_the_within_seed_bootstrap_and_curves_stand_in_for_tasks(t
                                                   if r.get("task") != "kg_heldout"))
     c1 = [x for x in all_verdicts(Run.load(curves))["1"] if not x.sweep]
     assert [x.task for x in c1] == ["train.heldout_curve (seen)", "train.heldout_curve (unseen)"]
-    assert c1[0].evidence.source == "seeds" and c1[0].raw_verdict == HOLDS
+    assert c1[0].evidence.source == "seeds" and c1[0].raw_verdict == HOLDS and c1[0].metric == "loss"
 
 
 def test_a_run_without_answers_says_so_in_one_line_each(report_fixture_run):

@@ -174,3 +174,14 @@ def test_the_two_sided_quantile_is_normal_without_df_and_t_with():
     assert stats.quantile(0.95, None) == pytest.approx(1.959963985, rel=1e-9)
     assert stats.quantile(0.95, 4) == pytest.approx(2.77644511, rel=1e-6)
     assert stats.quantile(0.9, 4) == pytest.approx(2.13184679, rel=1e-6)
+
+
+def test_seeds_needed_at_a_lower_power_are_fewer():
+    """Detecting 0.5 against a per-seed sd of 1: 34 seeds at 80% power, 18 at 50%."""
+    assert stats.seeds_needed(0.5, 1.0) == 34
+    assert stats.seeds_needed(0.5, 1.0, power=0.5) == 18
+
+
+def test_one_document_is_enough_to_scale_from_and_none_is_not():
+    assert stats.docs_needed(0.1, 1, -0.5, 0.7) == 74
+    assert stats.docs_needed(0.1, 0, -0.5, 0.7) is None

@@ -47,11 +47,20 @@ def test_three_geometric_ticks_rounded_to_two_digits_inside_the_view(lo, hi, n, 
     assert all(lo <= x <= hi for x in got) or lo <= 0 or lo >= hi
 
 
+def test_geometric_ticks_are_the_printed_numbers_exactly_and_the_last_rounds_down_into_view():
+    """5.9, not 5.9000000000000004 (the label and the tick's place agree); to 9.96 the last tick is 9.9,
+    rounded down into the view, not 10 (outside it); an upper end at 0 keeps the ends."""
+    assert ticks._nice_geometric(5, 7) == [5.0, 5.9, 7.0]
+    assert ticks._nice_geometric(1, 9.96) == [1.0, 3.2, 9.9]
+    assert ticks._nice_geometric(5, 0) == [5, 0]
+
+
 def test_boxes_intersect_by_more_than_half_a_pixel_or_within_the_gap():
     a = Bbox.from_extents(0, 0, 10, 10)
     assert ticks._intersect(a, Bbox.from_extents(9, 0, 20, 10))  # 1 px of overlap
     assert not ticks._intersect(a, Bbox.from_extents(9.5, 0, 20, 10))  # half a pixel: touching
     assert not ticks._intersect(a, Bbox.from_extents(9, 9.5, 20, 20))  # overlapping in x, touching in y
+    assert ticks._intersect(a, Bbox.from_extents(5, 9, 20, 20))  # 1 px of overlap in y (5 in x)
     assert not ticks._intersect(a, Bbox.from_extents(14, 0, 20, 10), gap=4.0)  # 4 px apart, 4 px gap
     assert ticks._intersect(a, Bbox.from_extents(13, 0, 20, 10), gap=4.0)  # 3 px apart within a 4 px gap
     assert ticks._intersect(a, Bbox.from_extents(13, 0, 20, 10), gap=ticks.GAP_PX)
@@ -102,7 +111,7 @@ def test_a_base_2_log_axis_gets_powers_of_two_only():
     assert _texts(ax.xaxis) == ["1", "2", "4", "8", "16", "32", "64"]
 
 
-@pytest.mark.parametrize("lo, hi, want", [(5, 7, [5, 5.9, 7]), (33, 60, [33, 44, 60]), (3, 7, [3, 4.6, 7]), (2, 9, [2, 4, 8]), (2, 5, [2, 4])])
+@pytest.mark.parametrize("lo, hi, want", [(5, 7, [5, 5.9, 7]), (33, 60, [33, 44, 60]), (3, 7, [3, 4.6, 7]), (2, 9, [2, 4, 8]), (2, 5, [2, 4]), (2, 4, [2, 4]), (0.5, 0.7, [0.5, 0.59, 0.7])])
 def test_a_log_axis_with_fewer_than_two_powers_in_view_gets_three_readable_ticks(lo, hi, want):
     """Base 2 from 5 to 7 holds no power of two: three geometric ticks (5, 5.9, 7) instead of none;
     3 to 7 holds only one (4): geometric too; 2 to 5 holds two (2, 4) and 2 to 9 three: kept."""
@@ -172,6 +181,18 @@ def test_a_crowded_linear_axis_gets_fewer_ticks_until_none_overlap():
     assert 2 <= len(texts) <= 4 and "1e8" in texts
 
 
+def test_thirteen_crowded_linear_ticks_are_thinned_to_round_steps():
+    """Ticks every 10 from 0 to 120 on a 2-inch axis overlap: half as many bins on 1-2-2.5-5-10 steps
+    leave 0, 50, 100 in view, none overlapping."""
+    import numpy as np
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 123.4], [0, 1])
+    ax.set_xticks(np.linspace(0, 120, 13))
+    assert ticks.overlaps(fig) != []
+    ticks.fit_ticks(fig)
+    assert [t for t in _locs(ax.xaxis) if 0 <= t <= 123.4] == [0, 50, 100] and ticks.overlaps(fig) == []
+
+
 def test_crowded_y_labels_on_a_two_tick_axis_are_laid_flat():
     """With only two ticks left to thin, a crowded y axis keeps them and lays its labels horizontal."""
     fig, ax = plt.subplots(figsize=(3, 0.35))
@@ -179,6 +200,24 @@ def test_crowded_y_labels_on_a_two_tick_axis_are_laid_flat():
     ax.set_yticks([1000000.5, 1000001.5])
     ticks.fit_ticks(fig)
     assert len(_locs(ax.yaxis)) == 2
+
+
+def test_crowded_x_labels_on_a_two_tick_axis_stand_upright_and_y_labels_lie_flat():
+    """Two ticks left to thin: x labels turn to 90 degrees, y labels to 0, and none overlap."""
+    fig, ax = plt.subplots(figsize=(0.3, 3))
+    ax.plot([1000000.5, 1000001.5], [0, 1])
+    assert ticks.overlaps(fig) != []  # crowded before
+    ax.set_xticks([1000000.5, 1000001.5])
+    ticks.fit_ticks(fig)
+    assert len(_locs(ax.xaxis)) == 2 and {label.get_rotation() for label in ax.get_xticklabels()} == {90.0}
+    assert ticks.overlaps(fig) == []
+    fig, ax = plt.subplots(figsize=(3, 0.35))
+    ax.plot([0, 1], [1000000.5, 1000001.5])
+    ax.set_yticks([1000000.5, 1000001.5])
+    for label in ax.get_yticklabels():
+        label.set_rotation(45)
+    ticks.fit_ticks(fig)
+    assert {label.get_rotation() for label in ax.get_yticklabels()} == {0.0}
 
 
 def test_the_check_finds_two_labels_on_top_of_each_other_and_names_the_axes():

@@ -428,12 +428,18 @@ def all_verdicts(run: Run) -> dict[str, list[Verdict]]:
     remaining comparisons are one family under Holm's step-down (:func:`holm_family`), and each
     prediction's another, apart from its claim's.
     """
+    untrained = set(untrained_variants(run))
     out = {}
     for c in CLAIMS:
         for key in (c, *(k for k, p in PREDICTIONS.items() if p[3] == c)):
-            out[key] = holm_family([v for v in comparisons(key)(run)
-                                    if not any(run.untrained(x) for x in v.variants)])
+            out[key] = holm_family(judged(comparisons(key)(run), untrained))
     return out
+
+
+def judged(verdicts: list[Verdict], untrained: set[str]) -> list[Verdict]:
+    """The comparisons that get a verdict: those reading no untrained build (``untrained``: their
+    variants). One untrained variant in a trained run drops its own comparisons, never the others."""
+    return [v for v in verdicts if not any(x in untrained for x in v.variants)]
 
 
 def overall(verdicts: list[Verdict]) -> str | None:
