@@ -38,7 +38,8 @@ def test_a_trained_run_with_one_untrained_variant_shows_its_verdicts_and_names_w
     assert card.headline == "" and [ln.claim for ln in card.lines] == ["1"] and card.lines[0].verdict == HOLDS
     assert "Not judged: comparisons reading untrained builds (rand; random weights)." in card.notes
     assert card.notes[0] == C.METHOD
-    assert card.notes[-1] == "This run cannot speak to claim(s) 2, 3, 5 (see the details below)."
+    # the card passed no claim 9: a run without quantized variants cannot speak to it either
+    assert card.notes[-1] == "This run cannot speak to claim(s) 2, 3, 5, 9 (see the details below)."
     two = C.build_card(run_of(moe=TRAINED, r1=RANDOM, r2=RANDOM), {"1": [v(HOLDS)], "2": [], "3": [], "5": []})
     assert "Not judged: comparisons reading untrained builds (r1, r2; random weights)." in two.notes
     # the same run without the untrained variant: no such note

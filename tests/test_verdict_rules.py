@@ -291,8 +291,9 @@ ANSWERS = Path(__file__).resolve().parent / "data" / "answers_fixture"
 
 def test_every_verdict_carries_its_claim_and_claim_2_and_3_their_figures():
     v = V.all_verdicts(Run.load(ANSWERS))
-    assert [c for c in v] == ["1", "2", "3", "3t", "5"]
-    assert all(x.claim == c for c, xs in v.items() for x in xs) and all(v.values())
+    assert [c for c in v] == ["1", "2", "3", "3t", "5", "9"]
+    assert all(x.claim == c for c, xs in v.items() for x in xs)
+    assert all(v[c] for c in ("1", "2", "3", "3t", "5")) and v["9"] == []  # no quantized variant: nothing to judge
     assert {x.extra["cost_from"] for x in v["2"]} == {"training FLOPs per token"}
     assert all(x.extra["margin"] == pytest.approx(0.01 * abs(x.values[0])) for x in v["2"])
     assert all(x.boundary == -x.extra["margin"] for x in v["2"])
@@ -313,7 +314,7 @@ def test_held_out_loss_is_judged_on_bits_per_byte_when_the_task_also_reports_acc
 
 def test_each_verdict_names_what_it_compares_its_sweep_point_and_each_sides_value():
     v = V.all_verdicts(Run.load(ANSWERS))
-    own = {c: next(x for x in xs if not x.sweep) for c, xs in v.items()}
+    own = {c: next(x for x in xs if not x.sweep) for c, xs in v.items() if xs}
     assert own["1"].subject == "moe vs dense-active" and own["3"].subject == "moe vs dense-active"
     assert own["2"].subject == "moe vs dense-total" and own["3t"].subject == "moe vs dense-total"
     assert own["5"].subject == "moe (native) vs top-k at half k"
