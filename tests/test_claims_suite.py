@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]  # tox -e heavy: a whole suite trained end to end
 
 MODELS = ("moe", "dense-active", "dense-total")
 POINTS = (4096, 8192)
