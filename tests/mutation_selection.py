@@ -50,6 +50,8 @@ FILES = {
     # what the report decides: engine parity, the answer card, the claims' verdicts, knowledge capacity
     "test_report_parity.py", "test_report_claims.py", "test_report_answers.py", "test_capacity_report.py",
     "test_verdict_rules.py", "test_card_rules.py", "test_parity_rules.py", "test_capacity_report_rules.py",
+    # quantization as an axis and claim 9 (in-memory runs; one test draws the figure)
+    "test_report_quant.py",
 }
 
 # Tests in those files that load a model or start processes (a test name containing one of these).
