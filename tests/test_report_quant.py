@@ -142,6 +142,10 @@ def test_claim9_flips_at_minus_one_percent_of_the_twins_f32_value(tmp_path, moe_
         assert v.evidence.mean == pytest.approx(100.0 - moe_q)  # the twin's loss (0) − the MoE's
         assert v.verdict == want and v.raw_verdict == want
         assert {"moe[llamacpp]", f"dense-{v.extra['kind']}[llamacpp]"} <= set(v.variants)  # the f32 sides read too
+        setting = v.extra["setting"].split("=")[1]  # and the quantized sides themselves
+        assert {f"moe[llamacpp,quant={setting}]", f"dense-{v.extra['kind']}[llamacpp,quant={setting}]"} <= set(v.variants)
+        assert v.extra["margin"] == pytest.approx(1.0)  # 1% of the twin's f32 value, which the card prints
+        assert v.subject.startswith(f"moe[llamacpp,quant={setting}] vs dense-{v.extra['kind']}[llamacpp,quant={setting}]")
 
 
 @pytest.mark.parametrize("drop, advantage, raw", [(("moe",), -0.25, DOES_NOT_HOLD),
