@@ -177,8 +177,17 @@ class EngineLM(TemplateLM, ABC):
             lm._loglikelihood_tokens([(("The sky is", " blue"), [464, 6766, 318], [4171])])
             # [(-3.2, True)]
 
-        Count ``self.stats["tokens"]``/``["batches"]``/``["requests"]``, call ``self._tick`` between
-        batches and ``self.cache_hook.add_partial("loglikelihood", key, answer)`` per keyed request."""
+        Count ``self.stats["tokens"]``/``["batches"]``, call ``self._tick`` between batches, and end
+        with ``return self._answered(requests, results)``."""
+
+    def _answered(self, requests, results: list) -> list:
+        """What every engine's ``_loglikelihood_tokens`` ends with: the requests counted, each keyed
+        answer handed to lm-eval's cache hook; ``results`` returned."""
+        self.stats["requests"] += len(requests)
+        for (key, _, _), answer in zip(requests, results):
+            if key is not None:
+                self.cache_hook.add_partial("loglikelihood", key, answer)
+        return results
 
     @abstractmethod
     def _generate(self, args: list[tuple[str, dict]], eos: str) -> list[str]:

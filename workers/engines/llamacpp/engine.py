@@ -126,15 +126,15 @@ class LlamacppEngine(Engine):
         plan = self._plan(variant, device, home)
         v, path, config = variant.spec, plan["path"], plan["config"]
         params = v["engine"]["params"]
+        threads = thread_count(params.get("threads"), free_cores())  # the load average is read once
         try:
-            gguf = gguf_for(path, params["quant"], home, threads=thread_count(params.get("threads"), free_cores()))
+            gguf = gguf_for(path, params["quant"], home, threads=threads)
         except UnsupportedCheckpoint as exc:
             raise Unsupported(f"variant {variant.name}: engine llamacpp cannot host it: {exc}") from None
         except Exception as exc:
             raise ModelLoadFailed(f"variant {variant.name}: writing its GGUF failed: {_first_line(exc)}") from None
         n_ctx = params.get("n_ctx") or int(config.get("max_position_embeddings") or 2048)
-        handle = LlamacppHandle(gguf, ARCHITECTURES[config["model_type"]], n_ctx,
-                                thread_count(params.get("threads"), free_cores()), params["kv_cache"],
+        handle = LlamacppHandle(gguf, ARCHITECTURES[config["model_type"]], n_ctx, threads, params["kv_cache"],
                                 params["quant"], tensor_bytes(gguf))
         try:
             handle.use(experts_used(variant.strategy))

@@ -98,11 +98,7 @@ class LlamacppLM(EngineLM):
             self.stats["batches"] += 1
             if done % 16 == 0 or done == len(order):
                 self._tick(done, len(requests), "loglikelihood")
-        self.stats["requests"] += len(requests)
-        for (key, _, _), answer in zip(requests, results):
-            if key is not None:
-                self.cache_hook.add_partial("loglikelihood", key, answer)
-        return results
+        return self._answered(requests, results)
 
     # ---- generation ------------------------------------------------------------------------
     def _generate(self, args: list[tuple[str, dict]], eos: str) -> list[str]:

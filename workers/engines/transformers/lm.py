@@ -50,11 +50,7 @@ class HarnessLM(EngineLM):
                 done += 1
             self.stats["batches"] += 1
             self._tick(done, total, "loglikelihood")
-        self.stats["requests"] += total
-        for (key, _, _), answer in zip(requests, results):
-            if key is not None:
-                self.cache_hook.add_partial("loglikelihood", key, answer)
-        return results
+        return self._answered(requests, results)
 
     def _forward(self, input_ids, keep: int | None, **kw):
         if self._keep_logits and keep is not None:

@@ -77,11 +77,7 @@ class VllmLM(EngineLM):
                 results.append(score(prompt, cont, out))
             self.stats["batches"] += 1
             self._tick(len(results), len(requests), "loglikelihood")
-        self.stats["requests"] += len(requests)
-        for (key, _, _), answer in zip(requests, results):
-            if key is not None:
-                self.cache_hook.add_partial("loglikelihood", key, answer)
-        return results
+        return self._answered(requests, results)
 
     # ---- generation ------------------------------------------------------------------------
     def _generate(self, args: list[tuple[str, dict]], eos: str) -> list[str]:
